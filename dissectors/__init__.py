@@ -1,0 +1,1 @@
+"""Protocol dissectors: bytes in, records and anomalies out; they describe, never judge."""

@@ -1,0 +1,4 @@
+"""python -m voipwatch"""
+from voipwatch.cli import main
+
+main()
