@@ -1,0 +1,163 @@
+"""Peer conformance: voipwatch agrees exactly with tshark on real public captures.
+
+For each capture the test runs tshark itself and compares, exactly:
+- SIP: per frame, the multiset of methods/status codes and of Call-IDs;
+- RTP streams announced in SDP: (src, sport, dst, dport, SSRC) with packets and lost, against
+  `tshark -z rtp,streams`;
+- every RTP stream (announced or found by the header heuristic) against tshark with its rtp_udp
+  heuristic enabled.
+A disagreement that is tshark's fault (or a deliberate difference) is listed in KNOWN with the reason;
+the test requires the differences to be exactly those listed, so a fixed or a new one fails it.
+"""
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+import peer
+from voipwatch.analyze import analyze_files
+
+CAPTURES = [
+    "zeek/Traces/sip/wireshark.pcap",
+    "zeek/Traces/sip/sip-junk-before-request.pcap",
+    "zeek/Traces/sip/invalid-content-length.pcap",
+    "zeek/Traces/sip/sip-long-request-response-paths.pcap",
+    "suricata-verify/sip-body-frames/public-cloudshark-sip-s0.pcap",
+    "suricata-verify/sip-body-large/sip-body-large.pcap",
+    "suricata-verify/sip-compact-form/sip_compact_form.pcap",
+    "suricata-verify/sip-header-multi-value/sip_header_multi_val.pcap",
+    "suricata-verify/sip-options-method/input.pcap",
+    "suricata-verify/sip-pattern-matching/sip.pcap",
+    "suricata-verify/sip-sdp/sdp.pcap",
+    "suricata-verify/sip-tcp-method/sip-tcp.pcap",
+    "suricata-verify/sip-tcp-pattern-matching/sip.pcap",
+    "ndpi/pcap/sip.pcap",
+    "ndpi/pcap/sip_hello.pcapng",
+    "ndpi/pcap/webex.pcap",
+    "ndpi/pcap/gre.pcapng",
+    "ndpi/pcap/stun.pcap",
+    "ndpi/pcap/stun_dtls_rtp.pcapng",
+    "ndpi/pcap/fuzz-2006-06-26-2594.pcap",
+    "sipnab/SIP_CALL_RTP_G711",
+    "sipnab/Asterisk_ZFONE_XLITE.pcap",
+    "sipnab/sip-rtp-g711.pcap",
+    "sipnab/sip-rtp-opus-hybrid.pcap",
+    "sipnab/codec-negotiation.pcap",
+    "sipnab/invite-opus-bye.pcap",
+    "sipnab/register-invite-reinvite-bye.pcap",
+    "sipnab/rtp-protocol.pcap",
+    "sipnab/sip-over-tcp.pcap",
+    "sipnab/sip-proxy.pcap",
+    "sipnab/sip-register.pcap",
+    "sipnab/sip-sdp-example.pcap",
+    "sipnab/sip-488-codec-reject.pcapng",
+    "sipnab/sipp-branch-scenario.pcapng",
+    "sipnab/metasploit-sip-invite-spoof.pcap",
+    "sipnab/h263-over-rtp.pcap",
+    "rtp-pcap/sip-rtp-g722.pcap",
+    "rtp-pcap/sip-rtp-g729a.pcap",
+    "rtp-pcap/sip-rtp-opus.pcap",
+    "rtp-pcap/sip-rtp-speex.pcap",
+    "rtp-pcap/sip-rtp-lpc.pcap",
+    "rtp-pcap/sip-rtp-l16.pcap",
+    "rtp-pcap/nb6-startup.pcap",
+    "rtp-pcap/marseillaise-srtp.pcap",
+    "voipshark/SIP-RTP-Normal_Call_two_parties.pcap",
+    "voipshark/SIP-over-TLS-RSA-SRTP_Normal_Call_two_parties.pcap",
+    "sip-attacks/Traces/BadUserAgent-sipvicious.pcap",
+    "sip-attacks/Traces/SIP-3700-unauthorized-401.pcap",
+    "snort3_demo/inspectors/sip/SIP_Eyebeam2Eyebeam_Video_Audio.pcap",
+    "snort3_demo/inspectors/binder/user_defined_method.pcap",
+    "ipfixprobe/inputs/sip.pcap",
+    "sngrep/aaa.pcap",
+    "sngrep/ipip.pcap",
+    "sngrep/ipv6frag.pcap",
+    "pcapplusplus/sip_resp.pcap",
+    "pcapplusplus/sip_non_default_port.pcap",
+    "pcapplusplus/sip_not_sdp.pcap",
+    "pcapplusplus/sdp.pcap",
+    "heplify/ipip0.pcap",
+    "sipp/g711a.pcap",
+    "sipp/dtmf_2833_1.pcap",
+]
+
+# (capture, check) -> {difference: reason}. A difference is ("ours", item) or ("tshark", item): an item
+# only voipwatch reports, or only tshark does.
+KNOWN: dict[tuple[str, str], dict[tuple, str]] = {}
+
+
+@pytest.fixture(scope="module")
+def results(public_captures):
+    cache: dict[str, object] = {}
+
+    def get(name: str):
+        if name not in cache:
+            cache[name] = analyze_files([str(public_captures / name)])
+        return cache[name]
+    return get
+
+
+def _differences(ours: Counter | dict, theirs: Counter | dict) -> set[tuple]:
+    diff = set()
+    for key in set(ours) | set(theirs):
+        if ours.get(key) != theirs.get(key):
+            if key in ours:
+                diff.add(("ours", key, _fmt(ours[key])))
+            if key in theirs:
+                diff.add(("tshark", key, _fmt(theirs[key])))
+    return diff
+
+
+def _fmt(value):
+    return tuple(sorted(value.items())) if isinstance(value, dict) else value
+
+
+def _check(capture: str, check: str, ours, theirs) -> None:
+    known = KNOWN.get((capture, check), {})
+    diff = _differences(ours, theirs)
+    unexplained = sorted(d for d in diff if d[:2] not in known and d not in known)
+    stale = sorted(k for k in known if not any(d[:len(k)] == k for d in diff))
+    assert not unexplained, f"{capture}: {check} disagrees with tshark: {unexplained[:20]}"
+    assert not stale, f"{capture}: {check}: listed differences no longer occur: {stale}"
+
+
+@pytest.mark.parametrize("capture", CAPTURES)
+def test_sip_messages_agree_with_tshark(capture, results, public_captures, tshark):
+    path = str(public_captures / capture)
+    theirs = peer.sip_messages(tshark, path)
+    ours: Counter = Counter()
+    for msg in results(capture).records.sip_messages:
+        ours[(msg.pkt.frame, "kind", msg.method if msg.is_request else str(msg.status))] += 1
+        if msg.call_id is not None:
+            ours[(msg.pkt.frame, "call_id", msg.call_id)] += 1
+    _check(capture, "sip", ours, theirs)
+
+
+def _our_streams(result, negotiated_only: bool) -> dict[tuple, dict]:
+    """Streams keyed as tshark keys them (no VLAN, no idle segmentation): segments are summed."""
+    out: dict[tuple, dict] = {}
+    for s in result.records.rtp_streams:
+        if negotiated_only and not s.negotiated:
+            continue
+        key = (s.src, s.sport, s.dst, s.dport, s.ssrc)
+        agg = out.setdefault(key, {"packets": 0, "lost": 0})
+        agg["packets"] += s.packets
+        agg["lost"] += s.lost
+    return out
+
+
+def _their_streams(streams: dict[tuple, dict]) -> dict[tuple, dict]:
+    return {k: {"packets": v["packets"], "lost": v["lost"]} for k, v in streams.items()}
+
+
+@pytest.mark.parametrize("capture", CAPTURES)
+def test_sdp_announced_rtp_streams_agree_with_tshark(capture, results, public_captures, tshark):
+    theirs = _their_streams(peer.rtp_streams(tshark, str(public_captures / capture)))
+    _check(capture, "rtp", _our_streams(results(capture), True), theirs)
+
+
+@pytest.mark.parametrize("capture", CAPTURES)
+def test_all_rtp_streams_agree_with_tshark_heuristic(capture, results, public_captures, tshark):
+    theirs = _their_streams(peer.rtp_streams(tshark, str(public_captures / capture), heuristic=True))
+    _check(capture, "rtp_heuristic", _our_streams(results(capture), False), theirs)

@@ -1,0 +1,129 @@
+"""The voipwatch command line: a thin click shell over the library."""
+from __future__ import annotations
+
+import enum
+import os
+import sys
+import time
+
+import click
+
+from voipwatch import __version__
+from voipwatch.capture import CaptureError
+from voipwatch.config import ConfigError, PipelineConfig, build, load_toml, merge, parse_set
+from voipwatch.tables import FORMATS
+
+
+class Exit(enum.IntEnum):
+    OK = 0
+    ERROR = 1          # bad input file, bad configuration
+    USAGE = 2          # click's own usage errors
+    FINDINGS = 3       # --fail-on threshold reached
+
+
+class Progress:
+    """A one-line progress report on stderr for long runs (only when stderr is a terminal)."""
+    EVERY = 100_000
+
+    def __init__(self, paths: list[str], enabled: bool):
+        self.enabled = enabled
+        self.total = sum(os.path.getsize(p) for p in paths if p != "-" and os.path.isfile(p))
+        self.single = len(paths) == 1
+        self.count = 0
+        self.started = time.perf_counter()
+
+    def __call__(self, frame) -> None:
+        self.count += 1
+        if not self.enabled or self.count % self.EVERY:
+            return
+        rate = self.count / max(time.perf_counter() - self.started, 1e-9)
+        where = ""
+        if self.single and self.total and frame.offset is not None:
+            where = f" {min(100.0, 100.0 * frame.offset / self.total):5.1f}%"
+        click.echo(f"\r  {self.count:,} frames{where}  {rate:,.0f} frames/s", nl=False, err=True)
+
+    def done(self) -> None:
+        if self.enabled and self.count >= self.EVERY:
+            click.echo("", err=True)
+
+
+def load_pipeline_config(config_path: str | None, sets: tuple[str, ...]) -> PipelineConfig:
+    tree = merge(load_toml(config_path), parse_set(sets))
+    return build(PipelineConfig, tree.get("pipeline", {}), "pipeline")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="voipwatch")
+def cli() -> None:
+    """Passive SIP/RTP security analyzer: calls, registrations, media streams and findings.
+
+    Example:
+
+        voipwatch analyze sample_captures/call/g711-call.pcap -o out/
+    """
+
+
+@cli.command()
+@click.argument("captures", nargs=-1, required=True, type=click.Path(allow_dash=True))
+@click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Directory for the tables, summary.json and alerts.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="csv", show_default=True,
+              help="Table format (Parquet needs pyarrow, a declared dependency).")
+@click.option("--mode", type=click.Choice(["batch", "stream"]), default="batch", show_default=True,
+              help="batch: vectorised RTP statistics; stream: the incremental path that monitor uses.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Site configuration (TOML).")
+@click.option("--set", "sets", multiple=True, metavar="SECTION.KEY=VALUE", help="Override one setting.")
+@click.option("--progress/--no-progress", default=None, help="Progress line on stderr (default: when a terminal).")
+def analyze(captures, out_dir, fmt, mode, config_path, sets, progress) -> None:
+    """Analyze capture files (pcap, pcapng, gzip, or - for stdin) into tables and a summary.
+
+    Several files are merged in capture-time order. Writes sip_messages, calls, registrations,
+    rtp_streams, dns and anomalies tables plus summary.json into OUT.
+
+    Example:
+
+        voipwatch analyze capture.pcapng -o out/ --format parquet
+    """
+    from voipwatch.analyze import analyze_files, write_outputs
+
+    try:
+        config = load_pipeline_config(config_path, sets)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+    reporter = Progress(list(captures), sys.stderr.isatty() if progress is None else progress)
+    try:
+        result = analyze_files(list(captures), config, mode, reporter)
+    except CaptureError as exc:
+        reporter.done()
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(Exit.ERROR)
+    except OSError as exc:
+        reporter.done()
+        click.echo(f"error: {exc.filename or ''}: {exc.strerror or exc}", err=True)
+        sys.exit(Exit.ERROR)
+    reporter.done()
+    write_outputs(result, out_dir, fmt)
+    click.echo(terminal_summary(result.summary, out_dir))
+
+
+def terminal_summary(summary: dict, out_dir: str) -> str:
+    counts = summary["counts"]
+    lines = [
+        f"voipwatch {summary['version']}: {summary['frames_read']:,} frames in {summary['run_s']:.2f} s "
+        f"({summary['frames_undecoded']:,} undecoded)",
+        f"  calls          {counts['calls']:>8,}",
+        f"  registrations  {counts['registrations']:>8,}",
+        f"  rtp streams    {counts['rtp_streams']:>8,}  ({counts['rtp_streams_negotiated']:,} announced in SDP)",
+        f"  sip messages   {counts['sip_messages']:>8,}",
+        f"  dns messages   {counts['dns_messages']:>8,}",
+    ]
+    anomalies = summary["anomalies_by_reason"]
+    lines.append(f"  anomalies      {sum(anomalies.values()):>8,}" +
+                 ("" if not anomalies else "  (" + ", ".join(
+                     f"{k} {v}" for k, v in sorted(anomalies.items(), key=lambda kv: -kv[1])[:5]) + ")"))
+    lines.append(f"tables written to {out_dir}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    cli(prog_name="voipwatch")

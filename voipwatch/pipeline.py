@@ -1,0 +1,256 @@
+"""The analysis pipeline: frames -> network decoding -> classification -> dissectors -> sessions -> sink.
+
+One `Analyzer` serves both execution paths. In "stream" mode every RTP packet updates an incremental
+tracker (live monitoring, or a file replayed with --mode stream); in "batch" mode RTP header fields go
+into columns and streams are computed at the end by the vectorised twin. Both give identical records.
+All time is capture time.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from typing import Callable, Iterable, Protocol
+
+from dissectors import dns, rtcp, rtp, sip
+from dissectors.net import Datagram, NetworkDecoder, Skipped
+from dissectors.tcp import TcpReassembler
+from voipwatch.config import PipelineConfig
+from voipwatch.media import BatchRtp, StreamingRtp
+from voipwatch.records import (Anomaly, Call, DnsMessage, Frame, Registration, RtcpPacket, RtpStream,
+                               SipMessage, TlsFlow)
+from voipwatch.sessions import CallTracker, MediaExpectations, RegistrationTracker
+
+# How often (capture seconds) idle state is expired.
+TICK_S = 1.0
+
+# RFC 6189 §5: every ZRTP message carries the magic cookie 'ZRTP' (0x5a525450) at offset 4.
+ZRTP_COOKIE = b"ZRTP"
+# RFC 5389 §6: STUN magic cookie at offset 4; the first two bits are zero.
+STUN_COOKIE = b"\x21\x12\xa4\x42"
+# RFC 5246 §6.2.1: a TLS record starts with content type 20-23 and version major 3.
+TLS_CONTENT_TYPES = range(20, 24)
+
+
+class Sink(Protocol):
+    """Where records go: a collector for analyze, writers for monitor, detectors for both."""
+    def on_sip(self, msg: SipMessage) -> None: ...
+    def on_dns(self, msg: DnsMessage) -> None: ...
+    def on_rtcp(self, pkt: RtcpPacket) -> None: ...
+    def on_tls(self, flow: TlsFlow) -> None: ...
+    def on_stream(self, stream: RtpStream) -> None: ...
+    def on_call(self, call: Call) -> None: ...
+    def on_registration(self, reg: Registration) -> None: ...
+    def on_anomaly(self, anomaly: Anomaly) -> None: ...
+    def on_l2(self, skipped: Skipped, frame: Frame) -> None: ...
+
+
+class Analyzer:
+    """Feed it frames in capture order; it tells its sink what it found."""
+
+    def __init__(self, sink: Sink, config: PipelineConfig | None = None, mode: str = "batch"):
+        if mode not in ("batch", "stream"):
+            raise ValueError(f"mode must be batch or stream, not {mode!r}")
+        self.config = config or PipelineConfig()
+        self.sink = sink
+        self.mode = mode
+        self.net = NetworkDecoder()
+        self.tcp = TcpReassembler(max_flows=self.config.max_tcp_flows)
+        self.expectations = MediaExpectations(self.config.max_media_expectations, keep_log=mode == "batch")
+        self.calls = CallTracker(self.config.max_calls, self.config.call_idle_s)
+        self.registrations = RegistrationTracker(self.config.max_registrations,
+                                                 self.config.max_register_transactions)
+        rtp_cls = StreamingRtp if mode == "stream" else BatchRtp
+        self.rtp = rtp_cls(self.config.rtp_idle_timeout_s, self.config.max_rtp_streams)
+        self.frames_read = 0
+        self.frames_undecoded = 0                       # frames whose link/IP/transport layer failed
+        self.frame_classes: Counter[str] = Counter()   # every frame lands in exactly one bucket
+        self.anomaly_counts: Counter[str] = Counter()
+        self.first_ts: float | None = None
+        self.last_ts: float | None = None
+        self._next_tick: float | None = None
+        self._tcp_framers: dict[tuple, tuple[str, Callable | None]] = {}
+        self._call_streams: Counter[str] = Counter()
+
+    # -- input -------------------------------------------------------------------------------
+    def run(self, items: Iterable[Frame | Anomaly], progress: Callable[[Frame], None] | None = None) -> None:
+        for item in items:
+            self.process(item)
+            if progress is not None and type(item) is Frame:
+                progress(item)
+        self.finish()
+
+    def process(self, item: Frame | Anomaly) -> None:
+        if type(item) is not Frame:
+            self.frames_read += 1          # a capture record that could not be read whole
+            self.frames_undecoded += 1
+            self.frame_classes[item.name] += 1
+            self._anomaly(item)
+            return
+        frame = item
+        self.frames_read += 1
+        ts = frame.ts
+        if self.first_ts is None:
+            self.first_ts = ts
+            self._next_tick = ts + TICK_S
+        if self.last_ts is None or ts > self.last_ts:
+            self.last_ts = ts
+        if ts >= self._next_tick:
+            self._tick(ts)
+        decoded = self.net.decode(frame)
+        kind = type(decoded)
+        if kind is Datagram:
+            bucket = self._udp(decoded) if decoded.meta.transport == "udp" else self._tcp(decoded)
+        elif kind is Skipped:
+            bucket = decoded.bucket
+            if decoded.payload:
+                self.sink.on_l2(decoded, frame)
+        else:
+            bucket = decoded.name
+            self.frames_undecoded += 1
+            self._anomaly(decoded)
+        self.frame_classes[bucket] += 1
+
+    # -- UDP ---------------------------------------------------------------------------------
+    def _udp(self, dgram: Datagram) -> str:
+        meta, payload = dgram.meta, dgram.payload
+        endpoint = self.expectations.lookup(meta.src, meta.sport, meta.dst, meta.dport, meta.frame)
+        if endpoint is not None:
+            if rtp.is_rtcp_payload(payload):
+                return self._rtcp(meta, payload)
+            pkt = rtp.parse_rtp(meta, payload, True)
+            if pkt is not None:
+                self.rtp.add(pkt, endpoint.call_id, rtp.clock_rate(pkt.pt, endpoint.rtpmap),
+                             rtp.codec_name(pkt.pt, endpoint.rtpmap), self._emit_streams)
+                return "rtp"
+        if sip.looks_like_sip(payload):
+            msg, anomalies = sip.parse_sip(meta, payload)
+            for anomaly in anomalies:
+                self._anomaly(anomaly)
+            if msg is None:
+                return "sip.unparsed"
+            self._sip(msg)
+            return "sip"
+        if dns.looks_like_dns(payload, meta.sport, meta.dport):
+            parsed = dns.parse_dns(meta, payload)
+            if type(parsed) is Anomaly:
+                self._anomaly(parsed)
+                return "dns.malformed"
+            self.sink.on_dns(parsed)
+            return "dns"
+        return self._udp_other(meta, payload)
+
+    def _udp_other(self, meta, payload: bytes) -> str:
+        if payload[4:8] == ZRTP_COOKIE and payload[:1] == b"\x10":
+            return "zrtp"
+        if len(payload) >= 20 and payload[4:8] == STUN_COOKIE and payload[0] < 4:
+            return "stun"
+        if payload and payload[0] in TLS_CONTENT_TYPES and payload[1:2] == b"\xfe":
+            return "dtls"        # RFC 6347 §4.1: DTLS versions are 0xfeff / 0xfefd
+        if self.config.rtp_heuristic:
+            if rtcp.looks_like_rtcp(payload):
+                return self._rtcp(meta, payload)
+            if rtp.looks_like_rtp(payload):
+                pkt = rtp.parse_rtp(meta, payload, False)
+                if pkt is not None:
+                    self.rtp.add(pkt, None, rtp.clock_rate(pkt.pt, None), rtp.codec_name(pkt.pt, None),
+                                 self._emit_streams)
+                    return "rtp"
+        return "udp.other"
+
+    def _rtcp(self, meta, payload: bytes) -> str:
+        pkt, anomalies = rtcp.parse_rtcp(meta, payload)
+        for anomaly in anomalies:
+            self._anomaly(anomaly)
+        if pkt is None:
+            return "rtcp.malformed"
+        self.sink.on_rtcp(pkt)
+        return "rtcp"
+
+    # -- TCP ---------------------------------------------------------------------------------
+    def _tcp(self, dgram: Datagram) -> str:
+        meta = dgram.meta
+        flow = (meta.vlan, meta.src, meta.sport, meta.dst, meta.dport)
+        choice = self._tcp_framers.get(flow)
+        if choice is None:
+            if not dgram.payload:
+                return "tcp.control"
+            choice = self._choose_framer(dgram)
+            if len(self._tcp_framers) >= self.config.max_tcp_flows:
+                self._tcp_framers.pop(next(iter(self._tcp_framers)))
+            self._tcp_framers[flow] = choice
+            if choice[0] == "tls":
+                self.sink.on_tls(TlsFlow(meta))
+        name, framer = choice
+        if framer is None:
+            return f"tcp.{name}"
+        messages, anomalies = self.tcp.feed(dgram, framer)
+        for anomaly in anomalies:
+            self._anomaly(anomaly)
+        for msg_meta, data in messages:
+            if name == "sip":
+                msg, sip_anomalies = sip.parse_sip(msg_meta, data)
+                for anomaly in sip_anomalies:
+                    self._anomaly(anomaly)
+                if msg is not None:
+                    self._sip(msg)
+            else:
+                parsed = dns.parse_dns(msg_meta, data)
+                if type(parsed) is Anomaly:
+                    self._anomaly(parsed)
+                else:
+                    self.sink.on_dns(parsed)
+        return f"tcp.{name}"
+
+    @staticmethod
+    def _choose_framer(dgram: Datagram) -> tuple[str, Callable | None]:
+        meta, payload = dgram.meta, dgram.payload
+        if 53 in (meta.sport, meta.dport):
+            return ("dns", dns.frame_dns_tcp)
+        if payload[0] in TLS_CONTENT_TYPES and payload[1:2] == b"\x03":
+            return ("tls", None)
+        if sip.looks_like_sip(payload.lstrip(b"\r\n")):
+            return ("sip", sip.frame_sip_stream)
+        return ("other", None)
+
+    # -- SIP and sessions --------------------------------------------------------------------
+    def _sip(self, msg: SipMessage) -> None:
+        self.sink.on_sip(msg)
+        self.expectations.announce(msg)
+        for call in self.calls.on_sip(msg):
+            self._emit_call(call)
+        for reg in self.registrations.on_sip(msg):
+            self.sink.on_registration(reg)
+
+    def _emit_streams(self, streams: list[RtpStream]) -> None:
+        for stream in streams:
+            if stream.call_id is not None:
+                self._call_streams[stream.call_id] += 1
+            self.sink.on_stream(stream)
+
+    def _emit_call(self, call: Call) -> None:
+        self.sink.on_call(call)
+
+    def _anomaly(self, anomaly: Anomaly) -> None:
+        self.anomaly_counts[anomaly.name] += 1
+        self.sink.on_anomaly(anomaly)
+
+    def _tick(self, now: float) -> None:
+        self._next_tick = now + TICK_S
+        self.rtp.expire(now, self._emit_streams)
+        for anomaly in self.tcp.expire(now):
+            self._anomaly(anomaly)
+        for call in self.calls.expire(now):
+            self._emit_call(call)
+
+    def finish(self) -> None:
+        """End of input: close every stream, call and registration still open."""
+        self.rtp.finish(self._emit_streams)
+        for call in self.calls.finish():
+            self._emit_call(call)
+        for reg in self.registrations.finish():
+            self.sink.on_registration(reg)
+        for name, count in (("sessions.media_expectations_overflow", self.expectations.overflows),
+                            ("sessions.calls_overflow", self.calls.overflows),
+                            ("sessions.registrations_overflow", self.registrations.overflows),
+                            ("rtp.streams_overflow", self.rtp.overflows)):
+            if count:
+                self.anomaly_counts[name] += count

@@ -1,0 +1,317 @@
+"""SIP session state: calls (INVITE dialogs), registrations, and the media flows SDP announces.
+
+All state is bounded (a cap per table, counted when hit) and expires on capture time only.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from voipwatch.records import Call, Registration, SdpSession, SipMessage
+
+# RFC 3261 §17.1.1.2: an INVITE client transaction gives up after 64*T1 = 32 s; a dialog with no
+# signalling for far longer than that and no media is treated as gone.
+CALL_IDLE_S = 3600.0
+
+
+@dataclass(slots=True)
+class MediaEndpoint:
+    """An address:port that SDP announced as a media receiver (RFC 3264 §5)."""
+    call_id: str
+    setup_frame: int             # frame of the SIP message carrying the SDP
+    setup_ts: float
+    kind: str                    # m= media type
+    proto: str                   # m= transport protocol
+    rtpmap: dict[int, tuple[str, int]]
+    is_rtcp: bool                # the RTCP port of the m= line (port+1, RFC 3550 §11, or a=rtcp)
+
+
+class MediaExpectations:
+    """(address, port) -> what SDP last said will arrive there.
+
+    An endpoint stays bound until another SDP announces the same address:port (a later call reusing
+    the port) or the LRU cap evicts it; there is no idle expiry, so a call of any length keeps its
+    media. With `keep_log`, every announcement is also kept in order for the vectorised batch path.
+    """
+
+    def __init__(self, max_entries: int, keep_log: bool = False):
+        self.max_entries = max_entries
+        self._table: OrderedDict[tuple[str, int], MediaEndpoint] = OrderedDict()
+        self.log: list[tuple[tuple[str, int], MediaEndpoint]] | None = [] if keep_log else None
+        self.overflows = 0
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+    def announce(self, msg: SipMessage) -> None:
+        sdp = msg.sdp
+        if sdp is None or msg.call_id is None:
+            return
+        for media in sdp.media:
+            addr = media.connection or sdp.connection
+            if not addr or media.port == 0 or addr in ("0.0.0.0", "::"):
+                continue  # RFC 3264 §8.4 hold (0.0.0.0) and §6 rejected streams (port 0)
+            rtpmap = {pt: (name, rate) for pt, name, rate in media.rtpmap}
+            rtcp_port = media.rtcp_port or media.port + 1
+            self._put((addr, media.port), MediaEndpoint(
+                msg.call_id, msg.pkt.frame, msg.pkt.ts, media.kind, media.proto, rtpmap, False))
+            self._put((addr, rtcp_port), MediaEndpoint(
+                msg.call_id, msg.pkt.frame, msg.pkt.ts, media.kind, media.proto, rtpmap, True))
+
+    def _put(self, key: tuple[str, int], endpoint: MediaEndpoint) -> None:
+        old = self._table.get(key)
+        if old is not None and endpoint.is_rtcp and not old.is_rtcp and old.call_id == endpoint.call_id:
+            return  # an m= line's own RTP port keeps priority over a neighbouring line's RTCP port
+        self._table[key] = endpoint
+        self._table.move_to_end(key)
+        if self.log is not None:
+            self.log.append((key, endpoint))
+        while len(self._table) > self.max_entries:
+            self._table.popitem(last=False)
+            self.overflows += 1
+
+    def lookup(self, src: str, sport: int, dst: str, dport: int, frame: int) -> MediaEndpoint | None:
+        """The announced endpoint this packet is sent to or from, set up before this frame."""
+        for key in ((dst, dport), (src, sport)):
+            endpoint = self._table.get(key)
+            if endpoint is not None and endpoint.setup_frame < frame:
+                return endpoint
+        return None
+
+
+def media_protection(offer: SdpSession | None, answer: SdpSession | None) -> str:
+    """How the negotiated media is protected: none, sdes (RFC 4568), dtls (RFC 5763), zrtp (RFC 6189)."""
+    sdp = answer or offer
+    if sdp is None:
+        return "unknown"
+    audio_video = [m for m in sdp.media if m.port != 0 and "RTP" in m.proto.upper()]
+    if not audio_video:
+        return "unknown"
+    if sdp.zrtp_hash or any(m.zrtp_hash for m in audio_video):
+        return "zrtp"
+    secure = [m for m in audio_video if "SAVP" in m.proto.upper()]
+    if len(secure) < len(audio_video):
+        return "none"
+    if all(m.fingerprint or sdp.fingerprint for m in secure) and any("TLS" in m.proto.upper() for m in secure):
+        return "dtls"
+    if all(m.crypto or sdp.crypto for m in secure):
+        return "sdes"
+    if all(m.fingerprint or sdp.fingerprint for m in secure):
+        return "dtls"
+    return "unknown"
+
+
+@dataclass(slots=True)
+class CallState:
+    call_id: str
+    first_ts: float
+    last_ts: float
+    first_frame: int
+    caller: str | None
+    callee: str | None
+    ruri_user: str | None
+    src: str
+    dst: str
+    vlan: tuple[int, ...]
+    transport: str
+    user_agent: str | None
+    state: str = "attempting"
+    final_status: int | None = None
+    answer_ts: float | None = None
+    end_ts: float | None = None
+    offer: SdpSession | None = None
+    answer: SdpSession | None = None
+    streams: set = field(default_factory=set)
+
+    def to_record(self) -> Call:
+        setup_s = None if self.answer_ts is None else round(self.answer_ts - self.first_ts, 6)
+        duration_s = None
+        if self.answer_ts is not None:
+            end = self.end_ts if self.end_ts is not None else self.last_ts
+            duration_s = round(end - self.answer_ts, 6)
+        return Call(
+            call_id=self.call_id, first_ts=self.first_ts, last_ts=self.last_ts, caller=self.caller,
+            callee=self.callee, src=self.src, dst=self.dst, vlan=self.vlan, transport=self.transport,
+            state=self.state, final_status=self.final_status, setup_s=setup_s, duration_s=duration_s,
+            user_agent=self.user_agent, media_protection=media_protection(self.offer, self.answer),
+            n_streams=len(self.streams), first_frame=self.first_frame, ruri_user=self.ruri_user)
+
+
+class CallTracker:
+    """INVITE dialogs keyed by Call-ID (RFC 3261 §12-§15)."""
+
+    def __init__(self, max_calls: int, idle_s: float = CALL_IDLE_S):
+        self.max_calls = max_calls
+        self.idle_s = idle_s
+        self._calls: OrderedDict[str, CallState] = OrderedDict()
+        self.overflows = 0
+
+    def __len__(self) -> int:
+        return len(self._calls)
+
+    def get(self, call_id: str | None) -> CallState | None:
+        return None if call_id is None else self._calls.get(call_id)
+
+    def on_sip(self, msg: SipMessage) -> list[Call]:
+        """Update the call this message belongs to; returns calls evicted by the cap."""
+        evicted: list[Call] = []
+        if msg.call_id is None:
+            return evicted
+        call = self._calls.get(msg.call_id)
+        if call is None:
+            if not (msg.is_request and msg.method == "INVITE"):
+                return evicted
+            call = CallState(
+                call_id=msg.call_id, first_ts=msg.pkt.ts, last_ts=msg.pkt.ts, first_frame=msg.pkt.frame,
+                caller=msg.from_user, callee=msg.to_user or msg.ruri_user, ruri_user=msg.ruri_user,
+                src=msg.pkt.src, dst=msg.pkt.dst, vlan=msg.pkt.vlan, transport=msg.pkt.transport,
+                user_agent=msg.user_agent)
+            self._calls[msg.call_id] = call
+            while len(self._calls) > self.max_calls:
+                _, old = self._calls.popitem(last=False)
+                evicted.append(old.to_record())
+                self.overflows += 1
+        self._calls.move_to_end(msg.call_id)
+        call.last_ts = max(call.last_ts, msg.pkt.ts)
+        if msg.is_request:
+            self._on_request(call, msg)
+        else:
+            self._on_response(call, msg)
+        return evicted
+
+    @staticmethod
+    def _on_request(call: CallState, msg: SipMessage) -> None:
+        if msg.method == "INVITE":
+            if msg.sdp is not None and call.answer_ts is None:
+                call.offer = msg.sdp
+            if call.answer_ts is None and call.state in ("failed", "attempting"):
+                call.state = "attempting"  # a new INVITE after a 401/407 challenge retries the call
+        elif msg.method == "ACK" and msg.sdp is not None and call.answer is None:
+            call.answer = msg.sdp      # RFC 3264 §4: offer in the 2xx, answer in the ACK
+        elif msg.method == "BYE" and call.end_ts is None:
+            call.end_ts = msg.pkt.ts
+            call.state = "ended" if call.answer_ts is not None else "cancelled"
+        elif msg.method == "CANCEL" and call.answer_ts is None:
+            call.state = "cancelled"
+
+    @staticmethod
+    def _on_response(call: CallState, msg: SipMessage) -> None:
+        status = msg.status or 0
+        if msg.cseq_method != "INVITE":
+            return
+        if msg.sdp is not None:
+            if call.offer is None:
+                call.offer = msg.sdp
+            elif call.answer_ts is None or 200 <= status < 300:
+                call.answer = msg.sdp
+        if 100 < status < 200 and call.state == "attempting":
+            call.state = "ringing"
+        elif 200 <= status < 300:
+            if call.answer_ts is None:
+                call.answer_ts = msg.pkt.ts
+                call.final_status = status
+            if call.end_ts is None:
+                call.state = "answered"
+        elif status >= 300 and call.answer_ts is None:
+            call.final_status = status
+            if call.state != "cancelled" or status == 487:
+                call.state = "cancelled" if status == 487 else "failed"
+
+    def expire(self, now: float) -> list[Call]:
+        done = [cid for cid, c in self._calls.items() if now - c.last_ts > self.idle_s]
+        return [self._calls.pop(cid).to_record() for cid in done]
+
+    def finish(self) -> list[Call]:
+        calls = [c.to_record() for c in self._calls.values()]
+        self._calls.clear()
+        return calls
+
+
+@dataclass(slots=True)
+class RegistrationState:
+    aor: str
+    src: str
+    vlan: tuple[int, ...]
+    first_ts: float
+    last_ts: float
+    first_frame: int
+    user_agent: str | None
+    attempts: int = 0
+    challenges: int = 0
+    successes: int = 0
+    failures: int = 0
+
+    def to_record(self) -> Registration:
+        return Registration(
+            aor=self.aor, src=self.src, vlan=self.vlan, attempts=self.attempts, challenges=self.challenges,
+            successes=self.successes, failures=self.failures, first_ts=self.first_ts, last_ts=self.last_ts,
+            user_agent=self.user_agent, first_frame=self.first_frame)
+
+
+def address_of_record(msg: SipMessage) -> str:
+    """RFC 3261 §10.2: the To header of a REGISTER names the address-of-record."""
+    uri = msg.to_uri or msg.request_uri or ""
+    for scheme in ("sips:", "sip:"):
+        if uri.lower().startswith(scheme):
+            uri = uri[len(scheme):]
+            break
+    return uri.split(";", 1)[0].split("?", 1)[0]
+
+
+class RegistrationTracker:
+    """REGISTER attempts and outcomes per (address-of-record, source, VLAN)."""
+
+    def __init__(self, max_entries: int, max_transactions: int):
+        self.max_entries = max_entries
+        self.max_transactions = max_transactions
+        self._regs: OrderedDict[tuple, RegistrationState] = OrderedDict()
+        # (Call-ID, CSeq) of REGISTER requests -> registration key, to match responses (RFC 3261 §17.1.3)
+        self._transactions: OrderedDict[tuple, tuple] = OrderedDict()
+        self._answered: set[tuple] = set()
+        self.overflows = 0
+
+    def __len__(self) -> int:
+        return len(self._regs)
+
+    def on_sip(self, msg: SipMessage) -> list[Registration]:
+        evicted: list[Registration] = []
+        if msg.is_request and msg.method == "REGISTER":
+            key = (address_of_record(msg), msg.pkt.src, msg.pkt.vlan)
+            reg = self._regs.get(key)
+            if reg is None:
+                reg = RegistrationState(key[0], key[1], key[2], msg.pkt.ts, msg.pkt.ts, msg.pkt.frame,
+                                        msg.user_agent)
+                self._regs[key] = reg
+                while len(self._regs) > self.max_entries:
+                    _, old = self._regs.popitem(last=False)
+                    evicted.append(old.to_record())
+                    self.overflows += 1
+            self._regs.move_to_end(key)
+            reg.last_ts = msg.pkt.ts
+            txn = (msg.call_id, msg.cseq)
+            if txn not in self._transactions:       # a retransmission is not a new attempt
+                reg.attempts += 1
+                self._transactions[txn] = key
+                while len(self._transactions) > self.max_transactions:
+                    old_txn, _ = self._transactions.popitem(last=False)
+                    self._answered.discard(old_txn)
+        elif not msg.is_request and msg.cseq_method == "REGISTER" and msg.status and msg.status >= 200:
+            txn = (msg.call_id, msg.cseq)
+            key = self._transactions.get(txn)
+            reg = self._regs.get(key) if key is not None else None
+            if reg is None or txn in self._answered:
+                return evicted                      # unmatched or retransmitted final response
+            self._answered.add(txn)
+            reg.last_ts = msg.pkt.ts
+            if msg.status in (401, 407):
+                reg.challenges += 1
+            elif msg.status < 300:
+                reg.successes += 1
+            else:
+                reg.failures += 1
+        return evicted
+
+    def finish(self) -> list[Registration]:
+        regs = [r.to_record() for r in self._regs.values()]
+        self._regs.clear()
+        return regs
