@@ -1,0 +1,354 @@
+"""Session Initiation Protocol (RFC 3261): content probe, tolerant message parser and TCP stream framing."""
+from __future__ import annotations
+
+import re
+
+from dissectors import sip_headers as hv
+from dissectors.sdp import parse_sdp
+from voipwatch.records import Anomaly, PacketMeta, SipAuth, SipMessage
+
+# Resource limits (like Zeek's max_* options). Exceeding one yields an anomaly; the excess is dropped.
+MAX_HEADERS = 256          # header fields kept per message (sip.too_many_headers)
+MAX_HEADER_LINE = 16384    # characters kept of one unfolded header field or start line (sip.header_too_long)
+MAX_VIA = 64               # Via entries kept, topmost first (sip.too_many_via)
+MAX_LIST_VALUES = 64       # entries kept of Contact, P-Asserted-Identity, Diversion, auth (sip.too_many_values)
+MAX_MULTIPART_DEPTH = 3    # nesting levels of multipart bodies searched for an SDP part
+MAX_MULTIPART_PARTS = 32   # body parts examined per multipart level
+MAX_STREAM_HEAD = 131072   # bytes of an unterminated header block buffered on TCP before it is cut
+MAX_STREAM_BODY = 1 << 20  # Content-Length honoured when framing TCP; longer bodies are cut and resynced
+MAX_CSEQ = 2**31 - 1       # §8.1.1.5: the CSeq number MUST be less than 2**31
+_JUNK_PREVIEW = 16         # bytes of leading junk quoted in the anomaly detail
+
+_VERSION = b"SIP/2.0"      # §7.1: the version is case-sensitive
+_TOKEN_FIRST = frozenset(hv.TOKEN_BYTES)
+# §7: the header block ends at the first empty line; bare LF line ends are tolerated.
+_BLANK_LINE = re.compile(rb"\r?\n\r?\n")
+_STREAM_CL = re.compile(rb"^(?:content-length|l)[ \t]*:[ \t]*(\d{1,10})[ \t]*\r?$", re.I | re.M)
+# Headers that §20 defines as appearing once; a repeat is described as sip.duplicate_header.
+_SINGLETONS = ("call-id", "cseq", "from", "to", "content-length", "content-type", "max-forwards")
+_AUTH_HEADERS = ("authorization", "proxy-authorization", "www-authenticate", "proxy-authenticate")
+_DTMF_TYPES = ("application/dtmf-relay", "application/dtmf")
+
+
+class _StartLine:
+    """A Request-Line (§7.1) or Status-Line (§7.2) found at `skip` bytes into a line."""
+    __slots__ = ("skip", "method", "uri", "status", "reason")
+
+    def __init__(self, skip: int, method: bytes | None, uri: bytes | None,
+                 status: int | None, reason: bytes | None) -> None:
+        self.skip, self.method, self.uri, self.status, self.reason = skip, method, uri, status, reason
+
+
+def _start_line(line: bytes, junk: bool) -> _StartLine | None:
+    """Parse one line as a start line; with junk=True, bytes before the method or version are allowed."""
+    line = line.rstrip(b" \t\r")
+    if line.endswith(b" " + _VERSION):
+        head = line[:-8].rstrip(b" ")
+        sp = head.rfind(b" ")
+        if sp > 0:
+            lead = head[:sp].rstrip(b" ")
+            skip = len(lead.rstrip(hv.TOKEN_BYTES))
+            if skip < len(lead) and (junk or skip == 0):
+                return _StartLine(skip, lead[skip:], head[sp + 1:], None, None)
+    i = line.find(_VERSION + b" ") if junk else 0
+    while i >= 0:
+        code = line[i + 8:i + 11]
+        tail = line[i + 11:i + 12]
+        if line.startswith(_VERSION + b" ", i) and len(code) == 3 and code.isdigit() and tail in (b"", b" "):
+            return _StartLine(i, None, None, int(code), line[i + 12:])
+        if not junk:
+            return None
+        i = line.find(_VERSION + b" ", i + 1)
+    return None
+
+
+def _skip_crlf(data: bytes, pos: int) -> int:
+    """§7.5 / RFC 5626 §3.5.1: CRLFs before a start line (keep-alives) are ignored."""
+    n = len(data)
+    while pos < n and data[pos] in (10, 13):
+        pos += 1
+    return pos
+
+
+def _find_start(data: bytes, pos: int) -> tuple[int, int, _StartLine] | None:
+    """The first start line at or after pos, allowing junk before it: (message start, line end, line)."""
+    i = data.find(_VERSION, pos)
+    while i >= 0:
+        line_start = max(data.rfind(b"\n", pos, i) + 1, pos)
+        line_end = data.find(b"\n", i)
+        if line_end < 0:
+            line_end = len(data)
+        found = _start_line(data[line_start:line_end], junk=True)
+        if found is not None:
+            return line_start + found.skip, line_end, found
+        i = data.find(_VERSION, line_end)
+    return None
+
+
+def looks_like_sip(payload: bytes) -> bool:
+    """True when the first line (after keep-alive CRLFs) is a SIP Request-Line or Status-Line."""
+    if payload[:1] in (b"\r", b"\n"):
+        payload = payload.lstrip(b"\r\n")
+    if not payload or payload[0] not in _TOKEN_FIRST:
+        return False
+    nl = payload.find(b"\n")
+    line = payload if nl < 0 else payload[:nl]
+    if _VERSION not in line:
+        return False
+    return _start_line(line, junk=False) is not None
+
+
+class _Notes:
+    """Anomalies of one message, one record per name (repeats counted in the detail)."""
+
+    def __init__(self, meta: PacketMeta) -> None:
+        self.meta = meta
+        self.found: dict[str, list] = {}
+
+    def add(self, name: str, detail: str = "", layer: str = "sip") -> None:
+        if name in self.found:
+            self.found[name][2] += 1
+        else:
+            self.found[name] = [layer, detail, 1]
+
+    def records(self) -> list[Anomaly]:
+        m = self.meta
+        return [Anomaly(m.ts, m.frame, layer, name, detail if n == 1 else f"{detail} (x{n})".lstrip(),
+                        m.src, m.dst) for name, (layer, detail, n) in self.found.items()]
+
+
+def _decode(data: bytes, notes: _Notes, what: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        notes.add("sip.non_utf8", what)
+        return data.decode("utf-8", "replace")
+
+
+def _to_int(text: str | None, max_digits: int = 10) -> int | None:
+    text = (text or "").strip()
+    if 0 < len(text) <= max_digits and text.isascii() and text.isdigit():
+        return int(text)
+    return None
+
+
+def _headers(text: str, notes: _Notes) -> dict[str, list[str]]:
+    """Header fields by canonical name, values in order; folded lines joined (§7.3.1)."""
+    fields: dict[str, list[str]] = {}
+    unfolded: list[str] = []
+    for raw in text.split("\n"):
+        line = raw.rstrip("\r")
+        if line[:1] in (" ", "\t"):
+            if unfolded:
+                unfolded[-1] += " " + line.strip()
+            else:
+                notes.add("sip.bad_header_line", "continuation line before any header")
+        elif line:
+            unfolded.append(line)
+    count = 0
+    for line in unfolded:
+        name, colon, value = line.partition(":")
+        name = name.rstrip(" \t")
+        if not colon or not hv.is_token(name):
+            notes.add("sip.bad_header_line", f"{len(line)}-character line without a header name")
+            continue
+        if count == MAX_HEADERS:
+            notes.add("sip.too_many_headers", f"more than {MAX_HEADERS} header fields")
+            break
+        count += 1
+        value = value.strip()
+        if len(value) > MAX_HEADER_LINE:
+            notes.add("sip.header_too_long", f"{name}: {len(value)} characters")
+            value = value[:MAX_HEADER_LINE]
+        fields.setdefault(hv.canonical_name(name), []).append(value)
+    return fields
+
+
+def _list(fields: dict[str, list[str]], name: str, limit: int, anomaly: str, notes: _Notes) -> list[str]:
+    items = [item for value in fields.get(name, ()) for item in hv.split_list(value)]
+    if len(items) > limit:
+        notes.add(anomaly, f"{name}: {len(items)} entries, {limit} kept")
+        del items[limit:]
+    return items
+
+
+def _first(fields: dict[str, list[str]], name: str) -> str | None:
+    values = fields.get(name)
+    return values[0] if values else None
+
+
+def _body(payload: bytes, body_start: int, fields: dict[str, list[str]], tcp: bool,
+          notes: _Notes) -> tuple[bytes, int | None]:
+    """The body per Content-Length (§18.3, §20.14) and the declared length when it is valid."""
+    rest = payload[body_start:]
+    declared = fields.get("content-length")
+    length = _to_int(declared[0]) if declared else None
+    if declared and length is None:
+        notes.add("sip.invalid_content_length", f"not a number: {declared[0][:32]!r}")
+    if declared and len(set(declared)) > 1:
+        notes.add("sip.invalid_content_length", f"{len(declared)} differing Content-Length fields")
+    if length is None:
+        if tcp and not declared:
+            notes.add("sip.missing_content_length", "stream transports require Content-Length (§18.3)")
+        return rest, None
+    if length > len(rest):
+        notes.add("sip.body_truncated" if tcp else "sip.invalid_content_length",
+                  f"Content-Length {length} > {len(rest)} bytes present")
+        return rest, length
+    if rest[length:].strip():
+        notes.add("sip.trailing_data", f"{len(rest) - length} bytes after the Content-Length body")
+    return rest[:length], length
+
+
+def _cseq(value: str | None, method: str | None, notes: _Notes) -> tuple[int | None, str | None]:
+    if value is None:
+        notes.add("sip.missing_cseq")
+        return None, None
+    parts = value.split()
+    number = _to_int(parts[0]) if parts else None
+    cmethod = parts[1] if len(parts) > 1 and hv.is_token(parts[1]) else None
+    if len(parts) != 2 or number is None or cmethod is None or number > MAX_CSEQ:
+        notes.add("sip.bad_cseq", f"{value[:64]!r}")
+    elif method is not None and cmethod != method:
+        notes.add("sip.cseq_method_mismatch", f"{method} request with CSeq method {cmethod}")
+    return number, cmethod
+
+
+def _auth(fields: dict[str, list[str]], notes: _Notes) -> tuple[SipAuth, ...]:
+    out: list[SipAuth] = []
+    for name in _AUTH_HEADERS:
+        for value in fields.get(name, ()):
+            out.extend(hv.parse_auth(name, value, MAX_LIST_VALUES))
+    if len(out) > MAX_LIST_VALUES:
+        notes.add("sip.too_many_values", f"{len(out)} credentials/challenges, {MAX_LIST_VALUES} kept")
+    return tuple(out[:MAX_LIST_VALUES])
+
+
+def parse_sip(meta: PacketMeta, payload: bytes) -> tuple[SipMessage | None, list[Anomaly]]:
+    """Describe one SIP message; malformations become anomalies. (None, [...]) only without a start line."""
+    notes = _Notes(meta)
+    start = _skip_crlf(payload, 0)
+    nl = payload.find(b"\n", start)
+    line_end = len(payload) if nl < 0 else nl
+    sl = _start_line(payload[start:line_end], junk=False)
+    if sl is None:
+        found = _find_start(payload, start)
+        if found is None:
+            notes.add("sip.malformed_start_line", f"no Request-Line or Status-Line in {len(payload)} bytes")
+            return None, notes.records()
+        msg_start, line_end, sl = found
+        kind = "request" if sl.method is not None else "response"
+        notes.add(f"sip.junk_before_{kind}",
+                  f"{msg_start - start} bytes: {payload[start:start + _JUNK_PREVIEW]!r}")
+    start_text = _decode(payload[start:line_end], notes, "start line")
+    if len(start_text) > MAX_HEADER_LINE:
+        notes.add("sip.header_too_long", f"start line: {len(start_text)} characters")
+    if sl.status is not None and not 100 <= sl.status <= 699:
+        notes.add("sip.bad_status_code", f"{sl.status} outside 100-699 (§21)")
+    blank = _BLANK_LINE.search(payload, line_end)
+    if blank is None:
+        notes.add("sip.headers_unterminated", "no empty line after the header fields")
+        head, body_start = payload[line_end + 1:], len(payload)
+    else:
+        head, body_start = payload[line_end + 1:blank.start()], blank.end()
+    fields = _headers(_decode(head, notes, "header fields"), notes)
+    for name in _SINGLETONS:
+        if len(fields.get(name, ())) > 1:
+            notes.add("sip.duplicate_header", name)
+
+    def text(raw: bytes | None) -> str | None:
+        return _decode(raw, notes, "start line")[:MAX_HEADER_LINE] if raw is not None else None
+
+    method = text(sl.method)
+    request_uri = hv.redact_password(text(sl.uri)) if sl.uri is not None else None
+    call_id = (_first(fields, "call-id") or "").strip() or None
+    if call_id is None:
+        notes.add("sip.missing_call_id")
+    cseq, cseq_method = _cseq(_first(fields, "cseq"), method, notes)
+    from_uri, from_params = hv.name_addr(_first(fields, "from") or "")
+    to_uri, to_params = hv.name_addr(_first(fields, "to") or "")
+    contacts = [hv.name_addr(c) for c in _list(fields, "contact", MAX_LIST_VALUES, "sip.too_many_values", notes)]
+    expires = _to_int(_first(fields, "expires"))
+    if expires is None and contacts:
+        expires = _to_int(contacts[0][1].get("expires"))
+    content_type = _first(fields, "content-type")
+    media_type = (content_type or "").partition(";")[0].strip().lower()
+    body, content_length = _body(payload, body_start, fields, meta.transport == "tcp", notes)
+    sdp_body = body if media_type == "application/sdp" else None
+    if media_type.startswith("multipart/") and body:
+        sdp_body = hv.multipart_part(body, content_type or "", "application/sdp",
+                                     MAX_MULTIPART_DEPTH, MAX_MULTIPART_PARTS)
+    sdp = None
+    if sdp_body:
+        sdp, sdp_notes = parse_sdp(sdp_body)
+        for name in sdp_notes:
+            notes.add(name, layer="sdp")
+    refer_to = _first(fields, "refer-to")
+    msg = SipMessage(
+        pkt=meta, is_request=sl.method is not None, method=method, request_uri=request_uri,
+        ruri_user=hv.uri_user(request_uri), status=sl.status, reason=text(sl.reason) or None,
+        call_id=call_id, cseq=cseq, cseq_method=cseq_method,
+        from_uri=from_uri or None, from_user=hv.uri_user(from_uri), from_tag=from_params.get("tag") or None,
+        to_uri=to_uri or None, to_user=hv.uri_user(to_uri), to_tag=to_params.get("tag") or None,
+        via=tuple(_list(fields, "via", MAX_VIA, "sip.too_many_via", notes)),
+        contact=tuple(uri for uri, _ in contacts),
+        expires=expires,
+        user_agent=_first(fields, "user-agent"),
+        server=_first(fields, "server"),
+        content_type=content_type,
+        content_length=content_length,
+        body_len=len(body),
+        auth=_auth(fields, notes),
+        pai=tuple(hv.name_addr(v)[0] for v in
+                  _list(fields, "p-asserted-identity", MAX_LIST_VALUES, "sip.too_many_values", notes)),
+        diversion=tuple(hv.name_addr(v)[0] for v in
+                        _list(fields, "diversion", MAX_LIST_VALUES, "sip.too_many_values", notes)),
+        refer_to=hv.name_addr(refer_to)[0] or None if refer_to is not None else None,
+        sdp=sdp,
+        body_has_dtmf_relay=method == "INFO" and media_type in _DTMF_TYPES and bool(body),
+    )
+    return msg, notes.records()
+
+
+def frame_sip_stream(buf: bytes) -> tuple[list[bytes], int]:
+    """Split a reassembled SIP/TCP byte stream into whole messages (§18.3): (messages, bytes consumed).
+
+    CRLF keep-alives are skipped; bytes before a start line are consumed without being returned; an
+    incomplete message at the end is left for the next call.
+    """
+    messages: list[bytes] = []
+    pos = 0
+    n = len(buf)
+    while True:
+        pos = _skip_crlf(buf, pos)
+        if pos >= n:
+            return messages, pos
+        nl = buf.find(b"\n", pos)
+        line = buf[pos:] if nl < 0 else buf[pos:nl]
+        if nl < 0 and len(line) <= MAX_HEADER_LINE and line[0] in _TOKEN_FIRST:
+            return messages, pos
+        if _start_line(line, junk=False) is None:
+            found = _find_start(buf, pos)
+            if found is not None:
+                pos = found[0]
+                continue
+            # Not SIP: consume whole lines; an unfinished last line may still become a start line.
+            last_nl = buf.rfind(b"\n", pos)
+            if last_nl >= 0:
+                pos = last_nl + 1
+            if n - pos > MAX_HEADER_LINE or (pos < n and buf[pos] not in _TOKEN_FIRST):
+                pos = n
+            return messages, pos
+        blank = _BLANK_LINE.search(buf, nl)
+        if blank is None:
+            if n - pos <= MAX_STREAM_HEAD:
+                return messages, pos
+            messages.append(buf[pos:pos + MAX_STREAM_HEAD])
+            pos += MAX_STREAM_HEAD
+            continue
+        cl = _STREAM_CL.search(buf, pos, blank.start() + 1)
+        end = blank.end() + min(int(cl.group(1)) if cl else 0, MAX_STREAM_BODY)
+        if end > n:
+            return messages, pos
+        messages.append(buf[pos:end])
+        pos = end
