@@ -23,6 +23,7 @@ _VERSION = b"SIP/2.0"      # §7.1: the version is case-sensitive
 _TOKEN_FIRST = frozenset(hv.TOKEN_BYTES)
 # §7: the header block ends at the first empty line; bare LF line ends are tolerated.
 _BLANK_LINE = re.compile(rb"\r?\n\r?\n")
+_EOL = re.compile(r"\r\n|\r|\n")
 _STREAM_CL = re.compile(rb"^(?:content-length|l)[ \t]*:[ \t]*(\d{1,10})[ \t]*\r?$", re.I | re.M)
 # Headers that §20 defines as appearing once; a repeat is described as sip.duplicate_header.
 _SINGLETONS = ("call-id", "cseq", "from", "to", "content-length", "content-type", "max-forwards")
@@ -70,14 +71,21 @@ def _skip_crlf(data: bytes, pos: int) -> int:
     return pos
 
 
+def _line_end(data: bytes, pos: int) -> int:
+    """End of the line starting at pos: the first CR or LF (a bare CR ends a line, as in Wireshark)."""
+    nl = data.find(b"\n", pos)
+    if nl < 0:
+        nl = len(data)
+    cr = data.find(b"\r", pos, nl)
+    return nl if cr < 0 else cr
+
+
 def _find_start(data: bytes, pos: int) -> tuple[int, int, _StartLine] | None:
     """The first start line at or after pos, allowing junk before it: (message start, line end, line)."""
     i = data.find(_VERSION, pos)
     while i >= 0:
-        line_start = max(data.rfind(b"\n", pos, i) + 1, pos)
-        line_end = data.find(b"\n", i)
-        if line_end < 0:
-            line_end = len(data)
+        line_start = max(data.rfind(b"\n", pos, i), data.rfind(b"\r", pos, i), pos - 1) + 1
+        line_end = _line_end(data, i)
         found = _start_line(data[line_start:line_end], junk=True)
         if found is not None:
             return line_start + found.skip, line_end, found
@@ -91,8 +99,7 @@ def looks_like_sip(payload: bytes) -> bool:
         payload = payload.lstrip(b"\r\n")
     if not payload or payload[0] not in _TOKEN_FIRST:
         return False
-    nl = payload.find(b"\n")
-    line = payload if nl < 0 else payload[:nl]
+    line = payload[:_line_end(payload, 0)]
     if _VERSION not in line:
         return False
     return _start_line(line, junk=False) is not None
@@ -125,6 +132,16 @@ def _decode(data: bytes, notes: _Notes, what: str) -> str:
         return data.decode("utf-8", "replace")
 
 
+def _start_text(raw: bytes | None, notes: _Notes) -> str | None:
+    """A start-line element as text, cut at MAX_HEADER_LINE characters."""
+    if raw is None:
+        return None
+    text = _decode(raw, notes, "start line")
+    if len(text) > MAX_HEADER_LINE:
+        notes.add("sip.header_too_long", f"start line element: {len(text)} characters")
+    return text[:MAX_HEADER_LINE]
+
+
 def _to_int(text: str | None, max_digits: int = 10) -> int | None:
     text = (text or "").strip()
     if 0 < len(text) <= max_digits and text.isascii() and text.isdigit():
@@ -136,8 +153,7 @@ def _headers(text: str, notes: _Notes) -> dict[str, list[str]]:
     """Header fields by canonical name, values in order; folded lines joined (§7.3.1)."""
     fields: dict[str, list[str]] = {}
     unfolded: list[str] = []
-    for raw in text.split("\n"):
-        line = raw.rstrip("\r")
+    for line in _EOL.split(text):
         if line[:1] in (" ", "\t"):
             if unfolded:
                 unfolded[-1] += " " + line.strip()
@@ -206,8 +222,8 @@ def _cseq(value: str | None, method: str | None, notes: _Notes) -> tuple[int | N
         return None, None
     parts = value.split()
     number = _to_int(parts[0]) if parts else None
-    cmethod = parts[1] if len(parts) > 1 and hv.is_token(parts[1]) else None
-    if len(parts) != 2 or number is None or cmethod is None or number > MAX_CSEQ:
+    cmethod = parts[1] if len(parts) > 1 else None
+    if len(parts) != 2 or number is None or not hv.is_token(cmethod or "") or number > MAX_CSEQ:
         notes.add("sip.bad_cseq", f"{value[:64]!r}")
     elif method is not None and cmethod != method:
         notes.add("sip.cseq_method_mismatch", f"{method} request with CSeq method {cmethod}")
@@ -228,8 +244,7 @@ def parse_sip(meta: PacketMeta, payload: bytes) -> tuple[SipMessage | None, list
     """Describe one SIP message; malformations become anomalies. (None, [...]) only without a start line."""
     notes = _Notes(meta)
     start = _skip_crlf(payload, 0)
-    nl = payload.find(b"\n", start)
-    line_end = len(payload) if nl < 0 else nl
+    line_end = _line_end(payload, start)
     sl = _start_line(payload[start:line_end], junk=False)
     if sl is None:
         found = _find_start(payload, start)
@@ -240,27 +255,23 @@ def parse_sip(meta: PacketMeta, payload: bytes) -> tuple[SipMessage | None, list
         kind = "request" if sl.method is not None else "response"
         notes.add(f"sip.junk_before_{kind}",
                   f"{msg_start - start} bytes: {payload[start:start + _JUNK_PREVIEW]!r}")
-    start_text = _decode(payload[start:line_end], notes, "start line")
-    if len(start_text) > MAX_HEADER_LINE:
-        notes.add("sip.header_too_long", f"start line: {len(start_text)} characters")
     if sl.status is not None and not 100 <= sl.status <= 699:
         notes.add("sip.bad_status_code", f"{sl.status} outside 100-699 (§21)")
+    head_start = line_end + (2 if payload[line_end:line_end + 2] == b"\r\n" else 1)
     blank = _BLANK_LINE.search(payload, line_end)
     if blank is None:
         notes.add("sip.headers_unterminated", "no empty line after the header fields")
-        head, body_start = payload[line_end + 1:], len(payload)
+        head, body_start = payload[head_start:], len(payload)
     else:
-        head, body_start = payload[line_end + 1:blank.start()], blank.end()
+        head, body_start = payload[head_start:blank.start()], blank.end()
     fields = _headers(_decode(head, notes, "header fields"), notes)
     for name in _SINGLETONS:
         if len(fields.get(name, ())) > 1:
             notes.add("sip.duplicate_header", name)
 
-    def text(raw: bytes | None) -> str | None:
-        return _decode(raw, notes, "start line")[:MAX_HEADER_LINE] if raw is not None else None
-
-    method = text(sl.method)
-    request_uri = hv.redact_password(text(sl.uri)) if sl.uri is not None else None
+    method = _start_text(sl.method, notes)
+    uri = _start_text(sl.uri, notes)
+    request_uri = hv.redact_password(uri) if uri is not None else None
     call_id = (_first(fields, "call-id") or "").strip() or None
     if call_id is None:
         notes.add("sip.missing_call_id")
@@ -286,16 +297,16 @@ def parse_sip(meta: PacketMeta, payload: bytes) -> tuple[SipMessage | None, list
     refer_to = _first(fields, "refer-to")
     msg = SipMessage(
         pkt=meta, is_request=sl.method is not None, method=method, request_uri=request_uri,
-        ruri_user=hv.uri_user(request_uri), status=sl.status, reason=text(sl.reason) or None,
+        ruri_user=hv.uri_user(request_uri), status=sl.status, reason=_start_text(sl.reason, notes) or None,
         call_id=call_id, cseq=cseq, cseq_method=cseq_method,
         from_uri=from_uri or None, from_user=hv.uri_user(from_uri), from_tag=from_params.get("tag") or None,
         to_uri=to_uri or None, to_user=hv.uri_user(to_uri), to_tag=to_params.get("tag") or None,
         via=tuple(_list(fields, "via", MAX_VIA, "sip.too_many_via", notes)),
         contact=tuple(uri for uri, _ in contacts),
         expires=expires,
-        user_agent=_first(fields, "user-agent"),
-        server=_first(fields, "server"),
-        content_type=content_type,
+        user_agent=_first(fields, "user-agent") or None,
+        server=_first(fields, "server") or None,
+        content_type=content_type or None,
         content_length=content_length,
         body_len=len(body),
         auth=_auth(fields, notes),
@@ -303,7 +314,7 @@ def parse_sip(meta: PacketMeta, payload: bytes) -> tuple[SipMessage | None, list
                   _list(fields, "p-asserted-identity", MAX_LIST_VALUES, "sip.too_many_values", notes)),
         diversion=tuple(hv.name_addr(v)[0] for v in
                         _list(fields, "diversion", MAX_LIST_VALUES, "sip.too_many_values", notes)),
-        refer_to=hv.name_addr(refer_to)[0] or None if refer_to is not None else None,
+        refer_to=(hv.name_addr(refer_to)[0] or None) if refer_to is not None else None,
         sdp=sdp,
         body_has_dtmf_relay=method == "INFO" and media_type in _DTMF_TYPES and bool(body),
     )
@@ -323,23 +334,19 @@ def frame_sip_stream(buf: bytes) -> tuple[list[bytes], int]:
         pos = _skip_crlf(buf, pos)
         if pos >= n:
             return messages, pos
-        nl = buf.find(b"\n", pos)
-        line = buf[pos:] if nl < 0 else buf[pos:nl]
-        if nl < 0 and len(line) <= MAX_HEADER_LINE and line[0] in _TOKEN_FIRST:
-            return messages, pos
-        if _start_line(line, junk=False) is None:
+        eol = _line_end(buf, pos)
+        if eol == n:
+            # An unfinished first line waits for more data, up to the longest line kept.
+            return messages, (pos if n - pos <= MAX_HEADER_LINE else n)
+        if _start_line(buf[pos:eol], junk=False) is None:
             found = _find_start(buf, pos)
             if found is not None:
                 pos = found[0]
                 continue
             # Not SIP: consume whole lines; an unfinished last line may still become a start line.
-            last_nl = buf.rfind(b"\n", pos)
-            if last_nl >= 0:
-                pos = last_nl + 1
-            if n - pos > MAX_HEADER_LINE or (pos < n and buf[pos] not in _TOKEN_FIRST):
-                pos = n
-            return messages, pos
-        blank = _BLANK_LINE.search(buf, nl)
+            pos = max(buf.rfind(b"\n", pos), buf.rfind(b"\r", pos), pos - 1) + 1
+            return messages, (pos if n - pos <= MAX_HEADER_LINE else n)
+        blank = _BLANK_LINE.search(buf, eol)
         if blank is None:
             if n - pos <= MAX_STREAM_HEAD:
                 return messages, pos

@@ -25,3 +25,13 @@ def tshark() -> str:
     if path is None:
         pytest.fail("tshark is required (bash .ci/run installs it)")
     return path
+
+
+def pytest_addoption(parser):
+    parser.addoption("--update-goldens", action="store_true",
+                     help="Rewrite tests/golden/*/expected/ from the batch path (review the diff like code).")
+
+
+@pytest.fixture(scope="session")
+def update_goldens(request) -> bool:
+    return request.config.getoption("--update-goldens")

@@ -1,0 +1,230 @@
+"""Session Description Protocol bodies (RFC 4566, RFC 8866): sessions, media sections, keying attributes."""
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+
+from voipwatch.records import SdpCrypto, SdpMedia, SdpSession
+
+# RFC 3551 §6 tables 4 (audio) and 5 (video): static payload type -> (encoding name, clock rate Hz).
+# G722 is listed at 8000 Hz although it samples at 16 kHz (RFC 3551 §4.5.2, a historical error kept).
+STATIC_PAYLOAD_TYPES: dict[int, tuple[str, int]] = {
+    0: ("PCMU", 8000), 3: ("GSM", 8000), 4: ("G723", 8000), 5: ("DVI4", 8000), 6: ("DVI4", 16000),
+    7: ("LPC", 8000), 8: ("PCMA", 8000), 9: ("G722", 8000), 10: ("L16", 44100), 11: ("L16", 44100),
+    12: ("QCELP", 8000), 13: ("CN", 8000), 14: ("MPA", 90000), 15: ("G728", 8000), 16: ("DVI4", 11025),
+    17: ("DVI4", 22050), 18: ("G729", 8000), 25: ("CelB", 90000), 26: ("JPEG", 90000), 28: ("nv", 90000),
+    31: ("H261", 90000), 32: ("MPV", 90000), 33: ("MP2T", 90000), 34: ("H263", 90000),
+}
+
+# Resource limits: exceeding one yields an anomaly and the excess is ignored.
+MAX_SDP_LINES = 2048       # lines read per body (sdp.too_many_lines)
+MAX_MEDIA = 64             # m= sections kept per body (sdp.too_many_media)
+MAX_FORMATS = 128          # formats kept per m= line (sdp.too_many_formats)
+MAX_CRYPTO = 16            # a=crypto lines kept per section (sdp.too_many_crypto)
+MAX_SESSION_PARAMS = 16    # RFC 4568 session parameters kept per a=crypto line
+
+_DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")  # RFC 4566 §6 / RFC 3264 §5.1
+
+
+class _Section:
+    """Mutable attributes of the session level or of one m= section while the body is read."""
+
+    def __init__(self) -> None:
+        self.connection: str | None = None
+        self.direction: str | None = None
+        self.crypto: list[SdpCrypto] = []
+        self.fingerprint: str | None = None
+        self.zrtp_hash = False
+        self.setup: str | None = None
+        self.rtcp_port: int | None = None
+        self.rtpmap: dict[int, tuple[str, int]] = {}
+
+
+def _int(text: str, limit: int) -> int | None:
+    if text.isascii() and text.isdigit() and len(text) <= 10 and int(text) <= limit:
+        return int(text)
+    return None
+
+
+def _crypto(value: str, note) -> SdpCrypto | None:
+    """RFC 4568 §9.1: a=crypto:<tag> <crypto-suite> <key-params> [<session-params>].
+
+    The inline key (base64 of key||salt, §6.1) is reduced to its SHA-256 and length; FEC_KEY session
+    parameters (§6.3.7) carry key-params too and keep their name only.
+    """
+    parts = value.split()
+    if len(parts) < 3:
+        note("sdp.bad_crypto_line")
+        if len(parts) < 2:
+            return None
+    tag = _int(parts[0], 999999999)
+    if tag is None:
+        note("sdp.bad_crypto_line")
+    key_sha256 = key_len = None
+    key_param = parts[2].split(";")[0] if len(parts) > 2 else ""
+    if key_param[:7].lower() == "inline:":
+        b64 = key_param[7:].split("|")[0]
+        try:
+            raw = base64.b64decode(b64 + "=" * (-len(b64) % 4), validate=True)
+        except (binascii.Error, ValueError):
+            note("sdp.bad_crypto_key")
+        else:
+            key_sha256, key_len = hashlib.sha256(raw).hexdigest(), len(raw)
+    session_params = tuple(
+        "FEC_KEY" if p.upper().startswith("FEC_KEY") else p for p in parts[3:3 + MAX_SESSION_PARAMS])
+    return SdpCrypto(tag, parts[1], key_sha256, key_len, session_params)
+
+
+def _attribute(section: _Section, value: str, in_media: bool, note) -> None:
+    """One a= line (RFC 4566 §5.13) applied to the session or the current media section."""
+    name, colon, arg = value.partition(":")
+    name = name.strip().lower()
+    arg = arg.strip()
+    if name in _DIRECTIONS and not colon:
+        section.direction = name
+    elif name == "rtpmap" and in_media:
+        # RFC 4566 §6: a=rtpmap:<payload type> <encoding name>/<clock rate>[/<encoding parameters>]
+        pt_text, _, encoding = arg.partition(" ")
+        enc = encoding.strip().split("/")
+        pt = _int(pt_text, 127)
+        clock = _int(enc[1], 2**32 - 1) if len(enc) > 1 else None
+        if pt is None or clock is None or not enc[0]:
+            note("sdp.bad_rtpmap")
+        else:
+            section.rtpmap.setdefault(pt, (enc[0], clock))
+    elif name == "crypto":
+        if len(section.crypto) >= MAX_CRYPTO:
+            note("sdp.too_many_crypto")
+            return
+        crypto = _crypto(arg, note)
+        if crypto is not None:
+            section.crypto.append(crypto)
+    elif name == "fingerprint":
+        # RFC 8122 §5: a=fingerprint:<hash-func> <fingerprint>; hash-func names are case-insensitive.
+        func = arg.split()
+        if section.fingerprint is None and func:
+            section.fingerprint = func[0].lower()
+    elif name == "zrtp-hash":
+        section.zrtp_hash = True
+    elif name == "setup":
+        section.setup = arg.lower() or None
+    elif name == "rtcp" and in_media:
+        # RFC 3605 §2.1: a=rtcp:<port> [<nettype> <addrtype> <connection-address>]
+        port = _int(arg.split()[0], 65535) if arg else None
+        if port is None:
+            note("sdp.bad_rtcp_line")
+        section.rtcp_port = port
+
+
+def _rtpmap(formats: tuple[str, ...], proto: str, given: dict[int, tuple[str, int]]) -> tuple:
+    """(pt, encoding, clock) per RTP format: a=rtpmap first, else the RFC 3551 static assignment."""
+    if "RTP/" not in proto.upper():
+        return tuple((pt, enc, clock) for pt, (enc, clock) in given.items())
+    out = []
+    listed = set()
+    for fmt in formats:
+        pt = _int(fmt, 127)
+        if pt is None or pt in listed:
+            continue
+        listed.add(pt)
+        entry = given.get(pt) or STATIC_PAYLOAD_TYPES.get(pt)
+        if entry is not None:
+            out.append((pt, *entry))
+    out.extend((pt, enc, clock) for pt, (enc, clock) in given.items() if pt not in listed)
+    return tuple(out)
+
+
+def parse_sdp(body: bytes | str) -> tuple[SdpSession | None, list[str]]:
+    """Describe an SDP body; returns the session (None when no SDP line is found) and anomaly names.
+
+    Each anomaly name appears once, in the order first seen.
+    """
+    names: list[str] = []
+
+    def note(name: str) -> None:
+        if name not in names:
+            names.append(name)
+
+    if isinstance(body, (bytes, bytearray)):
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            note("sdp.non_utf8")
+            text = body.decode("utf-8", "replace")
+    else:
+        text = body
+    lines = text.split("\n", MAX_SDP_LINES)
+    if len(lines) > MAX_SDP_LINES:
+        note("sdp.too_many_lines")
+        del lines[MAX_SDP_LINES:]
+    session = _Section()
+    origin_user = origin_addr = None
+    media: list[tuple[str, int, str, tuple[str, ...], _Section]] = []
+    current: _Section | None = session
+    seen = 0
+    for raw in lines:
+        line = raw.rstrip("\r")
+        if not line.strip():
+            continue
+        # RFC 4566 §5: <type>=<value>, where <type> is exactly one case-significant letter.
+        if len(line) < 2 or line[1] != "=" or not ("a" <= line[0] <= "z" or "A" <= line[0] <= "Z"):
+            note("sdp.bad_line")
+            continue
+        kind, value = line[0], line[2:]
+        if seen == 0 and (kind != "v" or value.strip() != "0"):
+            note("sdp.bad_version")  # §5.1: the body starts with v=0
+        seen += 1
+        if kind == "o":
+            # §5.2: o=<username> <sess-id> <sess-version> <nettype> <addrtype> <unicast-address>
+            fields = value.split()
+            if len(fields) != 6:
+                note("sdp.bad_origin_line")
+            if origin_user is None and fields:
+                origin_user = fields[0]
+                origin_addr = fields[5] if len(fields) >= 6 else None
+        elif kind == "c":
+            # §5.7: c=<nettype> <addrtype> <connection-address>[/<ttl>][/<number of addresses>]
+            fields = value.split()
+            if len(fields) < 3:
+                note("sdp.bad_connection_line")
+            elif current is not None and current.connection is None:
+                current.connection = fields[2].split("/")[0]
+        elif kind == "m":
+            # §5.14: m=<media> <port>[/<number of ports>] <proto> <fmt> ...
+            fields = value.split()
+            port = _int(fields[1].split("/")[0], 65535) if len(fields) >= 2 else None
+            current = None
+            if len(fields) < 3 or port is None:
+                note("sdp.bad_media_line")
+            elif len(media) >= MAX_MEDIA:
+                note("sdp.too_many_media")
+            else:
+                if len(fields) > 3 + MAX_FORMATS:
+                    note("sdp.too_many_formats")
+                current = _Section()
+                media.append((fields[0], port, fields[2], tuple(fields[3:3 + MAX_FORMATS]), current))
+        elif kind == "a" and current is not None:
+            _attribute(current, value, current is not session, note)
+    if seen == 0:
+        note("sdp.empty" if not text.strip() else "sdp.bad_line")
+        return None, names
+    if not media:
+        note("sdp.no_media")
+    # RFC 4145 §4: a session-level a=setup applies to every media section that does not set its own
+    # (SdpSession has no setup field, so it is carried down); other session-level values stay there.
+    return SdpSession(
+        origin_user=origin_user,
+        origin_addr=origin_addr,
+        connection=session.connection,
+        media=tuple(
+            SdpMedia(kind=kind, port=port, proto=proto, formats=formats,
+                     rtpmap=_rtpmap(formats, proto, sec.rtpmap), connection=sec.connection,
+                     direction=sec.direction, crypto=tuple(sec.crypto), fingerprint=sec.fingerprint,
+                     zrtp_hash=sec.zrtp_hash, setup=sec.setup or session.setup, rtcp_port=sec.rtcp_port)
+            for kind, port, proto, formats, sec in media),
+        fingerprint=session.fingerprint,
+        zrtp_hash=session.zrtp_hash,
+        direction=session.direction,
+        crypto=tuple(session.crypto),
+    ), names
