@@ -42,6 +42,7 @@ class _Section:
 
 
 def _int(text: str, limit: int) -> int | None:
+    """A decimal field (port, payload type, clock rate, tag) no larger than limit, else None."""
     if text.isascii() and text.isdigit() and len(text) <= 10 and int(text) <= limit:
         return int(text)
     return None
@@ -51,7 +52,7 @@ def _crypto(value: str, note) -> SdpCrypto | None:
     """RFC 4568 §9.1: a=crypto:<tag> <crypto-suite> <key-params> [<session-params>].
 
     The inline key (base64 of key||salt, §6.1) is reduced to its SHA-256 and length; FEC_KEY session
-    parameters (§6.3.7) carry key-params too and keep their name only.
+    parameters (§6.3.5) carry key-params too and keep their name only.
     """
     parts = value.split()
     if len(parts) < 3:

@@ -125,6 +125,7 @@ class _Notes:
 
 
 def _decode(data: bytes, notes: _Notes, what: str) -> str:
+    """§25.1 (TEXT-UTF8): SIP text is UTF-8; undecodable bytes become U+FFFD and are described."""
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
@@ -143,6 +144,7 @@ def _start_text(raw: bytes | None, notes: _Notes) -> str | None:
 
 
 def _to_int(text: str | None, max_digits: int = 10) -> int | None:
+    """A 1*DIGIT value (§25.1) such as delta-seconds or Content-Length; None when it is not one."""
     text = (text or "").strip()
     if 0 < len(text) <= max_digits and text.isascii() and text.isdigit():
         return int(text)
@@ -174,13 +176,14 @@ def _headers(text: str, notes: _Notes) -> dict[str, list[str]]:
         count += 1
         value = value.strip()
         if len(value) > MAX_HEADER_LINE:
-            notes.add("sip.header_too_long", f"{name}: {len(value)} characters")
+            notes.add("sip.header_too_long", f"{name[:64]}: {len(value)} characters")
             value = value[:MAX_HEADER_LINE]
         fields.setdefault(hv.canonical_name(name), []).append(value)
     return fields
 
 
 def _list(fields: dict[str, list[str]], name: str, limit: int, anomaly: str, notes: _Notes) -> list[str]:
+    """§7.3.1: repeated fields and comma-separated values of one field form a single ordered list."""
     items = [item for value in fields.get(name, ()) for item in hv.split_list(value)]
     if len(items) > limit:
         notes.add(anomaly, f"{name}: {len(items)} entries, {limit} kept")
@@ -217,6 +220,7 @@ def _body(payload: bytes, body_start: int, fields: dict[str, list[str]], tcp: bo
 
 
 def _cseq(value: str | None, method: str | None, notes: _Notes) -> tuple[int | None, str | None]:
+    """§20.16: CSeq = 1*DIGIT LWS Method; the method matches the request's (§8.1.1.5)."""
     if value is None:
         notes.add("sip.missing_cseq")
         return None, None
@@ -231,6 +235,7 @@ def _cseq(value: str | None, method: str | None, notes: _Notes) -> tuple[int | N
 
 
 def _auth(fields: dict[str, list[str]], notes: _Notes) -> tuple[SipAuth, ...]:
+    """Challenges and credentials of the four authentication header fields (§22.2, §22.3)."""
     out: list[SipAuth] = []
     for name in _AUTH_HEADERS:
         for value in fields.get(name, ()):

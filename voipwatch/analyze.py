@@ -1,8 +1,10 @@
 """Offline analysis of capture files: the library behind `voipwatch analyze`."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -11,6 +13,7 @@ from dissectors.net import Skipped
 from voipwatch import __version__
 from voipwatch.capture import read_captures
 from voipwatch.config import PipelineConfig
+from voipwatch.fastpath import feed_file
 from voipwatch.pipeline import Analyzer
 from voipwatch.records import (Anomaly, Call, DnsMessage, Frame, Registration, RtcpPacket, RtpStream,
                                SipMessage, TlsFlow)
@@ -54,7 +57,12 @@ def analyze_files(paths: list[str], config: PipelineConfig | None = None, mode: 
     started = time.perf_counter()
     sink = Collector()
     analyzer = Analyzer(sink, config, mode)
-    analyzer.run(read_captures(paths), progress)
+    if mode == "batch" and len(paths) == 1 and paths[0] != "-" and feed_file(paths[0], analyzer, progress):
+        analyzer.finish()
+    else:
+        analyzer.run(read_captures(paths), progress)
+    streams_per_call = Counter(s.call_id for s in sink.rtp_streams if s.call_id is not None)
+    sink.calls = [dataclasses.replace(c, n_streams=streams_per_call[c.call_id]) for c in sink.calls]
     tables = {name: to_frame(getattr(sink, name), name) for name in TABLES}
     summary = build_summary(paths, analyzer, sink, mode, time.perf_counter() - started)
     return AnalysisResult(sink, summary, tables)

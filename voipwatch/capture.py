@@ -10,13 +10,17 @@ import gzip
 import heapq
 import struct
 import sys
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Callable, Iterator
 
 from voipwatch.records import Anomaly, Frame
 
 CHUNK_BYTES = 1 << 20            # read size of the buffered loop
 MAX_CAPLEN = 256 * 1024          # larger captured lengths are corrupt records (libpcap's own maximum)
 MAX_BLOCK_BYTES = 16 << 20       # larger pcapng blocks are corrupt (the packet cap plus generous options)
+
+# Every Anomaly.name the readers produce (layer "capture").
+ANOMALIES = frozenset(("capture.truncated_record", "capture.bad_record_length", "capture.caplen_exceeds_snaplen",
+                       "capture.bad_interface_id", "capture.bad_section_header"))
 
 # pcap (draft-ietf-opsawg-pcap §4): magic(4) major(2) minor(2) thiszone(4) sigfigs(4) snaplen(4) linktype(4)
 _PCAP_HDR = {"<": struct.Struct("<IHHiIII"), ">": struct.Struct(">IHHiIII")}
@@ -31,6 +35,7 @@ _LINKTYPE_MASK = 0xFFFF          # upper bits of the pcap LinkType field carry F
 
 # pcapng (draft-ietf-opsawg-pcapng §3.1): block type(4) total length(4) ... total length(4)
 _SHB, _IDB, _PB, _SPB, _EPB = 0x0A0D0D0A, 1, 2, 3, 6
+_SHB_MAGIC = b"\x0a\x0d\x0d\x0a"             # the SHB type reads the same in both byte orders
 _BLOCK_HDR = {"<": struct.Struct("<II"), ">": struct.Struct(">II")}
 # SHB (§4.1) after type/length: byte-order magic(4) major(2) minor(2) section length(8)
 _SHB_BODY = {"<": struct.Struct("<IHHq"), ">": struct.Struct(">IHHq")}
@@ -46,6 +51,8 @@ _PB_BODY = {"<": struct.Struct("<HHIIII"), ">": struct.Struct(">HHIIII")}
 # option header (§3.5): code(2) length(2), value padded to 32 bits
 _OPT = {"<": struct.Struct("<HH"), ">": struct.Struct(">HH")}
 _OPT_TSRESOL, _OPT_TSOFFSET = 9, 14
+# smallest valid total length per block type (header, fixed fields, trailer)
+_MIN_BLOCK = {_SHB: 28, _IDB: 20, _PB: 32, _SPB: 16, _EPB: 32}
 _I64 = {"<": struct.Struct("<q"), ">": struct.Struct(">q")}
 
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -53,6 +60,10 @@ _GZIP_MAGIC = b"\x1f\x8b"
 _OTHER_FORMATS = {b"GMBU": "Microsoft NetMon 2.x", b"RTSS": "Microsoft NetMon 1.x",
                   b"snoo": "Solaris snoop", b"\xa1\xb2\xcd\x34": "modified (Kuznetzov) pcap",
                   b"\x34\xcd\xb2\xa1": "modified (Kuznetzov) pcap"}
+
+
+_Read = Callable[[int], bytes]       # read(size): size bytes unless the input ends
+_State = dict[str, "str | None"]      # {"error": why decompression stopped, or None}
 
 
 class CaptureError(Exception):
@@ -73,7 +84,8 @@ def _display(path: str) -> str:
 # object.__setattr__ (~0.75 µs). Setting the slots through their descriptors builds the identical
 # object in about half the time, which is most of the per-record budget of the reader loop.
 _new = object.__new__
-_set_ts, _set_frame, _set_lt = Frame.ts.__set__, Frame.frame.__set__, Frame.linktype.__set__  # type: ignore[attr-defined]
+_set_ts, _set_frame = Frame.ts.__set__, Frame.frame.__set__  # type: ignore[attr-defined]
+_set_lt = Frame.linktype.__set__  # type: ignore[attr-defined]
 _set_data, _set_wl = Frame.data.__set__, Frame.wire_len.__set__  # type: ignore[attr-defined]
 _set_src, _set_off = Frame.source.__set__, Frame.offset.__set__  # type: ignore[attr-defined]
 
@@ -134,25 +146,25 @@ def _read_stream(path: str, raw: BinaryIO, source: int) -> Iterator[Frame | Anom
     yield from _dispatch(path, read, state, head, source)
 
 
-def _dispatch(path: str, read, state, head: bytes, source: int) -> Iterator[Frame | Anomaly]:
+def _dispatch(path: str, read: _Read, state: _State, head: bytes, source: int) -> Iterator[Frame | Anomaly]:
     if len(head) < 4:
         raise CaptureError(path, 0, "file too short for a capture header" if head else "empty file")
     if head in _PCAP_MAGICS:
         return _read_pcap(path, read, state, head, source)
-    if head == b"\x0a\x0d\x0d\x0a":
+    if head == _SHB_MAGIC:
         return _read_pcapng(path, read, state, head, source)
     name = _OTHER_FORMATS.get(head)
     kind = f"unsupported format {name}" if name else "unknown file format"
     raise CaptureError(path, 0, f"{kind} (magic 0x{head.hex()})")
 
 
-def _guarded(read):
+def _guarded(read: _Read) -> tuple[_Read, _State]:
     """A read(size) that fills size bytes unless input ends; a broken compressed stream also ends it.
 
     The error is kept (state["error"]) and named in the truncation anomaly; bytes decompressed
     before it are still returned, so every whole record before the damage is read.
     """
-    state: dict[str, str | None] = {"error": None}
+    state: _State = {"error": None}
 
     def safe_read(size: int) -> bytes:
         if state["error"] is not None:
@@ -171,13 +183,13 @@ def _guarded(read):
     return safe_read, state
 
 
-def _stop(path: str, name: str, ts: float, n: int, off: int, detail: str, state) -> Anomaly:
+def _stop(path: str, name: str, ts: float, n: int, off: int, detail: str, state: _State) -> Anomaly:
     if state["error"] is not None and name == "capture.truncated_record":
         detail += f" (decompression stopped: {state['error']})"
     return Anomaly(ts, n, "capture", name, f"{_display(path)}: offset {off}: {detail}")
 
 
-def _read_pcap(path: str, read, state, head: bytes, source: int) -> Iterator[Frame | Anomaly]:
+def _read_pcap(path: str, read: _Read, state: _State, head: bytes, source: int) -> Iterator[Frame | Anomaly]:
     endian, div = _PCAP_MAGICS[head]
     hdr = head + read(_PCAP_HDR[endian].size - 4)
     if len(hdr) < _PCAP_HDR[endian].size:
@@ -198,7 +210,7 @@ def _read_pcap(path: str, read, state, head: bytes, source: int) -> Iterator[Fra
             base += pos
             pos, end_buf = 0, len(buf)
             if end_buf < 16:
-                if end_buf:
+                if end_buf or state["error"] is not None:
                     yield _stop(path, "capture.truncated_record", ts, n + 1, base,
                                 f"record header needs 16 bytes, {end_buf} left", state)
                 return
@@ -257,113 +269,108 @@ def _idb_options(block: bytes, endian: str) -> tuple[int, int]:
     return units, offset_s
 
 
-def _read_pcapng(path: str, read, state, head: bytes, source: int) -> Iterator[Frame | Anomaly]:
+class _Damaged(Exception):
+    """A pcapng block that cannot be framed: reading stops with this anomaly."""
+
+    def __init__(self, name: str, offset: int, detail: str) -> None:
+        super().__init__(detail)
+        self.name, self.offset, self.detail = name, offset, detail
+
+
+def _section_order(path: str, bom: bytes, off: int) -> str:
+    """Byte order of a section from its SHB byte-order magic (§4.1)."""
+    if bom == b"\x4d\x3c\x2b\x1a":
+        return "<"
+    if bom == b"\x1a\x2b\x3c\x4d":
+        return ">"
+    if off == 0:
+        raise CaptureError(path, 8, f"bad pcapng byte-order magic 0x{bom.hex()}")
+    raise _Damaged("capture.bad_section_header", off, f"byte-order magic 0x{bom.hex()}")
+
+
+def _read_pcapng(path: str, read: _Read, state: _State, head: bytes, source: int) -> Iterator[Frame | Anomaly]:
     buf, pos, base, end_buf = head, 0, 0, len(head)
     endian = "<"
+    block_hdr, epb = _BLOCK_HDR[endian].unpack_from, _EPB_BODY[endian].unpack_from
     ifaces: list[_Iface] = []
     n, ts = 0, 0.0
-    while True:
-        if pos + 12 > end_buf:
-            buf = buf[pos:] + read(CHUNK_BYTES)
-            base += pos
-            pos, end_buf = 0, len(buf)
-            if end_buf < 12:
-                if end_buf:
-                    yield _stop(path, "capture.truncated_record", ts, n + 1, base,
-                                f"block header needs 12 bytes, {end_buf} left", state)
-                return
-        btype = _BLOCK_HDR["<"].unpack_from(buf, pos)[0]
-        if btype == _SHB:
-            bom = buf[pos + 8:pos + 12]
-            endian = "<" if bom == b"\x4d\x3c\x2b\x1a" else ">" if bom == b"\x1a\x2b\x3c\x4d" else ""
-            if not endian:
-                if n == 0:
-                    raise CaptureError(path, base + pos + 8, f"bad pcapng byte-order magic 0x{bom.hex()}")
-                yield _stop(path, "capture.bad_record_length", ts, n + 1, base + pos,
-                            f"section header with bad byte-order magic 0x{bom.hex()}", state)
-                return
-        btype, blen = _BLOCK_HDR[endian].unpack_from(buf, pos)
-        if blen < 12 or blen % 4 or blen > MAX_BLOCK_BYTES:
-            if n == 0 and base + pos == 0:
-                raise CaptureError(path, 4, f"bad section header length {blen}")
-            yield _stop(path, "capture.bad_record_length", ts, n + 1, base + pos,
-                        f"block type 0x{btype:x} has bad length {blen}", state)
-            return
-        if pos + blen > end_buf:
-            buf = buf[pos:] + read(max(CHUNK_BYTES, blen))
-            base += pos
-            pos, end_buf = 0, len(buf)
-            if blen > end_buf:
-                yield _stop(path, "capture.truncated_record", ts, n + 1, base,
-                            f"block type 0x{btype:x} needs {blen} bytes, {end_buf} left", state)
-                return
-        block = buf[pos:pos + blen]
-        off = base + pos
-        pos += blen
-        if _BLOCK_HDR[endian].unpack_from(block, blen - 8)[1] != blen:
-            yield _stop(path, "capture.bad_record_length", ts, n + 1, off,
-                        f"block type 0x{btype:x}: trailing length differs from {blen}", state)
-            return
-        if btype == _EPB or btype == _PB:
+    try:
+        while True:
+            if pos + 12 > end_buf:
+                buf = buf[pos:] + read(CHUNK_BYTES)
+                base += pos
+                pos, end_buf = 0, len(buf)
+                if end_buf < 12:
+                    if end_buf or state["error"] is not None:
+                        raise _Damaged("capture.truncated_record", base, f"block header needs 12 bytes, {end_buf} left")
+                    return
+            off = base + pos
+            if buf[pos:pos + 4] == _SHB_MAGIC:             # a section fixes its own byte order
+                endian = _section_order(path, buf[pos + 8:pos + 12], off)
+                block_hdr, epb = _BLOCK_HDR[endian].unpack_from, _EPB_BODY[endian].unpack_from
+            btype, blen = block_hdr(buf, pos)
+            if blen % 4 or not _MIN_BLOCK.get(btype, 12) <= blen <= MAX_BLOCK_BYTES:
+                if off == 0:
+                    raise CaptureError(path, 4, f"bad section header length {blen}")
+                raise _Damaged("capture.bad_record_length", off, f"block type 0x{btype:x} has bad length {blen}")
+            if pos + blen > end_buf:
+                buf = buf[pos:] + read(max(CHUNK_BYTES, blen))
+                base += pos
+                pos, end_buf = 0, len(buf)
+                if blen > end_buf:
+                    raise _Damaged("capture.truncated_record", off,
+                                   f"block type 0x{btype:x} needs {blen} bytes, {end_buf} left")
+            start = pos
+            pos += blen
+            if block_hdr(buf, pos - 8)[1] != blen:
+                raise _Damaged("capture.bad_record_length", off,
+                               f"block type 0x{btype:x}: trailing length differs from {blen}")
             if btype == _EPB:
-                if blen < 32:
-                    yield _stop(path, "capture.bad_record_length", ts, n + 1, off, f"short EPB ({blen} bytes)", state)
-                    return
-                iface_id, hi, lo, caplen, wire_len = _EPB_BODY[endian].unpack_from(block, 8)
-                data_at = 28
+                iface_id, hi, lo, caplen, wire_len = epb(buf, start + 8)
+                data_at = start + 28
+            elif btype == _PB:
+                iface_id, _, hi, lo, caplen, wire_len = _PB_BODY[endian].unpack_from(buf, start + 8)
+                data_at = start + 28
+            elif btype == _SPB:
+                # no interface id (always the first) and no timestamp: the previous packet's ts is kept
+                iface_id, hi, lo, data_at = 0, -1, 0, start + 12
+                wire_len = _SPB_BODY[endian].unpack_from(buf, start + 8)[0]
+                caplen = min(wire_len, blen - 16)
+            elif btype == _IDB:
+                linktype, _, snaplen = _IDB_BODY[endian].unpack_from(buf, start + 8)
+                ifaces.append(_Iface(linktype, snaplen, *_idb_options(buf[start:pos], endian)))
+                continue
+            elif btype == _SHB:
+                major = _SHB_BODY[endian].unpack_from(buf, start + 8)[1]
+                if major != 1:
+                    if off == 0:
+                        raise CaptureError(path, 12, f"unsupported pcapng version {major}")
+                    raise _Damaged("capture.bad_section_header", off, f"unsupported pcapng version {major}")
+                ifaces = []                           # interface ids are per section
+                continue
             else:
-                if blen < 32:
-                    yield _stop(path, "capture.bad_record_length", ts, n + 1, off, f"short PB ({blen} bytes)", state)
-                    return
-                iface_id, _, hi, lo, caplen, wire_len = _PB_BODY[endian].unpack_from(block, 8)
-                data_at = 28
+                continue                              # NRB, ISB, DSB, custom and unknown blocks carry no packets
             if iface_id >= len(ifaces):
                 yield Anomaly(ts, n + 1, "capture", "capture.bad_interface_id",
                               f"{_display(path)}: offset {off}: interface {iface_id} not described")
                 continue
-            if caplen > blen - data_at - 4:
+            if caplen > pos - data_at - 4 or caplen > MAX_CAPLEN:
                 yield Anomaly(ts, n + 1, "capture", "capture.bad_record_length",
-                              f"{_display(path)}: offset {off}: captured length {caplen} overruns block of {blen}")
+                              f"{_display(path)}: offset {off}: captured length {caplen} in a block of {blen}")
                 continue
             iface = ifaces[iface_id]
-            q, r = divmod((hi << 32) | lo, iface.units)
-            ts = iface.offset_s + q + r / iface.units
-        elif btype == _SPB:
-            if not ifaces:
-                yield Anomaly(ts, n + 1, "capture", "capture.bad_interface_id",
-                              f"{_display(path)}: offset {off}: simple packet block before any interface")
-                continue
-            iface = ifaces[0]
-            wire_len = _SPB_BODY[endian].unpack_from(block, 8)[0]
-            caplen = min(wire_len, blen - 16)
-            data_at = 12
-            # An SPB carries no timestamp (§4.4): it keeps the previous packet's ts, so merging stays ordered.
-        else:
-            if btype == _IDB:
-                if blen < 20:
-                    yield _stop(path, "capture.bad_record_length", ts, n + 1, off, f"short IDB ({blen} bytes)", state)
-                    return
-                linktype, _, snaplen = _IDB_BODY[endian].unpack_from(block, 8)
-                ifaces.append(_Iface(linktype, snaplen, *_idb_options(block, endian)))
-            elif btype == _SHB:
-                major = _SHB_BODY[endian].unpack_from(block, 8)[1]
-                if major != 1:
-                    if n == 0:
-                        raise CaptureError(path, off + 12, f"unsupported pcapng version {major}")
-                    yield _stop(path, "capture.bad_record_length", ts, n + 1, off,
-                                f"section header of unsupported version {major}", state)
-                    return
-                ifaces = []
-            continue                              # NRB, ISB, DSB, custom and unknown blocks are skipped
-        if caplen > MAX_CAPLEN:
-            yield Anomaly(ts, n + 1, "capture", "capture.bad_record_length",
-                          f"{_display(path)}: offset {off}: captured length {caplen} exceeds {MAX_CAPLEN}")
-            continue
-        n += 1
-        yield _frame(ts, n, iface.linktype, block[data_at:data_at + caplen], wire_len, source, off)
-        if iface.snaplen and caplen > iface.snaplen:
-            yield Anomaly(ts, n, "capture", "capture.caplen_exceeds_snaplen",
-                          f"{_display(path)}: offset {off}: captured length {caplen} > snaplen {iface.snaplen}")
+            if btype == _SPB and iface.snaplen:       # §4.4: the SPB's data is cut at interface 0's snaplen
+                caplen = min(caplen, iface.snaplen)
+            if hi >= 0:
+                q, r = divmod((hi << 32) | lo, iface.units)
+                ts = iface.offset_s + q + r / iface.units
+            n += 1
+            yield _frame(ts, n, iface.linktype, buf[data_at:data_at + caplen], wire_len, source, off)
+            if iface.snaplen and caplen > iface.snaplen:
+                yield Anomaly(ts, n, "capture", "capture.caplen_exceeds_snaplen",
+                              f"{_display(path)}: offset {off}: captured length {caplen} > snaplen {iface.snaplen}")
+    except _Damaged as exc:
+        yield _stop(path, exc.name, ts, n + 1, exc.offset, exc.detail, state)
 
 
 def read_captures(paths: list[str]) -> Iterator[Frame | Anomaly]:

@@ -30,12 +30,14 @@ class Progress:
         self.total = sum(os.path.getsize(p) for p in paths if p != "-" and os.path.isfile(p))
         self.single = len(paths) == 1
         self.count = 0
+        self.next_report = self.EVERY
         self.started = time.perf_counter()
 
     def __call__(self, frame) -> None:
-        self.count += 1
-        if not self.enabled or self.count % self.EVERY:
+        self.count = frame.frame
+        if not self.enabled or self.count < self.next_report:
             return
+        self.next_report = self.count + self.EVERY
         rate = self.count / max(time.perf_counter() - self.started, 1e-9)
         where = ""
         if self.single and self.total and frame.offset is not None:

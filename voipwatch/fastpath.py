@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from itertools import islice
+from typing import Callable
 
 import numpy as np
 
-from voipwatch.fastscan import HEAD, Records
+from voipwatch.capture import read_capture
+from voipwatch.fastscan import HEAD, Records, Scanner, ScanError
+from voipwatch.records import Frame
 
 ETHERTYPE_IPV4 = 0x0800
 VLAN_TPIDS = (0x8100, 0x88A8, 0x9100)   # IEEE 802.1Q, 802.1ad, and the pre-standard QinQ tag
@@ -38,6 +42,7 @@ class Candidates:
     seq: np.ndarray
     rtp_ts: np.ndarray
     pt: np.ndarray
+    marker: np.ndarray       # bool
     payload_len: np.ndarray
     heuristic: np.ndarray    # bool: dissectors.rtp.looks_like_rtp would accept it
 
@@ -134,7 +139,7 @@ def rtp_candidates(rec: Records) -> Candidates:
         index=rows, vlan=np.where(depth > 0, (depth << 36) | vlan, 0),
         src=_be32(h, rows, l3 + 12).astype(np.uint32), dst=_be32(h, rows, l3 + 16).astype(np.uint32),
         sport=sport, dport=dport, ssrc=_be32(h, rows, p + 8), seq=_be16(h, rows, p + 2),
-        rtp_ts=_be32(h, rows, p + 4), pt=b1 & 0x7F, payload_len=body, heuristic=heuristic)
+        rtp_ts=_be32(h, rows, p + 4), pt=b1 & 0x7F, marker=(b1 & 0x80) != 0, payload_len=body, heuristic=heuristic)
 
 
 def ipv4_text(addresses: np.ndarray) -> list[str]:
@@ -142,3 +147,68 @@ def ipv4_text(addresses: np.ndarray) -> list[str]:
     unique, inverse = np.unique(addresses, return_inverse=True)
     names = [str(ipaddress.IPv4Address(int(a))) for a in unique]
     return [names[i] for i in inverse]
+
+
+CHUNK_BYTES = 8 << 20
+
+
+def feed_file(path: str, analyzer, progress: Callable[[Frame], None] | None = None) -> bool:
+    """Feed one capture file to a batch-mode Analyzer through the vectorised path.
+
+    Returns False, having fed nothing, when the file is not an uncompressed pcap/pcapng file (the
+    caller then uses the generic reader). From the first irregular record on, the rest of the file
+    goes through voipwatch.capture, which reports it exactly.
+    """
+    try:
+        fh = open(path, "rb")
+    except OSError:
+        return False
+    with fh:
+        head = fh.read(64)
+        try:
+            scanner = Scanner(head)
+        except ScanError:
+            return False
+        fh.seek(scanner.header_len)
+        base, leftover, done = scanner.header_len, b"", 0
+        while not scanner.irregular:
+            chunk = fh.read(CHUNK_BYTES)
+            if not chunk:
+                break
+            buf = leftover + chunk
+            end = len(buf)
+            buf += bytes(HEAD)
+            records, used = scanner.scan(buf, end, base)
+            done = _feed_records(records, done, analyzer, progress)
+            base += used
+            leftover = buf[used:end]
+    if scanner.irregular or leftover:
+        for item in islice(read_capture(path), done, None):
+            analyzer.process(item)
+            if progress is not None and type(item) is Frame:
+                progress(item)
+    return True
+
+
+def _feed_records(records: Records, done: int, analyzer, progress) -> int:
+    """Per-frame path for the non-candidates, in order; candidates handed over as columns."""
+    n = len(records.ts)
+    if n == 0:
+        return done
+    cands = rtp_candidates(records)
+    frames = np.arange(done + 1, done + n + 1, dtype=np.int64)
+    is_cand = np.zeros(n, dtype=bool)
+    is_cand[cands.index] = True
+    buf = records.buf
+    ts, linktype, caplen, wire_len = (records.ts.tolist(), records.linktype.tolist(), records.caplen.tolist(),
+                                      records.wire_len.tolist())
+    data_off, file_off = records.data_off.tolist(), records.file_off.tolist()
+    for i in np.flatnonzero(~is_cand).tolist():
+        start = data_off[i]
+        frame = Frame(ts[i], done + 1 + i, linktype[i], buf[start:start + caplen[i]], wire_len[i], 0, file_off[i])
+        analyzer.process(frame)
+    analyzer.add_candidates(cands, frames[cands.index], records.ts[cands.index])
+    if progress is not None:
+        last = n - 1
+        progress(Frame(ts[last], done + n, linktype[last], b"", wire_len[last], 0, file_off[last]))
+    return done + n

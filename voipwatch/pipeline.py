@@ -59,7 +59,9 @@ class Analyzer:
         self.registrations = RegistrationTracker(self.config.max_registrations,
                                                  self.config.max_register_transactions)
         rtp_cls = StreamingRtp if mode == "stream" else BatchRtp
-        self.rtp = rtp_cls(self.config.rtp_idle_timeout_s, self.config.max_rtp_streams)
+        self.rtp = rtp_cls(self.config.rtp_idle_timeout_s, self.config.max_rtp_streams, self.expectations,
+                           self.config.rtp_heuristic)
+        self._candidates = 0
         self.frames_read = 0
         self.frames_undecoded = 0                       # frames whose link/IP/transport layer failed
         self.frame_classes: Counter[str] = Counter()   # every frame lands in exactly one bucket
@@ -68,7 +70,6 @@ class Analyzer:
         self.last_ts: float | None = None
         self._next_tick: float | None = None
         self._tcp_framers: dict[tuple, tuple[str, Callable | None]] = {}
-        self._call_streams: Counter[str] = Counter()
 
     # -- input -------------------------------------------------------------------------------
     def run(self, items: Iterable[Frame | Anomaly], progress: Callable[[Frame], None] | None = None) -> None:
@@ -109,6 +110,22 @@ class Analyzer:
             self._anomaly(decoded)
         self.frame_classes[bucket] += 1
 
+    def add_candidates(self, cands, frames, ts) -> None:
+        """RTP candidate columns from the vectorised batch path (voipwatch.fastpath), in frame order."""
+        n = len(frames)
+        if n == 0:
+            return
+        self._candidates += n
+        self.frames_read += n
+        lo, hi = float(ts.min()), float(ts.max())
+        if self.first_ts is None or lo < self.first_ts:
+            self.first_ts = lo
+        if self.last_ts is None or hi > self.last_ts:
+            self.last_ts = hi
+        if self._next_tick is None:
+            self._next_tick = lo + TICK_S
+        self.rtp.add_candidates(cands, frames, ts)
+
     # -- UDP ---------------------------------------------------------------------------------
     def _udp(self, dgram: Datagram) -> str:
         meta, payload = dgram.meta, dgram.payload
@@ -119,7 +136,7 @@ class Analyzer:
             pkt = rtp.parse_rtp(meta, payload, True)
             if pkt is not None:
                 self.rtp.add(pkt, endpoint.call_id, rtp.clock_rate(pkt.pt, endpoint.rtpmap),
-                             rtp.codec_name(pkt.pt, endpoint.rtpmap), self._emit_streams)
+                             rtp.codec_name(pkt.pt, endpoint.rtpmap))
                 return "rtp"
         if sip.looks_like_sip(payload):
             msg, anomalies = sip.parse_sip(meta, payload)
@@ -151,8 +168,7 @@ class Analyzer:
             if rtp.looks_like_rtp(payload):
                 pkt = rtp.parse_rtp(meta, payload, False)
                 if pkt is not None:
-                    self.rtp.add(pkt, None, rtp.clock_rate(pkt.pt, None), rtp.codec_name(pkt.pt, None),
-                                 self._emit_streams)
+                    self.rtp.add(pkt, None, rtp.clock_rate(pkt.pt, None), rtp.codec_name(pkt.pt, None))
                     return "rtp"
         return "udp.other"
 
@@ -222,8 +238,6 @@ class Analyzer:
 
     def _emit_streams(self, streams: list[RtpStream]) -> None:
         for stream in streams:
-            if stream.call_id is not None:
-                self._call_streams[stream.call_id] += 1
             self.sink.on_stream(stream)
 
     def _emit_call(self, call: Call) -> None:
@@ -243,7 +257,10 @@ class Analyzer:
 
     def finish(self) -> None:
         """End of input: close every stream, call and registration still open."""
-        self.rtp.finish(self._emit_streams)
+        not_rtp = self.rtp.finish(self._emit_streams)
+        if self._candidates:
+            self.frame_classes["rtp"] += self._candidates - not_rtp
+            self.frame_classes["udp.other"] += not_rtp
         for call in self.calls.finish():
             self._emit_call(call)
         for reg in self.registrations.finish():

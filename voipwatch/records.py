@@ -185,6 +185,7 @@ class DnsMessage:
     qtype: str | None              # "A", "AAAA", "SRV", "NAPTR", ... or the number as str
     rcode: str | None              # "NOERROR", "NXDOMAIN", ... for responses
     answers: tuple[str, ...] = ()  # rendered answers, e.g. "SRV 10 60 5060 sip.example.com"
+    malformed: str | None = None   # why a later section could not be decoded (answers before it kept)
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,7 @@ All state is bounded (a cap per table, counted when hit) and expires on capture 
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from voipwatch.records import Call, Registration, SdpSession, SipMessage
 
@@ -121,7 +121,6 @@ class CallState:
     end_ts: float | None = None
     offer: SdpSession | None = None
     answer: SdpSession | None = None
-    streams: set = field(default_factory=set)
 
     def to_record(self) -> Call:
         setup_s = None if self.answer_ts is None else round(self.answer_ts - self.first_ts, 6)
@@ -134,7 +133,7 @@ class CallState:
             callee=self.callee, src=self.src, dst=self.dst, vlan=self.vlan, transport=self.transport,
             state=self.state, final_status=self.final_status, setup_s=setup_s, duration_s=duration_s,
             user_agent=self.user_agent, media_protection=media_protection(self.offer, self.answer),
-            n_streams=len(self.streams), first_frame=self.first_frame, ruri_user=self.ruri_user)
+            first_frame=self.first_frame, ruri_user=self.ruri_user)
 
 
 class CallTracker:

@@ -1,0 +1,555 @@
+"""RTP stream statistics (RFC 3550 §6.4.1, A.1, A.3, A.8) with the arithmetic of tshark 4.0 `-z rtp,streams`.
+
+Two implementations give the same RtpStream records: `RtpStreamTracker` (incremental, O(1) state per
+stream, the streaming path) and `streams_from_table` (vectorised over columns, the batch path).
+
+The arithmetic is Wireshark 4.0's rtppacket_analyse() (ui/tap-rtp-analysis.c), summed up by
+rtpstream_info_calculate() (ui/tap-rtp-common.c) and printed by ui/cli/tap-rtp.c; the Wireshark 4.0.x
+code was read and the results were checked against tshark 4.0.17 (tests/test_rtpstats.py). Per
+packet, in capture order, with t = arrival time in ms:
+- "in time sequence": the RTP timestamp is at most 2^31 ahead of the stream's first one (wrapping).
+- Lost = expected - packets, expected = last packet's seq + 65536 * cycles - first packet's seq + 1.
+  A cycle is counted when, not already "under", an in-sequence packet's seq is below the first seq
+  (or is 0 right after 65535); "under" clears when an in-sequence seq exceeds the first seq.
+  Duplicates make Lost negative, as in tshark.
+- Jitter: for in-sequence packets whose payload type has a known clock rate,
+      nominal = ((ts - first_ts) mod 2^32) / (clock_rate // 1000)       [integer division: 44100 -> 44]
+      D = |t - (t_prev + nominal - nominal_prev)|,  J = (15 * J + D) / 16  (RFC 3550 §A.8, in ms)
+  where t_prev is the arrival time of the previous in-sequence packet and nominal_prev the nominal
+  time of the previous jitter update. Max Delta is the largest t - t_prev, Max Jitter the largest J,
+  and Mean Jitter the running value mean = (mean * (n - 1) + J) / n, n being the number of packets
+  before this one; all three only over "regular" packets: in sequence, not the first, marker bit
+  clear, neither this nor the previous packet comfort noise (PT 13 or 19).
+- Clock rate: static payload types (< 96) use tshark's table whatever SDP says; dynamic ones use the
+  SDP rtpmap rate, no jitter for telephone-event (RFC 4733 §2.2.1: its timestamp does not advance)
+  and none without an rtpmap.
+Deliberate differences: streams are also keyed by VLAN and cut into segments by idle time (tshark
+does neither); clock rates below 1000 Hz give no jitter (tshark divides by zero).
+
+Duplicates and out-of-order packets follow tshark's "wrong sequence" test: a packet that does not
+advance the highest accepted sequence number is a duplicate if it repeats it, else out of order.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from dissectors.rtp import STATIC_PAYLOAD_TYPES, codec_name
+from voipwatch.records import RtpPacket, RtpStream
+
+# Wireshark 4.0 clock_map (ui/tap-rtp-analysis.c): RFC 3551 static types plus 1 (FS-1016), 2 (G.721)
+# and 19 (old CN) kept from RFC 1890.
+TSHARK_STATIC_CLOCK: dict[int, int] = {pt: rate for pt, (_, rate) in STATIC_PAYLOAD_TYPES.items()}
+TSHARK_STATIC_CLOCK.update({1: 8000, 2: 8000, 19: 8000})
+
+# Wireshark 4.0 mimetype_and_clock_map: clock rates of dynamic encodings by name, used when the
+# rtpmap gives no rate. Looked up last-first by case-insensitive prefix, as Wireshark does.
+DYNAMIC_CLOCK_BY_NAME: tuple[tuple[str, int], ...] = (
+    ("AMR", 8000), ("AMR-WB", 16000), ("BMPEG", 90000), ("BT656", 90000), ("DV", 90000),
+    ("EVRC", 8000), ("EVRC0", 8000), ("EVRC1", 8000), ("EVRCB", 8000), ("EVRCB0", 8000),
+    ("EVRCB1", 8000), ("EVRCWB", 16000), ("EVRCWB0", 16000), ("EVRCWB1", 16000), ("G7221", 16000),
+    ("G726-16", 8000), ("G726-24", 8000), ("G726-32", 8000), ("G726-40", 8000), ("G729D", 8000),
+    ("G729E", 8000), ("GSM-EFR", 8000), ("H263-1998", 90000), ("H263-2000", 90000), ("H264", 90000),
+    ("MP1S", 90000), ("MP2P", 90000), ("MP4V-ES", 90000), ("mpa-robust", 90000), ("pointer", 90000),
+    ("raw", 90000), ("red", 1000), ("SMV", 8000), ("SMV0", 8000), ("t140", 1000),
+    ("telephone-event", 8000),
+)
+TELEPHONE_EVENT = "telephone-event"
+FIRST_DYNAMIC_PT = 96
+COMFORT_NOISE_PTS = (13, 19)          # RFC 3389 CN and the old CN payload type
+IN_SEQUENCE_SPAN = 0x80000000         # RTP timestamps within 2^31 ahead of the first are in sequence
+WRAP_JUMP = 0xFF00                    # a seq this far below the highest is taken as a wrap (Wireshark #5958)
+JITTER_WEIGHT = 1 / 16                # RFC 3550 §A.8
+
+StreamKey = tuple[tuple[int, ...], str, int, str, int, int]   # (vlan, src, sport, dst, dport, ssrc)
+
+
+def analysis_clock_rate(pt: int, clock_rate_hz: int | None, codec: str | None) -> int | None:
+    """The clock rate (Hz) tshark uses for jitter, from what SDP said about payload type `pt`.
+
+    `clock_rate_hz` and `codec` are rtp.clock_rate(pt, rtpmap) and rtp.codec_name(pt, rtpmap).
+    """
+    if pt < FIRST_DYNAMIC_PT:
+        rate = TSHARK_STATIC_CLOCK.get(pt)
+    elif codec is not None and codec.lower().startswith(TELEPHONE_EVENT):
+        rate = None
+    elif clock_rate_hz:
+        rate = clock_rate_hz
+    else:
+        lowered = codec.lower() if codec else None
+        rate = next((r for name, r in reversed(DYNAMIC_CLOCK_BY_NAME)
+                     if lowered is not None and lowered.startswith(name.lower())), None)
+    return rate if rate is not None and rate >= 1000 else None
+
+
+def _in_time_sequence(first_ts: int, ts: int) -> bool:
+    """Wireshark 4.0: the timestamp is not behind the first one (within 2^31, wrapping)."""
+    if first_ts <= ts:
+        return ts - first_ts < IN_SEQUENCE_SPAN
+    return (0xFFFFFFFF - first_ts) + ts < IN_SEQUENCE_SPAN
+
+
+@dataclass(slots=True)
+class _Stream:
+    """Per-stream state of rtppacket_analyse (tap_rtp_stat_t), O(1) in size."""
+    key: StreamKey
+    first_ts: float                 # capture time of the first packet (s): the ms time base
+    first_frame: int
+    first_rtp_ts: int
+    start_seq: int
+    codec: str | None
+    payload_type: int
+    last_ts: float = 0.0
+    stop_seq: int = 0               # seq of the last packet processed
+    seq_num: int = 0                # highest accepted seq (Wireshark's statinfo->seq_num)
+    under: bool = False
+    cycles: int = 0
+    pt: int = 0                     # payload type of the previous packet
+    time_ms: float = 0.0            # arrival of the last in-sequence packet
+    last_nominal: float = 0.0
+    delta: float = 0.0
+    jitter: float = 0.0
+    max_delta: float = 0.0
+    max_jitter: float = 0.0
+    mean_jitter: float = 0.0
+    packets: int = 0
+    duplicates: int = 0
+    out_of_order: int = 0
+    bytes: int = 0
+    negotiated: bool = False
+    payload_types: set[int] = field(default_factory=set)
+
+    def record(self) -> RtpStream:
+        vlan, src, sport, dst, dport, ssrc = self.key
+        expected = self.stop_seq + self.cycles * 65536 - self.start_seq + 1
+        return RtpStream(
+            src=src, sport=sport, dst=dst, dport=dport, vlan=vlan, ssrc=ssrc, payload_type=self.payload_type,
+            codec=self.codec, packets=self.packets, expected=expected, lost=expected - self.packets,
+            duplicates=self.duplicates, out_of_order=self.out_of_order, jitter_ms_mean=self.mean_jitter,
+            jitter_ms_max=self.max_jitter, max_delta_ms=self.max_delta, first_ts=self.first_ts,
+            last_ts=self.last_ts, first_frame=self.first_frame, call_id=None, negotiated=self.negotiated,
+            payload_types=tuple(sorted(self.payload_types)), bytes=self.bytes)
+
+
+class RtpStreamTracker:
+    """Incremental RTP stream statistics: feed packets in capture order, collect closed streams.
+
+    A stream is (vlan, src, sport, dst, dport, ssrc). It is closed and emitted by expire() once idle
+    for more than `idle_s` of capture time; a packet arriving more than `idle_s` after the previous
+    one of its key also closes it (returned by the next expire() or finish()) and starts a new
+    segment: the same cut streams_from_table makes. At most `max_streams` are open; beyond, the
+    least recently active is closed early and counted in `overflows` (not done by the vectorised twin).
+    Emitted records have call_id None: the caller knows the dialog and sets it (dataclasses.replace).
+    """
+
+    def __init__(self, idle_s: float = 60.0, max_streams: int | None = None):
+        self.idle_s = idle_s
+        self.max_streams = max_streams
+        self.overflows = 0
+        self._open: OrderedDict[StreamKey, _Stream] = OrderedDict()   # least recently active first
+        self._closed: list[_Stream] = []
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def add(self, pkt: RtpPacket, clock_rate_hz: int | None, codec: str | None = None) -> None:
+        """One RTP packet. `clock_rate_hz`/`codec`: rtp.clock_rate / rtp.codec_name of its payload type."""
+        meta = pkt.pkt
+        key = (meta.vlan, meta.src, meta.sport, meta.dst, meta.dport, pkt.ssrc)
+        if codec is None:
+            codec = codec_name(pkt.pt)
+        st = self._open.get(key)
+        if st is not None and meta.ts - st.last_ts > self.idle_s:
+            self._closed.append(self._open.pop(key))
+            st = None
+        if st is None:
+            if self.max_streams is not None and len(self._open) >= self.max_streams:
+                self._closed.append(self._open.popitem(last=False)[1])
+                self.overflows += 1
+            st = _Stream(key=key, first_ts=meta.ts, first_frame=meta.frame, first_rtp_ts=pkt.rtp_ts,
+                         start_seq=pkt.seq, codec=codec, payload_type=pkt.pt, seq_num=pkt.seq, pt=pkt.pt)
+            self._open[key] = st
+        else:
+            self._open.move_to_end(key)
+            self._analyse(st, pkt, analysis_clock_rate(pkt.pt, clock_rate_hz, codec))
+        st.stop_seq = pkt.seq
+        st.last_ts = meta.ts
+        st.packets += 1
+        st.bytes += pkt.payload_len
+        st.negotiated = st.negotiated or pkt.negotiated
+        st.payload_types.add(pkt.pt)
+
+    @staticmethod
+    def _analyse(st: _Stream, pkt: RtpPacket, clock: int | None) -> None:
+        """rtppacket_analyse() for every packet but the first."""
+        t = (pkt.pkt.ts - st.first_ts) * 1000.0
+        seq = pkt.seq
+        in_seq = _in_time_sequence(st.first_rtp_ts, pkt.rtp_ts)
+        if in_seq:
+            if not st.under and (seq < st.start_seq or (seq == 0 and st.stop_seq == 65535)):
+                st.cycles += 1
+                st.under = True
+            elif st.under and seq > st.start_seq:
+                st.under = False
+        if in_seq and (seq > st.seq_num or st.seq_num - seq > WRAP_JUMP):
+            st.seq_num = seq
+        elif seq < st.seq_num:
+            st.out_of_order += 1
+        elif seq == st.seq_num:
+            st.duplicates += 1
+        comfort_noise = pkt.pt in COMFORT_NOISE_PTS or st.pt in COMFORT_NOISE_PTS
+        st.pt = pkt.pt
+        current_jitter = 0.0
+        if in_seq:
+            st.delta = t - st.time_ms
+            if clock is not None:
+                nominal = ((pkt.rtp_ts - st.first_rtp_ts) & 0xFFFFFFFF) / (clock // 1000)
+                diff = abs(t - (st.time_ms + (nominal - st.last_nominal)))
+                current_jitter = (15 * st.jitter + diff) / 16
+                st.jitter = current_jitter
+                st.last_nominal = nominal
+            if not pkt.marker and not comfort_noise:
+                if st.delta > st.max_delta:
+                    st.max_delta = st.delta
+                if clock is not None:
+                    if st.jitter > st.max_jitter:
+                        st.max_jitter = st.jitter
+                    n = st.packets
+                    st.mean_jitter = (st.mean_jitter * (n - 1) + current_jitter) / n
+            st.time_ms = t
+
+    def expire(self, now: float) -> list[RtpStream]:
+        """Streams idle for more than idle_s at capture time `now`, and any closed since the last call."""
+        while self._open:
+            key, st = next(iter(self._open.items()))
+            if now - st.last_ts <= self.idle_s:
+                break
+            self._closed.append(self._open.pop(key))
+        return self._drain()
+
+    def finish(self) -> list[RtpStream]:
+        """End of input: every stream, open or closed and not yet returned."""
+        self._closed.extend(self._open.values())
+        self._open.clear()
+        return self._drain()
+
+    def _drain(self) -> list[RtpStream]:
+        closed, self._closed = self._closed, []
+        return sorted((st.record() for st in closed), key=lambda s: s.first_frame)
+
+
+# -- the vectorised twin ------------------------------------------------------------------------
+
+KEY_COLUMNS = ("vlan", "src", "sport", "dst", "dport", "ssrc")
+TABLE_COLUMNS = ("ts", "frame", *KEY_COLUMNS, "seq", "rtp_ts", "pt", "marker", "payload_len", "negotiated",
+                 "clock_rate_hz")
+EWMA_BLOCK = 64                       # jitter updates per block of the blocked RFC 3550 §A.8 recursion
+EWMA_CARRY_BLOCKS = 10                # (15/16)^(64*10) < 1e-17: older blocks no longer change a double
+
+
+def streams_from_table(table: Any, idle_s: float = 60.0,
+                       vlans: Sequence[tuple[int, ...]] | Mapping[int, tuple[int, ...]] | None = None
+                       ) -> list[RtpStream]:
+    """The vectorised twin of RtpStreamTracker: the same records from a table of RTP header fields.
+
+    `table` maps column names to equal-length columns (a pandas DataFrame, or a dict of arrays):
+    TABLE_COLUMNS, where clock_rate_hz is rtp.clock_rate of the row's payload type (0 or NaN when
+    unknown), plus an optional "codec" (rtp.codec_name; RFC 3551 names when absent). Rows may be in
+    any order: "frame" gives capture order. "vlan" holds VLAN tuples, or integer indexes into `vlans`.
+    Segments are cut where a packet comes more than idle_s after the previous one of its stream.
+    """
+    n = len(table["ts"])
+    if n == 0:
+        return []
+    key = _stream_ids(table, n)
+    order = _capture_order(key, _numeric(table, "frame", np.int64))
+    key = key[order]
+    ts = _numeric(table, "ts", np.float64)[order]
+    first = np.empty(n, dtype=bool)
+    first[0] = True
+    np.not_equal(key[1:], key[:-1], out=first[1:])
+    first[1:] |= ts[1:] - ts[:-1] > idle_s
+    starts = np.flatnonzero(first)
+    seg = np.cumsum(first) - 1
+    stats = _segment_stats(
+        ts=ts, seg=seg, starts=starts, first=first,
+        seq=_numeric(table, "seq", np.int64)[order], rtp_ts=_numeric(table, "rtp_ts", np.int64)[order],
+        pt=_numeric(table, "pt", np.int64)[order], marker=_numeric(table, "marker", bool)[order],
+        clock=_analysis_clock_rates(table, n)[order])
+    rows = order[starts]                                  # each segment's first row, in table order
+    last_rows = order[np.append(starts[1:], n) - 1]
+    frame = _numeric(table, "frame", np.int64)
+    ts_in = _numeric(table, "ts", np.float64)
+    payload_len = np.add.reduceat(_numeric(table, "payload_len", np.int64)[order], starts)
+    negotiated = np.logical_or.reduceat(_numeric(table, "negotiated", bool)[order], starts)
+    pt_in = _numeric(table, "pt", np.int64)
+    values = {name: _pick(table, name, rows) for name in KEY_COLUMNS}
+    codecs = _codecs(table, rows, pt_in[rows])
+    streams = []
+    for i, row in enumerate(rows):
+        vlan = values["vlan"][i]
+        expected = int(stats["expected"][i])
+        packets = int(stats["packets"][i])
+        streams.append(RtpStream(
+            src=str(values["src"][i]), sport=int(values["sport"][i]), dst=str(values["dst"][i]),
+            dport=int(values["dport"][i]), vlan=tuple(vlans[int(vlan)] if vlans is not None else vlan),
+            ssrc=int(values["ssrc"][i]), payload_type=int(pt_in[row]), codec=codecs[i], packets=packets,
+            expected=expected, lost=expected - packets, duplicates=int(stats["duplicates"][i]),
+            out_of_order=int(stats["out_of_order"][i]), jitter_ms_mean=float(stats["mean_jitter"][i]),
+            jitter_ms_max=float(stats["max_jitter"][i]), max_delta_ms=float(stats["max_delta"][i]),
+            first_ts=float(ts_in[row]), last_ts=float(ts_in[last_rows[i]]), first_frame=int(frame[row]),
+            call_id=None, negotiated=bool(negotiated[i]), payload_types=stats["payload_types"][i],
+            bytes=int(payload_len[i])))
+    streams.sort(key=lambda s: s.first_frame)
+    return streams
+
+
+def _numeric(table: Any, name: str, dtype: Any) -> np.ndarray:
+    column = table[name]
+    if hasattr(column, "to_numpy"):
+        return column.to_numpy(dtype=dtype, na_value=0)
+    return np.asarray(column, dtype=dtype)
+
+
+def _stream_ids(table: Any, n: int) -> np.ndarray:
+    """A dense id per row for (vlan, src, sport, dst, dport, ssrc)."""
+    ports = ((_numeric(table, "sport", np.uint64) << np.uint64(48)) | (_numeric(table, "dport", np.uint64) << np.uint64(32))
+             | _numeric(table, "ssrc", np.uint64))
+    key = np.zeros(n, dtype=np.int64)
+    cardinality = 1
+    for codes, uniques in (pd.factorize(ports), *(pd.factorize(table[name]) for name in ("src", "dst", "vlan"))):
+        size = len(uniques) + 1                 # code -1 (a missing value) becomes 0
+        if cardinality * size >= 1 << 62:
+            key, kept = pd.factorize(key)
+            cardinality = len(kept)
+        key = key * size + (codes + 1)
+        cardinality *= size
+    return pd.factorize(key)[0]
+
+
+def _pick(table: Any, name: str, rows: np.ndarray) -> list:
+    """Values of column `name` at `rows` (table order)."""
+    column = table[name]
+    if hasattr(column, "iloc"):
+        return column.iloc[rows].tolist()
+    return [column[int(r)] for r in rows]
+
+
+def _capture_order(key: np.ndarray, frame: np.ndarray) -> np.ndarray:
+    """Row order by stream id, then frame: stable radix sorts on 16-bit digits of the dense ids."""
+    pre = None
+    if len(frame) > 1 and not np.all(frame[1:] > frame[:-1]):
+        pre = np.argsort(frame, kind="stable")
+        key = key[pre]
+    order = np.argsort((key & 0xFFFF).astype(np.uint16), kind="stable")
+    if key.max(initial=0) > 0xFFFF:
+        order = order[np.argsort((key[order] >> 16).astype(np.uint16), kind="stable")]
+    return order if pre is None else pre[order]
+
+
+def _analysis_clock_rates(table: Any, n: int) -> np.ndarray:
+    """analysis_clock_rate() per row (0 for none), evaluated once per distinct (pt, rate, codec)."""
+    pt = _numeric(table, "pt", np.int64)
+    static = np.zeros(128, dtype=np.int64)
+    for p, r in TSHARK_STATIC_CLOCK.items():
+        static[p] = r
+    out = static[pt & 0x7F]
+    dynamic = np.flatnonzero(pt >= FIRST_DYNAMIC_PT)
+    if len(dynamic):
+        rate = np.nan_to_num(_numeric(table, "clock_rate_hz", np.float64)[dynamic]).astype(np.int64)
+        if "codec" in _names(table):
+            name_codes, names = pd.factorize(np.asarray(table["codec"], dtype=object)[dynamic],
+                                             use_na_sentinel=False)
+        else:
+            name_codes, names = np.zeros(len(dynamic), dtype=np.int64), np.array([None], dtype=object)
+        combo = (name_codes.astype(np.int64) * 128 + pt[dynamic]) << 32 | (rate & 0xFFFFFFFF)
+        codes, uniques = pd.factorize(combo)
+        rates = [analysis_clock_rate(int(u >> 32) % 128, int(u & 0xFFFFFFFF), _text(names[int(u >> 32) // 128]))
+                 for u in uniques]
+        out[dynamic] = np.array([r or 0 for r in rates], dtype=np.int64)[codes]
+    return out
+
+
+def _codecs(table: Any, rows: np.ndarray, pts: np.ndarray) -> list[str | None]:
+    if "codec" in _names(table):
+        return [_text(c) for c in _pick(table, "codec", rows)]
+    return [codec_name(int(p)) for p in pts]
+
+
+def _names(table: Any) -> set[str]:
+    return set(table.columns) if hasattr(table, "columns") else set(table)
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _shift(a: np.ndarray, fill: Any) -> np.ndarray:
+    """a[i - 1] at i, `fill` at 0."""
+    out = np.empty_like(a)
+    out[0] = fill
+    out[1:] = a[:-1]
+    return out
+
+
+def _segment_stats(ts, seg, starts, first, seq, rtp_ts, pt, marker, clock) -> dict[str, Any]:
+    """rtppacket_analyse() over every row at once: rows sorted by segment, then capture order."""
+    n, n_seg = len(ts), len(starts)
+    seg_first = starts[seg]
+    t = (ts - ts[seg_first]) * 1000.0
+    since_first = rtp_ts - rtp_ts[seg_first]
+    # Wireshark 4.0: in time sequence when ts - first_ts < 2^31, or (0xFFFFFFFF - first_ts) + ts < 2^31.
+    in_seq = np.where(since_first >= 0, since_first < IN_SEQUENCE_SPAN, since_first < 1 - IN_SEQUENCE_SPAN)
+    in_seq &= ~first
+
+    # Sequence cycles: in-sequence packets set "under" (seq below the first, or 0 after 65535) and
+    # clear it (seq above the first); a cycle is counted each time it gets set.
+    start_seq = seq[seg_first]
+    sets = in_seq & ((seq < start_seq) | ((seq == 0) & (_shift(seq, -1) == 65535)))
+    cycles = np.zeros(n_seg, dtype=np.int64)
+    if sets.any():
+        event = _last_before(sets | (in_seq & (seq > start_seq)), seg_first)
+        counted = sets & ~((event >= 0) & sets[event])
+        cycles = np.bincount(seg[counted], minlength=n_seg)
+    last = np.append(starts[1:], n) - 1
+    expected = seq[last] + cycles * 65536 - seq[starts] + 1
+
+    advanced, highest = _sequence_updates(seq, in_seq, first, seg_first, starts)
+    behind = ~advanced & ~first
+    duplicates = np.bincount(seg[behind & (seq == highest)], minlength=n_seg)
+    out_of_order = np.bincount(seg[behind & (seq < highest)], minlength=n_seg)
+
+    # Arrival of the previous in-sequence packet (the first packet counts).
+    kept = np.flatnonzero(in_seq | first)
+    t_kept = t[kept]
+    delta = t_kept - _shift(t_kept, 0.0)
+    # Jitter updates: in-sequence packets with a clock rate (RFC 3550 §A.8, in ms as tshark).
+    divisor = clock[kept] // 1000
+    is_update = in_seq[kept] & (divisor > 0)
+    updates = np.flatnonzero(is_update)
+    update_seg = seg[kept[updates]]
+    new_seg = np.ones(len(updates), dtype=bool)
+    np.not_equal(update_seg[1:], update_seg[:-1], out=new_seg[1:])
+    nominal = (since_first[kept[updates]] & 0xFFFFFFFF) / divisor[updates]
+    nominal_prev = np.where(new_seg, 0.0, _shift(nominal, 0.0)) if len(updates) else nominal
+    diff = np.abs(t_kept[updates] - (t_kept[updates - 1] + (nominal - nominal_prev)))
+    rank = np.arange(len(updates)) - np.maximum.accumulate(np.where(new_seg, np.arange(len(updates)), 0))
+    jitter = _ewma(diff, rank, new_seg)
+
+    # Statistics over regular packets: in sequence, no marker, neither this nor the previous CN.
+    cn = (pt == COMFORT_NOISE_PTS[0]) | (pt == COMFORT_NOISE_PTS[1])
+    regular = (in_seq & ~marker & ~cn & ~_shift(cn, False))[kept]
+    kept_starts = np.flatnonzero(first[kept])
+    max_delta = np.maximum.reduceat(np.where(regular, delta, 0.0), kept_starts).clip(min=0.0)
+    regular_update = regular[updates]
+    jitter_kept = np.zeros(len(kept))
+    jitter_kept[updates] = np.where(regular_update, jitter, 0.0)
+    max_jitter = np.maximum.reduceat(jitter_kept, kept_starts)
+    position = (kept - seg_first[kept])[updates][regular_update]
+    mean_jitter = _running_means(jitter[regular_update], position, update_seg[regular_update], n_seg)
+
+    changes = first | (pt != _shift(pt, -1))
+    seen = np.zeros((n_seg, 128), dtype=bool)
+    seen[seg[changes], pt[changes] & 0x7F] = True
+    return {"packets": np.diff(np.append(starts, n)), "expected": expected, "duplicates": duplicates,
+            "out_of_order": out_of_order, "max_delta": max_delta, "max_jitter": max_jitter,
+            "mean_jitter": mean_jitter, "payload_types": [tuple(np.flatnonzero(row).tolist()) for row in seen]}
+
+
+def _last_before(mask: np.ndarray, seg_first: np.ndarray) -> np.ndarray:
+    """Per row, index of the last row strictly before it in its segment where `mask` holds, else -1."""
+    last = np.maximum.accumulate(np.where(mask, np.arange(len(mask)), -1))
+    before = _shift(last, -1)
+    return np.where(before >= seg_first, before, -1)
+
+
+def _sequence_updates(seq: np.ndarray, in_seq: np.ndarray, first: np.ndarray, seg_first: np.ndarray,
+                      starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Wireshark's highest accepted seq: whether each row advanced it, and its value before the row.
+
+    Guessed with a running maximum of unwrapped sequence numbers, then checked row by row against
+    the exact rule; segments where the guess fails (odd reorderings) are replayed one packet at a time.
+    """
+    step = ((seq - _shift(seq, 0) + 32768) & 0xFFFF) - 32768
+    step[first] = 0
+    running = np.cumsum(step)
+    unwrapped = running - running[seg_first] + seq[seg_first]
+    lift = np.cumsum(first) << 40          # each segment's values above every earlier segment's
+    candidate = np.where(in_seq | first, unwrapped, -(1 << 38)) + lift
+    before = _shift(np.maximum.accumulate(candidate), 0)
+    highest = (before - lift) & 0xFFFF
+    highest[first] = seq[first]
+    guess = (in_seq & (candidate > before)) | first
+    exact = (in_seq & ((seq > highest) | (highest - seq > WRAP_JUMP))) | first
+    ends = np.append(starts[1:], len(seq))
+    for s in np.unique(np.searchsorted(starts, np.flatnonzero(exact != guess), side="right") - 1):
+        best = int(seq[starts[s]])
+        for i in range(starts[s] + 1, ends[s]):
+            highest[i] = best
+            exact[i] = bool(in_seq[i]) and (seq[i] > best or best - seq[i] > WRAP_JUMP)
+            if exact[i]:
+                best = int(seq[i])
+    return exact, highest
+
+
+def _ewma(d: np.ndarray, rank: np.ndarray, new_seg: np.ndarray) -> np.ndarray:
+    """J_k = 15/16 J_(k-1) + D_k / 16, J = 0 before each segment (RFC 3550 §A.8), vectorised.
+
+    Updates are cut into rows of EWMA_BLOCK per segment; within a row the recursion is a scaled
+    cumulative sum, and a row's carry-in sums the previous rows' ends of the same segment, weighted
+    by (15/16)^EWMA_BLOCK per row and cut where the weight falls below double precision.
+    """
+    if not len(d):
+        return d
+    a, width = 1.0 - JITTER_WEIGHT, EWMA_BLOCK
+    col = rank % width
+    row = np.cumsum(new_seg | (col == 0)) - 1
+    n_rows = int(row[-1]) + 1
+    powers = a ** np.arange(width + 1)
+    grid = np.zeros(n_rows * width)
+    flat = row * width + col
+    grid[flat] = d * (JITTER_WEIGHT / powers[col])
+    local = (np.cumsum(grid.reshape(n_rows, width), axis=1) * powers[:width]).ravel()
+    row_seg = np.cumsum(new_seg)[np.flatnonzero(new_seg | (col == 0))]
+    ends = local[width - 1::width]
+    carry = np.zeros(n_rows)
+    weight = 1.0
+    for back in range(1, min(EWMA_CARRY_BLOCKS, n_rows - 1) + 1):
+        carry[back:] += np.where(row_seg[back:] == row_seg[:-back], weight * ends[:-back], 0.0)
+        weight *= powers[width]
+    return local[flat] + powers[col + 1] * carry[row]
+
+
+def _running_means(values: np.ndarray, position: np.ndarray, seg: np.ndarray, n_seg: int) -> np.ndarray:
+    """Final value per segment of tshark's mean = (mean * (n - 1) + v) / n over the given rows.
+
+    n_k is the number of packets before row k. With M_k = mean_k * n_k: M_k = M_(k-1) * G_k + v_k,
+    G_k = (n_k - 1) / n_(k-1), M_0 = 0; G is 1 between consecutive packets, so M is a sum of v over
+    runs of consecutive rows, each run weighted by the product of the G at the later runs' starts.
+    """
+    out = np.zeros(n_seg)
+    if not len(values):
+        return out
+    n = position.astype(np.float64)
+    new_seg = np.ones(len(seg), dtype=bool)
+    np.not_equal(seg[1:], seg[:-1], out=new_seg[1:])
+    run_start = new_seg.copy()
+    run_start[1:] |= position[1:] != position[:-1] + 1
+    starts = np.flatnonzero(run_start)
+    sums = np.add.reduceat(values, starts)
+    gain = np.where(new_seg[starts], 1.0, (n[starts] - 1.0) / n[np.maximum(starts - 1, 0)])
+    # weight of run r = product of gain over the later runs of its segment: a suffix sum of logs.
+    logs = np.log(gain)
+    run_seg = seg[starts]
+    seg_runs = np.flatnonzero(new_seg[starts])
+    totals = np.add.reduceat(logs, seg_runs)
+    shifted = logs.copy()
+    shifted[seg_runs[1:]] -= totals[:-1]
+    suffix = np.repeat(totals, np.diff(np.append(seg_runs, len(starts)))) - np.cumsum(shifted)
+    last_n = n[np.append(np.flatnonzero(new_seg)[1:], len(seg)) - 1]
+    out[run_seg[seg_runs]] = np.add.reduceat(sums * np.exp(suffix), seg_runs) / last_n
+    return out
