@@ -28,13 +28,15 @@ VLAN_TPIDS = frozenset((0x8100, 0x88A8, 0x9100))
 MAX_VLAN_TAGS = 8                 # deeper stacks are an anomaly (each tag is 4 bytes of a frame)
 # LINKTYPE_LINUX_SLL: packet type(2) ARPHRD type(2) address length(2) address(8) protocol(2)
 _SLL = struct.Struct("!HHH8sH")
-# LINKTYPE_LINUX_SLL2: protocol(2) reserved(2) interface index(4) ARPHRD type(2) packet type(1) address length(1) address(8)
+# LINKTYPE_LINUX_SLL2: protocol(2) reserved(2) interface index(4) ARPHRD type(2) packet type(1)
+# address length(1) address(8)
 _SLL2 = struct.Struct("!HHIHBB8s")
 _SLL_LLC = 0x0004                 # SLL protocol value: the payload is an 802.2 LLC frame
 _ARPHRD_ETHER = 1
 # IEEE 802.2 LLC (DSAP(1) SSAP(1) control(1)) + SNAP (RFC 1042): OUI(3) protocol id(2)
 _SNAP = struct.Struct("!BBB3sH")
 _OUI_ENCAP_ETHERTYPE, _OUI_CISCO, _PID_CDP = b"\x00\x00\x00", b"\x00\x00\x0c", 0x2000
+_SAP_STP = 0x42                   # IEEE 802.1D spanning tree BPDUs
 # BSD loopback (LINKTYPE_NULL host order, LINKTYPE_LOOP network order): address family(4)
 _FAMILY = struct.Struct("<I")
 _AF_INET, _AF_INET6 = 2, frozenset((10, 24, 28, 30))     # AF_INET6 of Linux, NetBSD/OpenBSD, FreeBSD, macOS
@@ -59,7 +61,7 @@ class Link:
     vlan: tuple[int, ...] = ()     # VLAN ids outer -> inner
     src_mac: str | None = None
     dst_mac: str | None = None
-    bucket: str | None = None      # non-IP payload: "arp", "lldp", "cdp", "llc", "other_ethertype", ...
+    bucket: str | None = None      # non-IP payload: "arp", "lldp", "cdp", "stp", "llc", "other_ethertype", ...
 
 
 def mac_pair(dst_src: bytes) -> tuple[str, str]:
@@ -140,6 +142,8 @@ def _after_ethertype(data: bytes, off: int, end: int, ethertype: int, outer: tup
 def _decode_llc(data: bytes, off: int, end: int, vlan: tuple[int, ...],
                 src_mac: str | None, dst_mac: str | None) -> Link | tuple[str, str]:
     """802.2 LLC: SNAP with a Cisco OUI carries CDP; SNAP with OUI 0 carries an EtherType (RFC 1042)."""
+    if end - off >= 3 and data[off] == _SAP_STP and data[off + 1] == _SAP_STP:
+        return Link(0, off, vlan, src_mac, dst_mac, "stp")
     if end - off >= 8:
         dsap, ssap, _, oui, pid = _SNAP.unpack_from(data, off)
         if dsap == 0xAA and ssap == 0xAA:

@@ -26,8 +26,27 @@ _V4_UDP = struct.Struct("!BBHHHBBH4s4sHHHH")
 # object.__setattr__ (~0.85 µs); setting the slots through their descriptors builds the identical
 # object in half the time. The fast path below uses it; the general path uses the constructor.
 _new = object.__new__
-_META_SLOTS = tuple(getattr(PacketMeta, name).__set__ for name in PacketMeta.__slots__)  # type: ignore[attr-defined]
-_SET_TS, _SET_FRAME, _SET_VLAN, _SET_SRC, _SET_SPORT, _SET_DST, _SET_DPORT, _SET_TRANSPORT = _META_SLOTS
+_SET_TS, _SET_FRAME = PacketMeta.ts.__set__, PacketMeta.frame.__set__  # type: ignore[attr-defined]
+_SET_VLAN = PacketMeta.vlan.__set__  # type: ignore[attr-defined]
+_SET_SRC, _SET_SPORT = PacketMeta.src.__set__, PacketMeta.sport.__set__  # type: ignore[attr-defined]
+_SET_DST, _SET_DPORT = PacketMeta.dst.__set__, PacketMeta.dport.__set__  # type: ignore[attr-defined]
+_SET_TRANSPORT = PacketMeta.transport.__set__  # type: ignore[attr-defined]
+
+# Every name decode() can put in Skipped.bucket or Anomaly.name (a contract: tests hold decode to it).
+BUCKETS = frozenset((
+    "arp", "lldp", "cdp", "stp", "llc", "pppoe_discovery", "other_ethertype",   # link: not IP
+    "other_family", "ppp.other_proto",                                          # loopback / PPP: not IP
+    "icmp", "icmpv6", "igmp", "ip.other_proto", "ip.fragment_pending",          # IP: not UDP/TCP (yet)
+))
+ANOMALIES = frozenset((
+    "link.truncated", "link.unknown_linktype", "link.vlan_too_deep",
+    "ip.truncated", "ip.bad_version", "ip.bad_header_length", "ip.encap_too_deep", "ipv6.bad_ext_header",
+    "ip.fragment_overlap", "ip.fragment_oversize", "ip.fragment_too_many", "ip.fragment_table_full",
+    "ip.fragment_timeout",                                                      # from expire()
+    "gre.truncated", "gre.unsupported",
+    "udp.truncated", "udp.bad_length",                                          # bad_length rides on a Datagram
+    "tcp.truncated", "tcp.bad_header_length",
+))
 
 _PROTO_BUCKETS = {ip.PROTO_ICMP: "icmp", ip.PROTO_ICMPV6: "icmpv6", ip.PROTO_IGMP: "igmp"}
 _LAYER = {"link": "link", "ip": "ip", "ipv6": "ip", "gre": "ip", "udp": "udp", "tcp": "tcp"}
@@ -50,7 +69,7 @@ class Datagram:
 @dataclass(frozen=True, slots=True)
 class Skipped:
     """A frame that is not UDP/TCP: counted in a named bucket, never silent."""
-    bucket: str                    # "arp", "lldp", "cdp", "llc", "icmp", "ip.fragment_pending", ...
+    bucket: str                    # one of BUCKETS: "arp", "lldp", "cdp", "icmp", "ip.fragment_pending", ...
     payload: bytes = b""           # for lldp/cdp, the raw L2 payload
     src_mac: str | None = None
     vlan: tuple[int, ...] = ()
@@ -146,7 +165,8 @@ class NetworkDecoder:
                     vlan: tuple[int, ...]) -> ip.IpPacket | Anomaly | None:
         """Feed a fragment; the whole datagram when this frame completes it, else None or an Anomaly."""
         if pkt.declared_end > pkt.end:
-            return _anomaly(frame, ("ip.truncated", "fragment cut short by the capture: cannot reassemble"))
+            return _anomaly(frame, ("ip.truncated", "fragment cut short by the capture: cannot reassemble"),
+                            ip.ntop(pkt.src), ip.ntop(pkt.dst))
         v6 = ethertype == link.ETHERTYPE_IPV6
         # RFC 791 keys on (src, dst, protocol, id); RFC 8200 on (src, dst, id); both kept apart per VLAN
         key = (6, pkt.src, pkt.dst, pkt.frag_id, vlan) if v6 else (4, pkt.src, pkt.dst, pkt.proto, pkt.frag_id, vlan)

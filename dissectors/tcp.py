@@ -1,0 +1,189 @@
+"""Per-direction TCP stream reassembly (RFC 9293 §3.4 sequence space) feeding a caller's message framer.
+
+Each direction of a connection keeps the next expected sequence number, the in-order bytes the
+framer has not consumed yet, and a bounded set of out-of-order segments. Time is capture time.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from dissectors.ip import TCP_FIN, TCP_RST, TCP_SYN
+from dissectors.net import Datagram
+from voipwatch.records import Anomaly, PacketMeta
+
+# Splits the in-order bytes of one direction into whole messages: (messages, bytes consumed).
+Framer = Callable[[bytes], tuple[list[bytes], int]]
+
+DEFAULT_MAX_FLOWS = 10_000                # directions tracked at once
+DEFAULT_MAX_BUFFER_BYTES = 256 * 1024     # per direction, for unframed bytes and for held out-of-order bytes
+DEFAULT_IDLE_S = 300.0                    # capture seconds without a segment before a direction is dropped
+DEFAULT_GAP_S = 5.0                       # capture seconds a hole may stay open before it is skipped
+MAX_OUT_OF_ORDER_SEGMENTS = 64            # held segments per direction
+
+# Every Anomaly.name feed() and expire() produce.
+ANOMALIES = frozenset(("tcp.flow_table_full", "tcp.gap", "tcp.buffer_overflow", "tcp.unframed_bytes"))
+
+_MOD = 1 << 32                            # RFC 9293 §3.4: sequence numbers are modulo 2**32
+_HALF = 1 << 31
+
+FlowKey = tuple[tuple[int, ...], str, int, str, int]
+
+
+class _Direction:
+    __slots__ = ("isn", "next_seq", "buf", "held", "held_bytes", "gap_since", "last_ts", "last_frame")
+
+    def __init__(self, isn: int | None, next_seq: int, ts: float, frame: int) -> None:
+        self.isn = isn                        # initial sequence number, when the SYN was seen
+        self.next_seq = next_seq
+        self.buf = b""                        # in-order bytes not yet framed
+        self.held: dict[int, bytes] = {}      # out-of-order segments by sequence number
+        self.held_bytes = 0
+        self.gap_since: float | None = None   # capture time the current hole was first seen
+        self.last_ts = ts
+        self.last_frame = frame
+
+
+class TcpReassembler:
+    """Delivers whole messages per direction: retransmissions dropped, reordering undone, holes bounded."""
+
+    def __init__(self, max_flows: int = DEFAULT_MAX_FLOWS, max_buffer_bytes: int = DEFAULT_MAX_BUFFER_BYTES,
+                 idle_s: float = DEFAULT_IDLE_S, gap_s: float = DEFAULT_GAP_S) -> None:
+        self.max_flows = max_flows
+        self.max_buffer_bytes = max_buffer_bytes
+        self.idle_s = idle_s
+        self.gap_s = gap_s
+        self._flows: dict[FlowKey, _Direction] = {}   # ordered by last activity, oldest first
+
+    def __len__(self) -> int:
+        return len(self._flows)
+
+    def feed(self, dgram: Datagram, framer: Framer) -> tuple[list[tuple[PacketMeta, bytes]], list[Anomaly]]:
+        """Add one segment; return the messages it completed (with its meta) and any anomalies."""
+        meta = dgram.meta
+        flags, seq, payload = dgram.tcp_flags or 0, dgram.tcp_seq or 0, dgram.payload
+        key = (meta.vlan, meta.src, meta.sport, meta.dst, meta.dport)
+        anomalies: list[Anomaly] = []
+        if flags & TCP_RST:                       # the connection is gone in both directions
+            for k in (key, (meta.vlan, meta.dst, meta.dport, meta.src, meta.sport)):
+                self._close(k, meta, "reset", anomalies)
+            return [], anomalies
+        st = self._flows.pop(key, None)           # re-inserted below: dict order tracks activity
+        if flags & TCP_SYN:
+            if st is None or st.isn != seq:       # a new connection (a retransmitted SYN repeats the ISN)
+                if st is not None:
+                    self._lost(st, meta, "connection restarted with a new SYN", anomalies)
+                st = _Direction(seq, (seq + 1) % _MOD, meta.ts, meta.frame)
+            seq = (seq + 1) % _MOD                # the SYN occupies one sequence number; data follows it
+        elif st is None:
+            if not payload:                       # a bare ACK/FIN of an unknown connection holds no state
+                return [], anomalies
+            st = _Direction(None, seq, meta.ts, meta.frame)   # SYN not captured: start at the first byte seen
+        if len(self._flows) >= self.max_flows:
+            old_key = next(iter(self._flows))
+            old = self._flows.pop(old_key)
+            anomalies.append(Anomaly(meta.ts, meta.frame, "tcp", "tcp.flow_table_full",
+                                     f"{self.max_flows} directions tracked: evicted {_name(old_key)}"
+                                     f" with {len(old.buf) + old.held_bytes} bytes pending",
+                                     meta.src, meta.dst))
+        self._flows[key] = st
+        st.last_ts, st.last_frame = meta.ts, meta.frame
+        grew = self._accept(st, seq, payload, meta.ts) if payload else False
+        if st.held and (st.held_bytes > self.max_buffer_bytes or len(st.held) > MAX_OUT_OF_ORDER_SEGMENTS
+                        or (st.gap_since is not None and meta.ts - st.gap_since > self.gap_s)):
+            self._skip_gap(st, meta, anomalies)
+            grew = True
+        messages: list[tuple[PacketMeta, bytes]] = []
+        if grew and st.buf:
+            found, used = framer(st.buf)
+            st.buf = st.buf[max(0, min(used, len(st.buf))):]
+            messages = [(meta, m) for m in found]
+            if len(st.buf) > self.max_buffer_bytes:
+                anomalies.append(Anomaly(meta.ts, meta.frame, "tcp", "tcp.buffer_overflow",
+                                         f"{len(st.buf)} unframed bytes dropped (limit {self.max_buffer_bytes})",
+                                         meta.src, meta.dst))
+                st.buf = b""
+        if flags & TCP_FIN:
+            self._close(key, meta, "closed", anomalies)
+        return messages, anomalies
+
+    def expire(self, now: float) -> list[Anomaly]:
+        """Drop directions idle for more than idle_s capture seconds; report bytes they still held."""
+        anomalies: list[Anomaly] = []
+        flows = self._flows
+        while flows:
+            key = next(iter(flows))
+            st = flows[key]
+            if now - st.last_ts <= self.idle_s:
+                break
+            del flows[key]
+            if st.buf or st.held:
+                anomalies.append(Anomaly(now, st.last_frame, "tcp", "tcp.unframed_bytes",
+                                         f"{_name(key)} idle: {len(st.buf)} unframed and {st.held_bytes}"
+                                         " out-of-order bytes dropped", key[1], key[3]))
+        return anomalies
+
+    def _accept(self, st: _Direction, seq: int, data: bytes, ts: float) -> bool:
+        """Place one segment's bytes; True when in-order bytes were added."""
+        ahead = (seq - st.next_seq) % _MOD
+        if ahead >= _HALF:                        # starts before the next expected byte
+            behind = _MOD - ahead
+            if behind >= len(data):
+                return False                      # a retransmission of bytes already delivered
+            data, ahead = data[behind:], 0
+        if ahead:
+            held = st.held.get(seq)
+            if held is None or len(held) < len(data):
+                st.held_bytes += len(data) - (len(held) if held else 0)
+                st.held[seq] = data
+            if st.gap_since is None:
+                st.gap_since = ts
+            return False
+        st.buf += data
+        st.next_seq = (st.next_seq + len(data)) % _MOD
+        self._drain(st)
+        return True
+
+    def _drain(self, st: _Direction) -> None:
+        """Append held segments that the in-order stream has now reached."""
+        progress = True
+        while progress and st.held:
+            progress = False
+            for seq in list(st.held):
+                ahead = (seq - st.next_seq) % _MOD
+                if ahead and ahead < _HALF:
+                    continue
+                data = st.held.pop(seq)
+                st.held_bytes -= len(data)
+                skip = _MOD - ahead if ahead else 0
+                if skip < len(data):
+                    st.buf += data[skip:]
+                    st.next_seq = (st.next_seq + len(data) - skip) % _MOD
+                    progress = True
+        st.gap_since = st.gap_since if st.held else None
+
+    def _skip_gap(self, st: _Direction, meta: PacketMeta, anomalies: list[Anomaly]) -> None:
+        """Give up on the hole before the nearest held segment: drop the partial message, jump ahead."""
+        nearest = min(st.held, key=lambda s: (s - st.next_seq) % _MOD)
+        missing = (nearest - st.next_seq) % _MOD
+        anomalies.append(Anomaly(meta.ts, meta.frame, "tcp", "tcp.gap",
+                                 f"{missing} bytes never seen; skipped ahead, dropping {len(st.buf)} unframed bytes",
+                                 meta.src, meta.dst))
+        st.buf, st.next_seq, st.gap_since = b"", nearest, None
+        self._drain(st)
+
+    def _close(self, key: FlowKey, meta: PacketMeta, why: str, anomalies: list[Anomaly]) -> None:
+        st = self._flows.pop(key, None)
+        if st is not None:
+            self._lost(st, meta, f"connection {why}", anomalies)
+
+    @staticmethod
+    def _lost(st: _Direction, meta: PacketMeta, why: str, anomalies: list[Anomaly]) -> None:
+        if st.buf or st.held:
+            anomalies.append(Anomaly(meta.ts, meta.frame, "tcp", "tcp.unframed_bytes",
+                                     f"{why}: {len(st.buf)} unframed and {st.held_bytes} out-of-order bytes dropped",
+                                     meta.src, meta.dst))
+
+
+def _name(key: FlowKey) -> str:
+    vlan, src, sport, dst, dport = key
+    return f"{src}:{sport} -> {dst}:{dport}" + (f" vlan {'/'.join(map(str, vlan))}" if vlan else "")
