@@ -35,7 +35,6 @@ import hashlib
 import heapq
 import itertools
 import json
-import math
 import os
 import random
 import struct
@@ -52,7 +51,7 @@ PROFILES: dict[str, dict[str, object]] = {
         scan_every_s=0.0, options_every_s=60.0, qinq_every_s=10.0, data_dns_per_s=0.5,
     ),
     "soak": dict(
-        packets=0, calls_concurrent=60, duration_s=86_400.0, rtp_every=50,
+        packets=0, calls_concurrent=50, duration_s=86_400.0, rtp_every=100,
         scan_every_s=14_400.0, options_every_s=300.0, qinq_every_s=900.0, data_dns_per_s=0.2,
     ),
 }
@@ -223,11 +222,14 @@ class SiteGenerator:
         self.end = self.start + int(args.duration_s * US) if args.duration_s > 0 else None
         self.limit = args.packets if args.packets > 0 else None
         self.frames = 0
+        self.now = 0
         self.out_bytes = len(PCAP_GLOBAL)
         self.call_ids: set[str] = set()
         self.jt = self._jitter_table()
         self.pools = {pt: self._payload_pool(pt) for pt, _ in CODECS}
         self.pbx_ports_used: set[int] = set()
+        # RTCP every 5 s, thinned along with the RTP (--rtp-every 100: every 50 s)
+        self.rtcp_every_us = 5 * US * max(1, args.rtp_every // 10)
         self._build_network()
         # truth
         self.t_sip_req: dict[str, int] = {}
@@ -332,6 +334,9 @@ class SiteGenerator:
                 return cid
 
     def at(self, ts: int, fn, *args) -> None:
+        """Schedule fn(ts, *args); never before the event being run (the output stays in time order)."""
+        if ts < self.now:
+            ts = self.now
         heapq.heappush(self.heap, (ts, next(self.seq), 1, fn, args))
 
     def ms(self, lo: float, hi: float) -> int:
@@ -844,7 +849,7 @@ class SiteGenerator:
             sdes = struct.pack("!BBHI", 0x81, 202, (4 + len(item)) // 4, s.ssrc) + item
             self.udp(ts, s.src, s.sport + 1, s.dst, s.dport + 1, s.seg, sr + sdes, tos=0xB8)
             self.t_rtcp += 1
-        self.at(ts + self.ms(4500, 5500), self._rtcp, s)
+        self.at(ts + self.rtcp_every_us + self.ms(-500, 500), self._rtcp, s)
 
     # ------------------------------------------------------------------ scans
     def scan_start(self, ts: int) -> None:
@@ -1042,6 +1047,7 @@ class SiteGenerator:
                     break
                 if kind:        # a scheduled event: writes through self.udp(), which counts frames
                     heappop(heap)
+                    self.now = ts
                     self.frames = frames
                     s(ts, *args)
                     frames = self.frames
@@ -1114,7 +1120,9 @@ class SiteGenerator:
             return "ringing"
         return "attempting"
 
-    def truth(self, path: str, elapsed_s: float) -> dict:
+    def truth(self, path: str) -> dict:
+        """The ground truth, counted from what was written; no wall-clock value, so it is as
+        deterministic as the capture."""
         a = self.a
         by_status: dict[str, int] = {}
         by_state: dict[str, int] = {}
@@ -1172,8 +1180,9 @@ class SiteGenerator:
         sips = sum(self.t_sip_req.values()) + sum(self.t_sip_resp.values())
         return dict(
             format="voipwatch-site-truth", format_version=TRUTH_FORMAT_VERSION,
-            generator=dict(script="scripts/gen_site_capture.py", seconds=round(elapsed_s, 3),
-                           params={k: v for k, v in sorted(vars(a).items()) if k != "output"}),
+            generator=dict(script="scripts/gen_site_capture.py",
+                           params={k: v for k, v in sorted(vars(a).items())
+                                   if k not in ("output", "quiet", "truth")}),
             capture=dict(file=os.path.basename(path), linktype=1, snaplen=65535, packets=self.frames,
                          bytes=size, first_ts=us_to_s(self.first_ts) if self.first_ts is not None else None,
                          last_ts=us_to_s(self.last_ts) if self.last_ts is not None else None,
@@ -1199,7 +1208,7 @@ class SiteGenerator:
             dns=dict(queries=self.t_dns["queries"], responses=self.t_dns["responses"],
                      by_qtype=dict(sorted(self.t_dns_qtype.items())),
                      by_rcode=dict(sorted(self.t_dns_rcode.items())),
-                     by_vlan=dict(sorted(self.t_dns_by_seg.items()))),
+                     messages_by_vlan=dict(sorted(self.t_dns_by_seg.items()))),
             vlans=dict(ids=ids, voice=a.vlan_voice, data=a.vlan_data, qinq_outer=a.vlan_qinq_outer,
                        frames_by_stack=dict(sorted(self.t_frames_by_seg.items())),
                        qinq_frames=self.t_frames_by_seg.get(self.seg_qinq.key, 0),
@@ -1279,7 +1288,7 @@ def generate(argv: list[str] | None = None) -> dict:
     g = SiteGenerator(args)
     g.run(args.output)
     elapsed = time.perf_counter() - t0
-    truth = g.truth(args.output, elapsed)
+    truth = g.truth(args.output)
     if args.truth:
         with open(truth_path(args.output), "w") as f:
             json.dump(truth, f, indent=1, sort_keys=False)

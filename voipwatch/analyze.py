@@ -61,11 +61,28 @@ def analyze_files(paths: list[str], config: PipelineConfig | None = None, mode: 
         analyzer.finish()
     else:
         analyzer.run(read_captures(paths), progress)
-    streams_per_call = Counter(s.call_id for s in sink.rtp_streams if s.call_id is not None)
-    sink.calls = [dataclasses.replace(c, n_streams=streams_per_call[c.call_id]) for c in sink.calls]
+    sink.calls = attach_streams(sink.calls, sink.rtp_streams)
     tables = {name: to_frame(getattr(sink, name), name) for name in TABLES}
     summary = build_summary(paths, analyzer, sink, mode, time.perf_counter() - started)
     return AnalysisResult(sink, summary, tables)
+
+
+def attach_streams(calls: list[Call], streams: list[RtpStream]) -> list[Call]:
+    """Count each call's streams, and let media extend a call that was answered but never hung up."""
+    count: Counter[str] = Counter()
+    media_end: dict[str, float] = {}
+    for s in streams:
+        if s.call_id is not None:
+            count[s.call_id] += 1
+            media_end[s.call_id] = max(media_end.get(s.call_id, s.last_ts), s.last_ts)
+    out = []
+    for c in calls:
+        last_ts = max(c.last_ts, media_end.get(c.call_id, c.last_ts))
+        duration = c.duration_s
+        if c.state == "answered" and c.setup_s is not None:
+            duration = round(last_ts - (c.first_ts + c.setup_s), 6)
+        out.append(dataclasses.replace(c, n_streams=count[c.call_id], last_ts=last_ts, duration_s=duration))
+    return out
 
 
 def build_summary(paths: list[str], analyzer: Analyzer, sink: Collector, mode: str, run_s: float) -> dict:

@@ -99,6 +99,8 @@ class Analyzer:
         decoded = self.net.decode(frame)
         kind = type(decoded)
         if kind is Datagram:
+            if decoded.anomaly is not None:
+                self._anomaly(decoded.anomaly)
             bucket = self._udp(decoded) if decoded.meta.transport == "udp" else self._tcp(decoded)
         elif kind is Skipped:
             bucket = decoded.bucket
@@ -251,6 +253,8 @@ class Analyzer:
         self._next_tick = now + TICK_S
         self.rtp.expire(now, self._emit_streams)
         for anomaly in self.tcp.expire(now):
+            self._anomaly(anomaly)
+        for anomaly in self.net.expire(now):
             self._anomaly(anomaly)
         for call in self.calls.expire(now):
             self._emit_call(call)

@@ -247,8 +247,11 @@ class RtpStreamTracker:
 KEY_COLUMNS = ("vlan", "src", "sport", "dst", "dport", "ssrc")
 TABLE_COLUMNS = ("ts", "frame", *KEY_COLUMNS, "seq", "rtp_ts", "pt", "marker", "payload_len", "negotiated",
                  "clock_rate_hz")
-EWMA_BLOCK = 64                       # jitter updates per block of the blocked RFC 3550 §A.8 recursion
-EWMA_CARRY_BLOCKS = 10                # (15/16)^(64*10) < 1e-17: older blocks no longer change a double
+# Jitter updates per block of the blocked RFC 3550 §A.8 recursion: wide blocks for long streams, narrow
+# ones when streams are short (less padding). A block's carry-in sums earlier blocks until their weight
+# (15/16)^(width * blocks back) falls below 1e-17, where it no longer changes a double.
+EWMA_WIDE, EWMA_NARROW = 64, 16
+EWMA_NEGLIGIBLE = 1e-17
 
 
 def streams_from_table(table: Any, idle_s: float = 60.0,
@@ -284,26 +287,26 @@ def streams_from_table(table: Any, idle_s: float = 60.0,
     last_rows = order[np.append(starts[1:], n) - 1]
     frame = _numeric(table, "frame", np.int64)
     ts_in = _numeric(table, "ts", np.float64)
-    payload_len = np.add.reduceat(_numeric(table, "payload_len", np.int64)[order], starts)
-    negotiated = np.logical_or.reduceat(_numeric(table, "negotiated", bool)[order], starts)
-    pt_in = _numeric(table, "pt", np.int64)
-    values = {name: _pick(table, name, rows) for name in KEY_COLUMNS}
-    codecs = _codecs(table, rows, pt_in[rows])
-    streams = []
-    for i, row in enumerate(rows):
-        vlan = values["vlan"][i]
-        expected = int(stats["expected"][i])
-        packets = int(stats["packets"][i])
-        streams.append(RtpStream(
-            src=str(values["src"][i]), sport=int(values["sport"][i]), dst=str(values["dst"][i]),
-            dport=int(values["dport"][i]), vlan=tuple(vlans[int(vlan)] if vlans is not None else vlan),
-            ssrc=int(values["ssrc"][i]), payload_type=int(pt_in[row]), codec=codecs[i], packets=packets,
-            expected=expected, lost=expected - packets, duplicates=int(stats["duplicates"][i]),
-            out_of_order=int(stats["out_of_order"][i]), jitter_ms_mean=float(stats["mean_jitter"][i]),
-            jitter_ms_max=float(stats["max_jitter"][i]), max_delta_ms=float(stats["max_delta"][i]),
-            first_ts=float(ts_in[row]), last_ts=float(ts_in[last_rows[i]]), first_frame=int(frame[row]),
-            call_id=None, negotiated=bool(negotiated[i]), payload_types=stats["payload_types"][i],
-            bytes=int(payload_len[i])))
+    pts = _numeric(table, "pt", np.int64)[rows].tolist()
+    columns = {name: _pick(table, name, rows) for name in KEY_COLUMNS}
+    columns.update(
+        payload_type=pts, codec=_codecs(table, rows, pts), packets=stats["packets"].tolist(),
+        expected=stats["expected"].tolist(), duplicates=stats["duplicates"].tolist(),
+        out_of_order=stats["out_of_order"].tolist(), jitter_ms_mean=stats["mean_jitter"].tolist(),
+        jitter_ms_max=stats["max_jitter"].tolist(), max_delta_ms=stats["max_delta"].tolist(),
+        first_ts=ts_in[rows].tolist(), last_ts=ts_in[last_rows].tolist(), first_frame=frame[rows].tolist(),
+        negotiated=np.logical_or.reduceat(_numeric(table, "negotiated", bool)[order], starts).tolist(),
+        payload_types=stats["payload_types"],
+        bytes=np.add.reduceat(_numeric(table, "payload_len", np.int64)[order], starts).tolist())
+    vlan_values = columns["vlan"] if vlans is None else [vlans[int(v)] for v in columns["vlan"]]
+    # Positional, in RtpStream field order (records.py): one object per segment.
+    streams = [RtpStream(*row) for row in zip(
+        map(str, columns["src"]), map(int, columns["sport"]), map(str, columns["dst"]), map(int, columns["dport"]),
+        map(tuple, vlan_values), map(int, columns["ssrc"]), columns["payload_type"], columns["codec"],
+        columns["packets"], columns["expected"], [e - p for e, p in zip(columns["expected"], columns["packets"])],
+        columns["duplicates"], columns["out_of_order"], columns["jitter_ms_mean"], columns["jitter_ms_max"],
+        columns["max_delta_ms"], columns["first_ts"], columns["last_ts"], columns["first_frame"],
+        [None] * len(starts), columns["negotiated"], columns["payload_types"], columns["bytes"])]
     streams.sort(key=lambda s: s.first_frame)
     return streams
 
@@ -453,11 +456,13 @@ def _segment_stats(ts, seg, starts, first, seq, rtp_ts, pt, marker, clock) -> di
     mean_jitter = _running_means(jitter[regular_update], position, update_seg[regular_update], n_seg)
 
     changes = first | (pt != _shift(pt, -1))
-    seen = np.zeros((n_seg, 128), dtype=bool)
-    seen[seg[changes], pt[changes] & 0x7F] = True
+    pairs = np.unique(seg[changes] * 128 + (pt[changes] & 0x7F))        # (segment, payload type), sorted
+    bounds = np.searchsorted(pairs // 128, np.arange(n_seg + 1)).tolist()
+    values = (pairs % 128).tolist()
     return {"packets": np.diff(np.append(starts, n)), "expected": expected, "duplicates": duplicates,
             "out_of_order": out_of_order, "max_delta": max_delta, "max_jitter": max_jitter,
-            "mean_jitter": mean_jitter, "payload_types": [tuple(np.flatnonzero(row).tolist()) for row in seen]}
+            "mean_jitter": mean_jitter,
+            "payload_types": [tuple(values[bounds[i]:bounds[i + 1]]) for i in range(n_seg)]}
 
 
 def _last_before(mask: np.ndarray, seg_first: np.ndarray) -> np.ndarray:
@@ -499,26 +504,30 @@ def _sequence_updates(seq: np.ndarray, in_seq: np.ndarray, first: np.ndarray, se
 def _ewma(d: np.ndarray, rank: np.ndarray, new_seg: np.ndarray) -> np.ndarray:
     """J_k = 15/16 J_(k-1) + D_k / 16, J = 0 before each segment (RFC 3550 §A.8), vectorised.
 
-    Updates are cut into rows of EWMA_BLOCK per segment; within a row the recursion is a scaled
-    cumulative sum, and a row's carry-in sums the previous rows' ends of the same segment, weighted
-    by (15/16)^EWMA_BLOCK per row and cut where the weight falls below double precision.
+    Updates are laid out in rows of `width` per segment; within a row the recursion is a scaled
+    cumulative sum, and a row's carry-in sums the ends of the previous rows of its segment, weighted by
+    (15/16)^width per row back.
     """
     if not len(d):
         return d
-    a, width = 1.0 - JITTER_WEIGHT, EWMA_BLOCK
+    a = 1.0 - JITTER_WEIGHT
+    width = EWMA_WIDE if len(d) >= EWMA_WIDE * np.count_nonzero(new_seg) else EWMA_NARROW
     col = rank % width
-    row = np.cumsum(new_seg | (col == 0)) - 1
+    row_start = new_seg | (col == 0)
+    row = np.cumsum(row_start) - 1
     n_rows = int(row[-1]) + 1
     powers = a ** np.arange(width + 1)
     grid = np.zeros(n_rows * width)
     flat = row * width + col
     grid[flat] = d * (JITTER_WEIGHT / powers[col])
     local = (np.cumsum(grid.reshape(n_rows, width), axis=1) * powers[:width]).ravel()
-    row_seg = np.cumsum(new_seg)[np.flatnonzero(new_seg | (col == 0))]
+    row_seg = np.cumsum(new_seg)[np.flatnonzero(row_start)]
     ends = local[width - 1::width]
     carry = np.zeros(n_rows)
     weight = 1.0
-    for back in range(1, min(EWMA_CARRY_BLOCKS, n_rows - 1) + 1):
+    for back in range(1, n_rows):
+        if weight < EWMA_NEGLIGIBLE:
+            break
         carry[back:] += np.where(row_seg[back:] == row_seg[:-back], weight * ends[:-back], 0.0)
         weight *= powers[width]
     return local[flat] + powers[col + 1] * carry[row]

@@ -1,0 +1,636 @@
+#!/usr/bin/env python3
+"""Offline throughput of voipwatch against tshark, on the same capture, in the same run.
+
+    python scripts/benchmark.py                       # generate (cached) a 2M-packet site capture
+    python scripts/benchmark.py --capture FILE --jobs 1,2 --repeat 3 --json bench.json
+    python scripts/benchmark.py --check-streams       # also diff voipwatch's rtp_streams.csv vs tshark
+
+Each tool runs as its own child process, one at a time, so that its peak RSS is its own:
+wall time from time.perf_counter around Popen .. os.wait4(pid), CPU time and ru_maxrss from the
+rusage that os.wait4 returns for that child. A sampler thread also sums the proportional set size
+(PSS, /proc/PID/smaps_rollup) of the child's whole process tree 10 times a second, because
+ru_maxrss is the peak of the largest single process, not of a parent and its workers together
+(voipwatch --jobs N). "peak MB" = max(ru_maxrss, sampled tree PSS); the memory target uses it.
+
+Packets per second = frames in the file (counted from the pcap/pcapng record headers) / wall s.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import mmap
+import os
+import platform
+import re
+import resource
+import shlex
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+GEN = HERE / "gen_site_capture.py"
+
+# The targets from the performance issue.
+TARGET_PPS_1CORE = 3.0      # voipwatch --jobs 1 packets/s >= 3x tshark's
+AIM_PPS_1CORE = 4.0
+TARGET_PPS_ALLCORES = 5.0   # voipwatch using every core >= 5x tshark's
+TARGET_MEM = 0.5            # voipwatch peak memory <= half of tshark's
+
+
+# ----------------------------------------------------------------------------- capture
+
+def count_frames(path: str | os.PathLike) -> int:
+    """Number of frames in a classic pcap or pcapng file, from the record/block headers only."""
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size == 0:
+            return 0
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            magic = mm[:4]
+            if magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1"):
+                endian = "<"
+            elif magic in (b"\xa1\xb2\xc3\xd4", b"\xa1\xb2\x3c\x4d"):
+                endian = ">"
+            elif magic == b"\x0a\x0d\x0d\x0a":
+                return _count_pcapng(mm, size)
+            else:
+                raise ValueError(f"{path}: not a pcap or pcapng file (magic {magic.hex()})")
+            unpack = struct.Struct(endian + "I").unpack_from
+            off, n = 24, 0
+            while off + 16 <= size:
+                off += 16 + unpack(mm, off + 8)[0]
+                n += 1
+            return n
+
+
+def _count_pcapng(mm: mmap.mmap, size: int) -> int:
+    off, n, endian = 0, 0, "<"
+    while off + 12 <= size:
+        if mm[off:off + 4] == b"\x0a\x0d\x0d\x0a":    # section header: byte-order magic follows
+            endian = "<" if mm[off + 8:off + 12] == b"\x4d\x3c\x2b\x1a" else ">"
+        btype, blen = struct.unpack_from(endian + "II", mm, off)
+        if blen < 12:
+            raise ValueError(f"corrupt pcapng block at offset {off}")
+        if btype in (2, 3, 6):                       # obsolete packet, simple packet, enhanced packet
+            n += 1
+        off += blen
+    return n
+
+
+def warm_cache(path: str | os.PathLike) -> None:
+    """Read the file once so that no tool pays the first cold read."""
+    with open(path, "rb", buffering=0) as f:
+        while f.read(1 << 24):
+            pass
+
+
+def generated_capture(workdir: Path, packets: int, seed: int, profile: str, extra: list[str]) -> Path:
+    """The generator's capture for these parameters, generated once and then reused."""
+    gen_hash = hashlib.sha256(GEN.read_bytes()).hexdigest()[:16]
+    key_src = json.dumps(dict(packets=packets, seed=seed, profile=profile, extra=extra, gen=gen_hash),
+                         sort_keys=True)
+    key = hashlib.sha256(key_src.encode()).hexdigest()[:12]
+    cap_dir = workdir / "captures"
+    pcap = cap_dir / f"site-{profile}-{packets}-s{seed}-{key}.pcap"
+    truth = pcap.with_suffix(".truth.json")
+    if pcap.is_file() and truth.is_file():
+        print(f"capture: {pcap} (cached)")
+        return pcap
+    for old in cap_dir.glob(f"site-{profile}-{packets}-s{seed}-*.*"):   # stale: older generator/params
+        if old.name.split("-")[-1].split(".")[0] != key:
+            old.unlink()
+    tmp = cap_dir / f".tmp-{key}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    cmd = [sys.executable, str(GEN), "-o", str(tmp / pcap.name), "--packets", str(packets),
+           "--seed", str(seed), "--profile", profile, *extra]
+    print("generating:", shlex.join(cmd), flush=True)
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True)
+    print(f"generated in {time.perf_counter() - t0:.1f} s")
+    os.replace(tmp / truth.name, truth)
+    os.replace(tmp / pcap.name, pcap)
+    shutil.rmtree(tmp, ignore_errors=True)
+    return pcap
+
+
+# ----------------------------------------------------------------------------- measuring
+
+def _children(pid: int) -> list[int]:
+    out = []
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{tid}/children") as f:
+                    out += [int(x) for x in f.read().split()]
+            except OSError:
+                pass
+    except OSError:
+        pass
+    return out
+
+
+def _tree(pid: int) -> list[int]:
+    seen, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        seen.append(p)
+        todo += _children(p)
+    return seen
+
+
+def _kb(path: str, key: str) -> int:
+    try:
+        with open(path) as f:
+            for line in f:
+                if line.startswith(key):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+class TreeSampler(threading.Thread):
+    """Peak of the summed PSS and RSS of a process tree, sampled every `interval` seconds."""
+
+    def __init__(self, pid: int, interval: float = 0.1) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.interval = pid, interval
+        self.peak_pss_kb = self.peak_rss_kb = self.max_procs = 0
+        self._stop_evt = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_evt.is_set():
+            self.sample()
+            self._stop_evt.wait(self.interval)
+
+    def sample(self) -> None:
+        pids = _tree(self.pid)
+        pss = sum(_kb(f"/proc/{p}/smaps_rollup", "Pss:") for p in pids)
+        rss = sum(_kb(f"/proc/{p}/status", "VmRSS:") for p in pids)
+        self.peak_pss_kb = max(self.peak_pss_kb, pss)
+        self.peak_rss_kb = max(self.peak_rss_kb, rss)
+        self.max_procs = max(self.max_procs, len(pids))
+
+    def stop(self) -> None:
+        self._stop_evt.set()
+        self.join()
+
+
+def _machine_busy_s() -> float:
+    """CPU-seconds the whole machine has spent busy (all CPUs), from /proc/stat."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return 0.0
+    idle = v[3] + (v[4] if len(v) > 4 else 0)          # idle + iowait
+    busy = sum(v[:8]) - idle                            # guest time is already in user
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+def _self_cpu_s() -> float:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)      # the child leads its own session: only its tree
+    except ProcessLookupError:
+        pass
+
+
+def run_measured(cmd: list[str], stdout: Path, stderr: Path, env: dict | None = None,
+                 cwd: str | None = None, timeout: float | None = None) -> dict:
+    """Run one child to completion (or kill its process group after `timeout` s); its wall/CPU
+    time and peak memory."""
+    busy0, self0 = _machine_busy_s(), _self_cpu_s()
+    with open(stdout, "wb") as out, open(stderr, "wb") as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env, cwd=cwd,
+                                start_new_session=True)
+        sampler = TreeSampler(proc.pid)
+        sampler.start()
+        timer = threading.Timer(timeout, _kill_group, (proc.pid,)) if timeout else None
+        if timer:
+            timer.start()
+        try:
+            _, status, ru = os.wait4(proc.pid, 0)
+        except BaseException:
+            _kill_group(proc.pid)
+            proc.wait()
+            sampler.stop()
+            raise
+        finally:
+            if timer:
+                timer.cancel()
+        wall = time.perf_counter() - t0
+        sampler.stop()
+        _kill_group(proc.pid)               # workers left behind by a killed or sloppy child
+    others = _machine_busy_s() - busy0 - (_self_cpu_s() - self0) - (ru.ru_utime + ru.ru_stime)
+    rc = os.waitstatus_to_exitcode(status)
+    timed_out = bool(timeout) and wall >= timeout and rc < 0
+    proc.returncode = rc              # reaped by wait4 already: keep Popen from waiting again
+    maxrss_mb = ru.ru_maxrss / 1024   # Linux: kilobytes
+    pss_mb = sampler.peak_pss_kb / 1024
+    return dict(
+        cmd=shlex.join(cmd), returncode=rc, timed_out=timed_out, wall_s=round(wall, 3),
+        cpu_s=round(ru.ru_utime + ru.ru_stime, 3), user_s=round(ru.ru_utime, 3), sys_s=round(ru.ru_stime, 3),
+        maxrss_mb=round(maxrss_mb, 1), tree_pss_peak_mb=round(pss_mb, 1),
+        tree_rss_peak_mb=round(sampler.peak_rss_kb / 1024, 1), processes=max(1, sampler.max_procs),
+        peak_mb=round(max(maxrss_mb, pss_mb), 1), others_cpu_s=round(max(0.0, others), 2),
+        stdout=str(stdout), stderr=str(stderr))
+
+
+def tail(path: str | Path, n: int = 8) -> str:
+    try:
+        lines = Path(path).read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    lines = [x for x in lines if "Running as user" not in x]
+    return "\n".join(lines[-n:])
+
+
+def summarize(runs: list[dict], packets: int) -> dict:
+    """The median-wall repeat's figures, with the highest peak memory of all repeats."""
+    ok = [r for r in runs if r["returncode"] == 0]
+    if not ok:
+        return dict(ok=False)
+    ok.sort(key=lambda r: r["wall_s"])
+    med = ok[(len(ok) - 1) // 2]
+    return dict(ok=True, wall_s=med["wall_s"], cpu_s=med["cpu_s"],
+                pps=round(packets / med["wall_s"]) if med["wall_s"] > 0 else None,
+                pps_cpu=round(packets / med["cpu_s"]) if med["cpu_s"] > 0 else None,
+                maxrss_mb=max(r["maxrss_mb"] for r in ok),
+                tree_pss_peak_mb=max(r["tree_pss_peak_mb"] for r in ok),
+                peak_mb=max(r["peak_mb"] for r in ok),
+                processes=max(r["processes"] for r in ok),
+                wall_s_all=[r["wall_s"] for r in runs])
+
+
+# ----------------------------------------------------------------------------- voipwatch
+
+def voipwatch_command(explicit: str | None) -> tuple[list[str], dict]:
+    env = dict(os.environ)
+    if explicit:
+        return shlex.split(explicit), env
+    exe = shutil.which("voipwatch")
+    if exe:
+        return [exe], env
+    # not installed: run the checkout's package
+    env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return [sys.executable, "-m", "voipwatch"], env
+
+
+def probe_voipwatch(cmd: list[str], env: dict) -> tuple[str | None, bool]:
+    """(None when `voipwatch analyze --help` works, else why not; whether analyze has --jobs)."""
+    try:
+        p = subprocess.run([*cmd, "analyze", "--help"], env=env, capture_output=True, text=True, timeout=120)
+    except FileNotFoundError as e:
+        return f"not found: {e}", False
+    except subprocess.TimeoutExpired:
+        return "`analyze --help` timed out", False
+    if p.returncode != 0:
+        msg = (p.stderr or p.stdout).strip().splitlines()
+        return f"`{shlex.join(cmd)} analyze --help` exited {p.returncode}: " + (msg[-1] if msg else ""), False
+    return None, "--jobs" in p.stdout
+
+
+# ----------------------------------------------------------------------------- stream check
+
+TSHARK_STREAM = re.compile(
+    r"^\s*(?P<start>\S+)\s+(?P<end>\S+)\s+(?P<src>\S+)\s+(?P<sport>\d+)\s+(?P<dst>\S+)\s+(?P<dport>\d+)\s+"
+    r"(?P<ssrc>0x[0-9A-Fa-f]+)\s+(?P<payload>.+?)\s+(?P<packets>\d+)\s+(?P<lost>-?\d+)\s+\(")
+
+
+def parse_tshark_streams(text: str) -> dict[tuple, dict]:
+    out = {}
+    for line in text.splitlines():
+        m = TSHARK_STREAM.match(line)
+        if m:
+            key = (m["src"], int(m["sport"]), m["dst"], int(m["dport"]), int(m["ssrc"], 16))
+            out[key] = dict(packets=int(m["packets"]), lost=int(m["lost"]), payload=m["payload"])
+    return out
+
+
+def _int(v: str) -> int:
+    v = v.strip()
+    return int(v, 16) if v.lower().startswith("0x") else int(float(v))
+
+
+def parse_voipwatch_streams(path: Path) -> dict[tuple, dict]:
+    out = {}
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            key = (row["src"], _int(row["sport"]), row["dst"], _int(row["dport"]), _int(row["ssrc"]))
+            out[key] = dict(packets=_int(row["packets"]), lost=_int(row["lost"]))
+    return out
+
+
+def truth_streams(truth: dict) -> dict[tuple, dict]:
+    return {(s["src"], s["sport"], s["dst"], s["dport"], s["ssrc"]): dict(packets=s["packets"], lost=s["lost"])
+            for s in truth["rtp"]["streams_detail"]}
+
+
+def compare_streams(ref: dict, got: dict, ref_name: str, got_name: str, max_print: int) -> dict:
+    def fmt(k: tuple) -> str:
+        return f"{k[0]}:{k[1]} -> {k[2]}:{k[3]} ssrc 0x{k[4]:08X}"
+    missing = sorted(k for k in ref if k not in got)
+    extra = sorted(k for k in got if k not in ref)
+    diff = sorted(k for k in ref if k in got
+                  and (ref[k]["packets"], ref[k]["lost"]) != (got[k]["packets"], got[k]["lost"]))
+    print(f"  {got_name} vs {ref_name}: {len(got)} vs {len(ref)} streams; "
+          f"{len(missing)} missing, {len(extra)} extra, {len(diff)} with other packets/lost")
+    for label, keys in (("missing", missing), ("extra", extra)):
+        for k in keys[:max_print]:
+            v = ref.get(k) or got.get(k)
+            print(f"    {label:8} {fmt(k)}  packets {v['packets']} lost {v['lost']}")
+        if len(keys) > max_print:
+            print(f"    ... {len(keys) - max_print} more {label}")
+    for k in diff[:max_print]:
+        print(f"    differs  {fmt(k)}  packets {got[k]['packets']} ({ref_name} {ref[k]['packets']}), "
+              f"lost {got[k]['lost']} ({ref_name} {ref[k]['lost']})")
+    if len(diff) > max_print:
+        print(f"    ... {len(diff) - max_print} more differing")
+    return dict(reference=ref_name, compared=got_name, ref_streams=len(ref), streams=len(got),
+                missing=len(missing), extra=len(extra), differing=len(diff),
+                agree=not (missing or extra or diff))
+
+
+# ----------------------------------------------------------------------------- main
+
+def parse_jobs(s: str) -> list[int]:
+    try:
+        jobs = [int(x) for x in s.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--jobs wants integers like 1,2: {s!r}")
+    if not jobs or min(jobs) < 1:
+        raise argparse.ArgumentTypeError("--jobs wants integers >= 1")
+    return jobs
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description="Offline throughput and peak memory of voipwatch vs tshark.")
+    src = ap.add_mutually_exclusive_group()
+    src.add_argument("--capture", help="capture to measure (default: generate one with gen_site_capture.py)")
+    src.add_argument("--packets", type=int, default=2_000_000, help="size of the generated capture")
+    ap.add_argument("--seed", type=int, default=1, help="generator seed")
+    ap.add_argument("--profile", default="bench", choices=("bench", "soak"), help="generator profile")
+    ap.add_argument("--gen-args", default="", help="more generator options, one string (part of the cache key)")
+    ap.add_argument("--workdir", default=str(REPO / "bench-out"),
+                    help="captures cache, tool outputs, logs (default: bench-out/ in the checkout)")
+    ap.add_argument("--jobs", type=parse_jobs, default=[1, 2], help="voipwatch --jobs values, e.g. 1,2")
+    ap.add_argument("--repeat", type=int, default=1, help="runs per tool; the median wall time is reported")
+    ap.add_argument("--json", help="write the results as JSON to this file")
+    ap.add_argument("--check-streams", action="store_true",
+                    help="diff each voipwatch run's rtp_streams.csv with tshark's rtp,streams "
+                         "(and tshark with the generator's truth file when there is one)")
+    ap.add_argument("--max-print", type=int, default=20, help="disagreements printed per kind")
+    ap.add_argument("--tshark", default=shutil.which("tshark") or "tshark", help="tshark binary")
+    ap.add_argument("--voipwatch", help="voipwatch command (default: `voipwatch` on PATH, "
+                                        "else python -m voipwatch from this checkout)")
+    ap.add_argument("--no-voipwatch", action="store_true", help="measure tshark only")
+    ap.add_argument("--timeout", type=float, default=0,
+                    help="kill a run (its whole process group) after this many seconds (0 = never)")
+    ap.add_argument("--fail-on-target", action="store_true", help="exit 1 unless every target passes")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    if args.repeat < 1:
+        ap.error("--repeat must be >= 1")
+    workdir = Path(args.workdir).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    if args.capture:
+        capture = Path(args.capture).resolve()
+        if not capture.is_file():
+            print(f"error: {capture}: no such file", file=sys.stderr)
+            return 2
+    else:
+        capture = generated_capture(workdir, args.packets, args.seed, args.profile, shlex.split(args.gen_args))
+    truth_file = Path(str(capture)[:-5] + ".truth.json") if str(capture).endswith(".pcap") else None
+    truth = json.loads(truth_file.read_text()) if truth_file and truth_file.is_file() else None
+
+    packets = count_frames(capture)
+    size = capture.stat().st_size
+    warm_cache(capture)
+    print(f"capture: {capture} ({packets:,} packets, {size / 1e6:.1f} MB)")
+    logs = workdir / "logs"
+    logs.mkdir(exist_ok=True)
+
+    tshark_cmd = [args.tshark, "-q", "-n", "-r", str(capture), "-z", "rtp,streams"]
+    tshark_version = ""
+    try:
+        tshark_version = subprocess.run([args.tshark, "--version"], capture_output=True, text=True,
+                                        timeout=60).stdout.splitlines()[0]
+    except (OSError, IndexError, subprocess.TimeoutExpired):
+        pass
+
+    vw_cmd, vw_env = voipwatch_command(args.voipwatch)
+    vw_problem, has_jobs = ("skipped (--no-voipwatch)", False) if args.no_voipwatch else probe_voipwatch(vw_cmd, vw_env)
+    if vw_problem:
+        print(f"voipwatch: NOT MEASURED: {vw_problem}")
+    else:
+        print(f"voipwatch: {shlex.join(vw_cmd)}")
+
+    tshark_runs: list[dict] = []
+    vw_runs: dict[int, list[dict]] = {n: [] for n in args.jobs}
+    vw_notes: dict[int, list[str]] = {n: [] for n in args.jobs}
+
+    def note(n: int, text: str) -> None:
+        if text not in vw_notes[n]:
+            vw_notes[n].append(text)
+
+    if not vw_problem and not has_jobs:
+        print("voipwatch: `analyze --help` shows no --jobs option: --jobs 1 runs without it, "
+              "the other values are unsupported")
+        for n in args.jobs:
+            note(n, "ran without --jobs (voipwatch analyze has no --jobs option)" if n == 1
+                 else "unsupported: voipwatch analyze has no --jobs option")
+
+    vw_outdirs: dict[int, Path] = {}
+    for rep in range(args.repeat):
+        r = run_measured(tshark_cmd, logs / f"tshark-r{rep}.out", logs / f"tshark-r{rep}.err",
+                         timeout=args.timeout)
+        tshark_runs.append(r)
+        print(f"  tshark run {rep + 1}/{args.repeat}: {r['wall_s']:.2f} s, rc {r['returncode']}", flush=True)
+        if r["returncode"] != 0:
+            print(f"  tshark failed: {tail(r['stderr'])}")
+        if vw_problem:
+            continue
+        for n in args.jobs:
+            if any(x.startswith("unsupported") for x in vw_notes[n]):
+                continue
+            outdir = workdir / f"voipwatch-j{n}"
+            shutil.rmtree(outdir, ignore_errors=True)
+            outdir.mkdir(parents=True)
+            cmd = [*vw_cmd, "analyze", str(capture), "-o", str(outdir), "--format", "csv"]
+            if has_jobs:
+                cmd += ["--jobs", str(n)]
+            r = run_measured(cmd, logs / f"voipwatch-j{n}-r{rep}.out", logs / f"voipwatch-j{n}-r{rep}.err",
+                             env=vw_env, timeout=args.timeout)
+            err = tail(r["stderr"], 20)
+            if has_jobs and r["returncode"] != 0 and re.search(r"no such option.*--jobs", err, re.I):
+                if n == 1:
+                    note(n, "ran without --jobs (voipwatch analyze has no --jobs option)")
+                    cmd = cmd[:-2]
+                    r = run_measured(cmd, logs / f"voipwatch-j{n}-r{rep}.out", logs / f"voipwatch-j{n}-r{rep}.err",
+                                     env=vw_env, timeout=args.timeout)
+                else:
+                    note(n, "unsupported: voipwatch analyze has no --jobs option")
+                    print(f"  voipwatch --jobs {n}: unsupported: voipwatch analyze has no --jobs option")
+                    vw_runs[n].append(r)
+                    continue
+            vw_runs[n].append(r)
+            vw_outdirs[n] = outdir
+            print(f"  voipwatch --jobs {n} run {rep + 1}/{args.repeat}: {r['wall_s']:.2f} s, rc {r['returncode']}",
+                  flush=True)
+            if r["returncode"] != 0:
+                note(n, f"killed after --timeout {args.timeout:g} s" if r["timed_out"]
+                     else f"failed (exit {r['returncode']}): " + tail(r["stderr"], 1))
+                print(f"  voipwatch --jobs {n} FAILED (exit {r['returncode']}):\n{tail(r['stderr'], 15)}")
+
+    ts = summarize(tshark_runs, packets)
+    rows = [dict(tool="tshark -z rtp,streams", jobs=None, **ts, runs=tshark_runs)]
+    for n in args.jobs:
+        s = summarize(vw_runs[n], packets) if vw_runs[n] else dict(ok=False)
+        rows.append(dict(tool=f"voipwatch --jobs {n}", jobs=n, **s, runs=vw_runs[n],
+                         note=vw_problem or "; ".join(vw_notes[n])))
+    for r in rows:
+        if r.get("ok") and ts.get("ok"):
+            r["pps_ratio"] = round(r["pps"] / ts["pps"], 3)
+            r["mem_ratio"] = round(r["peak_mb"] / ts["peak_mb"], 3)
+
+    # ---- table
+    print()
+    hdr = (f"{'tool':<24}{'wall s':>9}{'CPU s':>9}{'packets/s':>12}{'pkts/CPU-s':>12}{'maxRSS MB':>11}"
+           f"{'tree PSS MB':>13}"
+           f"{'peak MB':>9}{'pps x':>8}{'mem x':>8}")
+    print(hdr)
+    print("-" * len(hdr))
+    for r in rows:
+        if not r.get("ok"):
+            print(f"{r['tool']:<24}  not measured: {r.get('note') or 'failed'}")
+            continue
+        print(f"{r['tool']:<24}{r['wall_s']:>9.2f}{r['cpu_s']:>9.2f}{r['pps']:>12,}{r['pps_cpu'] or 0:>12,}"
+              f"{r['maxrss_mb']:>11.1f}"
+              f"{r['tree_pss_peak_mb']:>13.1f}{r['peak_mb']:>9.1f}"
+              f"{r.get('pps_ratio', float('nan')):>8.2f}{r.get('mem_ratio', float('nan')):>8.2f}")
+        if r.get("note"):
+            print(f"{'':<24}  note: {r['note']}")
+    print(f"packets = {packets:,} frames in {capture.name}; pps x and mem x are voipwatch / tshark; "
+          f"peak MB = max(maxRSS, sampled tree PSS)")
+    all_runs = tshark_runs + [x for v in vw_runs.values() for x in v]
+    busy = [r for r in all_runs if r["wall_s"] > 0 and r["others_cpu_s"] / r["wall_s"] > 0.1]
+    if busy:
+        worst = max(r["others_cpu_s"] / r["wall_s"] for r in busy)
+        print(f"WARNING: other processes used CPU during {len(busy)} of {len(all_runs)} run(s) (up to "
+              f"{worst:.2f} CPU on average): wall times and packets/s may be pessimistic; "
+              f"compare pkts/CPU-s, or rerun on a quiet machine")
+
+    # ---- targets
+    targets = []
+    cpus = os.cpu_count() or 1
+    vw = {r["jobs"]: r for r in rows if r["jobs"] is not None}
+
+    def target(name: str, run: dict | None, key: str, threshold: float, higher: bool, aim: float | None = None):
+        if not ts.get("ok"):
+            res, val = "N/A", None
+            why = "tshark did not run"
+        elif run is None or not run.get("ok"):
+            res, val = "N/A", None
+            why = (run or {}).get("note") or "no such voipwatch run"
+        else:
+            val = run[key]
+            res = "PASS" if (val >= threshold if higher else val <= threshold) else "FAIL"
+            why = ""
+        t = dict(name=name, value=val, threshold=threshold, aim=aim, result=res, reason=why)
+        targets.append(t)
+        cmp_ = ">=" if higher else "<="
+        shown = f"{val:.2f}x" if val is not None else "-"
+        extra = ""
+        if aim is not None and val is not None:
+            extra = f" (aim {aim:g}x: {'met' if val >= aim else 'not met'})"
+        print(f"TARGET {name:<52} {shown:>7} {cmp_} {threshold:g}x  {res}{extra}{'  ' + why if why else ''}")
+
+    print()
+    target("pps, one core (voipwatch --jobs 1 / tshark)", vw.get(1), "pps_ratio", TARGET_PPS_1CORE, True,
+           AIM_PPS_1CORE)
+    multi = sorted(n for n in vw if n >= 2)
+    all_n = cpus if cpus in multi else (max(multi) if multi else None)
+    target(f"pps, all cores (voipwatch --jobs {all_n or cpus} / tshark)",
+           vw.get(all_n) if all_n else dict(ok=False, note="--jobs has no value >= 2"),
+           "pps_ratio", TARGET_PPS_ALLCORES, True)
+    measured = [r for r in vw.values() if r.get("ok")]
+    worst = max(measured, key=lambda r: r["mem_ratio"]) if measured and ts.get("ok") else None
+    if worst is None and not measured:
+        worst = dict(ok=False, note=vw_problem or "no voipwatch run succeeded")
+    target(f"peak memory (worst voipwatch run{': --jobs ' + str(worst['jobs']) if worst and worst.get('ok') else ''}"
+           " / tshark)",
+           worst, "mem_ratio", TARGET_MEM, False)
+    if all_n and all_n != cpus:
+        print(f"note: this machine has {cpus} CPUs; the all-cores target used --jobs {all_n}")
+
+    # ---- streams
+    checks = []
+    if args.check_streams:
+        print("\nRTP streams check")
+        tsk = parse_tshark_streams(Path(tshark_runs[0]["stdout"]).read_text()) if ts.get("ok") else None
+        if tsk is None:
+            print("  tshark did not run: nothing to compare against")
+        else:
+            if truth:
+                checks.append(compare_streams(truth_streams(truth), tsk, "truth", "tshark", args.max_print))
+            for n, outdir in sorted(vw_outdirs.items()):
+                if not vw.get(n, {}).get("ok"):
+                    continue
+                csv_path = outdir / "rtp_streams.csv"
+                if not csv_path.is_file():
+                    print(f"  voipwatch --jobs {n}: no {csv_path}")
+                    checks.append(dict(compared=f"voipwatch --jobs {n}", error=f"missing {csv_path}"))
+                    continue
+                try:
+                    got = parse_voipwatch_streams(csv_path)
+                except (KeyError, ValueError) as e:
+                    print(f"  voipwatch --jobs {n}: cannot read {csv_path}: {e!r} "
+                          "(needs columns src, sport, dst, dport, ssrc, packets, lost)")
+                    checks.append(dict(compared=f"voipwatch --jobs {n}", error=repr(e)))
+                    continue
+                checks.append(compare_streams(tsk, got, "tshark", f"voipwatch --jobs {n}", args.max_print))
+            if not vw_outdirs:
+                print("  voipwatch did not run: no rtp_streams.csv to compare")
+
+    if args.json:
+        result = dict(
+            capture=dict(path=str(capture), packets=packets, bytes=size,
+                         truth=str(truth_file) if truth else None),
+            machine=dict(cpus=cpus, python=platform.python_version(), platform=platform.platform(),
+                         tshark=tshark_version),
+            voipwatch=dict(command=shlex.join(vw_cmd), problem=vw_problem),
+            results=rows, targets=targets, stream_checks=checks,
+            measured_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+        print(f"\nJSON: {args.json}")
+
+    if not ts.get("ok"):
+        return 2
+    if args.fail_on_target and any(t["result"] != "PASS" for t in targets):
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
