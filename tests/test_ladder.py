@@ -137,11 +137,12 @@ def test_render_text_three_parties_and_truncation():
         LadderRow(5.25, 2, 2, 1, "183 Session Progress with a long reason", False),
         LadderRow(5.5, 3, 1, 1, "OPTIONS", True),
     ])
-    assert render_text(ladder, width=40) == (
-        '        a:1         b:2         c:3\n'
-        '0.000    │─────INVITE (SDP)─────▶│\n'
-        '0.250    │           │◀──183 S…──│\n'
-        '0.500    │           │           │ ↻ OPTIONS  [retrans]\n')
+    assert render_text(ladder, width=40) == """\
+        a:1         b:2         c:3
+0.000    │─────INVITE (SDP)─────▶│
+0.250    │           │◀──183 S…──│
+0.500    │           │           │ ↻ OPTIONS  [retrans]
+"""
     assert render_text(Ladder([], [])) == ""
 
 

@@ -85,13 +85,13 @@ def _sat16(x: int) -> int:
 class _Band:
     """One sub-band's adaptive predictor (G.722 block 4): 2 poles, 6 zeros, in 16-bit fixed point."""
 
-    __slots__ = ("s", "sp", "sz", "r", "a", "ap", "p", "d", "b", "bp", "nb", "det")
+    __slots__ = ("s", "sz", "r1", "r2", "p1", "p2", "a1", "a2", "d", "b", "nb", "det")
 
     def __init__(self, det: int):
-        self.s = self.sp = self.sz = self.nb = 0
+        self.s = self.sz = self.r1 = self.r2 = self.p1 = self.p2 = self.a1 = self.a2 = self.nb = 0
         self.det = det                 # quantizer scale factor at reset: 32 lower band, 8 upper band
-        self.r, self.a, self.ap, self.p = [0] * 3, [0] * 3, [0] * 3, [0] * 3
-        self.d, self.b, self.bp = [0] * 7, [0] * 7, [0] * 7
+        self.d = [0] * 6               # 2·d(n-1) .. 2·d(n-6), saturated, as FILTEZ weights them
+        self.b = [0] * 6               # zero-predictor coefficients b1 .. b6
 
     def scale(self, nb: int, shift: int) -> None:
         # Blocks 3L/3H SCALEL/SCALEH: det = antilog of the log scale factor nb.
@@ -101,41 +101,41 @@ class _Band:
         self.det = (ilb << -wd if wd < 0 else ilb >> wd) << 2
 
     def update(self, d: int) -> None:
-        """Block 4: RECONS, PARREC, UPPOL2, UPPOL1, UPZERO, DELAYA, FILTEP, FILTEZ, PREDIC."""
-        r, a, ap, p, dl, b, bp = self.r, self.a, self.ap, self.p, self.d, self.b, self.bp
-        dl[0] = d
-        r[0] = _sat16(self.s + d)
-        p[0] = _sat16(self.sz + d)
-        sg0, sg1, sg2 = p[0] >> 15, p[1] >> 15, p[2] >> 15
-        wd1 = _sat16(a[1] << 2)
-        wd2 = min(-wd1 if sg0 == sg1 else wd1, 32767)
-        ap2 = (128 if sg0 == sg2 else -128) + (wd2 >> 7) + ((a[2] * 32512) >> 15)
-        ap[2] = ap2 = max(-12288, min(12288, ap2))
-        ap1 = _sat16((192 if sg0 == sg1 else -192) + ((a[1] * 32640) >> 15))
-        limit = _sat16(15360 - ap2)
-        ap[1] = max(-limit, min(limit, ap1))
-        step = 128 if d else 0
-        sgd = d >> 15
-        for i in range(1, 7):
-            bp[i] = _sat16((step if dl[i] >> 15 == sgd else -step) + ((b[i] * 32640) >> 15))
-        for i in range(6, 0, -1):
-            dl[i] = dl[i - 1]
-            b[i] = bp[i]
-        r[2], r[1] = r[1], r[0]
-        p[2], p[1] = p[1], p[0]
-        a[1], a[2] = ap[1], ap[2]
-        self.sp = _sat16(((a[1] * _sat16(r[1] + r[1])) >> 15) + ((a[2] * _sat16(r[2] + r[2])) >> 15))
-        self.sz = _sat16(sum((b[i] * _sat16(dl[i] + dl[i])) >> 15 for i in range(1, 7)))
-        self.s = _sat16(self.sp + self.sz)
+        """Block 4 with the quantized difference d: RECONS, PARREC, UPPOL2, UPPOL1, UPZERO, DELAYA,
+        FILTEP, FILTEZ, PREDIC. Signs are taken as x >> 15 on 16-bit values, as in the recommendation."""
+        r0 = _sat16(self.s + d)
+        p0 = _sat16(self.sz + d)
+        a1, p1 = self.a1, self.p1
+        sg0, same1 = p0 >> 15, (p0 >> 15) == (p1 >> 15)
+        # UPPOL2: the second pole, limited to |a2| <= 12288 (0.375).
+        wd = _sat16(a1 << 2)
+        wd = min(-wd if same1 else wd, 32767)
+        a2 = (128 if sg0 == self.p2 >> 15 else -128) + (wd >> 7) + ((self.a2 * 32512) >> 15)
+        a2 = max(-12288, min(12288, a2))
+        # UPPOL1: the first pole, limited to |a1| <= 15360 - a2 for stability.
+        limit = _sat16(15360 - a2)
+        a1 = max(-limit, min(limit, _sat16((192 if same1 else -192) + ((a1 * 32640) >> 15))))
+        # UPZERO: sign-sign update with leakage 32640/32768 (the sum stays within 16 bits, so the
+        # reference's saturation is a no-op here), then the difference delay line.
+        step, sgd = (128 if d else 0), d >> 15
+        self.b = b = [(step if di >> 15 == sgd else -step) + ((bi * 32640) >> 15)
+                      for di, bi in zip(self.d, self.b)]
+        self.d = dl = [_sat16(d + d)] + self.d[:5]
+        # DELAYA, then FILTEP (poles), FILTEZ (zeros) and PREDIC for the next sample.
+        r2, self.r1, self.r2 = self.r1, r0, self.r1
+        self.p1, self.p2, self.a1, self.a2 = p0, p1, a1, a2
+        sp = _sat16(((a1 * _sat16(r0 + r0)) >> 15) + ((a2 * _sat16(r2 + r2)) >> 15))
+        self.sz = _sat16(sum([(bi * di) >> 15 for bi, di in zip(b, dl)]))
+        self.s = _sat16(sp + self.sz)
 
 
 def decode_g722(data: bytes) -> np.ndarray:
     """G.722 64 kbit/s (mode 1) to 16 kHz PCM: two output samples per octet, decoder reset at start.
 
     The sub-band ADPCM follows the recommendation's fixed-point blocks; the receive QMF is applied
-    as one vectorised FIR. Verification: bit-exact with the spandsp fixed-point decoder (which
-    states conformance with the ITU-T test vectors) on a real capture and on random octets, pinned
-    in tests by a digest; the ITU-T test vectors themselves were not available to run.
+    as one vectorised FIR. Verification: bit-exact, checked offline, with the spandsp fixed-point
+    decoder (WebRTC's copy) on a real capture and on random octets, and pinned in the tests by an
+    output digest; it has not been run against the ITU-T G.722 test vectors (not available here).
     """
     low, high = _Band(32), _Band(8)
     rlow = np.empty(len(data), dtype=np.int64)
@@ -155,8 +155,9 @@ def decode_g722(data: bytes) -> np.ndarray:
         rhigh[j] = max(-16384, min(16383, high.s + dhigh))
         high.scale(max(0, min(22528, ((high.nb * 127) >> 7) + _WH[_RH2[ih]])), 10)
         high.update(dhigh)
-    # Receive QMF: the odd output is a 12-tap FIR of rL - rH, the even one of rL + rH with the taps
-    # reversed; >> 11 removes the filters' 4096 gain and restores the 1-bit input scaling.
+    # Receive QMF: the first sample of each output pair is a 12-tap FIR of rL - rH, the second one
+    # of rL + rH with the taps reversed; >> 11 removes the filters' 4096 gain and restores the
+    # 1-bit input scaling.
     n = len(data)
     xout1 = np.convolve(rlow - rhigh, _QMF)[:n] >> 11
     xout2 = np.convolve(rlow + rhigh, _QMF[::-1])[:n] >> 11

@@ -29,6 +29,7 @@ class LadderRow:
 
 @dataclass(frozen=True, slots=True)
 class Ladder:
+    """The parties of one call and its messages between them, in capture order."""
     parties: list[str]             # "ip:port" ("[ip6]:port"), in order of first appearance
     rows: list[LadderRow]          # sorted by (ts, frame)
 
@@ -135,10 +136,10 @@ def render_figure(ladder: Ladder) -> Figure:
     """Lifelines per party, one labeled arrow per message top to bottom, times on the left;
     retransmissions dashed, in red, with the label suffixed by [retrans]."""
     n, m = len(ladder.parties), len(ladder.rows)
-    fig = Figure(figsize=(1.6 + 2.8 * max(n, 2), 1.2 + 0.45 * max(m, 1)))
+    fig = Figure(figsize=(1.2 + 2.8 * max(n, 1), 1.2 + 0.45 * max(m, 1)))
     FigureCanvasAgg(fig)
     ax = fig.add_axes((0.0, 0.0, 1.0, 1.0))
-    ax.set_xlim(-1.0, max(n, 2) - 0.5)
+    ax.set_xlim(-0.75, max(n, 1) - 0.5)
     ax.set_ylim(m + 0.3, -1.4)
     ax.axis("off")
     for i, name in enumerate(ladder.parties):
@@ -149,7 +150,7 @@ def render_figure(ladder: Ladder) -> Figure:
     for y, row in enumerate(ladder.rows):
         color = "tab:red" if row.is_retransmission else "black"
         label = f"{row.label} {RETRANS_MARK}" if row.is_retransmission else row.label
-        ax.text(-0.95, y, f"{row.ts - t0:.3f} s", ha="left", va="center", fontsize=8, family="monospace")
+        ax.text(-0.72, y, f"{row.ts - t0:.3f} s", ha="left", va="center", fontsize=8, family="monospace")
         style = {"arrowstyle": "-|>", "color": color, "linestyle": "--" if row.is_retransmission else "-",
                  "shrinkA": 0, "shrinkB": 0}
         if row.src == row.dst:
