@@ -47,12 +47,22 @@ class Candidates:
     heuristic: np.ndarray    # bool: dissectors.rtp.looks_like_rtp would accept it
 
 
+def _u8(h: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """h[rows, cols] through the flat view: one gather instead of two-axis fancy indexing."""
+    return h.ravel()[rows * HEAD + cols]
+
+
 def _be16(h: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    return (h[rows, cols].astype(np.int64) << 8) | h[rows, cols + 1]
+    flat = h.ravel()
+    at = rows * HEAD + cols
+    return (flat[at].astype(np.int64) << 8) | flat[at + 1]
 
 
 def _be32(h: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    return (_be16(h, rows, cols) << 16) | _be16(h, rows, cols + 2)
+    flat = h.ravel()
+    at = rows * HEAD + cols
+    return ((flat[at].astype(np.int64) << 24) | (flat[at + 1].astype(np.int64) << 16)
+            | (flat[at + 2].astype(np.int64) << 8) | flat[at + 3])
 
 
 def encode_vlan(stack: tuple[int, ...]) -> int:
@@ -91,11 +101,11 @@ def rtp_candidates(rec: Records) -> Candidates:
 
     # IPv4 (RFC 791): version 4, IHL >= 5, not a fragment (MF clear, offset 0), protocol UDP, and the
     # whole datagram captured (truncated or padded-short packets go per-frame, which names them).
-    vihl = h[rows, l3].astype(np.int64)
+    vihl = _u8(h, rows, l3).astype(np.int64)
     ihl = (vihl & 0x0F) * 4
     total = _be16(h, rows, l3 + 2)
     frag = _be16(h, rows, l3 + 6)
-    proto = h[rows, l3 + 9]
+    proto = _u8(h, rows, l3 + 9)
     keep = ((vihl >> 4) == 4) & (ihl >= 20) & ((frag & 0x3FFF) == 0) & (proto == UDP) \
         & (l3 + total <= caplen[rows]) & (l3 + ihl + 8 + 12 + 4 * 15 <= HEAD)
     rows, l3, vlan, depth, ihl, total = rows[keep], l3[keep], vlan[keep], depth[keep], ihl[keep], total[keep]
@@ -109,8 +119,8 @@ def rtp_candidates(rec: Records) -> Candidates:
 
     # RTP (RFC 3550 §5.1): version 2; second octet 192..223 is multiplexed RTCP (RFC 5761 §4).
     p = udp + 8
-    b0 = h[rows, p].astype(np.int64)
-    b1 = h[rows, p + 1].astype(np.int64)
+    b0 = _u8(h, rows, p).astype(np.int64)
+    b1 = _u8(h, rows, p + 1).astype(np.int64)
     plen = ulen - 8
     header = 12 + 4 * (b0 & 0x0F)
     has_ext = (b0 & 0x10) != 0
@@ -138,8 +148,10 @@ def rtp_candidates(rec: Records) -> Candidates:
     return Candidates(
         index=rows, vlan=np.where(depth > 0, (depth << 36) | vlan, 0),
         src=_be32(h, rows, l3 + 12).astype(np.uint32), dst=_be32(h, rows, l3 + 16).astype(np.uint32),
-        sport=sport, dport=dport, ssrc=_be32(h, rows, p + 8), seq=_be16(h, rows, p + 2),
-        rtp_ts=_be32(h, rows, p + 4), pt=b1 & 0x7F, marker=(b1 & 0x80) != 0, payload_len=body, heuristic=heuristic)
+        sport=sport.astype(np.uint16), dport=dport.astype(np.uint16),
+        ssrc=_be32(h, rows, p + 8).astype(np.uint32), seq=_be16(h, rows, p + 2).astype(np.uint16),
+        rtp_ts=_be32(h, rows, p + 4).astype(np.uint32), pt=(b1 & 0x7F).astype(np.uint8),
+        marker=(b1 & 0x80) != 0, payload_len=body.astype(np.int32), heuristic=heuristic)
 
 
 def ipv4_text(addresses: np.ndarray) -> list[str]:
@@ -170,19 +182,27 @@ def feed_file(path: str, analyzer, progress: Callable[[Frame], None] | None = No
         except ScanError:
             return False
         fh.seek(scanner.header_len)
-        base, leftover, done = scanner.header_len, b"", 0
+        base, done = scanner.header_len, 0
+        # One reusable buffer: unconsumed bytes move to its front, the file fills the rest, and the
+        # HEAD bytes past the data stay zero (the scanner's gather window may reach into them).
+        buf = bytearray(CHUNK_BYTES + HEAD)
+        view = memoryview(buf)
+        kept = 0
         while not scanner.irregular:
-            chunk = fh.read(CHUNK_BYTES)
-            if not chunk:
+            got = fh.readinto(view[kept:CHUNK_BYTES])
+            if not got:
                 break
-            buf = leftover + chunk
-            end = len(buf)
-            buf += bytes(HEAD)
+            end = kept + got
+            buf[end:end + HEAD] = bytes(HEAD)
             records, used = scanner.scan(buf, end, base)
+            if used == 0 and end == CHUNK_BYTES:
+                scanner.irregular = True      # a record longer than a chunk: leave it to the generic reader
+                break
             done = _feed_records(records, done, analyzer, progress)
             base += used
-            leftover = buf[used:end]
-    if scanner.irregular or leftover:
+            kept = end - used
+            buf[:kept] = buf[used:end]
+    if scanner.irregular or kept:
         for item in islice(read_capture(path), done, None):
             analyzer.process(item)
             if progress is not None and type(item) is Frame:
@@ -200,15 +220,15 @@ def _feed_records(records: Records, done: int, analyzer, progress) -> int:
     is_cand = np.zeros(n, dtype=bool)
     is_cand[cands.index] = True
     buf = records.buf
-    ts, linktype, caplen, wire_len = (records.ts.tolist(), records.linktype.tolist(), records.caplen.tolist(),
-                                      records.wire_len.tolist())
-    data_off, file_off = records.data_off.tolist(), records.file_off.tolist()
-    for i in np.flatnonzero(~is_cand).tolist():
-        start = data_off[i]
-        frame = Frame(ts[i], done + 1 + i, linktype[i], buf[start:start + caplen[i]], wire_len[i], 0, file_off[i])
-        analyzer.process(frame)
+    slow = np.flatnonzero(~is_cand)
+    columns = zip(slow.tolist(), records.ts[slow].tolist(), records.linktype[slow].tolist(),
+                  records.data_off[slow].tolist(), records.caplen[slow].tolist(), records.wire_len[slow].tolist(),
+                  records.file_off[slow].tolist())
+    for i, ts, linktype, start, caplen, wire_len, offset in columns:
+        analyzer.process(Frame(ts, done + 1 + i, linktype, bytes(buf[start:start + caplen]), wire_len, 0, offset))
     analyzer.add_candidates(cands, frames[cands.index], records.ts[cands.index])
     if progress is not None:
         last = n - 1
-        progress(Frame(ts[last], done + n, linktype[last], b"", wire_len[last], 0, file_off[last]))
+        progress(Frame(float(records.ts[last]), done + n, int(records.linktype[last]), b"",
+                       int(records.wire_len[last]), 0, int(records.file_off[last])))
     return done + n

@@ -124,7 +124,7 @@ class Scanner:
         fields = rows[:, :16].copy().view(np.dtype(self.order + "u4")).astype(np.int64)
         # voipwatch.capture: ts = sec + frac / units (the same IEEE operations, so the same bits).
         ts = fields[:, 0] + fields[:, 1] / self.units
-        records = Records(buf, rows[:, 16:], rec + 16, fields[:, 2], fields[:, 3], ts,
+        records = Records(buf, np.ascontiguousarray(rows[:, 16:]), rec + 16, fields[:, 2], fields[:, 3], ts,
                           np.full(len(rec), self.linktype, dtype=np.int64), rec + base)
         return records, off
 
@@ -176,7 +176,7 @@ class Scanner:
         raw = (fields[:, 1] << 32) | fields[:, 2]
         # voipwatch.capture: q, r = divmod(raw, units); ts = offset + q + r / units.
         ts = (offset_s + raw // units) + (raw % units) / units
-        return Records(buf, rows[:, 28:], rec + 28, fields[:, 3], fields[:, 4], ts, linktype, rec + base), off
+        return Records(buf, np.ascontiguousarray(rows[:, 28:]), rec + 28, fields[:, 3], fields[:, 4], ts, linktype, rec + base), off
 
 
 def _gather(buf: bytes, offsets: np.ndarray, width: int) -> np.ndarray:

@@ -11,6 +11,7 @@ import dataclasses
 from typing import Callable
 
 import numpy as np
+import pandas as pd
 
 from dissectors import rtp
 from voipwatch.fastpath import Candidates, decode_vlan, ipv4_text
@@ -92,98 +93,123 @@ class BatchRtp:
 
     def finish(self, emit: Emit) -> int:
         """Emit every stream; returns how many fastpath candidates turned out not to be RTP."""
-        columns = {name: np.asarray(values) for name, values in self._rows.items()}
+        parts = [{name: np.asarray(values, dtype=_DTYPES[name]) for name, values in self._rows.items()}]
+        self._rows = {name: [] for name in _COLUMNS}
+        index = AnnouncementIndex(self.expectations.log if self.expectations else [])
         not_rtp = 0
-        if self._blocks:
-            fast, not_rtp = self._classify_blocks()
-            columns = {name: np.concatenate([columns[name].astype(fast[name].dtype), fast[name]])
-                       for name in _COLUMNS}
-        if len(columns["ts"]) == 0:
-            return not_rtp
-        streams = streams_from_table(
-            {**columns, "codec": np.asarray(self._codec.values, dtype=object)[columns["codec"]],
-             "call_id": columns["call"]},
-            self.idle_s, self._vlan.values)
-        addresses, calls = self._addr.values, self._call.values
-        emit([dataclasses.replace(s, src=addresses[int(s.src)], dst=addresses[int(s.dst)],
-                                  call_id=None if s.call_id is None else calls[int(s.call_id)])
-              for s in streams])
+        while self._blocks:                   # classified block by block, each freed as it goes
+            columns, rejected = self._classify(self._blocks.pop(0), index)
+            parts.append(columns)
+            not_rtp += rejected
+        streams: list[RtpStream] = []
+        # Streams never cross a flow, so flows are spread over partitions that are computed one at
+        # a time: peak memory is that of one partition, not of every RTP packet of the capture.
+        for part in parts:
+            part["partition"] = (part["src"] * 7919 + part["dst"] * 104729 + part["sport"].astype(np.int64) * 31
+                                 + part["dport"]) % STREAM_PARTITIONS
+        for k in range(STREAM_PARTITIONS):
+            selected = [part["partition"] == k for part in parts]
+            table = {name: np.concatenate([part[name][sel] for part, sel in zip(parts, selected)])
+                     for name in _COLUMNS}
+            if len(table["ts"]):
+                table["codec"] = np.asarray(self._codec.values, dtype=object)[table["codec"]]
+                table["call_id"] = np.asarray([None] + self._call.values, dtype=object)[table.pop("call") + 1]
+                streams.extend(streams_from_table(table, self.idle_s, self._vlan.values))
+        addresses = self._addr.values
+        streams.sort(key=lambda st: st.first_frame)
+        emit([dataclasses.replace(st, src=addresses[int(st.src)], dst=addresses[int(st.dst)]) for st in streams])
         return not_rtp
 
-    def _classify_blocks(self) -> tuple[dict[str, np.ndarray], int]:
-        cands = Candidates(*(np.concatenate([getattr(b[0], f.name) for b in self._blocks])
-                             for f in dataclasses.fields(Candidates)))
-        frames = np.concatenate([b[1] for b in self._blocks])
-        ts = np.concatenate([b[2] for b in self._blocks])
-        endpoint = _announced_endpoints(self.expectations.log if self.expectations else [], cands, frames)
-        negotiated = endpoint >= 0
-        keep = negotiated | (cands.heuristic if self.heuristic else False)
-        not_rtp = int(len(keep) - keep.sum())
-        idx = np.flatnonzero(keep)
-        endpoint, negotiated = endpoint[idx], negotiated[idx]
-        pt = cands.pt[idx]
-        log = self.expectations.log if self.expectations else []
+    def _classify(self, block: tuple[Candidates, np.ndarray, np.ndarray],
+                  index: "AnnouncementIndex") -> tuple[dict[str, np.ndarray], int]:
+        """One block of fastpath candidates as RTP columns: announced by SDP, or accepted by the heuristic."""
+        cands, frames, ts = block
+        endpoint = index.lookup((cands.src.astype(np.int64) << 16) | cands.sport,
+                                (cands.dst.astype(np.int64) << 16) | cands.dport, frames)
+        keep = endpoint >= 0
+        if self.heuristic:
+            keep |= cands.heuristic
+        rows = np.flatnonzero(keep)
+        endpoint, pt = endpoint[rows], cands.pt[rows]
+        log = index.log
         # Clock rate, codec and call per (announcement, payload type): few distinct pairs.
-        pair_keys = endpoint * 128 + pt
-        uniq, inverse = np.unique(pair_keys, return_inverse=True)
+        pair_codes, pairs = pd.factorize(endpoint * 128 + pt)
         rates, codecs, calls = [], [], []
-        for key in uniq.tolist():
-            ep_index, p = divmod(key, 128)
+        for pair in pairs.tolist():
+            ep_index, p = divmod(pair, 128)
             ep = log[ep_index][1] if ep_index >= 0 else None
             rtpmap = ep.rtpmap if ep is not None else None
             rates.append(rtp.clock_rate(p, rtpmap) or 0)
             codecs.append(self._codec.code(rtp.codec_name(p, rtpmap)))
             calls.append(-1 if ep is None else self._call.code(ep.call_id))
-        vlan_codes = np.array([self._vlan.code(decode_vlan(int(v))) for v in np.unique(cands.vlan[idx])])
-        vlan_index = vlan_codes[np.searchsorted(np.unique(cands.vlan[idx]), cands.vlan[idx])] \
-            if len(idx) else np.zeros(0, np.int64)
-        src_codes = self._address_codes(cands.src[idx])
-        dst_codes = self._address_codes(cands.dst[idx])
-        return {
-            "ts": ts[idx], "frame": frames[idx], "vlan": vlan_index, "src": src_codes,
-            "sport": cands.sport[idx], "dst": dst_codes, "dport": cands.dport[idx], "ssrc": cands.ssrc[idx],
-            "seq": cands.seq[idx], "rtp_ts": cands.rtp_ts[idx], "pt": pt, "marker": cands.marker[idx],
-            "payload_len": cands.payload_len[idx], "negotiated": negotiated,
-            "clock_rate_hz": np.asarray(rates, dtype=np.int64)[inverse] if len(idx) else np.zeros(0, np.int64),
-            "codec": np.asarray(codecs, dtype=np.int64)[inverse] if len(idx) else np.zeros(0, np.int64),
-            "call": np.asarray(calls, dtype=np.int64)[inverse] if len(idx) else np.zeros(0, np.int64),
-        }, not_rtp
+        vlan_codes, vlans = pd.factorize(cands.vlan[rows])
+        vlan_index = np.asarray([self._vlan.code(decode_vlan(int(v))) for v in vlans], dtype=np.int64)
+        columns = {
+            "ts": ts[rows], "frame": frames[rows], "vlan": vlan_index[vlan_codes],
+            "src": self._address_codes(cands.src[rows]), "sport": cands.sport[rows],
+            "dst": self._address_codes(cands.dst[rows]), "dport": cands.dport[rows],
+            "ssrc": cands.ssrc[rows], "seq": cands.seq[rows], "rtp_ts": cands.rtp_ts[rows], "pt": pt,
+            "marker": cands.marker[rows], "payload_len": cands.payload_len[rows], "negotiated": endpoint >= 0,
+            "clock_rate_hz": np.asarray(rates, dtype=np.int64)[pair_codes],
+            "codec": np.asarray(codecs, dtype=np.int64)[pair_codes],
+            "call": np.asarray(calls, dtype=np.int64)[pair_codes]}
+        return columns, len(frames) - len(rows)
 
     def _address_codes(self, addresses: np.ndarray) -> np.ndarray:
-        uniq, inverse = np.unique(addresses, return_inverse=True)
-        codes = np.asarray([self._addr.code(a) for a in ipv4_text(uniq)], dtype=np.int64)
-        return codes[inverse] if len(addresses) else np.zeros(0, np.int64)
+        codes, uniques = pd.factorize(addresses)
+        return np.asarray([self._addr.code(a) for a in ipv4_text(uniques)], dtype=np.int64)[codes]
 
 
-_COLUMNS = ("ts", "frame", "vlan", "src", "sport", "dst", "dport", "ssrc", "seq", "rtp_ts", "pt", "marker",
-            "payload_len", "negotiated", "clock_rate_hz", "codec", "call")
+# Flow partitions the batch statistics are computed in, one at a time, to bound peak memory.
+STREAM_PARTITIONS = 8
+
+_DTYPES = {"ts": np.float64, "frame": np.int64, "vlan": np.int64, "src": np.int64, "sport": np.uint16,
+           "dst": np.int64, "dport": np.uint16, "ssrc": np.uint32, "seq": np.uint16, "rtp_ts": np.uint32,
+           "pt": np.uint8, "marker": bool, "payload_len": np.int32, "negotiated": bool,
+           "clock_rate_hz": np.int64, "codec": np.int64, "call": np.int64}
+_COLUMNS = tuple(_DTYPES)
 
 
-def _announced_endpoints(log, cands: Candidates, frames: np.ndarray) -> np.ndarray:
-    """Per candidate, the index in `log` of the SDP announcement its packet is sent to (else from),
-    the latest one set up before its frame; -1 when none (MediaExpectations.lookup, vectorised)."""
-    result = np.full(len(frames), -1, dtype=np.int64)
-    entries = [(i, ep.setup_frame, _ipv4_key(addr, port)) for i, ((addr, port), ep) in enumerate(log)]
-    entries = [e for e in entries if e[2] is not None]
-    if not entries or not len(frames):
+FRAME_SPAN = 1 << 31
+
+
+class AnnouncementIndex:
+    """MediaExpectations.lookup, vectorised over the log of every SDP announcement of the capture."""
+
+    def __init__(self, log: list):
+        self.log = log
+        entries = [(i, ep.setup_frame, key) for i, ((addr, port), ep) in enumerate(log)
+                   if (key := _ipv4_key(addr, port)) is not None]
+        index, setup, key = (np.asarray(col, dtype=np.int64) for col in zip(*entries)) if entries else \
+            (np.zeros(0, np.int64),) * 3
+        order = np.lexsort((setup, key))             # by endpoint, then by setup frame
+        self.index, self.setup, key = index[order], setup[order], key[order]
+        ukeys, self.first = np.unique(key, return_index=True)
+        self.count = np.diff(np.r_[self.first, len(key)])
+        self.known = pd.Index(ukeys)
+        # (endpoint rank, setup frame) as one sortable number; frame numbers stay below 2^31.
+        self.ranked = np.repeat(np.arange(len(ukeys), dtype=np.int64), self.count) * FRAME_SPAN + self.setup
+
+    def lookup(self, src_keys: np.ndarray, dst_keys: np.ndarray, frames: np.ndarray) -> np.ndarray:
+        """Per packet, the log index of the announcement of the endpoint it is sent to (else the one it
+        is sent from), the latest set up before its frame; -1 when none. Keys are IPv4 << 16 | port."""
+        result = np.full(len(frames), -1, dtype=np.int64)
+        if not len(self.known) or not len(frames):
+            return result
+        for keys in (src_keys, dst_keys):            # the destination wins: looked up last
+            code = self.known.get_indexer(keys)
+            rows = np.flatnonzero(code >= 0)
+            if not len(rows):
+                continue
+            code = code[rows]
+            pos = self.first[code] + self.count[code] - 1     # the endpoint's latest announcement
+            multi = np.flatnonzero(self.count[code] > 1)
+            if len(multi):
+                target = code[multi].astype(np.int64) * FRAME_SPAN + frames[rows[multi]] - 1
+                pos[multi] = np.searchsorted(self.ranked, target, side="right") - 1
+            valid = (pos >= self.first[code]) & (self.setup[np.maximum(pos, 0)] < frames[rows])
+            result[rows[valid]] = self.index[pos[valid]]
         return result
-    index, setup, key = (np.asarray(col, dtype=np.int64) for col in zip(*entries))
-    ukeys, key_rank = np.unique(key, return_inverse=True)
-    span = int(max(frames.max(), setup.max())) + 2
-    composite = key_rank * span + setup
-    order = np.argsort(composite, kind="stable")
-    composite, index = composite[order], index[order]
-    for addr, port in ((cands.src, cands.sport), (cands.dst, cands.dport)):   # dst wins: looked up last
-        ckey = (addr.astype(np.int64) << 16) | port
-        pos = np.searchsorted(ukeys, ckey)
-        pos = np.minimum(pos, len(ukeys) - 1)
-        known = ukeys[pos] == ckey
-        target = pos * span + frames - 1            # latest announcement with setup_frame < frame
-        hit = np.searchsorted(composite, target, side="right") - 1
-        valid = known & (hit >= 0)
-        valid[valid] &= composite[hit[valid]] // span == pos[valid]
-        result = np.where(valid, index[np.maximum(hit, 0)], result)
-    return result
 
 
 def _ipv4_key(addr: str, port: int) -> int | None:
