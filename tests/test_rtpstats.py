@@ -30,8 +30,9 @@ def packet(ms: float, seq: int, ts: int, pt: int = 0, marker: bool = False, fram
                      payload_len=size, negotiated=negotiated)
 
 
-def table_of(packets: list[RtpPacket], rates: list[int | None], codecs: list[str | None]) -> pd.DataFrame:
-    return pd.DataFrame({
+def table_of(packets: list[RtpPacket], rates: list[int | None], codecs: list[str | None],
+             calls: list[str | None] | None = None) -> pd.DataFrame:
+    return pd.DataFrame({"call_id": calls or [None] * len(packets),
         "ts": [p.pkt.ts for p in packets], "frame": [p.pkt.frame for p in packets],
         "vlan": [p.pkt.vlan for p in packets], "src": [p.pkt.src for p in packets],
         "sport": [p.pkt.sport for p in packets], "dst": [p.pkt.dst for p in packets],
@@ -41,19 +42,20 @@ def table_of(packets: list[RtpPacket], rates: list[int | None], codecs: list[str
         "negotiated": [p.negotiated for p in packets], "clock_rate_hz": [r or 0 for r in rates], "codec": codecs})
 
 
-def both(packets: list[RtpPacket], rates=None, codecs=None, idle_s: float = 60.0) -> list[RtpStream]:
+def both(packets: list[RtpPacket], rates=None, codecs=None, idle_s: float = 60.0, calls=None) -> list[RtpStream]:
     """Run the tracker (expiring before each packet, as the pipeline does) and the table; they must agree."""
     packets = [dataclasses.replace(p, pkt=dataclasses.replace(p.pkt, frame=i + 1)) if p.pkt.frame == 0 else p
                for i, p in enumerate(packets)]
     rates = rates or [rtp.clock_rate(p.pt) for p in packets]
     codecs = codecs or [rtp.codec_name(p.pt) for p in packets]
+    calls = calls or [None] * len(packets)
     tracker = RtpStreamTracker(idle_s=idle_s)
     incremental = []
-    for p, rate, codec in zip(packets, rates, codecs):
+    for p, rate, codec, call in zip(packets, rates, codecs, calls):
         incremental += tracker.expire(p.pkt.ts)
-        tracker.add(p, rate, codec)
+        tracker.add(p, rate, codec, call)
     incremental = sorted(incremental + tracker.finish(), key=lambda s: s.first_frame)
-    vectorised = streams_from_table(table_of(packets, rates, codecs), idle_s=idle_s)
+    vectorised = streams_from_table(table_of(packets, rates, codecs, calls), idle_s=idle_s)
     assert_same(incremental, vectorised)
     return incremental
 
@@ -169,33 +171,48 @@ def test_table_accepts_dicts_any_row_order_and_vlan_ids():
     assert streams_from_table(df.iloc[:0]) == []
 
 
-def random_packets(seed: int) -> tuple[list[RtpPacket], list, list]:
+def random_packets(seed: int) -> tuple[list[RtpPacket], list, list, list]:
     """Streams with losses, duplicates, reordering, marker bits, CN, events, timestamp jumps, idle gaps."""
     rng = random.Random(seed)
-    out: list[tuple[float, int, RtpPacket, int | None, str | None]] = []
+    out: list[tuple] = []
     for k in range(rng.randint(5, 15)):
         pt = rng.choice([0, 8, 9, 11, 16, 18, 26, 96])
         rate, codec = (48000, "opus") if pt == 96 else (rtp.clock_rate(pt), rtp.codec_name(pt))
         ms, seq, ts = rng.uniform(0, 1000), rng.choice([rng.randrange(65536), 65530]), rng.randrange(1 << 32)
+        call = rng.choice([None, f"call-{k}@example.com"])
         for _ in range(rng.randint(1, 300)):
             r = rng.random()
             this_pt, this_rate, this_codec = ((13, 8000, "CN") if r < 0.03 else (101, 8000, "telephone-event")
                                               if r < 0.05 else (pt, rate, codec))
-            out.append((ms, k, packet(ms, seq, ts, pt=this_pt, marker=rng.random() < 0.03, ssrc=k, src=f"10.1.{k}.1"),
-                        this_rate, this_codec))
+            pkt = packet(ms, seq, ts, pt=this_pt, marker=rng.random() < 0.03, ssrc=k, src=f"10.1.{k}.1")
+            out.append((ms, pkt, this_rate, this_codec, call))
             seq += rng.choices([1, 2, 5, 0, -1, -3, 0xFF10, 40000], [90, 3, 2, 1, 1, 1, 1, 1])[0]
             ts += rng.choices([160, -480, 1 << 31, 0], [97, 1, 1, 1])[0]
             ms += rng.choices([20 + rng.gauss(0, 3), 90_000], [99, 1])[0]
+            call = call if rng.random() < 0.99 else None         # a later packet's call does not matter
     out.sort(key=lambda item: item[0])
-    pkts = [dataclasses.replace(p, pkt=dataclasses.replace(p.pkt, frame=i + 1)) for i, (_, _, p, _, _) in enumerate(out)]
-    return pkts, [r for *_, r, _ in out], [c for *_, c in out]
+    pkts = [dataclasses.replace(item[1], pkt=dataclasses.replace(item[1].pkt, frame=i + 1))
+            for i, item in enumerate(out)]
+    return pkts, [item[2] for item in out], [item[3] for item in out], [item[4] for item in out]
 
 
 @pytest.mark.parametrize("seed", range(12))
 def test_tracker_and_table_agree(seed):
-    pkts, rates, codecs = random_packets(seed)
-    streams = both(pkts, rates, codecs, idle_s=60.0)
+    pkts, rates, codecs, calls = random_packets(seed)
+    streams = both(pkts, rates, codecs, idle_s=60.0, calls=calls)
     assert sum(s.packets for s in streams) == len(pkts)
+    first_call = {p.pkt.frame: call for p, call in zip(pkts, calls)}
+    assert all(s.call_id == first_call[s.first_frame] for s in streams)
+
+
+def test_one_long_stream_among_many_short_ones():
+    """Short streams make the vectorised jitter use narrow blocks: a long stream then carries over many."""
+    rng = random.Random(5)
+    pkts = [packet(20 * i + rng.gauss(0, 4), i, 160 * i) for i in range(3000)]
+    starts = [rng.uniform(0, 60000) for _ in range(200)]
+    pkts += [packet(ms + 20 * i, i, 160 * i, ssrc=100 + k) for k, ms in enumerate(starts) for i in range(2)]
+    long_stream = [s for s in both(sorted(pkts, key=lambda p: p.pkt.ts)) if s.packets == 3000]
+    assert len(long_stream) == 1 and long_stream[0].jitter_ms_max > 1
 
 
 # -- tshark 4.0 as the peer -----------------------------------------------------------------------
@@ -210,7 +227,9 @@ RTPMAP = re.compile(r"rtpmap:(\d+) ([^/\s]+)/(\d+)")
 
 def tshark_streams(tshark: str, path: str, heuristic: bool) -> dict[tuple, dict[str, float]]:
     """`tshark -q -z rtp,streams` (ui/cli/tap-rtp.c): (src, sport, dst, dport, ssrc) -> figures."""
-    args = [tshark, "-n", "-q", "-r", path, "-z", "rtp,streams"] + (["--enable-heuristic", "rtp_udp"] if heuristic else [])
+    args = [tshark, "-n", "-q", "-r", path, "-z", "rtp,streams"]
+    if heuristic:
+        args += ["--enable-heuristic", "rtp_udp"]
     out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
     rows = {}
     for m in map(STREAM_ROW.match, out.splitlines()):
@@ -262,7 +281,8 @@ def assert_agree_with_tshark(tshark: str, path: str, heuristic: bool) -> int:
     for s in ours:
         t = theirs[(s.src, s.sport, s.dst, s.dport, s.ssrc)]
         assert (s.packets, s.lost) == (t["packets"], t["lost"])
-        for mine, key in ((s.max_delta_ms, "max_delta"), (s.jitter_ms_mean, "mean_jitter"), (s.jitter_ms_max, "max_jitter")):
+        for mine, key in ((s.max_delta_ms, "max_delta"), (s.jitter_ms_mean, "mean_jitter"),
+                          (s.jitter_ms_max, "max_jitter")):
             assert abs(round(mine, 3) - t[key]) <= 0.0010001, (key, s)   # tshark prints %.3f
         assert abs(s.first_ts - capture_start - t["start"]) < 2e-6 and abs(s.last_ts - capture_start - t["end"]) < 2e-6
     return len(ours)
@@ -308,7 +328,8 @@ def write_edge_capture(path, seed: int) -> None:
             j = rng.randrange(len(rows) - 1)
             rows[j][1:], rows[j + 1][1:] = rows[j + 1][1:], rows[j][1:]
         for when, s, stamp, p, marker in rows:
-            payload = struct.pack("!BBHII", 0x80, marker << 7 | p, s, stamp, ssrc) + bytes(rng.randrange(256) for _ in range(20))
+            payload = (struct.pack("!BBHII", 0x80, marker << 7 | p, s, stamp, ssrc)
+                       + bytes(rng.randrange(256) for _ in range(20)))
             frames.append((when, udp_frame(payload, f"10.9.{k}.1", 20000 + 2 * k, f"10.8.{k}.2", 30000 + 2 * k)))
     frames.sort(key=lambda f: f[0])
     with open(path, "wb") as f:

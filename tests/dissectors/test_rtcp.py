@@ -141,7 +141,8 @@ NAMES = {str(pt): name for pt, name in rtcp.PACKET_TYPES.items()}
 ])
 def test_agrees_with_tshark(capture, public_captures, tshark):
     fields = ["udp.payload", "rtcp.pt", "rtcp.senderssrc", "rtcp.ssrc.identifier", "rtcp.ssrc.fraction",
-              "rtcp.ssrc.cum_nr", "rtcp.ssrc.high_cycles", "rtcp.ssrc.high_seq", "rtcp.ssrc.jitter", "rtcp.ssrc.lsr", "rtcp.ssrc.dlsr",
+              "rtcp.ssrc.cum_nr", "rtcp.ssrc.high_cycles", "rtcp.ssrc.high_seq", "rtcp.ssrc.jitter",
+              "rtcp.ssrc.lsr", "rtcp.ssrc.dlsr",
               "rtcp.sdes.type", "rtcp.sdes.text", "_ws.expert.message"]
     args = [tshark, "-n", "-r", str(public_captures / capture), "-Y", "rtcp", "-T", "fields",
             "-E", "occurrence=a", "-E", "aggregator=\x1f"]
@@ -172,9 +173,9 @@ def test_agrees_with_tshark(capture, public_captures, tshark):
 
 def test_srtcp_of_a_real_call_is_flagged(public_captures, tshark):
     """SIP over TLS with SRTP/SRTCP: tshark cannot see the SDP; every SR/RR-looking datagram is SRTCP."""
-    out = subprocess.run([tshark, "-n", "-r", str(public_captures / "voipshark/SIP-over-TLS-RSA-SRTP_Normal_Call_two_parties.pcap"),
-                          "-Y", "udp", "-T", "fields", "-e", "udp.payload"], capture_output=True, text=True,
-                         check=True).stdout
+    capture = public_captures / "voipshark/SIP-over-TLS-RSA-SRTP_Normal_Call_two_parties.pcap"
+    out = subprocess.run([tshark, "-n", "-r", str(capture), "-Y", "udp", "-T", "fields", "-e", "udp.payload"],
+                         capture_output=True, text=True, check=True).stdout
     datagrams = [bytes.fromhex(h) for h in out.split()]
     candidates = [d for d in datagrams if len(d) >= 2 and d[0] >> 6 == 2 and d[1] in (200, 201)]
     assert len(candidates) == 26
