@@ -106,6 +106,20 @@ def _header_len(payload: bytes) -> int | None:
     return off if off <= n else None
 
 
+# UDP ports of LAN services that own their datagrams: tshark gives a datagram to the dissector
+# registered for its port before trying any heuristic (epan/dissectors/packet-udp.c,
+# decode_udp_ports), so its RTP heuristic never claims these; neither does voipwatch's.
+# DNS 53, DHCP 67/68, TFTP 69, NTP 123, NetBIOS 137/138, SNMP 161/162, IKE 500/4500, syslog 514,
+# RIP 520, DHCPv6 546/547, SSDP 1900, mDNS 5353, LLMNR 5355.
+HEURISTIC_EXCLUDED_PORTS = frozenset({53, 67, 68, 69, 123, 137, 138, 161, 162, 500, 514, 520, 546, 547,
+                                      1900, 4500, 5353, 5355})
+
+
+def heuristic_ports_ok(sport: int, dport: int) -> bool:
+    """False when either port belongs to a LAN service whose datagrams are never RTP/RTCP."""
+    return sport not in HEURISTIC_EXCLUDED_PORTS and dport not in HEURISTIC_EXCLUDED_PORTS
+
+
 def looks_like_rtp(payload: bytes) -> bool:
     """True when Wireshark 4.0 would decode this UDP payload as RTP through its `rtp_udp` heuristic.
 

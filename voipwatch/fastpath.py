@@ -17,6 +17,7 @@ from typing import Callable
 
 import numpy as np
 
+from dissectors.rtp import HEURISTIC_EXCLUDED_PORTS
 from voipwatch.capture import read_capture
 from voipwatch.fastscan import HEAD, Records, Scanner, ScanError
 from voipwatch.records import Frame
@@ -27,6 +28,7 @@ MAX_TAGS = 3
 UDP = 17
 DNS_PORTS = (53, 5353)                  # dissectors.dns.looks_like_dns may claim these: per-frame path
 LINKTYPE_ETHERNET = 1
+HEURISTIC_PORTS = np.asarray(sorted(HEURISTIC_EXCLUDED_PORTS))   # dissectors.rtp.heuristic_ports_ok
 
 
 @dataclass
@@ -136,7 +138,8 @@ def rtp_candidates(rec: Records) -> Candidates:
         a[keep] for a in (rows, vlan, depth, l3, p, plen, b0, b1, header, sport, dport))
 
     body = plen - header
-    heuristic = ~(((b1 & 0x7F) >= 72) & ((b1 & 0x7F) <= 76))
+    heuristic = ~(((b1 & 0x7F) >= 72) & ((b1 & 0x7F) <= 76)) & ~np.isin(sport, HEURISTIC_PORTS) \
+        & ~np.isin(dport, HEURISTIC_PORTS)
     padded = np.nonzero(b0 & 0x20)[0]
     if len(padded):
         # RFC 3550 §5.1: with P set, the last octet counts the padding octets (itself included).

@@ -26,6 +26,8 @@ TICK_S = 1.0
 ZRTP_COOKIE = b"ZRTP"
 # RFC 5389 §6: STUN magic cookie at offset 4; the first two bits are zero.
 STUN_COOKIE = b"\x21\x12\xa4\x42"
+# RFC 3261 §19.1.2: the default SIP ports (5060 and, for TLS, 5061).
+SIP_PORTS = (5060, 5061)
 # RFC 5246 §6.2.1: a TLS record starts with content type 20-23 and version major 3.
 TLS_CONTENT_TYPES = range(20, 24)
 
@@ -164,7 +166,7 @@ class Analyzer:
             return "stun"
         if payload and payload[0] in TLS_CONTENT_TYPES and payload[1:2] == b"\xfe":
             return "dtls"        # RFC 6347 §4.1: DTLS versions are 0xfeff / 0xfefd
-        if self.config.rtp_heuristic:
+        if self.config.rtp_heuristic and rtp.heuristic_ports_ok(meta.sport, meta.dport):
             if rtcp.looks_like_rtcp(payload):
                 return self._rtcp(meta, payload)
             if rtp.looks_like_rtp(payload):
@@ -172,6 +174,10 @@ class Analyzer:
                 if pkt is not None:
                     self.rtp.add(pkt, None, rtp.clock_rate(pkt.pt, None), rtp.codec_name(pkt.pt, None))
                     return "rtp"
+        if meta.sport in SIP_PORTS or meta.dport in SIP_PORTS:
+            self._anomaly(Anomaly(meta.ts, meta.frame, "sip", "sip.not_sip_on_sip_port",
+                                  f"{len(payload)}-byte UDP datagram to or from a SIP port is not SIP",
+                                  meta.src, meta.dst))
         return "udp.other"
 
     def _rtcp(self, meta, payload: bytes) -> str:

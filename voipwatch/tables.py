@@ -129,6 +129,7 @@ DNS: Schema = {
     "qid": ("Int64", lambda d: d.qid),
     "is_response": ("boolean", lambda d: d.is_response),
     "transport": ("string", lambda d: d.pkt.transport),
+    "malformed": ("string", lambda d: d.malformed),
 }
 
 ANOMALIES: Schema = {
