@@ -268,8 +268,9 @@ class Analyzer:
     def finish(self) -> None:
         """End of input: close every stream, call and registration still open."""
         not_rtp = self.rtp.finish(self._emit_streams)
-        if self._candidates:
+        if self._candidates > not_rtp:
             self.frame_classes["rtp"] += self._candidates - not_rtp
+        if not_rtp:
             self.frame_classes["udp.other"] += not_rtp
         for call in self.calls.finish():
             self._emit_call(call)
