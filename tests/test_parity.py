@@ -37,6 +37,10 @@ def _tables(path: str, mode: str, out: Path) -> tuple[dict[str, str], dict]:
     result = analyze_files([path], mode=mode)
     write_outputs(result, out, "csv")
     tables = {p.name: p.read_text(encoding="utf-8") for p in sorted(out.glob("*.csv"))}
+    # The sightings that feed the separation checks are records, not tables: compare them too.
+    tables["flows"] = sorted(map(repr, result.records.flows))
+    tables["hosts"] = sorted(map(repr, result.records.hosts))
+    tables["l2"] = sorted(map(repr, result.records.l2))
     return tables, {k: result.summary[k] for k in SUMMARY_KEYS}
 
 

@@ -9,14 +9,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from dissectors.net import Skipped
 from voipwatch import __version__
 from voipwatch.capture import read_captures
 from voipwatch.config import PipelineConfig
 from voipwatch.fastpath import feed_file
 from voipwatch.pipeline import Analyzer
-from voipwatch.records import (Anomaly, Call, DnsMessage, Frame, Registration, RtcpPacket, RtpStream,
-                               SipMessage, TlsFlow)
+from voipwatch.records import (Anomaly, Call, DnsMessage, FlowSeen, Frame, HostSeen, L2Control, Registration,
+                               RtcpPacket, RtpStream, SipMessage, TlsFlow)
 from voipwatch.tables import TABLES, to_frame, write_table
 
 
@@ -31,7 +30,9 @@ class Collector:
     calls: list[Call] = field(default_factory=list)
     registrations: list[Registration] = field(default_factory=list)
     anomalies: list[Anomaly] = field(default_factory=list)
-    l2: list[tuple[Skipped, Frame]] = field(default_factory=list)
+    l2: list[L2Control] = field(default_factory=list)
+    flows: list[FlowSeen] = field(default_factory=list)
+    hosts: list[HostSeen] = field(default_factory=list)
 
     def on_sip(self, msg): self.sip_messages.append(msg)
     def on_dns(self, msg): self.dns.append(msg)
@@ -41,7 +42,10 @@ class Collector:
     def on_call(self, call): self.calls.append(call)
     def on_registration(self, reg): self.registrations.append(reg)
     def on_anomaly(self, anomaly): self.anomalies.append(anomaly)
-    def on_l2(self, skipped, frame): self.l2.append((skipped, frame))
+    def on_l2(self, control): self.l2.append(control)
+    def on_flow(self, flow): self.flows.append(flow)
+    def on_host(self, host): self.hosts.append(host)
+    def on_tick(self, now): pass
 
 
 @dataclass

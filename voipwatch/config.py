@@ -36,6 +36,8 @@ class PipelineConfig:
     max_registrations: int = opt(200_000, "Cap on (address-of-record, source, VLAN) registration rows tracked at once.")
     max_register_transactions: int = opt(200_000, "Cap on REGISTER transactions remembered to match their responses.")
     max_tcp_flows: int = opt(50_000, "Cap on TCP flows reassembled at once (oldest evicted, counted).")
+    max_flows: int = opt(200_000, "Cap on flow directions remembered for first-sighting records (LRU, counted).")
+    max_hosts: int = opt(100_000, "Cap on (MAC, IP, VLAN) host sightings remembered (LRU, counted).")
     rtp_heuristic: bool = opt(True, "Find RTP on flows SDP did not announce by a header heuristic (flagged negotiated=false).")
 
 

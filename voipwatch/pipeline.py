@@ -14,11 +14,14 @@ from dissectors import dns, rtcp, rtp, sip
 from dissectors.net import Datagram, NetworkDecoder, Skipped
 from dissectors.tcp import TcpReassembler
 from voipwatch.config import PipelineConfig
+from voipwatch.flows import FirstSeen
 from voipwatch.media import BatchRtp, StreamingRtp
-from voipwatch.records import (Anomaly, Call, DnsMessage, Frame, Registration, RtcpPacket, RtpStream,
-                               SipMessage, TlsFlow)
+from voipwatch.records import (Anomaly, Call, DnsMessage, FlowSeen, Frame, HostSeen, L2Control, Registration,
+                               RtcpPacket, RtpStream, SipMessage, TlsFlow)
 from voipwatch.sessions import CallTracker, MediaExpectations, RegistrationTracker
 
+# Buckets of frames that RtpStream records describe (no flow or host sightings for them).
+MEDIA_BUCKETS = frozenset({"rtp", "rtcp", "rtcp.malformed"})
 # How often (capture seconds) idle state is expired.
 TICK_S = 1.0
 
@@ -42,7 +45,10 @@ class Sink(Protocol):
     def on_call(self, call: Call) -> None: ...
     def on_registration(self, reg: Registration) -> None: ...
     def on_anomaly(self, anomaly: Anomaly) -> None: ...
-    def on_l2(self, skipped: Skipped, frame: Frame) -> None: ...
+    def on_l2(self, control: L2Control) -> None: ...
+    def on_flow(self, flow: FlowSeen) -> None: ...
+    def on_host(self, host: HostSeen) -> None: ...
+    def on_tick(self, now: float) -> None: ...
 
 
 class Analyzer:
@@ -72,6 +78,8 @@ class Analyzer:
         self.last_ts: float | None = None
         self._next_tick: float | None = None
         self._tcp_framers: dict[tuple, tuple[str, Callable | None]] = {}
+        self.flows = FirstSeen(self.config.max_flows)
+        self.hosts = FirstSeen(self.config.max_hosts)
 
     # -- input -------------------------------------------------------------------------------
     def run(self, items: Iterable[Frame | Anomaly], progress: Callable[[Frame], None] | None = None) -> None:
@@ -104,10 +112,15 @@ class Analyzer:
             if decoded.anomaly is not None:
                 self._anomaly(decoded.anomaly)
             bucket = self._udp(decoded) if decoded.meta.transport == "udp" else self._tcp(decoded)
+            if bucket not in MEDIA_BUCKETS and not (decoded.meta.transport == "udp" and decoded.payload[:1]
+                                                    and decoded.payload[0] >> 6 == 2):
+                self._sightings(decoded, bucket)
         elif kind is Skipped:
             bucket = decoded.bucket
-            if decoded.payload:
-                self.sink.on_l2(decoded, frame)
+            if self.hosts.add((decoded.src_mac, None, decoded.vlan)):
+                self.sink.on_host(HostSeen(ts, frame.frame, decoded.vlan, decoded.src_mac, None))
+            if decoded.payload and bucket in ("lldp", "cdp"):
+                self.sink.on_l2(L2Control(ts, frame.frame, decoded.vlan, decoded.src_mac, bucket, decoded.payload))
         else:
             bucket = decoded.name
             self.frames_undecoded += 1
@@ -129,6 +142,21 @@ class Analyzer:
         if self._next_tick is None:
             self._next_tick = lo + TICK_S
         self.rtp.add_candidates(cands, frames, ts)
+
+    def _sightings(self, dgram: Datagram, bucket: str) -> None:
+        """First sightings of this flow direction and of its source host.
+
+        Media (RTP/RTCP, and any UDP payload with RTP's version bits, which the batch path decodes
+        column-wise) is described by RtpStream records instead, so both paths report the same.
+        """
+        meta = dgram.meta
+        key = (meta.vlan, meta.transport, meta.src, meta.sport, meta.dst, meta.dport)
+        if self.flows.add(key):
+            reverse = (meta.vlan, meta.transport, meta.dst, meta.dport, meta.src, meta.sport)
+            self.sink.on_flow(FlowSeen(meta, bucket, reverse in self.flows, dgram.src_mac, dgram.dst_mac,
+                                       dgram.tcp_flags))
+        if self.hosts.add((dgram.src_mac, meta.src, meta.vlan)):
+            self.sink.on_host(HostSeen(meta.ts, meta.frame, meta.vlan, dgram.src_mac, meta.src))
 
     # -- UDP ---------------------------------------------------------------------------------
     def _udp(self, dgram: Datagram) -> str:
@@ -262,6 +290,7 @@ class Analyzer:
             self._anomaly(anomaly)
         for anomaly in self.net.expire(now):
             self._anomaly(anomaly)
+        self.sink.on_tick(now)
         for call in self.calls.expire(now):
             self._emit_call(call)
 
@@ -279,6 +308,8 @@ class Analyzer:
         for name, count in (("sessions.media_expectations_overflow", self.expectations.overflows),
                             ("sessions.calls_overflow", self.calls.overflows),
                             ("sessions.registrations_overflow", self.registrations.overflows),
-                            ("rtp.streams_overflow", self.rtp.overflows)):
+                            ("rtp.streams_overflow", self.rtp.overflows),
+                            ("sessions.flows_overflow", self.flows.overflows),
+                            ("sessions.hosts_overflow", self.hosts.overflows)):
             if count:
                 self.anomaly_counts[name] += count

@@ -280,3 +280,38 @@ class Alert:
     vlan: tuple[int, ...] = ()
     call_id: str | None = None
     evidence: Mapping[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class FlowSeen:
+    """The first packet of a UDP/TCP flow direction (VLAN stack + 5-tuple), or its first reply.
+
+    RTP/RTCP flows are described by RtpStream records instead, in both execution paths.
+    """
+    pkt: PacketMeta
+    app: str                       # classification of this packet: sip, dns, tls, tcp.other, udp.other, ...
+    reply: bool                    # the reverse direction was seen first: this packet answers it
+    src_mac: str | None = None
+    dst_mac: str | None = None
+    tcp_flags: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HostSeen:
+    """The first sighting of a (MAC, IP, VLAN stack) combination as a packet source."""
+    ts: float
+    frame: int
+    vlan: tuple[int, ...]
+    mac: str | None
+    ip: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class L2Control:
+    """A link-layer control frame worth judging: LLDP (IEEE 802.1AB, LLDP-MED) or CDP."""
+    ts: float
+    frame: int
+    vlan: tuple[int, ...]
+    src_mac: str | None
+    protocol: str                  # "lldp" | "cdp"
+    payload: bytes
