@@ -11,11 +11,13 @@ from typing import Callable
 
 from voipwatch import __version__
 from voipwatch.capture import read_captures
-from voipwatch.config import PipelineConfig
+from voipwatch.alerts import write_alerts
+from voipwatch.detect import SEVERITIES, DetectorBus
 from voipwatch.fastpath import feed_file
 from voipwatch.pipeline import Analyzer
-from voipwatch.records import (Anomaly, Call, DnsMessage, FlowSeen, Frame, HostSeen, L2Control, Registration,
+from voipwatch.records import (Alert, Anomaly, Call, DnsMessage, FlowSeen, Frame, HostSeen, L2Control, Registration,
                                RtcpPacket, RtpStream, SipMessage, TlsFlow)
+from voipwatch.settings import Settings, load_settings
 from voipwatch.tables import TABLES, to_frame, write_table
 
 
@@ -48,27 +50,55 @@ class Collector:
     def on_tick(self, now): pass
 
 
+class Tee:
+    """A sink that hands every record to several sinks, in order."""
+
+    def __init__(self, *sinks):
+        self._sinks = sinks
+
+    def __getattr__(self, name: str):
+        methods = [getattr(sink, name) for sink in self._sinks]
+
+        def call(*args):
+            for method in methods:
+                method(*args)
+        setattr(self, name, call)
+        return call
+
+
 @dataclass
 class AnalysisResult:
     records: Collector
     summary: dict
     tables: dict = field(default_factory=dict)    # table name -> DataFrame
+    alerts: list[Alert] = field(default_factory=list)
 
 
-def analyze_files(paths: list[str], config: PipelineConfig | None = None, mode: str = "batch",
+def analyze_files(paths: list[str], settings: Settings | None = None, mode: str = "batch",
                   progress: Callable[[Frame], None] | None = None) -> AnalysisResult:
-    """Analyze capture files (merged in time order) and return the records, tables and summary."""
+    """Analyze capture files (merged in time order): records, tables, alerts and a summary."""
     started = time.perf_counter()
+    settings = settings or load_settings()
     sink = Collector()
-    analyzer = Analyzer(sink, config, mode)
+    alerts: list[Alert] = []
+    floor = SEVERITIES.index(settings.alerts.min_severity)
+    bus = DetectorBus(settings.detectors(), lambda a: alerts.append(a) if SEVERITIES.index(a.severity) >= floor
+                      else None, mode, settings.pipeline.rtp_idle_timeout_s, settings.pipeline.call_idle_s,
+                      settings.alerts.suppress_for_s)
+    analyzer = Analyzer(Tee(sink, bus), settings.pipeline, mode)
     if mode == "batch" and len(paths) == 1 and paths[0] != "-" and feed_file(paths[0], analyzer, progress):
         analyzer.finish()
     else:
         analyzer.run(read_captures(paths), progress)
+    bus.finish()
     sink.calls = attach_streams(sink.calls, sink.rtp_streams)
     tables = {name: to_frame(getattr(sink, name), name) for name in TABLES}
     summary = build_summary(paths, analyzer, sink, mode, time.perf_counter() - started)
-    return AnalysisResult(sink, summary, tables)
+    summary["alerts_by_severity"] = {sev: n for sev in reversed(SEVERITIES)
+                                     if (n := sum(1 for a in alerts if a.severity == sev))}
+    summary["alerts_by_name"] = dict(sorted(Counter(a.name for a in alerts).items()))
+    summary["alerts_suppressed"] = bus.suppressed
+    return AnalysisResult(sink, summary, tables, alerts)
 
 
 def attach_streams(calls: list[Call], streams: list[RtpStream]) -> list[Call]:
@@ -119,6 +149,8 @@ def write_outputs(result: AnalysisResult, out_dir: str | Path, fmt: str = "csv")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = [write_table(df, out, name, fmt) for name, df in result.tables.items()]
+    write_alerts(result.alerts, out / "alerts.jsonl")
+    written.append(out / "alerts.jsonl")
     summary_path = out / "summary.json"
     summary_path.write_text(json.dumps(result.summary, indent=2, sort_keys=False) + "\n", encoding="utf-8")
     written.append(summary_path)

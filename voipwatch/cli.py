@@ -10,7 +10,8 @@ import click
 
 from voipwatch import __version__
 from voipwatch.capture import CaptureError
-from voipwatch.config import ConfigError, PipelineConfig, build, load_toml, merge, parse_set
+from voipwatch.config import ConfigError
+from voipwatch.detect import SEVERITIES
 from voipwatch.tables import FORMATS
 
 
@@ -49,11 +50,6 @@ class Progress:
             click.echo("", err=True)
 
 
-def load_pipeline_config(config_path: str | None, sets: tuple[str, ...]) -> PipelineConfig:
-    tree = merge(load_toml(config_path), parse_set(sets))
-    return build(PipelineConfig, tree.get("pipeline", {}), "pipeline")
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="voipwatch")
 def cli() -> None:
@@ -76,7 +72,9 @@ def cli() -> None:
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Site configuration (TOML).")
 @click.option("--set", "sets", multiple=True, metavar="SECTION.KEY=VALUE", help="Override one setting.")
 @click.option("--progress/--no-progress", default=None, help="Progress line on stderr (default: when a terminal).")
-def analyze(captures, out_dir, fmt, mode, config_path, sets, progress) -> None:
+@click.option("--fail-on", type=click.Choice(SEVERITIES), default=None,
+              help="Exit with status 3 when an alert of this severity or higher was raised.")
+def analyze(captures, out_dir, fmt, mode, config_path, sets, progress, fail_on) -> None:
     """Analyze capture files (pcap, pcapng, gzip, or - for stdin) into tables and a summary.
 
     Several files are merged in capture-time order. Writes sip_messages, calls, registrations,
@@ -87,14 +85,18 @@ def analyze(captures, out_dir, fmt, mode, config_path, sets, progress) -> None:
         voipwatch analyze capture.pcapng -o out/ --format parquet
     """
     from voipwatch.analyze import analyze_files, write_outputs
+    from voipwatch.settings import load_settings
 
     try:
-        config = load_pipeline_config(config_path, sets)
+        settings = load_settings(config_path, sets)
     except ConfigError as exc:
-        raise click.ClickException(str(exc)) from exc
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(Exit.ERROR)
+    for reason in idle_notices(settings):
+        click.echo(f"notice: {reason}", err=True)
     reporter = Progress(list(captures), sys.stderr.isatty() if progress is None else progress)
     try:
-        result = analyze_files(list(captures), config, mode, reporter)
+        result = analyze_files(list(captures), settings, mode, reporter)
     except CaptureError as exc:
         reporter.done()
         click.echo(f"error: {exc}", err=True)
@@ -106,6 +108,36 @@ def analyze(captures, out_dir, fmt, mode, config_path, sets, progress) -> None:
     reporter.done()
     write_outputs(result, out_dir, fmt)
     click.echo(terminal_summary(result.summary, out_dir))
+    if fail_on and any(SEVERITIES.index(a.severity) >= SEVERITIES.index(fail_on) for a in result.alerts):
+        sys.exit(Exit.FINDINGS)
+
+
+def idle_notices(settings) -> list[str]:
+    return [f"{det.name}: {reason}" for det in settings.detectors() for reason in det.idle_reasons()]
+
+
+@cli.group()
+def config() -> None:
+    """Inspect the configuration."""
+
+
+@config.command("show")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Site configuration (TOML).")
+@click.option("--set", "sets", multiple=True, metavar="SECTION.KEY=VALUE", help="Override one setting.")
+def config_show(config_path, sets) -> None:
+    """Print the effective configuration as TOML, every setting with its documentation.
+
+    Example:
+
+        voipwatch config show --config site.toml > effective.toml
+    """
+    from voipwatch.settings import load_settings, render_toml
+
+    try:
+        click.echo(render_toml(load_settings(config_path, sets)))
+    except ConfigError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(Exit.ERROR)
 
 
 def terminal_summary(summary: dict, out_dir: str) -> str:
@@ -119,11 +151,13 @@ def terminal_summary(summary: dict, out_dir: str) -> str:
         f"  sip messages   {counts['sip_messages']:>8,}",
         f"  dns messages   {counts['dns_messages']:>8,}",
     ]
+    findings = summary.get("alerts_by_severity", {})
+    lines.append("  findings       " + (", ".join(f"{sev} {n}" for sev, n in findings.items()) or "none"))
     anomalies = summary["anomalies_by_reason"]
     lines.append(f"  anomalies      {sum(anomalies.values()):>8,}" +
                  ("" if not anomalies else "  (" + ", ".join(
                      f"{k} {v}" for k, v in sorted(anomalies.items(), key=lambda kv: -kv[1])[:5]) + ")"))
-    lines.append(f"tables written to {out_dir}")
+    lines.append(f"tables and alerts.jsonl written to {out_dir}")
     return "\n".join(lines)
 
 

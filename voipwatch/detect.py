@@ -1,0 +1,198 @@
+"""The detector framework: one class per detector file, records in, alerts out, capture time only.
+
+A detector declares the records it consumes (a handler `on_<record_in_snake_case>` each), the alerts
+it may raise (a stable key per alert, with its NSA check id, severity and guide section) and a frozen
+`Config` dataclass whose fields are `opt(default, doc)`. `@register` checks that contract.
+
+The DetectorBus is the sink that feeds detectors. It delivers every record in one timeline order,
+by the capture time at which the record is complete (a packet's own time; an RTP stream's last
+packet plus the idle timeout; a call's last message plus the call idle time), then record kind, then
+frame. In batch mode it holds records until the end of input; in stream mode it releases them
+`horizon_s` behind the capture clock. Either way detectors see the same sequence, so the batch and
+streaming paths raise the same alerts.
+"""
+from __future__ import annotations
+
+import heapq
+import importlib
+import pkgutil
+import re
+from dataclasses import dataclass, fields, is_dataclass
+from typing import Any, Callable, ClassVar, Iterable
+
+from voipwatch.records import (Alert, Anomaly, Call, DnsMessage, FlowSeen, HostSeen, L2Control, Registration,
+                               RtcpPacket, RtpStream, SipMessage, TlsFlow)
+from voipwatch.site import Site
+
+MAX_SUPPRESSION_KEYS = 100_000      # (name, identifier) pairs remembered for suppression before pruning
+SEVERITIES = ("info", "low", "medium", "high", "critical")
+FAMILIES = ("unencrypted_media", "toll_fraud", "registration_flood", "cross_vlan")
+# Evidence keys that could carry a secret; only "<name>_sha256" and "<name>_len" forms are allowed.
+_SECRET_KEY = re.compile(r"(password|passwd|secret|inline|srtp_key|digest_response|^response$|^key$|community)", re.I)
+
+
+@dataclass(frozen=True)
+class AlertSpec:
+    check: str                   # nsa-checks.md id, e.g. "RF-03"
+    severity: str                # default severity (a detector may raise or lower it per alert)
+    guide_ref: str               # NSA guide part and heading, e.g. "Part III: User accounts and passwords"
+    title: str                   # what the alert means, one line
+
+
+def snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+class Detector:
+    """Base class. Subclasses set name, consumes, alerts, Config and write on_* handlers (generators)."""
+    name: ClassVar[str]
+    family: ClassVar[str]
+    consumes: ClassVar[tuple[type, ...]]
+    alerts: ClassVar[dict[str, AlertSpec]]
+    Config: ClassVar[type]
+
+    def __init__(self, config: Any, site: Site):
+        self.config = config
+        self.site = site
+
+    def idle_reasons(self) -> list[str]:
+        """Checks that stay idle until the site model says more (reported once at start-up)."""
+        return []
+
+    def alert(self, key: str, *, ts: float, msg: str, identifier: str, src: str | None = None,
+              sport: int | None = None, dst: str | None = None, dport: int | None = None,
+              vlan: tuple[int, ...] = (), call_id: str | None = None, evidence: dict | None = None,
+              severity: str | None = None) -> Alert:
+        spec = self.alerts[key]
+        severity = severity or spec.severity
+        if severity not in SEVERITIES:
+            raise ValueError(f"{self.name}.{key}: unknown severity {severity!r}")
+        evidence = dict(evidence or {})
+        for name in evidence:
+            if _SECRET_KEY.search(name) and not name.endswith(("_sha256", "_len")):
+                raise ValueError(f"{self.name}.{key}: evidence key {name!r} may carry a secret")
+        return Alert(ts=ts, family=self.family, name=f"{self.family}.{key}", check=spec.check,
+                     severity=severity, guide_ref=spec.guide_ref, msg=msg, identifier=identifier, src=src,
+                     sport=sport, dst=dst, dport=dport, vlan=tuple(vlan), call_id=call_id, evidence=evidence)
+
+    def finish(self) -> Iterable[Alert]:
+        """End of input: alerts that need the whole picture (both paths call it once)."""
+        return ()
+
+
+REGISTRY: dict[str, type[Detector]] = {}
+
+
+def register(cls: type[Detector]) -> type[Detector]:
+    """Check the detector contract and add it to the registry."""
+    module_name = cls.__module__.rsplit(".", 1)[-1]
+    problems = []
+    if getattr(cls, "name", None) != module_name:
+        problems.append(f"name must equal its module name {module_name!r}")
+    if getattr(cls, "family", None) not in FAMILIES:
+        problems.append(f"family must be one of {FAMILIES}")
+    if not cls.__doc__ or not cls.__doc__.strip():
+        problems.append("needs a docstring")
+    for record_type in getattr(cls, "consumes", ()):
+        if not callable(getattr(cls, f"on_{snake(record_type.__name__)}", None)):
+            problems.append(f"consumes {record_type.__name__} but has no on_{snake(record_type.__name__)}")
+    for key, spec in getattr(cls, "alerts", {}).items():
+        if not isinstance(spec, AlertSpec) or spec.severity not in SEVERITIES or not re.fullmatch(r"[a-z0-9_]+", key):
+            problems.append(f"alert {key!r} is not a valid AlertSpec")
+    config_cls = getattr(cls, "Config", None)
+    if not (is_dataclass(config_cls) and config_cls.__dataclass_params__.frozen):
+        problems.append("Config must be a frozen dataclass")
+    else:
+        for f in fields(config_cls):
+            if not f.metadata.get("doc"):
+                problems.append(f"Config.{f.name} has no opt() doc")
+    if cls.name in REGISTRY and REGISTRY[cls.name] is not cls:
+        problems.append("name already registered")
+    if problems:
+        raise TypeError(f"detector {cls.__name__}: " + "; ".join(problems))
+    REGISTRY[cls.name] = cls
+    return cls
+
+
+def load_detectors() -> dict[str, type[Detector]]:
+    """Import every module of the detectors package so that @register runs."""
+    import detectors
+    for info in pkgutil.iter_modules(detectors.__path__):
+        importlib.import_module(f"detectors.{info.name}")
+    return dict(sorted(REGISTRY.items()))
+
+
+# Order of record kinds released at the same capture time: packets before what summarises them.
+_KIND_RANK = {L2Control: 0, HostSeen: 1, FlowSeen: 2, TlsFlow: 3, SipMessage: 4, DnsMessage: 5, RtcpPacket: 6,
+              Anomaly: 7, RtpStream: 8, Call: 9, Registration: 10}
+
+
+class DetectorBus:
+    """A pipeline sink that feeds the detectors one timeline, suppresses repeats and reports alerts."""
+
+    def __init__(self, detectors: list[Detector], on_alert: Callable[[Alert], None], mode: str,
+                 rtp_idle_s: float, call_idle_s: float, suppress_for_s: float, horizon_s: float = 5.0):
+        self.detectors = detectors
+        self.on_alert = on_alert
+        self.mode = mode
+        self.rtp_idle_s = rtp_idle_s
+        self.call_idle_s = call_idle_s
+        self.suppress_for_s = suppress_for_s
+        self.horizon_s = horizon_s
+        self.suppressed = 0
+        self._heap: list = []
+        self._seq = 0
+        self._last_alert: dict[tuple[str, str], float] = {}
+        self._handlers: dict[type, list[Callable]] = {}
+        for det in detectors:
+            for record_type in det.consumes:
+                self._handlers.setdefault(record_type, []).append(getattr(det, f"on_{snake(record_type.__name__)}"))
+
+    # -- Sink -------------------------------------------------------------------------------
+    def on_sip(self, msg: SipMessage) -> None: self._push(msg.pkt.ts, msg.pkt.frame, msg)
+    def on_dns(self, msg: DnsMessage) -> None: self._push(msg.pkt.ts, msg.pkt.frame, msg)
+    def on_rtcp(self, pkt: RtcpPacket) -> None: self._push(pkt.pkt.ts, pkt.pkt.frame, pkt)
+    def on_tls(self, flow: TlsFlow) -> None: self._push(flow.pkt.ts, flow.pkt.frame, flow)
+    def on_flow(self, flow: FlowSeen) -> None: self._push(flow.pkt.ts, flow.pkt.frame, flow)
+    def on_host(self, host: HostSeen) -> None: self._push(host.ts, host.frame, host)
+    def on_l2(self, control: L2Control) -> None: self._push(control.ts, control.frame, control)
+    def on_anomaly(self, anomaly: Anomaly) -> None: self._push(anomaly.ts, anomaly.frame, anomaly)
+    def on_stream(self, stream: RtpStream) -> None: self._push(stream.last_ts + self.rtp_idle_s, stream.first_frame, stream)
+    def on_call(self, call: Call) -> None: self._push(call.last_ts + self.call_idle_s, call.first_frame, call)
+    def on_registration(self, reg: Registration) -> None: self._push(reg.last_ts, reg.first_frame, reg)
+
+    def on_tick(self, now: float) -> None:
+        if self.mode == "stream":
+            self._release(now - self.horizon_s)
+
+    def finish(self) -> None:
+        self._release(float("inf"))
+        for det in self.detectors:
+            self._emit(det.finish())
+
+    # -- internals --------------------------------------------------------------------------
+    def _push(self, release_ts: float, frame: int, record: Any) -> None:
+        if not self._handlers.get(type(record)):
+            return
+        self._seq += 1
+        heapq.heappush(self._heap, (release_ts, _KIND_RANK.get(type(record), 99), frame, self._seq, record))
+
+    def _release(self, until: float) -> None:
+        heap = self._heap
+        while heap and heap[0][0] <= until:
+            record = heapq.heappop(heap)[4]
+            for handler in self._handlers[type(record)]:
+                self._emit(handler(record))
+
+    def _emit(self, alerts: Iterable[Alert] | None) -> None:
+        for alert in alerts or ():
+            key = (alert.name, alert.identifier)
+            last = self._last_alert.get(key)
+            if last is not None and 0 <= alert.ts - last < self.suppress_for_s:
+                self.suppressed += 1
+                continue
+            self._last_alert[key] = alert.ts
+            if len(self._last_alert) > MAX_SUPPRESSION_KEYS:
+                horizon = alert.ts - self.suppress_for_s
+                self._last_alert = {k: t for k, t in self._last_alert.items() if t >= horizon}
+            self.on_alert(alert)
