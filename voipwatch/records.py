@@ -221,6 +221,7 @@ class RtpStream:
     negotiated: bool
     payload_types: tuple[int, ...] = ()
     bytes: int = 0
+    payload_entropy: float | None = None   # bits/byte of the first payload bytes (>= 8 KB), None if fewer
 
 
 @dataclass(frozen=True, slots=True)
