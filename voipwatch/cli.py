@@ -112,6 +112,43 @@ def analyze(captures, out_dir, fmt, mode, config_path, sets, progress, fail_on) 
         sys.exit(Exit.FINDINGS)
 
 
+@cli.command()
+@click.argument("captures", nargs=-1, required=True, type=click.Path(allow_dash=False))
+@click.option("--call-id", help="The Call-ID of the call.")
+@click.option("--number", help="Digits of a caller, callee, R-URI, P-Asserted-Identity or Diversion number.")
+@click.option("--ip", help="An address in the call's signalling or media.")
+@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False),
+              help="Write an evidence bundle per call here (pcap, audio, ladder, plots, summary, manifest).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Site configuration (TOML).")
+@click.option("--set", "sets", multiple=True, metavar="SECTION.KEY=VALUE", help="Override one setting.")
+def call(captures, call_id, number, ip, out_dir, config_path, sets) -> None:
+    """Investigate a call: its SIP ladder, SDP, media quality, whether it could be overheard, its alerts.
+
+    Exactly one of --call-id, --number, --ip selects the calls; every match is shown.
+
+    Example:
+
+        voipwatch call capture.pcap --number 1002 -o evidence/
+    """
+    from voipwatch.callview import investigate
+
+    if sum(x is not None for x in (call_id, number, ip)) != 1:
+        raise click.UsageError("give exactly one of --call-id, --number, --ip")
+    try:
+        from voipwatch.settings import load_settings
+        settings = load_settings(config_path, sets)
+        text, found = investigate(list(captures), settings, call_id=call_id, number=number, ip=ip, out_dir=out_dir)
+    except (ConfigError, ValueError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(Exit.ERROR)
+    except CaptureError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(Exit.ERROR)
+    click.echo(text)
+    if not found:
+        sys.exit(Exit.ERROR)
+
+
 def idle_notices(settings) -> list[str]:
     return [f"{det.name}: {reason}" for det in settings.detectors() for reason in det.idle_reasons()]
 
