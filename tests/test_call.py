@@ -115,7 +115,7 @@ def test_number_selects_every_call_of_that_party():
 def test_real_g711_call(public_captures, tshark, tmp_path):
     capture = str(public_captures / "sipnab/sip-rtp-g711.pcap")
     text, found = investigate([capture], load_settings(), call_id="1-1966@10.0.2.20", out_dir=str(tmp_path))
-    folder = tmp_path / "1-1-1966_10.0.2.20"
+    folder = tmp_path / "1-1-1966@10.0.2.20"
     summary = json.loads((folder / "summary.json").read_text())
     assert [r["label"] for r in summary["ladder"]] == ["INVITE (SDP)", "100 Trying", "200 OK (SDP)", "ACK", "BYE",
                                                         "200 OK"]
@@ -136,7 +136,10 @@ def test_failed_call_ladder_marks_the_challenge_and_rejection(public_captures):
     from voipwatch.ladder import build_ladder
     assert [r.label.split(" (")[0] for r in build_ladder(view.messages).rows] == [
         "INVITE", "401 Unauthorized", "ACK", "INVITE", "100 Trying", "488 Not Acceptable Here", "ACK"]
-    assert protection_verdict(view).protection == "none"
+    # Its only SDP offers m=audio 0 (a=inactive): no media was ever negotiated.
+    verdict = protection_verdict(view)
+    assert (verdict.protection, verdict.readable) == ("unknown", None)
+    assert "no active RTP media" in verdict.reason
 
 
 def test_cli_reports_no_match_with_exit_1(tmp_path):

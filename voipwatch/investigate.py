@@ -120,7 +120,7 @@ def protection_verdict(view: CallView) -> Verdict:
         return Verdict("unknown", None, "no SDP was seen for this call, so its media protection is unknown")
     media = [m for m in sdp.media if m.port and "RTP" in m.proto.upper()]
     if not media:
-        return Verdict("unknown", None, "the SDP offers no RTP media")
+        return Verdict("unknown", None, "the SDP offers no active RTP media (none, or only port 0: RFC 3264 §6)")
     if sdp.zrtp_hash or any(m.zrtp_hash for m in media):
         return Verdict("ZRTP", False, "ZRTP (RFC 6189) keys the media end to end; nothing on the path can decrypt it")
     plain = [m for m in media if "SAVP" not in m.proto.upper()]
