@@ -110,9 +110,10 @@ def _header_len(payload: bytes) -> int | None:
 # registered for its port before trying any heuristic (epan/dissectors/packet-udp.c,
 # decode_udp_ports), so its RTP heuristic never claims these; neither does voipwatch's.
 # DNS 53, DHCP 67/68, TFTP 69, NTP 123, NetBIOS 137/138, SNMP 161/162, IKE 500/4500, syslog 514,
-# RIP 520, DHCPv6 546/547, SSDP 1900, mDNS 5353, LLMNR 5355.
+# RIP 520, DHCPv6 546/547, SSDP 1900, mDNS 5353, LLMNR 5355; and the other VoIP signalling on UDP:
+# H.225 RAS 1719, MGCP 2427/2727, IAX2 4569 (RFC 5456 full frames start with the F bit, like RTP v2).
 HEURISTIC_EXCLUDED_PORTS = frozenset({53, 67, 68, 69, 123, 137, 138, 161, 162, 500, 514, 520, 546, 547,
-                                      1900, 4500, 5353, 5355})
+                                      1719, 1900, 2427, 2727, 4500, 4569, 5353, 5355})
 
 
 def heuristic_ports_ok(sport: int, dport: int) -> bool:
@@ -149,6 +150,15 @@ def looks_like_rtp(payload: bytes) -> bool:
         if count == 0 or count > len(payload) - header:
             return False
     return True
+
+
+def header_problem(payload: bytes) -> str:
+    """Why parse_rtp refuses a payload that is not multiplexed RTCP, in words (for an anomaly detail)."""
+    if len(payload) < FIXED.size:
+        return f"shorter than the {FIXED.size}-octet fixed header"
+    if payload[0] >> 6 != VERSION:
+        return f"version {payload[0] >> 6}, not {VERSION}"
+    return "the CSRC list or header extension overruns the datagram"
 
 
 def parse_rtp(meta: PacketMeta, payload: bytes, negotiated: bool) -> RtpPacket | None:
