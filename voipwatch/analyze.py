@@ -84,7 +84,7 @@ def analyze_files(paths: list[str], settings: Settings | None = None, mode: str 
     floor = SEVERITIES.index(settings.alerts.min_severity)
     bus = DetectorBus(settings.detectors(), lambda a: alerts.append(a) if SEVERITIES.index(a.severity) >= floor
                       else None, mode, settings.pipeline.rtp_idle_timeout_s, settings.pipeline.call_idle_s,
-                      settings.alerts.suppress_for_s)
+                      settings.alerts.suppress_for_s, call_linger_s=settings.pipeline.call_linger_s)
     analyzer = Analyzer(Tee(sink, bus), settings.pipeline, mode)
     if mode == "batch" and len(paths) == 1 and paths[0] != "-" and feed_file(paths[0], analyzer, progress):
         analyzer.finish()

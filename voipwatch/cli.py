@@ -7,6 +7,7 @@ import sys
 import time
 
 import click
+from pathlib import Path
 
 from voipwatch import __version__
 from voipwatch.capture import CaptureError
@@ -106,7 +107,11 @@ def analyze(captures, out_dir, fmt, mode, config_path, sets, progress, fail_on) 
         click.echo(f"error: {exc.filename or ''}: {exc.strerror or exc}", err=True)
         sys.exit(Exit.ERROR)
     reporter.done()
-    write_outputs(result, out_dir, fmt)
+    try:
+        write_outputs(result, out_dir, fmt)
+    except OSError as exc:
+        click.echo(f"error: {exc.filename or out_dir}: cannot write output: {exc.strerror or exc}", err=True)
+        sys.exit(Exit.ERROR)
     click.echo(terminal_summary(result.summary, out_dir))
     if fail_on and any(SEVERITIES.index(a.severity) >= SEVERITIES.index(fail_on) for a in result.alerts):
         sys.exit(Exit.FINDINGS)
@@ -147,6 +152,68 @@ def call(captures, call_id, number, ip, out_dir, config_path, sets) -> None:
     click.echo(text)
     if not found:
         sys.exit(Exit.ERROR)
+
+
+@cli.command()
+@click.option("-i", "--interface", "interfaces", multiple=True, help="Interface to capture on (repeatable; 'any' works).")
+@click.option("-r", "--read", "replay", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="Replay capture files through the live path at full speed instead of capturing.")
+@click.option("--bpf", help="Capture filter (BPF), e.g. 'udp or tcp port 5060'.")
+@click.option("-o", "--out", "out_dir", default="voipwatch-live", show_default=True, type=click.Path(file_okay=False),
+              help="Directory for alerts.jsonl, stats.jsonl and the rotated tables.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Site configuration (TOML); reloaded on SIGHUP.")
+@click.option("--set", "sets", multiple=True, metavar="SECTION.KEY=VALUE", help="Override one setting.")
+@click.option("--backend", type=click.Choice(["tcpdump", "dumpcap", "pyshark"]), default="tcpdump", show_default=True,
+              help="Capture backend: a tcpdump/dumpcap child writing pcap to a pipe, or pyshark's LiveCapture.")
+@click.option("--alerts-stdout", is_flag=True, help="Also print each alert as a JSON line on stdout.")
+@click.option("--syslog", metavar="SOCKET", help="Also send alerts to syslog (e.g. /dev/log).")
+@click.option("--rotate-s", default=3600.0, show_default=True, help="Start new table files after this many capture seconds.")
+@click.option("--rotate-mb", default=64, show_default=True, help="Start new table files after this many MB.")
+@click.option("--stats-every", default=10.0, show_default=True, help="Seconds between status lines / stats records.")
+def monitor(interfaces, replay, bpf, out_dir, config_path, sets, backend, alerts_stdout, syslog, rotate_s, rotate_mb,
+            stats_every) -> None:
+    """Watch a SPAN/mirror port for days: alerts as they happen, tables as records complete, bounded memory.
+
+    SIGINT/SIGTERM flush everything and exit 0; SIGHUP reloads --config.
+
+    Example:
+
+        voipwatch monitor -i eth1 --bpf 'udp or tcp' -o /var/log/voipwatch --config site.toml
+    """
+    from voipwatch.live import LiveError, PipeCapture, PysharkCapture
+    from voipwatch.monitor import Monitor, replay_frames
+    from voipwatch.settings import load_settings
+
+    if bool(interfaces) == bool(replay):
+        raise click.UsageError("give either -i INTERFACE (live) or -r CAPTURE (replay)")
+    try:
+        settings = load_settings(config_path, sets)
+    except ConfigError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(Exit.ERROR)
+    for reason in idle_notices(settings):
+        click.echo(f"notice: {reason}", err=True)
+    source = None
+    try:
+        if interfaces:
+            source = (PysharkCapture(list(interfaces), bpf) if backend == "pyshark"
+                      else PipeCapture(list(interfaces), bpf, backend))
+            source.start()
+        mon = Monitor(settings, Path(out_dir), reload=lambda: load_settings(config_path, sets),
+                      alerts_stdout=alerts_stdout, syslog=syslog, rotate_s=rotate_s, rotate_bytes=rotate_mb << 20,
+                      stats_every_s=stats_every, status=lambda text: click.echo(f"[voipwatch] {text}", err=True))
+        mon.install_signals()
+        frames = source.frames() if source else replay_frames(list(replay))
+        on_stats = (lambda: (source.request_stats(), vars(source.stats))[1]) if source else None
+        final = mon.run(frames, on_stats)
+        mon.close()
+    except (LiveError, CaptureError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(Exit.ERROR)
+    finally:
+        if source is not None:
+            source.stop()
+    click.echo(f"stopped after {final['packets']:,} packets; {final['alerts']} alerts in {out_dir}/alerts.jsonl", err=True)
 
 
 def idle_notices(settings) -> list[str]:

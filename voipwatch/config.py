@@ -33,6 +33,8 @@ class PipelineConfig:
     max_media_expectations: int = opt(100_000, "Cap on SDP-announced media endpoints remembered at once (counted when hit).")
     max_calls: int = opt(100_000, "Cap on calls tracked at once; the oldest is closed when hit (counted).")
     call_idle_s: float = opt(3600.0, "A call with no SIP for this long (capture time) is closed.")
+    call_linger_s: float = opt(64.0, "An ended call is closed this long after its last message (RFC 3261 64*T1).")
+    registration_idle_s: float = opt(7200.0, "A registration row with no REGISTER traffic for this long is closed.")
     max_registrations: int = opt(200_000, "Cap on (address-of-record, source, VLAN) registration rows tracked at once.")
     max_register_transactions: int = opt(200_000, "Cap on REGISTER transactions remembered to match their responses.")
     max_tcp_flows: int = opt(50_000, "Cap on TCP flows reassembled at once (oldest evicted, counted).")

@@ -22,6 +22,7 @@ from typing import Any, Callable, ClassVar, Iterable
 
 from voipwatch.records import (Alert, Anomaly, Call, DnsMessage, FlowSeen, HostSeen, L2Control, Registration,
                                RtcpPacket, RtpStream, SipMessage, TlsFlow)
+from voipwatch.sessions import ENDED_STATES
 from voipwatch.site import Site
 
 MAX_SUPPRESSION_KEYS = 100_000      # (name, identifier) pairs remembered for suppression before pruning
@@ -131,12 +132,14 @@ class DetectorBus:
     """A pipeline sink that feeds the detectors one timeline, suppresses repeats and reports alerts."""
 
     def __init__(self, detectors: list[Detector], on_alert: Callable[[Alert], None], mode: str,
-                 rtp_idle_s: float, call_idle_s: float, suppress_for_s: float, horizon_s: float = 5.0):
+                 rtp_idle_s: float, call_idle_s: float, suppress_for_s: float, horizon_s: float = 5.0,
+                 call_linger_s: float = 64.0):
         self.detectors = detectors
         self.on_alert = on_alert
         self.mode = mode
         self.rtp_idle_s = rtp_idle_s
         self.call_idle_s = call_idle_s
+        self.call_linger_s = call_linger_s
         self.suppress_for_s = suppress_for_s
         self.horizon_s = horizon_s
         self.suppressed = 0
@@ -158,7 +161,10 @@ class DetectorBus:
     def on_l2(self, control: L2Control) -> None: self._push(control.ts, control.frame, control)
     def on_anomaly(self, anomaly: Anomaly) -> None: self._push(anomaly.ts, anomaly.frame, anomaly)
     def on_stream(self, stream: RtpStream) -> None: self._push(stream.last_ts + self.rtp_idle_s, stream.first_frame, stream)
-    def on_call(self, call: Call) -> None: self._push(call.last_ts + self.call_idle_s, call.first_frame, call)
+    def on_call(self, call: Call) -> None:
+        # When the call tracker closes it (voipwatch.sessions.CallTracker.expire), computed from the record.
+        wait = self.call_linger_s if call.state in ENDED_STATES else self.call_idle_s
+        self._push(call.last_ts + wait, call.first_frame, call)
     def on_registration(self, reg: Registration) -> None: self._push(reg.last_ts, reg.first_frame, reg)
 
     def on_tick(self, now: float) -> None:

@@ -63,9 +63,10 @@ class Analyzer:
         self.net = NetworkDecoder()
         self.tcp = TcpReassembler(max_flows=self.config.max_tcp_flows)
         self.expectations = MediaExpectations(self.config.max_media_expectations, keep_log=mode == "batch")
-        self.calls = CallTracker(self.config.max_calls, self.config.call_idle_s)
+        self.calls = CallTracker(self.config.max_calls, self.config.call_idle_s, self.config.call_linger_s)
         self.registrations = RegistrationTracker(self.config.max_registrations,
-                                                 self.config.max_register_transactions)
+                                                 self.config.max_register_transactions,
+                                                 self.config.registration_idle_s)
         rtp_cls = StreamingRtp if mode == "stream" else BatchRtp
         self.rtp = rtp_cls(self.config.rtp_idle_timeout_s, self.config.max_rtp_streams, self.expectations,
                            self.config.rtp_heuristic)
@@ -170,6 +171,8 @@ class Analyzer:
                 self.rtp.add(pkt, endpoint.call_id, rtp.clock_rate(pkt.pt, endpoint.rtpmap),
                              rtp.codec_name(pkt.pt, endpoint.rtpmap))
                 return "rtp"
+            if "RTP/" not in endpoint.proto.upper():
+                endpoint = None                  # T.38 (udptl) and other non-RTP media
         if sip.looks_like_sip(payload):
             msg, anomalies = sip.parse_sip(meta, payload)
             for anomaly in anomalies:
@@ -183,11 +186,11 @@ class Analyzer:
             if type(parsed) is Anomaly:
                 self._anomaly(parsed)
                 return "dns.malformed"
-            self.sink.on_dns(parsed)
+            self._dns(parsed)
             return "dns"
-        return self._udp_other(meta, payload)
+        return self._udp_other(meta, payload, endpoint is not None)
 
-    def _udp_other(self, meta, payload: bytes) -> str:
+    def _udp_other(self, meta, payload: bytes, announced: bool = False) -> str:
         if payload[4:8] == ZRTP_COOKIE and payload[:1] == b"\x10":
             return "zrtp"
         if len(payload) >= 20 and payload[4:8] == STUN_COOKIE and payload[0] < 4:
@@ -202,11 +205,22 @@ class Analyzer:
                 if pkt is not None:
                     self.rtp.add(pkt, None, rtp.clock_rate(pkt.pt, None), rtp.codec_name(pkt.pt, None))
                     return "rtp"
+        if announced and payload:                # RFC 6263 §4.1: an empty datagram is a keep-alive
+            self._anomaly(Anomaly(meta.ts, meta.frame, "rtp", "rtp.malformed",
+                                  f"{len(payload)}-byte datagram to or from SDP-announced RTP media: "
+                                  f"{rtp.header_problem(payload)}", meta.src, meta.dst))
+            return "rtp.malformed"
         if meta.sport in SIP_PORTS or meta.dport in SIP_PORTS:
             self._anomaly(Anomaly(meta.ts, meta.frame, "sip", "sip.not_sip_on_sip_port",
                                   f"{len(payload)}-byte UDP datagram to or from a SIP port is not SIP",
                                   meta.src, meta.dst))
         return "udp.other"
+
+    def _dns(self, msg: DnsMessage) -> None:
+        self.sink.on_dns(msg)
+        if msg.malformed is not None:           # the answers before the damage are kept in the record
+            self._anomaly(Anomaly(msg.pkt.ts, msg.pkt.frame, "dns", "dns.malformed_section", msg.malformed,
+                                  msg.pkt.src, msg.pkt.dst))
 
     def _rtcp(self, meta, payload: bytes) -> str:
         pkt, anomalies = rtcp.parse_rtcp(meta, payload)
@@ -231,6 +245,10 @@ class Analyzer:
             self._tcp_framers[flow] = choice
             if choice[0] == "tls":
                 self.sink.on_tls(TlsFlow(meta))
+            elif choice[0] == "other" and (meta.sport in SIP_PORTS or meta.dport in SIP_PORTS):
+                self._anomaly(Anomaly(meta.ts, meta.frame, "sip", "sip.not_sip_on_sip_port",
+                                      f"TCP stream to or from a SIP port does not start with a SIP message "
+                                      f"({len(dgram.payload)} bytes in its first segment)", meta.src, meta.dst))
         name, framer = choice
         if framer is None:
             return f"tcp.{name}"
@@ -249,7 +267,7 @@ class Analyzer:
                 if type(parsed) is Anomaly:
                     self._anomaly(parsed)
                 else:
-                    self.sink.on_dns(parsed)
+                    self._dns(parsed)
         return f"tcp.{name}"
 
     @staticmethod
@@ -293,6 +311,8 @@ class Analyzer:
         self.sink.on_tick(now)
         for call in self.calls.expire(now):
             self._emit_call(call)
+        for reg in self.registrations.expire(now):
+            self.sink.on_registration(reg)
 
     def finish(self) -> None:
         """End of input: close every stream, call and registration still open."""

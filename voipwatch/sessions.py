@@ -12,6 +12,7 @@ from voipwatch.records import Call, Registration, SdpSession, SipMessage
 # RFC 3261 §17.1.1.2: an INVITE client transaction gives up after 64*T1 = 32 s; a dialog with no
 # signalling for far longer than that and no media is treated as gone.
 CALL_IDLE_S = 3600.0
+ENDED_STATES = ("ended", "failed", "cancelled")
 
 
 @dataclass(slots=True)
@@ -137,11 +138,16 @@ class CallState:
 
 
 class CallTracker:
-    """INVITE dialogs keyed by Call-ID (RFC 3261 §12-§15)."""
+    """INVITE dialogs keyed by Call-ID (RFC 3261 §12-§15).
 
-    def __init__(self, max_calls: int, idle_s: float = CALL_IDLE_S):
+    A call is closed `linger_s` after its last message once it has ended (BYE, a final failure or a
+    CANCEL), so late retransmissions still land on it, and after `idle_s` of silence otherwise.
+    """
+
+    def __init__(self, max_calls: int, idle_s: float = CALL_IDLE_S, linger_s: float = 64.0):
         self.max_calls = max_calls
         self.idle_s = idle_s
+        self.linger_s = linger_s
         self._calls: OrderedDict[str, CallState] = OrderedDict()
         self.overflows = 0
 
@@ -217,7 +223,8 @@ class CallTracker:
                 call.state = "cancelled" if status == 487 else "failed"
 
     def expire(self, now: float) -> list[Call]:
-        done = [cid for cid, c in self._calls.items() if now - c.last_ts > self.idle_s]
+        done = [cid for cid, c in self._calls.items()
+                if now - c.last_ts > (self.linger_s if c.state in ENDED_STATES else self.idle_s)]
         return [self._calls.pop(cid).to_record() for cid in done]
 
     def finish(self) -> list[Call]:
@@ -260,9 +267,10 @@ def address_of_record(msg: SipMessage) -> str:
 class RegistrationTracker:
     """REGISTER attempts and outcomes per (address-of-record, source, VLAN)."""
 
-    def __init__(self, max_entries: int, max_transactions: int):
+    def __init__(self, max_entries: int, max_transactions: int, idle_s: float = 7200.0):
         self.max_entries = max_entries
         self.max_transactions = max_transactions
+        self.idle_s = idle_s
         self._regs: OrderedDict[tuple, RegistrationState] = OrderedDict()
         # (Call-ID, CSeq) of REGISTER requests -> registration key, to match responses (RFC 3261 §17.1.3)
         self._transactions: OrderedDict[tuple, tuple] = OrderedDict()
@@ -309,6 +317,15 @@ class RegistrationTracker:
             else:
                 reg.failures += 1
         return evicted
+
+    def expire(self, now: float) -> list[Registration]:
+        """Rows with no REGISTER traffic for idle_s: closed (a later REGISTER starts a new row)."""
+        done = []
+        for key, reg in self._regs.items():          # least recently active first
+            if now - reg.last_ts <= self.idle_s:
+                break
+            done.append(key)
+        return [self._regs.pop(key).to_record() for key in done]
 
     def finish(self) -> list[Registration]:
         regs = [r.to_record() for r in self._regs.values()]
