@@ -254,6 +254,18 @@ class RegistrationState:
             user_agent=self.user_agent, first_frame=self.first_frame)
 
 
+def top_branch(msg: SipMessage) -> str | None:
+    """The branch parameter of the topmost Via: with Call-ID and CSeq it names the transaction
+    (RFC 3261 §17.1.3, §17.2.3); tools like svcrack reuse one CSeq with a new branch per guess."""
+    if not msg.via:
+        return None
+    for param in msg.via[0].split(";")[1:]:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "branch":
+            return value.strip()
+    return msg.via[0]
+
+
 def address_of_record(msg: SipMessage) -> str:
     """RFC 3261 §10.2: the To header of a REGISTER names the address-of-record."""
     uri = msg.to_uri or msg.request_uri or ""
@@ -295,7 +307,7 @@ class RegistrationTracker:
                     self.overflows += 1
             self._regs.move_to_end(key)
             reg.last_ts = msg.pkt.ts
-            txn = (msg.call_id, msg.cseq)
+            txn = (msg.call_id, msg.cseq, top_branch(msg))
             if txn not in self._transactions:       # a retransmission is not a new attempt
                 reg.attempts += 1
                 self._transactions[txn] = key
@@ -303,7 +315,7 @@ class RegistrationTracker:
                     old_txn, _ = self._transactions.popitem(last=False)
                     self._answered.discard(old_txn)
         elif not msg.is_request and msg.cseq_method == "REGISTER" and msg.status and msg.status >= 200:
-            txn = (msg.call_id, msg.cseq)
+            txn = (msg.call_id, msg.cseq, top_branch(msg))
             key = self._transactions.get(txn)
             reg = self._regs.get(key) if key is not None else None
             if reg is None or txn in self._answered:

@@ -58,7 +58,7 @@ class RolesConfig:
 class DialplanConfig:
     """Number classes as regular expressions on the dialled user part (after stripping 'tel:'/'+' context)."""
     international: tuple[str, ...] = opt((r"^\+", r"^00", r"^011", r"^9011"), "International dialling patterns.")
-    premium: tuple[str, ...] = opt((r"^1?900", r"^0?90[0-9]"), "Premium-rate patterns.")
+    premium: tuple[str, ...] = opt((r"^1?900[0-9]{7}$", r"^0900"), "Premium-rate patterns (NANP 1-900, 0900 services).")
     high_risk: tuple[str, ...] = opt((), "High-risk destination patterns (IRSF ranges, country codes).")
     emergency: tuple[str, ...] = opt((r"^911$", r"^9911$", r"^933$", r"^112$"), "Emergency numbers (never alerted on).")
     internal: tuple[str, ...] = opt((r"^[0-9]{2,6}$",), "Internal extensions.")
