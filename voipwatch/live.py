@@ -150,6 +150,7 @@ class PipeCapture:
                 more = os.read(fd, 1 << 20)
                 if not more:
                     break
+                buf += more
             self.stats.per_interface[interface] = count
         except LiveError as exc:
             if not self._stopping:

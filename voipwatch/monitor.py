@@ -172,10 +172,15 @@ class Monitor:
     def run(self, frames: Iterable[Frame | None], on_stats: Callable[[], dict] | None = None) -> dict:
         """Process frames until the source ends or a stop is requested; returns the last stats record."""
         next_stats = time.monotonic() + self.stats_every_s
-        stats = {}
+        last_frame_at = time.monotonic()
         for frame in frames:
             if frame is not None:
                 self.analyzer.process(frame)
+                last_frame_at = time.monotonic()
+            elif self.analyzer.last_ts is not None:
+                # A quiet live interface: the kernel stamps packets with the wall clock, so capture time
+                # has moved on by as much as the wall clock since the last packet.
+                self.analyzer.advance(self.analyzer.last_ts + (time.monotonic() - last_frame_at))
             if self.reload_requested and self.reload_settings is not None:
                 self.reload_requested = False
                 self.bus.finish()
@@ -185,7 +190,7 @@ class Monitor:
             now = time.monotonic()
             if now >= next_stats:
                 next_stats = now + self.stats_every_s
-                stats = self.write_stats(on_stats() if on_stats else {})
+                self.write_stats(on_stats() if on_stats else {})
             if self.stop_requested:
                 break
         self.analyzer.finish()

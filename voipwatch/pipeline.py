@@ -301,6 +301,11 @@ class Analyzer:
         self.anomaly_counts[anomaly.name] += 1
         self.sink.on_anomaly(anomaly)
 
+    def advance(self, now: float) -> None:
+        """Let capture time pass without a frame (a live source that has been quiet): expire state."""
+        if self._next_tick is not None and now >= self._next_tick and (self.last_ts is None or now >= self.last_ts):
+            self._tick(now)
+
     def _tick(self, now: float) -> None:
         self._next_tick = now + TICK_S
         self.rtp.expire(now, self._emit_streams)
