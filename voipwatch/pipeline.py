@@ -168,8 +168,11 @@ class Analyzer:
                 return self._rtcp(meta, payload)
             pkt = rtp.parse_rtp(meta, payload, True)
             if pkt is not None:
-                self.rtp.add(pkt, endpoint.call_id, rtp.clock_rate(pkt.pt, endpoint.rtpmap),
-                             rtp.codec_name(pkt.pt, endpoint.rtpmap))
+                media = endpoint.payload_types.get(pkt.pt)
+                if media is None:
+                    media = endpoint.payload_types[pkt.pt] = (rtp.clock_rate(pkt.pt, endpoint.rtpmap),
+                                                              rtp.codec_name(pkt.pt, endpoint.rtpmap))
+                self.rtp.add(pkt, endpoint.call_id, media[0], media[1])
                 return "rtp"
             if "RTP/" not in endpoint.proto.upper():
                 endpoint = None                  # T.38 (udptl) and other non-RTP media

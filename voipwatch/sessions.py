@@ -5,7 +5,7 @@ All state is bounded (a cap per table, counted when hit) and expires on capture 
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from voipwatch.records import Call, Registration, SdpSession, SipMessage
 
@@ -25,6 +25,7 @@ class MediaEndpoint:
     proto: str                   # m= transport protocol
     rtpmap: dict[int, tuple[str, int]]
     is_rtcp: bool                # the RTCP port of the m= line (port+1, RFC 3550 §11, or a=rtcp)
+    payload_types: dict = field(default_factory=dict)   # pt -> (clock rate, codec name), filled on first use
 
 
 class MediaExpectations:
