@@ -1,0 +1,180 @@
+"""unencrypted_media on real captures (cleartext G.711 calls, SIP/TLS + SRTP, SRTP alone, ZRTP, DTLS-SRTP,
+RFC 2833 events) and on hand-built records for what no capture shows (weak SDES parameters, entropy)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from detectors.unencrypted_media import Config, UnencryptedMedia
+from voipwatch.analyze import analyze_files
+from voipwatch.config import ConfigError, build
+from voipwatch.detect import SEVERITIES
+from voipwatch.records import PacketMeta, RtpStream, SdpCrypto, SdpMedia, SdpSession, SipMessage
+from voipwatch.settings import load_settings
+from voipwatch.site import Site
+
+FAMILY = "unencrypted_media"
+SAMPLES = Path(__file__).resolve().parents[2] / "sample_captures"
+
+
+def _alerts(path: Path, mode: str = "batch") -> list:
+    result = analyze_files([str(path)], load_settings(None), mode=mode)
+    return [a for a in result.alerts if a.family == FAMILY]
+
+
+def _names(alerts) -> list[tuple[str, str]]:
+    return sorted((a.name.split(".", 1)[1], a.severity) for a in alerts)
+
+
+def test_cleartext_g711_calls(public_captures):
+    """SIPp <-> FreeSWITCH, PCMU then PCMA, all in 10.0.2.0/24: each call's media is cleartext by SDP (high,
+    internal), the one signalling pair is cleartext SIP without REGISTER (medium); no keys, no public path."""
+    alerts = _alerts(public_captures / "sipnab/sip-rtp-g711.pcap")
+    assert _names(alerts) == [("cleartext_rtp", "high"), ("cleartext_rtp", "high"), ("cleartext_sip", "medium")]
+    rtp = {a.call_id: a for a in alerts if a.name.endswith("cleartext_rtp")}
+    assert set(rtp) == {"1-1966@10.0.2.20", "1-1968@10.0.2.20"}
+    assert rtp["1-1966@10.0.2.20"].evidence["basis"] == "sdp"
+    assert rtp["1-1966@10.0.2.20"].evidence["streams"][0]["codec"] == "PCMU"
+    assert rtp["1-1966@10.0.2.20"].evidence["streams"][0]["payload_verdict"] == "clear"   # 160-byte frames
+    sip = next(a for a in alerts if a.name.endswith("cleartext_sip"))
+    assert sip.evidence["methods"] == {"ACK": 2, "BYE": 1, "INVITE": 2, "responses": 5}
+
+
+def test_cleartext_call_on_public_addresses(public_captures):
+    """The Wireshark SIP_CALL_RTP_G711 sample runs on 200.57.7.0/24 (public by default): the call's media is
+    critical, REGISTER pairs are critical, the PBX-side leg with no SIP is found by its 160-byte payloads,
+    and each public peer gets one UM-06 summary."""
+    alerts = _alerts(public_captures / "sipnab/SIP_CALL_RTP_G711")
+    call = [a for a in alerts if a.name.endswith("cleartext_rtp") and a.call_id == "12013223@200.57.7.195"]
+    assert [a.severity for a in call] == ["critical"]
+    assert call[0].evidence["public_ends"] == ["200.57.7.196", "200.57.7.204"]
+    flow = [a for a in alerts if a.name.endswith("cleartext_rtp") and a.call_id is None]
+    assert [(a.evidence["basis"], a.severity) for a in flow] == [("payload_length", "critical")]
+    assert flow[0].evidence["streams"][0]["mean_payload_b"] == 160.0
+    register = [a for a in alerts if a.name.endswith("cleartext_sip") and a.evidence["methods"].get("REGISTER")]
+    assert {a.severity for a in register} == {"critical"} and len(register) == 2
+    public = {a.evidence["peer"]: a.severity for a in alerts if a.name.endswith("cleartext_on_public_path")}
+    assert public["200.57.7.204"] == "critical" and public["200.57.7.195"] == "high"
+    assert not [a for a in alerts if "sdes" in a.name or "dtmf" in a.name]
+
+
+@pytest.mark.parametrize("capture", ["voipshark/SIP-over-TLS-RSA-SRTP_Normal_Call_two_parties.pcap",
+                                     "rtp-pcap/marseillaise-srtp.pcap", "ndpi/pcap/stun_dtls_rtp.pcapng"])
+def test_encrypted_captures_raise_nothing(public_captures, capture):
+    """SIP over TLS with SRTP (170-byte payloads), SRTP alone (SSRC 0xDEADBEEF), WebRTC DTLS-SRTP Opus:
+    no cleartext SIP, no SDES exposure, no cleartext media."""
+    assert _alerts(public_captures / capture) == []
+
+
+def test_zrtp_call_is_not_reported_as_cleartext(public_captures):
+    """Zfone + X-Lite via Asterisk: SDP says RTP/AVP with no a=zrtp-hash, ZRTP runs on the media path and
+    the payloads are 160 + 4 bytes (HMAC-SHA1-32). The call is zrtp_suspected (info), never cleartext_rtp;
+    its SIP (REGISTER included) is cleartext."""
+    alerts = _alerts(public_captures / "sipnab/Asterisk_ZFONE_XLITE.pcap")
+    assert _names(alerts) == [("cleartext_sip", "high"), ("zrtp_suspected", "info")]
+    zrtp = next(a for a in alerts if a.name.endswith("zrtp_suspected"))
+    assert zrtp.call_id == "ZDYzOWVlNjEwM2NjZTBjNzliNmM1ZTNiOGZjNWFhN2E."
+    assert {s["srtp_trailer_b"] for s in zrtp.evidence["streams"]} == {4}
+    assert "ZRTP" in zrtp.msg
+
+
+def test_rfc2833_events_without_sdp(public_captures):
+    """SIPp's RFC 2833 capture: 10 bare 4-byte telephone-event payloads on PT 101 and no signalling."""
+    alerts = _alerts(public_captures / "sipp/dtmf_2833_1.pcap")
+    assert _names(alerts) == [("dtmf_in_clear", "high")]
+    assert alerts[0].evidence["event_packets"] == 10 and alerts[0].evidence["event_streams"] == 1
+
+
+@pytest.mark.parametrize("capture", ["voipshark/SIP-over-TLS-RSA-SRTP_Normal_Call_two_parties.pcap",
+                                     "rtp-pcap/marseillaise-srtp.pcap", "ndpi/pcap/stun_dtls_rtp.pcapng",
+                                     "sipnab/Asterisk_ZFONE_XLITE.pcap"])
+def test_protected_media_never_above_low(public_captures, capture):
+    media = [a for a in _alerts(public_captures / capture, "stream") if not a.name.endswith("cleartext_sip")]
+    assert all(SEVERITIES.index(a.severity) <= SEVERITIES.index("low") for a in media)
+
+
+def test_benign_sample_raises_nothing():
+    assert _alerts(SAMPLES / "um-benign.pcap") == []
+
+
+def test_no_key_material_in_alerts():
+    """The attacks sample carries SDES inline keys; alerts hold only their SHA-256 and length."""
+    alerts = _alerts(SAMPLES / "um-attacks.pcap")
+    text = json.dumps([a.evidence for a in alerts]) + " ".join(a.msg for a in alerts)
+    for key in ("YUJjZGVmZ2hpamtsbW5vcHFyc3R1dnd4eXoxMjM0", "MDEyMzQ1Njc4OUFCQ0RFRkdISUpLTE1OT1BRUlNU", "inline:"):
+        assert key not in text
+
+
+# -- hand-built records --------------------------------------------------------------------------------
+def _meta(ts: float, src: str, dst: str) -> PacketMeta:
+    return PacketMeta(ts, int(ts * 10), (110,), src, 5060, dst, 5060, "udp")
+
+
+def _sip(ts, src, dst, sdp, method=None, status=None, call_id="c1@test") -> SipMessage:
+    return SipMessage(_meta(ts, src, dst), method is not None, method, None, "2000", status, None, call_id, 1,
+                      "INVITE", None, src, None, None, None, None, sdp=sdp)
+
+
+def _sdp(ip, port, proto="RTP/SAVP", crypto=()) -> SdpSession:
+    return SdpSession(None, ip, ip, (SdpMedia("audio", port, proto, ("0",), ((0, "PCMU", 8000),), crypto=crypto),))
+
+
+def _run(detector, *records) -> list:
+    out = []
+    for record in records:
+        handler = {SipMessage: detector.on_sip_message, RtpStream: detector.on_rtp_stream}[type(record)]
+        out += list(handler(record))
+    return out + list(detector.finish())
+
+
+def _detector(**overrides) -> UnencryptedMedia:
+    return UnencryptedMedia(build(Config, overrides, "detectors.unencrypted_media"), Site({}))
+
+
+@pytest.mark.parametrize("suite,params,severity", [
+    ("AES_CM_128_HMAC_SHA1_80", ("UNENCRYPTED_SRTP",), "high"),
+    ("AES_CM_128_HMAC_SHA1_80", ("UNAUTHENTICATED_SRTP",), "medium"),
+    ("NULL_HMAC_SHA1_80", (), "high"),
+    ("AES_CM_128_HMAC_SHA1_80", (), None),
+])
+def test_weak_sdes_parameters(suite, params, severity):
+    crypto = (SdpCrypto(1, suite, "ab" * 32, 30, params),)
+    alerts = _run(_detector(), _sip(1.0, "10.0.0.1", "10.0.0.2", _sdp("10.0.0.1", 4000, crypto=crypto), method="INVITE"),
+                  _sip(1.5, "10.0.0.2", "10.0.0.1", _sdp("10.0.0.2", 4002, crypto=crypto), status=200))
+    weak = [a for a in alerts if a.name.endswith("weak_srtp")]
+    assert [a.severity for a in weak] == ([severity] if severity else [])
+
+
+def test_cnsa_profile_wants_aes256():
+    crypto = (SdpCrypto(1, "AES_CM_128_HMAC_SHA1_80", "ab" * 32, 30),)
+    records = (_sip(1.0, "10.0.0.1", "10.0.0.2", _sdp("10.0.0.1", 4000, crypto=crypto), method="INVITE"),
+               _sip(1.5, "10.0.0.2", "10.0.0.1", _sdp("10.0.0.2", 4002, crypto=crypto), status=200))
+    assert not [a for a in _run(_detector(), *records) if a.name.endswith("weak_srtp")]
+    assert [a.severity for a in _run(_detector(require_aes256=True), *records) if a.name.endswith("weak_srtp")] == ["low"]
+
+
+def _stream(entropy, codec="PCMU", pt=0, size=170.0, packets=100) -> RtpStream:
+    return RtpStream("10.0.0.1", 4000, "10.0.0.2", 4002, (), 0x1234, pt, codec, packets, packets, 0, 0, 0, 0.0, 0.0,
+                     20.0, 10.0, 12.0, 1, None, False, (pt,), int(size * packets), entropy)
+
+
+@pytest.mark.parametrize("stream,expect", [
+    (_stream(6.9, size=157.3), "clear"),        # mixed sizes defeat the length test; entropy says cleartext
+    (_stream(7.97, size=157.3), "srtp"),
+    (_stream(7.7, size=157.3), "unknown"),      # between the thresholds
+    (_stream(6.9, codec="opus", pt=111, size=90.0), "unknown"),   # entropy says nothing about compressed codecs
+    (_stream(None, size=160.0), "clear"),
+    (_stream(None, size=170.0), "srtp"),
+    (_stream(None, pt=13, codec="CN", size=1.0), "unknown"),
+])
+def test_payload_verdict(stream, expect):
+    assert _detector()._payload_verdict(stream)[0] == expect
+
+
+@pytest.mark.parametrize("overrides", [{"internal_media_severity": "severe"}, {"allow_cleartext_pairs": ["10.0.0.1"]},
+                                       {"private_transport_peers": ["not-a-cidr"]}, {"sensitive_numbers": ["("]}])
+def test_bad_configuration_is_refused(overrides):
+    with pytest.raises(ConfigError):
+        _detector(**overrides)
