@@ -216,6 +216,65 @@ def monitor(interfaces, replay, bpf, out_dir, config_path, sets, backend, alerts
     click.echo(f"stopped after {final['packets']:,} packets; {final['alerts']} alerts in {out_dir}/alerts.jsonl", err=True)
 
 
+@cli.command()
+@click.argument("captures", nargs=-1, type=click.Path(allow_dash=True))
+@click.option("--from-dir", "from_dir", type=click.Path(file_okay=False),
+              help="Report on an analyze output directory (tables, alerts.jsonl, summary.json) instead of captures.")
+@click.option("-o", "--out", "out_path", required=True, type=click.Path(dir_okay=False),
+              help="The HTML file to write (one self-contained page).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False),
+              help="Site configuration (TOML): analysis settings, and the dial plan for destination classes.")
+@click.option("--set", "sets", multiple=True, metavar="SECTION.KEY=VALUE", help="Override one setting.")
+@click.option("--top", type=click.IntRange(1, 10_000), default=50, show_default=True,
+              help="Rows of the calls, registrations, streams and anomalies tables (the most relevant).")
+def report(captures, from_dir, out_path, config_path, sets, top) -> None:
+    """Write a one-page HTML report: summary, findings with the NSA guide's advice, calls, registrations,
+    media quality, VLANs and the ladder of the most severe call.
+
+    Give capture files (analyzed first, like analyze) or --from-dir with an analyze output directory.
+    The page embeds its figures and needs no network and no JavaScript.
+
+    Example:
+
+        voipwatch report capture.pcap -o report.html --config site.toml
+    """
+    from voipwatch import report as rpt
+    from voipwatch.report_html import write_report
+    from voipwatch.settings import load_settings
+
+    if bool(captures) == bool(from_dir):
+        raise click.UsageError("give either capture files or --from-dir DIR")
+    try:
+        settings = load_settings(config_path, sets)
+    except ConfigError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(Exit.ERROR)
+    site = settings.site if config_path or any(s.startswith("dialplan.") for s in sets) else None
+    started = time.perf_counter()
+    try:
+        if from_dir:
+            data = rpt.load_dir(from_dir, site)
+        else:
+            from voipwatch.analyze import analyze_files
+            data = rpt.from_result(analyze_files(list(captures), settings), site, ", ".join(captures))
+        built = rpt.build_report(data, top=top)
+    except CaptureError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(Exit.ERROR)
+    except (OSError, ValueError) as exc:
+        where = getattr(exc, "filename", None)
+        click.echo(f"error: {where + ': ' if where else ''}{getattr(exc, 'strerror', None) or exc}", err=True)
+        sys.exit(Exit.ERROR)
+    try:
+        write_report(built, out_path)
+    except OSError as exc:
+        click.echo(f"error: {exc.filename or out_path}: cannot write the report: {exc.strerror or exc}", err=True)
+        sys.exit(Exit.ERROR)
+    findings = ", ".join(f"{sev} {n}" for sev, n in built.severity_counts.items() if n) or "none"
+    click.echo(f"report written to {out_path} ({os.path.getsize(out_path):,} bytes, "
+               f"{time.perf_counter() - started:.2f} s; findings: {findings})")
+
+
 def idle_notices(settings) -> list[str]:
     return [f"{det.name}: {reason}" for det in settings.detectors() for reason in det.idle_reasons()]
 
