@@ -1,0 +1,456 @@
+"""SIP scanning, extension enumeration, digest brute force, registration abuse and request floods."""
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections import Counter, namedtuple
+from dataclasses import dataclass, field
+
+from voipwatch.config import ConfigError, opt
+from voipwatch.detect import AlertSpec, Detector, register
+from voipwatch.records import SipMessage
+from voipwatch.sessions import address_of_record
+from voipwatch.windows import BoundedMap, KeyedWindows, SlidingWindow
+
+ACCOUNTS = "Part III: User accounts and passwords"
+REGISTRATION = "Part III: Client registration protections"
+AVAILABILITY = "Part I: Network availability protections"
+PROBES = frozenset({"REGISTER", "INVITE", "OPTIONS"})     # what SIP scanners (svmap, svwar) send
+CREDENTIALS = ("authorization", "proxy-authorization")   # RFC 3261 §22.2, §22.3
+CHALLENGES = frozenset({401, 407})                        # RFC 3261 §21.4.2, §21.4.8
+UNKNOWN_USER = frozenset({404, 604})                      # RFC 3261 §21.4.5, §21.6.3
+FANOUT_ROLES = ("esc", "sbc")                             # servers that talk to every phone and aggregate them
+TRUSTED_ROLES = ("sbc", "pstn_gw", "trusted_trunks")      # peers often admitted by address, not by digest
+TXN_IDLE_S = 200.0         # RFC 3261 §16.6 step 11: an INVITE may ring for Timer C (> 3 min) before its answer
+# SIPVicious (svmap, svwar, svcrack) builds its From tags as hex("<text>\x01<digits>"), whatever User-Agent it claims.
+_SV_TAG = re.compile(r"(?:[0-9a-f]{2}){4,}")
+_SV_TAG_TEXT = re.compile(r"[\x20-\x7e]+\x01[0-9]+")
+
+
+@dataclass(frozen=True)
+class Config:
+    scanner_user_agents: tuple[str, ...] = opt(
+        (r"friendly-scanner", r"sipvicious", r"\bsipcli\b", r"vaxsipuseragent", r"\bpplsip\b", r"sundayddr",
+         r"\biwar\b", r"\bsivus\b"), "Regular expressions (case-insensitive) on User-Agent that name SIP attack tools.")
+    test_tool_user_agents: tuple[str, ...] = opt((r"\bsipsak\b",), "User-Agent patterns of dual-use SIP test tools (reported low).")
+    match_sipvicious_tag: bool = opt(True, "Also fingerprint SIPVicious by its From tag, hex of '<text>\\x01<digits>', which survives a spoofed User-Agent.")
+    allow_sources: tuple[str, ...] = opt((), "Addresses/CIDRs never reported as scanners, sweeps, enumeration, spraying or floods; [roles] scanner_ips are exempt too.")
+    sweep_window_s: float = opt(60.0, "RF-01 sweep window, seconds.")
+    sweep_hosts: int = opt(20, "Distinct hosts one source probes with OPTIONS/REGISTER/INVITE within the window to be a sweep.")
+    sweep_ports: int = opt(10, "Distinct destination ports one source probes within the window to be a sweep.")
+    enum_window_s: float = opt(60.0, "RF-02 enumeration window, seconds.")
+    enum_users: int = opt(30, "Distinct users (To of REGISTER, else Request-URI) one source tries within the window to be enumeration.")
+    campaign_quiet_s: float = opt(60.0, "Enumeration and spraying are judged once their source has been quiet this long (the answers are in).")
+    campaign_max_s: float = opt(600.0, "Enumeration and spraying are judged at the latest this long after their source began (the RF-04 spraying window).")
+    campaign_max_users: int = opt(5000, "Users remembered per source campaign (the count goes on).")
+    max_listed: int = opt(50, "Users, hosts or sources listed in evidence at most.")
+    bf_window_s: float = opt(60.0, "RF-03 brute-force window, seconds.")
+    bf_failures: int = opt(10, "Failed authentications of one user from one source within the window to be brute force.")
+    spray_window_s: float = opt(600.0, "RF-04 distributed brute-force window, seconds.")
+    spray_sources: int = opt(5, "Sources failing to authenticate one user within the window: distributed brute force.")
+    spray_users: int = opt(20, "Users one source fails on, each with few tries, within one campaign: password spraying.")
+    spray_max_tries: int = opt(3, "Most failed tries per user that still counts as spraying.")
+    lockout_failures: int = opt(10, "Consecutive failures of one user followed by a success: lockout not enforced (RF-05).")
+    lockout_failures_scanner: int = opt(3, "The same when the successful source was fingerprinted as a scanner.")
+    lockout_window_s: float = opt(1800.0, "A failure more than this long after the previous one starts a new run.")
+    auth_lookback_s: float = opt(3600.0, "RF-06: a 401/407 to a REGISTER for the AOR within this long shows the registrar challenges it.")
+    default_expires_s: float = opt(3600.0, "Binding lifetime when neither REGISTER nor its 2xx states one (RFC 3261 §10.3 step 7).")
+    hijack_zones: tuple[str, ...] = opt(("data", "wlan"), "A new binding source in one of these zones is high severity (RF-07); a public one always is.")
+    flood_window_s: float = opt(10.0, "RF-08 flood window, seconds.")
+    flood_rate: float = opt(20.0, "Requests per second from one source, averaged over the window, that make a flood.")
+    flood_min_span_s: float = opt(5.0, "The requests must span at least this long: a shorter burst is a scan (RF-01), not a flood.")
+    flood_503: int = opt(10, "503 answers to the source within the window that corroborate the flood (raises it to high).")
+    remember_s: float = opt(3600.0, "How long a fingerprinted scanner or a registrar learned from its answers is remembered.")
+    max_tracked: int = opt(100_000, "Cap on each per-source, per-user and per-transaction table (least recently used dropped).")
+
+
+@dataclass(slots=True)
+class _Txn:
+    """A request awaiting its final response (RFC 3261 §17: Call-ID, CSeq number and method match them)."""
+    src: str
+    vlan: tuple[int, ...]
+    method: str
+    user: str                    # digest username, else the AOR user (REGISTER) or the From user
+    aor: str
+    contacts: tuple[str, ...]
+    expires: int | None
+    user_agent: str | None
+    target: str | None           # the user a probe targets (To of a REGISTER, else the Request-URI user)
+    credentials: str | None = None   # sha256 of the digest response, None without credentials
+    judged: str | None = None    # the credentials a final response already judged (retransmissions)
+
+
+@dataclass(slots=True)
+class _Campaign:
+    """What one source did to many users until it went quiet: probes (RF-02) and failed logins (RF-04)."""
+    first_ts: float
+    last_ts: float
+    vlan: tuple[int, ...]
+    enumerating: bool = False    # enum_users distinct users within enum_window_s were reached
+    tried: int = 0
+    users: dict = field(default_factory=dict)        # probed user -> (first final status, responder) or None
+    targets: set = field(default_factory=set)
+    methods: Counter = field(default_factory=Counter)
+    fails: Counter = field(default_factory=Counter)  # user -> failed authentications
+
+
+@dataclass(slots=True)
+class _Run:
+    """Consecutive failed authentications of one user, from any source (RF-05)."""
+    first_ts: float
+    last_ts: float
+    sources: Counter = field(default_factory=Counter)
+    burst: bool = False          # the brute-force rate (RF-03) was reached during the run
+
+
+_Binding = namedtuple("_Binding", "expires_at zone user_agent contacts")     # one source's binding of an AOR
+
+
+@register
+class RegistrationFlood(Detector):
+    """Scanners, extension enumeration, digest brute force, registration abuse and SIP request floods.
+
+    What: RF-01 SIP attack tools by User-Agent (friendly-scanner, sipvicious, sipcli, VaxSIPUserAgent, pplsip,
+    sundayddr, iWar, SIVuS; sipsak low) or SIPVicious's From tag; one source probing >= 20 hosts or >= 10 ports
+    in 60 s. RF-02 one source trying >= 30 users in 60 s, listing those the registrar revealed as valid
+    (401/407/2xx while others got 404/604). RF-03 >= 10 rejected credentials (401/407/403 to a request with
+    Authorization) for one user from one source in 60 s. RF-04 one user failing from >= 5 sources in 10 min,
+    or one source failing on >= 20 users with <= 3 tries each. RF-05 a 2xx after >= 10 consecutive failures
+    of the user (3 for a fingerprinted scanner). RF-06 a REGISTER without credentials accepted with no 401/407
+    for the AOR in the last hour. RF-07 a REGISTER accepted for an AOR holding a live binding from another
+    source (a binding added, or removed by Expires: 0 / Contact: *). RF-08 > 20 requests/s from one source
+    over 10 s, corroborated by 503 answers.
+    Why: NSA guide Part III "User accounts and passwords" (limit consecutive failed logins) and "Client
+    registration protections" (authenticate clients, disable automatic registration); Part I "Network
+    availability protections" (rate-limit traffic to UC VLANs).
+    Tuning: thresholds in [detectors.registration_flood]; probes in allow_sources or [roles] scanner_ips;
+    [roles] esc/sbc and learned registrars are exempt from sweeps, enumeration and spraying (esc/sbc from
+    floods), sbc/pstn_gw/trusted_trunks from RF-06; [zones] sharpen RF-07 severities.
+    False positives: OPTIONS pingers (allowlist them); a NATed office retrying slowly after a password change
+    (RF-04); a stale password failing >= 10 times before it is fixed (RF-05 high, critical only when the
+    failures were fast, from several sources or from a scanner); IP-trusted gateways and mTLS (RF-06); desk
+    phone plus softphone on one AOR (RF-07 medium), a phone renumbered in its zone (RF-07 info); load tests
+    and failover re-registration (RF-08 medium from internal sources). A 401 to credentials may be a
+    stale-nonce re-challenge (RFC 7616 §3.3; the record has no stale flag) and counts as a failure.
+    """
+    name = "registration_flood"
+    family = "registration_flood"
+    consumes = (SipMessage,)
+    alerts = {
+        "scanner": AlertSpec("RF-01", "medium", REGISTRATION, "A SIP attack tool fingerprint was seen"),
+        "sweep": AlertSpec("RF-01", "medium", AVAILABILITY, "One source probed many SIP hosts or ports"),
+        "enumeration": AlertSpec("RF-02", "medium", ACCOUNTS, "One source tried many SIP users (extension enumeration)"),
+        "brute_force": AlertSpec("RF-03", "high", ACCOUNTS, "Many rejected credentials for one user from one source"),
+        "spraying": AlertSpec("RF-04", "high", ACCOUNTS, "Distributed brute force or password spraying"),
+        "lockout_not_enforced": AlertSpec("RF-05", "critical", ACCOUNTS, "Authentication succeeded after many consecutive failures"),
+        "unauthenticated_registration": AlertSpec("RF-06", "high", REGISTRATION, "A REGISTER was accepted without any challenge"),
+        "binding_hijack": AlertSpec("RF-07", "high", REGISTRATION, "A binding was added or removed from another source"),
+        "request_flood": AlertSpec("RF-08", "high", AVAILABILITY, "One source sent SIP requests at a flood rate"),
+    }
+    Config = Config
+
+    def __init__(self, config: Config, site):
+        super().__init__(config, site)
+        c, cap = config, config.max_tracked
+        try:
+            self._allow = [ipaddress.ip_network(n, strict=False) for n in c.allow_sources]
+            self._tools = [re.compile(p, re.I) for p in c.scanner_user_agents]
+            self._test_tools = [re.compile(p, re.I) for p in c.test_tool_user_agents]
+        except (ValueError, re.error) as exc:
+            raise ConfigError(f"[detectors.registration_flood]: {exc}") from exc
+        self._txns: BoundedMap[_Txn] = BoundedMap(cap, TXN_IDLE_S)
+        self._scanners: BoundedMap[bool] = BoundedMap(cap, c.remember_s)
+        self._registrars: BoundedMap[bool] = BoundedMap(cap, c.remember_s)
+        self._campaigns: BoundedMap[_Campaign] = BoundedMap(cap, 2 * c.campaign_quiet_s)
+        self._runs: BoundedMap[_Run] = BoundedMap(cap, c.lockout_window_s)
+        self._challenged: BoundedMap[float] = BoundedMap(cap, c.auth_lookback_s)
+        self._bindings: BoundedMap[dict] = BoundedMap(cap, 2 * c.default_expires_s)
+        self._busy: BoundedMap[SlidingWindow] = BoundedMap(cap, c.flood_window_s, lambda: SlidingWindow(c.flood_window_s))
+        self._hosts, self._ports = KeyedWindows(c.sweep_window_s, cap), KeyedWindows(c.sweep_window_s, cap)
+        self._enum, self._bf = KeyedWindows(c.enum_window_s, cap), KeyedWindows(c.bf_window_s, cap)
+        self._by_user, self._flood = KeyedWindows(c.spray_window_s, cap), KeyedWindows(c.flood_window_s, cap)
+
+    def on_sip_message(self, msg: SipMessage):
+        yield from self._close_campaigns(msg.pkt.ts)
+        if msg.is_request:
+            yield from self._request(msg)
+        elif msg.status is not None and msg.status >= 200:
+            yield from self._final(msg)
+
+    def finish(self):
+        yield from self._close_campaigns(float("inf"))
+
+    def _allowed(self, ip: str) -> bool:
+        return (bool(self._allow) and any(ipaddress.ip_address(ip) in n for n in self._allow)
+                or self.site.has_role(ip, "scanner_ips"))
+
+    def _fans_out(self, ip: str) -> bool:
+        return ip in self._registrars or any(self.site.has_role(ip, r) for r in FANOUT_ROLES)
+
+    # -- requests: RF-01, RF-02, RF-08 ------------------------------------------------------------
+    def _request(self, msg: SipMessage):
+        p, method = msg.pkt, msg.method or ""
+        if method not in ("ACK", "CANCEL") and msg.call_id is not None:
+            cred = next((a for a in msg.auth if a.header in CREDENTIALS), None)
+            key = (msg.call_id, msg.cseq, method)
+            txn = self._txns.get(key) or _Txn(
+                p.src, p.vlan, method, (cred and cred.username) or (msg.to_user if method == "REGISTER" else msg.from_user)
+                or "", address_of_record(msg), msg.contact, msg.expires, msg.user_agent, _probed_user(msg))
+            txn.credentials = cred and (cred.response_sha256 or "digest")   # svcrack re-guesses in one transaction
+            self._txns.set(key, txn, p.ts)
+        if self._allowed(p.src):
+            return
+        yield from self._fingerprint(msg)
+        if method in PROBES and not self._fans_out(p.src):
+            yield from self._sweep(msg)
+            yield from self._enumerate(msg)
+        if not any(self.site.has_role(p.src, r) for r in FANOUT_ROLES):
+            yield from self._request_flood(msg)
+
+    def _fingerprint(self, msg: SipMessage):
+        p, ua, via = msg.pkt, msg.user_agent or "", "user_agent"
+        tool = next((rx.pattern for rx in self._tools if rx.search(ua)), None)
+        if tool is None and self.config.match_sipvicious_tag and _sipvicious_tag(msg.from_tag):
+            tool, via = "sipvicious", "from_tag"
+        test = None if tool else next((rx.pattern for rx in self._test_tools if rx.search(ua)), None)
+        if not (tool or test):
+            return
+        if tool:
+            self._scanners.set(p.src, True, p.ts)
+        public, at_esc = not self.site.is_internal(p.src), self._fans_out(p.dst)
+        yield self.alert(
+            "scanner", ts=p.ts, severity="low" if test else "high" if public and at_esc else "medium",
+            identifier=p.src, src=p.src, sport=p.sport, dst=p.dst, dport=p.dport, vlan=p.vlan,
+            msg=f"{'Test tool' if test else 'SIP scanner'} at {'public ' if public else ''}{p.src} sent {msg.method} to "
+                f"{'the registrar/ESC ' if at_esc else ''}{p.dst}:{p.dport} (User-Agent {ua!r}, matched by {via}).",
+            evidence={"user_agent": ua, "matched": via, "pattern": tool or test, "method": msg.method,
+                      "ruri_user": msg.ruri_user, "public_source": public, "target_is_registrar": at_esc})
+
+    def _sweep(self, msg: SipMessage):
+        p, c = msg.pkt, self.config
+        hosts, ports = self._hosts.add(p.src, p.ts, p.dst), self._ports.add(p.src, p.ts, p.dport)
+        n_hosts, n_ports = hosts.n_distinct(), ports.n_distinct()
+        if n_hosts >= c.sweep_hosts or n_ports >= c.sweep_ports:
+            yield self.alert(
+                "sweep", ts=p.ts, identifier=p.src, src=p.src, vlan=p.vlan,
+                msg=f"{p.src} probed {n_hosts} SIP hosts and {n_ports} ports with {msg.method} within {c.sweep_window_s:g} s.",
+                evidence={"hosts": n_hosts, "ports": n_ports, "first_ts": hosts.first_ts(), "last_ts": p.ts,
+                          "sample_hosts": sorted(hosts.distinct)[:c.max_listed],
+                          "sample_ports": sorted(ports.distinct)[:c.max_listed], "user_agent": msg.user_agent})
+
+    def _enumerate(self, msg: SipMessage):
+        p, c, user = msg.pkt, self.config, _probed_user(msg)
+        if not user:
+            return
+        camp = yield from self._campaign(p.src, p.ts, p.vlan, p.dst)
+        camp.methods[msg.method] += 1
+        if user not in camp.users:
+            camp.tried += 1
+            if len(camp.users) < c.campaign_max_users:
+                camp.users[user] = None
+        if self._enum.add(p.src, p.ts, user).n_distinct() >= c.enum_users:
+            camp.enumerating = True
+
+    def _request_flood(self, msg: SipMessage):
+        p, c = msg.pkt, self.config
+        window = self._flood.add(p.src, p.ts, msg.method)
+        if window.count() < c.flood_rate * c.flood_window_s or p.ts - window.first_ts() < c.flood_min_span_s:
+            return
+        n, busy, public = window.count(), self._busy.get(p.src), not self.site.is_internal(p.src)
+        if busy is not None:
+            busy.expire(p.ts)
+        busy = busy.count() if busy is not None else 0
+        yield self.alert(
+            "request_flood", ts=p.ts, severity="high" if public or busy >= c.flood_503 else "medium",
+            identifier=p.src, src=p.src, dst=p.dst, vlan=p.vlan,
+            msg=f"{p.src} sent {n} SIP requests within {p.ts - window.first_ts():.1f} s (flood threshold "
+                f"{c.flood_rate:g}/s over {c.flood_window_s:g} s); {busy} were answered 503 in that window.",
+            evidence={"requests": n, "window_s": c.flood_window_s, "first_ts": window.first_ts(), "last_ts": p.ts,
+                      "methods": dict(window.distinct), "responses_503": busy, "public_source": public,
+                      "user_agent": msg.user_agent})
+
+    # -- campaigns: RF-02 enumeration and RF-04 spraying, judged when the source goes quiet ---------
+    def _campaign(self, src: str, ts: float, vlan: tuple[int, ...], target: str):
+        """The running campaign of src, marked active at ts; one older than campaign_max_s is judged first."""
+        camp = self._campaigns.get(src)
+        if camp is not None and ts - camp.first_ts > self.config.campaign_max_s:
+            yield from self._judge(src, self._campaigns.pop(src))
+            camp = None
+        camp = camp or _Campaign(ts, ts, vlan)
+        camp.last_ts = ts
+        if len(camp.targets) < self.config.max_listed:
+            camp.targets.add(target)
+        self._campaigns.set(src, camp, ts)
+        return camp
+
+    def _close_campaigns(self, now: float):
+        quiet = []
+        for src, camp in self._campaigns.items():          # least recently active first
+            if now - camp.last_ts <= self.config.campaign_quiet_s:
+                break
+            quiet.append(src)
+        for src in quiet:
+            yield from self._judge(src, self._campaigns.pop(src))
+
+    def _judge(self, src: str, camp: _Campaign):
+        c, span = self.config, camp.last_ts - camp.first_ts
+        common = {"first_ts": camp.first_ts, "last_ts": camp.last_ts, "targets": sorted(camp.targets)}
+        few = sorted(u for u, n in camp.fails.items() if n <= c.spray_max_tries)
+        if len(few) >= c.spray_users:
+            yield self.alert(
+                "spraying", ts=camp.last_ts, identifier=f"src:{src}", src=src, vlan=camp.vlan,
+                msg=f"{src} failed to authenticate as {len(few)} different users with at most {c.spray_max_tries} "
+                    f"tries each in {span:.0f} s (password spraying).",
+                evidence={"pattern": "spray", "users": few[:c.max_listed], "user_count": len(few),
+                          "failures": sum(camp.fails.values()), **common})
+        if not camp.enumerating:
+            return
+        answers = [a for a in camp.users.values() if a is not None]
+        statuses = Counter(status for status, _ in answers)
+        # A responder reveals which users exist when it answers some 401/407/2xx and others 404/604.
+        valid = {(status, r) for status, r in answers if status in CHALLENGES or 200 <= status < 300}
+        leaky = {r for _, r in valid} & {r for status, r in answers if status in UNKNOWN_USER}
+        revealed = sorted(u for u, a in camp.users.items() if a in valid and a[1] in leaky)
+        unknown = sum(1 for status, r in answers if r in leaky and status in UNKNOWN_USER)
+        yield self.alert(
+            "enumeration", ts=camp.last_ts, severity="high" if revealed else "medium", identifier=src, src=src,
+            vlan=camp.vlan,
+            msg=f"{src} tried {camp.tried} SIP users in {span:.0f} s; " + (
+                f"the registrar revealed {len(revealed)} as valid (401/407/2xx) and {unknown} as unknown (404/604)."
+                if revealed else f"the answers ({', '.join(f'{n} x {k}' for k, n in sorted(statuses.items())) or 'none'}) "
+                                 f"revealed no valid user."),
+            evidence={"users_tried": camp.tried, "methods": dict(camp.methods), "leaks_validity": bool(revealed),
+                      "responses": {str(k): v for k, v in sorted(statuses.items())},
+                      "valid_users": revealed[:c.max_listed], "valid_count": len(revealed),
+                      "revealed_by": sorted(leaky), **common})
+
+    # -- final responses: RF-02 answers, RF-03 to RF-07 -------------------------------------------
+    def _final(self, msg: SipMessage):
+        p, ts, status = msg.pkt, msg.pkt.ts, msg.status
+        if status == 503:                               # RFC 3261 §21.5.4: the server is overloaded
+            self._busy.touch(p.dst, ts).add(ts)
+        txn = self._txns.get((msg.call_id, msg.cseq, msg.cseq_method))
+        if txn is None or txn.judged == (txn.credentials or ""):
+            return                                      # unmatched, or a retransmitted final answer (§17.2)
+        txn.judged = txn.credentials or ""
+        camp = self._campaigns.get(txn.src)
+        if camp is not None and txn.method != "OPTIONS" and camp.users.get(txn.target, 0) is None:
+            camp.users[txn.target] = (status, p.src)      # an OPTIONS answer is about the server (RFC 3261 §11.2)
+        if txn.method == "REGISTER":
+            self._registrars.set(p.src, True, ts)
+            if status in CHALLENGES:
+                self._challenged.set(txn.aor, ts, ts)
+        if txn.credentials and status in (401, 403, 407):
+            yield from self._failure(txn, msg)
+        elif 200 <= status < 300 and txn.method in ("REGISTER", "INVITE"):
+            yield from self._success(txn, msg)
+            if txn.method == "REGISTER":
+                yield from self._unchallenged(txn, msg)
+                yield from self._binding(txn, msg)
+
+    def _failure(self, txn: _Txn, msg: SipMessage):
+        c, ts, user, registrar = self.config, msg.pkt.ts, txn.user, msg.pkt.src
+        run = self._runs.get(user)
+        if run is None or ts - run.last_ts > c.lockout_window_s:
+            run = _Run(ts, ts)
+        run.last_ts = ts
+        run.sources[txn.src] += 1
+        self._runs.set(user, run, ts)
+        base = {"user": user, "method": txn.method, "registrar": registrar, "last_status": msg.status,
+                "user_agent": txn.user_agent}
+        pair = self._bf.add((txn.src, user), ts)
+        if pair.count() >= c.bf_failures:
+            run.burst = True
+            yield self.alert(
+                "brute_force", ts=ts, identifier=f"{txn.src}>{user}", src=txn.src, dst=registrar, vlan=txn.vlan,
+                msg=f"{txn.src} failed to authenticate as {user!r} {pair.count()} times within {c.bf_window_s:g} s "
+                    f"at {registrar} (last answer {msg.status}).",
+                evidence={**base, "failures": pair.count(), "first_ts": pair.first_ts(), "last_ts": ts})
+        sources = self._by_user.add(user, ts, txn.src)
+        if sources.n_distinct() >= c.spray_sources:
+            srcs = sorted(sources.distinct)
+            yield self.alert(
+                "spraying", ts=ts, identifier=f"user:{user}", dst=registrar, vlan=txn.vlan,
+                msg=f"{len(srcs)} sources failed to authenticate as {user!r} {sources.count()} times within "
+                    f"{c.spray_window_s:g} s (distributed brute force).",
+                evidence={**base, "pattern": "distributed", "sources": srcs[:c.max_listed], "source_count": len(srcs),
+                          "failures": sources.count(), "first_ts": sources.first_ts(), "last_ts": ts})
+        if not (self._allowed(txn.src) or self._fans_out(txn.src)):
+            camp = yield from self._campaign(txn.src, ts, txn.vlan, registrar)
+            camp.fails[user] += 1
+
+    def _success(self, txn: _Txn, msg: SipMessage):
+        c, ts, user, registrar = self.config, msg.pkt.ts, txn.user, msg.pkt.src
+        run, scanner = self._runs.pop(user), txn.src in self._scanners
+        failures = sum(run.sources.values()) if run is not None and ts - run.last_ts <= c.lockout_window_s else 0
+        if failures < (c.lockout_failures_scanner if scanner else c.lockout_failures):
+            return
+        yield self.alert(
+            "lockout_not_enforced", ts=ts, identifier=f"{txn.src}>{user}", src=txn.src, dst=registrar, vlan=txn.vlan,
+            severity="critical" if scanner or run.burst or len(run.sources) > 1 else "high",
+            msg=f"{registrar} accepted {txn.method} for {user!r} from {txn.src} after {failures} consecutive failed "
+                f"authentications in {ts - run.first_ts:.0f} s: no lockout, credentials likely guessed.",
+            evidence={"user": user, "method": txn.method, "registrar": registrar, "failures": failures,
+                      "failure_sources": dict(run.sources), "first_ts": run.first_ts, "last_ts": ts,
+                      "scanner_source": scanner, "brute_force_rate": run.burst, "user_agent": txn.user_agent,
+                      "lockout_not_enforced": registrar})
+
+    def _unchallenged(self, txn: _Txn, msg: SipMessage):
+        ts, registrar, lookback = msg.pkt.ts, msg.pkt.src, self.config.auth_lookback_s
+        if txn.credentials or self._allowed(txn.src) or any(self.site.has_role(txn.src, r) for r in TRUSTED_ROLES):
+            return
+        last = self._challenged.get(txn.aor)
+        if last is not None and ts - last <= lookback:
+            return
+        yield self.alert(
+            "unauthenticated_registration", ts=ts, identifier=f"{registrar}|{txn.aor}", src=txn.src, dst=registrar,
+            vlan=txn.vlan,
+            msg=f"Registrar {registrar} accepted a REGISTER for {txn.aor} from {txn.src} without credentials and "
+                f"with no 401/407 challenge for it in the last {lookback:g} s.",
+            evidence={"aor": txn.aor, "registrar": registrar, "status": msg.status, "contacts": list(txn.contacts),
+                      "expires": txn.expires, "user_agent": txn.user_agent})
+
+    def _binding(self, txn: _Txn, msg: SipMessage):
+        """RFC 3261 §26.1.1 registration hijacking: a binding added or removed from another source."""
+        c, ts, site = self.config, msg.pkt.ts, self.site
+        bindings = {s: b for s, b in (self._bindings.get(txn.aor) or {}).items() if b.expires_at >= ts}
+        remove = txn.contacts == ("*",) or txn.expires == 0      # RFC 3261 §10.2.2
+        zone = site.zone_of(txn.src, txn.vlan)
+        others = {s: b for s, b in bindings.items() if s != txn.src}
+        if others:
+            public = not site.is_internal(txn.src)
+            zones = {b.zone for b in others.values()}
+            if public and any(site.is_internal(s) for s in others) or zone in c.hijack_zones and zone not in zones:
+                severity = "high"
+            elif zone not in zones or txn.user_agent not in {b.user_agent for b in others.values()}:
+                severity = "medium"
+            else:
+                severity = "info"                  # same zone and phone model: most likely renumbered by DHCP
+            yield self.alert(
+                "binding_hijack", ts=ts, severity=severity, identifier=f"{txn.aor}|{txn.src}", src=txn.src,
+                dst=msg.pkt.src, vlan=txn.vlan,
+                msg=f"{msg.pkt.src} accepted a REGISTER for {txn.aor} from {txn.src} (zone {zone or 'unknown'}) that "
+                    f"{'removed' if remove else 'added a binding beside'} {len(others)} live binding(s) from "
+                    f"{', '.join(sorted(others))}.",
+                evidence={"aor": txn.aor, "action": "deregister" if remove else "register", "new_zone": zone,
+                          "new_user_agent": txn.user_agent, "new_contacts": list(txn.contacts),
+                          "previous_sources": sorted(others), "previous_zones": sorted(z or "unknown" for z in zones),
+                          "previous_user_agents": sorted({b.user_agent or "" for b in others.values()}),
+                          "registrar": msg.pkt.src, "public_source": public})
+        if remove:
+            bindings = {} if txn.contacts == ("*",) else {
+                s: b for s, b in bindings.items() if s != txn.src and not set(b.contacts) & set(txn.contacts)}
+        else:
+            expires = msg.expires if msg.expires is not None else txn.expires
+            bindings[txn.src] = _Binding(ts + (c.default_expires_s if expires is None else expires), zone,
+                                         txn.user_agent, txn.contacts)
+        self._bindings.set(txn.aor, bindings, ts)
+
+
+def _probed_user(msg: SipMessage) -> str | None:
+    """The user a probe targets: the AOR of a REGISTER (RFC 3261 §10.2), else the Request-URI user."""
+    return msg.to_user if msg.method == "REGISTER" else (msg.ruri_user or msg.to_user)
+
+
+def _sipvicious_tag(tag: str | None) -> bool:
+    return bool(tag and _SV_TAG.fullmatch(tag) and _SV_TAG_TEXT.fullmatch(bytes.fromhex(tag).decode("latin-1")))
