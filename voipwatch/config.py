@@ -37,10 +37,21 @@ class PipelineConfig:
     registration_idle_s: float = opt(7200.0, "A registration row with no REGISTER traffic for this long is closed.")
     max_registrations: int = opt(200_000, "Cap on (address-of-record, source, VLAN) registration rows tracked at once.")
     max_register_transactions: int = opt(200_000, "Cap on REGISTER transactions remembered to match their responses.")
+    tcp_idle_s: float = opt(300.0, "A TCP flow direction idle this long is forgotten (its next data is sniffed anew).")
     max_tcp_flows: int = opt(50_000, "Cap on TCP flows reassembled at once (oldest evicted, counted).")
+    media_binding_max_s: float = opt(21600.0, "An SDP-announced media endpoint stays bound to its call this long after its SDP.")
+    sighting_idle_s: float = opt(3600.0, "A flow or host unseen this long counts as a new sighting (and is forgotten).")
     max_flows: int = opt(200_000, "Cap on flow directions remembered for first-sighting records (LRU, counted).")
     max_hosts: int = opt(100_000, "Cap on (MAC, IP, VLAN) host sightings remembered (LRU, counted).")
     rtp_heuristic: bool = opt(True, "Find RTP on flows SDP did not announce by a header heuristic (flagged negotiated=false).")
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name.startswith("max_") and value < 1:
+                raise ConfigError(f"[pipeline] {f.name}: must be at least 1, got {value!r}")
+            if f.name.endswith("_s") and value < 0:
+                raise ConfigError(f"[pipeline] {f.name}: must not be negative, got {value!r}")
 
 
 def _coerce(value: Any, annotation: Any, where: str) -> Any:
@@ -87,6 +98,8 @@ def load_toml(path: str | Path | None) -> dict[str, Any]:
             return tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
+    except UnicodeDecodeError as exc:           # TOML is UTF-8 (toml.io v1.0.0)
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
     except OSError as exc:
         raise ConfigError(f"{path}: {exc.strerror}") from exc
 

@@ -26,6 +26,7 @@ from voipwatch.sessions import ENDED_STATES
 from voipwatch.site import Site
 
 MAX_SUPPRESSION_KEYS = 100_000      # (name, identifier) pairs remembered for suppression before pruning
+PRUNE_EVERY = 1_000                 # alerts between prunes of expired suppression entries
 SEVERITIES = ("info", "low", "medium", "high", "critical")
 FAMILIES = ("unencrypted_media", "toll_fraud", "registration_flood", "cross_vlan")
 # Evidence keys that could carry a secret; only "<name>_sha256" and "<name>_len" forms are allowed.
@@ -146,6 +147,7 @@ class DetectorBus:
         self._heap: list = []
         self._seq = 0
         self._last_alert: dict[tuple[str, str], float] = {}
+        self._alerts_since_prune = 0
         self._handlers: dict[type, list[Callable]] = {}
         for det in detectors:
             for record_type in det.consumes:
@@ -198,7 +200,10 @@ class DetectorBus:
                 self.suppressed += 1
                 continue
             self._last_alert[key] = alert.ts
-            if len(self._last_alert) > MAX_SUPPRESSION_KEYS:
+            self._alerts_since_prune += 1
+            if self._alerts_since_prune >= PRUNE_EVERY or len(self._last_alert) > MAX_SUPPRESSION_KEYS:
+                # entries older than the window can no longer suppress anything
+                self._alerts_since_prune = 0
                 horizon = alert.ts - self.suppress_for_s
                 self._last_alert = {k: t for k, t in self._last_alert.items() if t >= horizon}
             self.on_alert(alert)

@@ -7,12 +7,13 @@ All time is capture time.
 """
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, OrderedDict
 from typing import Callable, Iterable, Protocol
 
 from dissectors import dns, rtcp, rtp, sip
 from dissectors.net import Datagram, NetworkDecoder, Skipped
 from dissectors.tcp import TcpReassembler
+from voipwatch.capture import FRAME_NOTES
 from voipwatch.config import PipelineConfig
 from voipwatch.flows import FirstSeen
 from voipwatch.media import BatchRtp, StreamingRtp
@@ -62,7 +63,8 @@ class Analyzer:
         self.mode = mode
         self.net = NetworkDecoder()
         self.tcp = TcpReassembler(max_flows=self.config.max_tcp_flows)
-        self.expectations = MediaExpectations(self.config.max_media_expectations, keep_log=mode == "batch")
+        self.expectations = MediaExpectations(self.config.max_media_expectations, keep_log=mode == "batch",
+                                              max_age_s=self.config.media_binding_max_s)
         self.calls = CallTracker(self.config.max_calls, self.config.call_idle_s, self.config.call_linger_s)
         self.registrations = RegistrationTracker(self.config.max_registrations,
                                                  self.config.max_register_transactions,
@@ -78,9 +80,10 @@ class Analyzer:
         self.first_ts: float | None = None
         self.last_ts: float | None = None
         self._next_tick: float | None = None
-        self._tcp_framers: dict[tuple, tuple[str, Callable | None]] = {}
-        self.flows = FirstSeen(self.config.max_flows)
-        self.hosts = FirstSeen(self.config.max_hosts)
+        # TCP flow direction -> [(protocol, framer), last segment time]; least recently used first
+        self._tcp_framers: OrderedDict[tuple, list] = OrderedDict()
+        self.flows = FirstSeen(self.config.max_flows, self.config.sighting_idle_s)
+        self.hosts = FirstSeen(self.config.max_hosts, self.config.sighting_idle_s)
 
     # -- input -------------------------------------------------------------------------------
     def run(self, items: Iterable[Frame | Anomaly], progress: Callable[[Frame], None] | None = None) -> None:
@@ -92,9 +95,10 @@ class Analyzer:
 
     def process(self, item: Frame | Anomaly) -> None:
         if type(item) is not Frame:
-            self.frames_read += 1          # a capture record that could not be read whole
-            self.frames_undecoded += 1
-            self.frame_classes[item.name] += 1
+            if item.name not in FRAME_NOTES:   # a capture record that could not be read whole
+                self.frames_read += 1
+                self.frames_undecoded += 1
+                self.frame_classes[item.name] += 1
             self._anomaly(item)
             return
         frame = item
@@ -118,7 +122,7 @@ class Analyzer:
                 self._sightings(decoded, bucket)
         elif kind is Skipped:
             bucket = decoded.bucket
-            if self.hosts.add((decoded.src_mac, None, decoded.vlan)):
+            if self.hosts.add((decoded.src_mac, None, decoded.vlan), ts):
                 self.sink.on_host(HostSeen(ts, frame.frame, decoded.vlan, decoded.src_mac, None))
             if decoded.payload and bucket in ("lldp", "cdp"):
                 self.sink.on_l2(L2Control(ts, frame.frame, decoded.vlan, decoded.src_mac, bucket, decoded.payload))
@@ -152,17 +156,17 @@ class Analyzer:
         """
         meta = dgram.meta
         key = (meta.vlan, meta.transport, meta.src, meta.sport, meta.dst, meta.dport)
-        if self.flows.add(key):
+        if self.flows.add(key, meta.ts):
             reverse = (meta.vlan, meta.transport, meta.dst, meta.dport, meta.src, meta.sport)
-            self.sink.on_flow(FlowSeen(meta, bucket, reverse in self.flows, dgram.src_mac, dgram.dst_mac,
-                                       dgram.tcp_flags))
-        if self.hosts.add((dgram.src_mac, meta.src, meta.vlan)):
+            self.sink.on_flow(FlowSeen(meta, bucket, self.flows.seen(reverse, meta.ts), dgram.src_mac,
+                                       dgram.dst_mac, dgram.tcp_flags))
+        if self.hosts.add((dgram.src_mac, meta.src, meta.vlan), meta.ts):
             self.sink.on_host(HostSeen(meta.ts, meta.frame, meta.vlan, dgram.src_mac, meta.src))
 
     # -- UDP ---------------------------------------------------------------------------------
     def _udp(self, dgram: Datagram) -> str:
         meta, payload = dgram.meta, dgram.payload
-        endpoint = self.expectations.lookup(meta.src, meta.sport, meta.dst, meta.dport, meta.frame)
+        endpoint = self.expectations.lookup(meta.src, meta.sport, meta.dst, meta.dport, meta.frame, meta.ts)
         if endpoint is not None:
             if rtp.is_rtcp_payload(payload):
                 return self._rtcp(meta, payload)
@@ -238,14 +242,19 @@ class Analyzer:
     def _tcp(self, dgram: Datagram) -> str:
         meta = dgram.meta
         flow = (meta.vlan, meta.src, meta.sport, meta.dst, meta.dport)
-        choice = self._tcp_framers.get(flow)
-        if choice is None:
+        known = self._tcp_framers.get(flow)
+        choice = known[0] if known is not None and meta.ts - known[1] <= self.config.tcp_idle_s else None
+        if choice is not None:
+            known[1] = meta.ts
+            self._tcp_framers.move_to_end(flow)
+        else:
             if not dgram.payload:
                 return "tcp.control"
             choice = self._choose_framer(dgram)
-            if len(self._tcp_framers) >= self.config.max_tcp_flows:
-                self._tcp_framers.pop(next(iter(self._tcp_framers)))
-            self._tcp_framers[flow] = choice
+            self._tcp_framers[flow] = [choice, meta.ts]
+            self._tcp_framers.move_to_end(flow)
+            if len(self._tcp_framers) > self.config.max_tcp_flows:
+                self._tcp_framers.popitem(last=False)
             if choice[0] == "tls":
                 self.sink.on_tls(TlsFlow(meta))
             elif choice[0] == "other" and (meta.sport in SIP_PORTS or meta.dport in SIP_PORTS):
@@ -321,6 +330,14 @@ class Analyzer:
             self._emit_call(call)
         for reg in self.registrations.expire(now):
             self.sink.on_registration(reg)
+        self.expectations.expire(now)
+        while self._tcp_framers:
+            flow, (_, last) = next(iter(self._tcp_framers.items()))
+            if now - last <= self.config.tcp_idle_s:
+                break
+            del self._tcp_framers[flow]
+        self.flows.expire(now)
+        self.hosts.expire(now)
 
     def finish(self) -> None:
         """End of input: close every stream, call and registration still open."""

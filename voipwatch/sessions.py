@@ -13,6 +13,9 @@ from voipwatch.records import Call, Registration, SdpSession, SipMessage
 # signalling for far longer than that and no media is treated as gone.
 CALL_IDLE_S = 3600.0
 ENDED_STATES = ("ended", "failed", "cancelled")
+# RFC 3261 §17.1.2.2: a non-INVITE client transaction lives 64*T1 = 32 s; a response later than that
+# belongs to no transaction still open.
+TRANSACTION_S = 32.0
 
 
 @dataclass(slots=True)
@@ -32,12 +35,14 @@ class MediaExpectations:
     """(address, port) -> what SDP last said will arrive there.
 
     An endpoint stays bound until another SDP announces the same address:port (a later call reusing
-    the port) or the LRU cap evicts it; there is no idle expiry, so a call of any length keeps its
-    media. With `keep_log`, every announcement is also kept in order for the vectorised batch path.
+    the port), until `max_age_s` after its SDP (a binding is judged by the packet's own time, so both
+    execution paths agree), or until the LRU cap evicts it. With `keep_log`, every announcement is
+    also kept in order for the vectorised batch path.
     """
 
-    def __init__(self, max_entries: int, keep_log: bool = False):
+    def __init__(self, max_entries: int, keep_log: bool = False, max_age_s: float = 21600.0):
         self.max_entries = max_entries
+        self.max_age_s = max_age_s
         self._table: OrderedDict[tuple[str, int], MediaEndpoint] = OrderedDict()
         self.log: list[tuple[tuple[str, int], MediaEndpoint]] | None = [] if keep_log else None
         self.overflows = 0
@@ -72,13 +77,23 @@ class MediaExpectations:
             self._table.popitem(last=False)
             self.overflows += 1
 
-    def lookup(self, src: str, sport: int, dst: str, dport: int, frame: int) -> MediaEndpoint | None:
-        """The announced endpoint this packet is sent to or from, set up before this frame."""
+    def lookup(self, src: str, sport: int, dst: str, dport: int, frame: int, ts: float) -> MediaEndpoint | None:
+        """The announced endpoint this packet is sent to or from, set up before this frame and no more
+        than max_age_s before its time."""
         for key in ((dst, dport), (src, sport)):
             endpoint = self._table.get(key)
-            if endpoint is not None and endpoint.setup_frame < frame:
+            if endpoint is not None and endpoint.setup_frame < frame and ts - endpoint.setup_ts <= self.max_age_s:
                 return endpoint
         return None
+
+    def expire(self, now: float) -> None:
+        """Forget bindings older than max_age_s (lookup already ignores them): memory stays flat."""
+        table = self._table
+        while table:
+            key, endpoint = next(iter(table.items()))
+            if now - endpoint.setup_ts <= self.max_age_s:
+                break
+            del table[key]
 
 
 def media_protection(offer: SdpSession | None, answer: SdpSession | None) -> str:
@@ -285,9 +300,9 @@ class RegistrationTracker:
         self.max_transactions = max_transactions
         self.idle_s = idle_s
         self._regs: OrderedDict[tuple, RegistrationState] = OrderedDict()
-        # (Call-ID, CSeq) of REGISTER requests -> registration key, to match responses (RFC 3261 §17.1.3)
-        self._transactions: OrderedDict[tuple, tuple] = OrderedDict()
-        self._answered: set[tuple] = set()
+        # (Call-ID, CSeq, branch) of REGISTER requests -> (registration key, request time, answered),
+        # to match responses (RFC 3261 §17.1.3) within a transaction's lifetime
+        self._transactions: OrderedDict[tuple, list] = OrderedDict()
         self.overflows = 0
 
     def __len__(self) -> int:
@@ -309,19 +324,22 @@ class RegistrationTracker:
             self._regs.move_to_end(key)
             reg.last_ts = msg.pkt.ts
             txn = (msg.call_id, msg.cseq, top_branch(msg))
-            if txn not in self._transactions:       # a retransmission is not a new attempt
+            known = self._transactions.get(txn)
+            if known is None or msg.pkt.ts - known[1] > TRANSACTION_S:   # a retransmission is not a new attempt
                 reg.attempts += 1
-                self._transactions[txn] = key
+                self._transactions[txn] = [key, msg.pkt.ts, False]
+                self._transactions.move_to_end(txn)
                 while len(self._transactions) > self.max_transactions:
-                    old_txn, _ = self._transactions.popitem(last=False)
-                    self._answered.discard(old_txn)
+                    self._transactions.popitem(last=False)
         elif not msg.is_request and msg.cseq_method == "REGISTER" and msg.status and msg.status >= 200:
             txn = (msg.call_id, msg.cseq, top_branch(msg))
-            key = self._transactions.get(txn)
-            reg = self._regs.get(key) if key is not None else None
-            if reg is None or txn in self._answered:
-                return evicted                      # unmatched or retransmitted final response
-            self._answered.add(txn)
+            known = self._transactions.get(txn)
+            if known is None or known[2] or msg.pkt.ts - known[1] > TRANSACTION_S:
+                return evicted                      # unmatched, expired or retransmitted final response
+            reg = self._regs.get(known[0])
+            if reg is None:
+                return evicted
+            known[2] = True
             reg.last_ts = msg.pkt.ts
             if msg.status in (401, 407):
                 reg.challenges += 1
@@ -333,6 +351,12 @@ class RegistrationTracker:
 
     def expire(self, now: float) -> list[Registration]:
         """Rows with no REGISTER traffic for idle_s: closed (a later REGISTER starts a new row)."""
+        txns = self._transactions
+        while txns:
+            txn, (_, started, _) = next(iter(txns.items()))
+            if now - started <= TRANSACTION_S:
+                break
+            del txns[txn]
         done = []
         for key, reg in self._regs.items():          # least recently active first
             if now - reg.last_ts <= self.idle_s:
