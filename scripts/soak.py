@@ -71,11 +71,13 @@ def replay(capture: Path, out: Path) -> dict:
 
 
 def soak(args) -> dict:
-    capture = Path(args.capture) if args.capture else Path(args.workdir) / "soak-24h.pcap"
+    capture = Path(args.capture) if args.capture else Path(args.workdir) / f"soak-{24 * args.days}h.pcap"
     if not args.capture:
-        generate(["--profile", "soak"], capture)
+        generate(["--profile", "soak", "--duration-s", str(86400 * args.days)], capture)
     result = replay(capture, Path(args.workdir) / "soak-out")
-    steady = [s["rss_mb"] for s in result["samples"] if s["capture_h"] >= 12.0]
+    # Steady state: after the first day's busy hour has built the site's working set.
+    span_h = result["samples"][-1]["capture_h"] if result["samples"] else 0
+    steady = [s["rss_mb"] for s in result["samples"] if s["capture_h"] >= args.steady_from_h * span_h / 24]
     result["steady_state_growth_mb"] = round(max(steady) - min(steady), 1) if steady else None
     result["flat"] = steady != [] and result["steady_state_growth_mb"] <= args.flat_mb
     return result
@@ -99,6 +101,9 @@ def main() -> None:
     parser.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "voipwatch-soak"))
     parser.add_argument("--packets", type=int, default=1_000_000, help="throughput capture size")
     parser.add_argument("--flat-mb", type=float, default=20.0, help="allowed RSS growth in the steady state")
+    parser.add_argument("--steady-from-h", type=float, default=16.0,
+                        help="steady state starts this many hours into a 24-hour capture (scaled for others)")
+    parser.add_argument("--days", type=int, default=1, help="soak capture length in days")
     parser.add_argument("--json", help="also write the result here")
     args = parser.parse_args()
     Path(args.workdir).mkdir(parents=True, exist_ok=True)
