@@ -76,8 +76,7 @@ def soak(args) -> dict:
         generate(["--profile", "soak", "--duration-s", str(86400 * args.days)], capture)
     result = replay(capture, Path(args.workdir) / "soak-out")
     # Steady state: after the first day's busy hour has built the site's working set.
-    span_h = result["samples"][-1]["capture_h"] if result["samples"] else 0
-    steady = [s["rss_mb"] for s in result["samples"] if s["capture_h"] >= args.steady_from_h * span_h / 24]
+    steady = [s["rss_mb"] for s in result["samples"] if s["capture_h"] >= args.steady_from_h]
     result["steady_state_growth_mb"] = round(max(steady) - min(steady), 1) if steady else None
     result["flat"] = steady != [] and result["steady_state_growth_mb"] <= args.flat_mb
     return result
@@ -102,7 +101,7 @@ def main() -> None:
     parser.add_argument("--packets", type=int, default=1_000_000, help="throughput capture size")
     parser.add_argument("--flat-mb", type=float, default=20.0, help="allowed RSS growth in the steady state")
     parser.add_argument("--steady-from-h", type=float, default=16.0,
-                        help="steady state starts this many hours into a 24-hour capture (scaled for others)")
+                        help="steady state starts this many hours into the capture (after the first busy hour)")
     parser.add_argument("--days", type=int, default=1, help="soak capture length in days")
     parser.add_argument("--json", help="also write the result here")
     args = parser.parse_args()
