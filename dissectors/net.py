@@ -41,6 +41,7 @@ BUCKETS = frozenset((
 ANOMALIES = frozenset((
     "link.truncated", "link.unknown_linktype", "link.vlan_too_deep",
     "ip.truncated", "ip.bad_version", "ip.bad_header_length", "ip.encap_too_deep", "ipv6.bad_ext_header",
+    "ip.bad_length",                                                            # rides on a Datagram
     "ip.fragment_overlap", "ip.fragment_oversize", "ip.fragment_too_many", "ip.fragment_table_full",
     "ip.fragment_timeout",                                                      # from expire()
     "gre.truncated", "gre.unsupported",
@@ -188,14 +189,19 @@ def _transport(frame: Frame, pkt: ip.IpPacket, vlan: tuple[int, ...], src_mac: s
                dst_mac: str | None, tunnels: tuple[tuple[str, str, str], ...]) -> Datagram | Anomaly:
     buf, start, end = pkt.buf, pkt.start, pkt.end
     src, dst = ip.ntop(pkt.src), ip.ntop(pkt.dst)
+    note = None
+    if pkt.declared_end > end and len(frame.data) >= frame.wire_len:
+        # The frame is whole on the wire, so a length field reaching past it is corrupt, not a capture cut.
+        note = _anomaly(frame, ("ip.bad_length", f"IP length field claims {pkt.declared_end - start} payload "
+                                                 f"bytes, the frame holds {end - start}"), src, dst)
     if pkt.proto == ip.PROTO_UDP:
         if end - start < 8:
             return _anomaly(frame, ("udp.truncated", f"UDP header needs 8 bytes, {end - start} captured"), src, dst)
         sport, dport, ulen, _ = ip.UDP.unpack_from(buf, start)
         declared = pkt.declared_end - start
-        note = None
         if ulen < 8 or ulen > declared:       # RFC 768: length covers header + data, within the IP payload
-            note = _anomaly(frame, ("udp.bad_length", f"UDP length {ulen}, IP payload {declared}"), src, dst)
+            # one defect per datagram: a corrupt IP length is the cause when there is one
+            note = note or _anomaly(frame, ("udp.bad_length", f"UDP length {ulen}, IP payload {declared}"), src, dst)
             stop = pkt.declared_end
         else:
             stop = start + ulen               # a shorter UDP length trims trailing bytes, as Wireshark does
@@ -212,7 +218,7 @@ def _transport(frame: Frame, pkt: ip.IpPacket, vlan: tuple[int, ...], src_mac: s
         return _anomaly(frame, ("tcp.truncated", f"TCP header of {hlen} bytes, {end - start} captured"), src, dst)
     meta = PacketMeta(frame.ts, frame.frame, vlan, src, sport, dst, dport, "tcp")
     return Datagram(meta, buf[start + hlen:end], src_mac, dst_mac, seq, offflags & 0x01FF, tunnels,
-                    pkt.declared_end > end)
+                    pkt.declared_end > end, note)
 
 
 def _skipped(bucket: str, lk: link.Link, buf: bytes, end: int, vlan: tuple[int, ...],

@@ -248,7 +248,7 @@ def _auth(fields: dict[str, list[str]], notes: _Notes) -> tuple[SipAuth, ...]:
 def parse_sip(meta: PacketMeta, payload: bytes) -> tuple[SipMessage | None, list[Anomaly]]:
     """Describe one SIP message; malformations become anomalies. (None, [...]) only without a start line."""
     notes = _Notes(meta)
-    start = _skip_crlf(payload, 0)
+    start = msg_start = _skip_crlf(payload, 0)
     line_end = _line_end(payload, start)
     sl = _start_line(payload[start:line_end], junk=False)
     if sl is None:
@@ -269,6 +269,9 @@ def parse_sip(meta: PacketMeta, payload: bytes) -> tuple[SipMessage | None, list
         head, body_start = payload[head_start:], len(payload)
     else:
         head, body_start = payload[head_start:blank.start()], blank.end()
+    nul = payload.count(b"\0", msg_start, body_start)
+    if nul:                    # §25.1: no header-field or start-line element admits a NUL octet
+        notes.add("sip.nul_byte", f"{nul} NUL bytes in the start line and header fields")
     fields = _headers(_decode(head, notes, "header fields"), notes)
     for name in _SINGLETONS:
         if len(fields.get(name, ())) > 1:

@@ -10,6 +10,7 @@ import gzip
 import heapq
 import struct
 import sys
+import zlib
 from typing import BinaryIO, Callable, Iterator
 
 from voipwatch.records import Anomaly, Frame
@@ -21,6 +22,9 @@ MAX_BLOCK_BYTES = 16 << 20       # larger pcapng blocks are corrupt (the packet 
 # Every Anomaly.name the readers produce (layer "capture").
 ANOMALIES = frozenset(("capture.truncated_record", "capture.bad_record_length", "capture.caplen_exceeds_snaplen",
                        "capture.bad_interface_id", "capture.bad_section_header"))
+# Those that describe a frame also yielded (just before them); every other one stands for a record
+# that never became a frame.
+FRAME_NOTES = frozenset(("capture.caplen_exceeds_snaplen",))
 
 # pcap (draft-ietf-opsawg-pcap §4): magic(4) major(2) minor(2) thiszone(4) sigfigs(4) snaplen(4) linktype(4)
 _PCAP_HDR = {"<": struct.Struct("<IHHiIII"), ">": struct.Struct(">IHHiIII")}
@@ -177,7 +181,7 @@ def _guarded(read: _Read) -> tuple[_Read, _State]:
                     break
                 parts.append(more)
                 got += len(more)
-        except (OSError, EOFError) as exc:       # gzip: corrupt or cut compressed stream
+        except (OSError, EOFError, zlib.error) as exc:   # gzip: corrupt or cut compressed stream
             state["error"] = str(exc) or type(exc).__name__
         return parts[0] if len(parts) == 1 else b"".join(parts)
     return safe_read, state

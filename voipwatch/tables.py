@@ -179,7 +179,11 @@ def write_table(df: pd.DataFrame, out_dir: Path, name: str, fmt: str) -> Path:
 
 
 def read_table(out_dir: Path, name: str) -> pd.DataFrame:
-    """Read a table back with its declared dtypes, whatever format it was written in."""
+    """Read a table back with its declared dtypes, whatever format it was written in.
+
+    CSV cannot tell an empty string from a missing value, so an empty string reads back as missing
+    in every format: the same table then reads back the same whatever its format.
+    """
     schema, _ = TABLES[name]
     dtypes = {col: dtype for col, (dtype, _) in schema.items()}
     for fmt in FORMATS:
@@ -188,7 +192,13 @@ def read_table(out_dir: Path, name: str) -> pd.DataFrame:
             if fmt == "csv":
                 return pd.read_csv(path, dtype=dtypes, keep_default_na=False, na_values=[""])
             if fmt == "parquet":
-                return pd.read_parquet(path)
-            return pd.read_json(path, lines=True, dtype=dtypes)
+                df = pd.read_parquet(path)
+            elif path.stat().st_size == 0:             # no rows: JSON lines keep no column names
+                df = to_frame([], name)
+            else:
+                df = pd.read_json(path, lines=True, dtype=dtypes)
+            strings = [col for col, dtype in dtypes.items() if dtype == "string"]
+            df[strings] = df[strings].replace("", pd.NA)
+            return df
     raise FileNotFoundError(f"no {name} table in {out_dir}")
 
