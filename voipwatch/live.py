@@ -62,7 +62,7 @@ class PipeCapture:
         self.bpf = bpf
         self.stats = CaptureStats()
         self._procs: list[subprocess.Popen] = []
-        self._queue: queue.Queue = queue.Queue(maxsize=100_000)
+        self._queue: queue.Queue = queue.Queue(maxsize=1_000)    # batches of frames, one per pipe read
         self._threads: list[threading.Thread] = []
         self._stopping = False
 
@@ -99,7 +99,7 @@ class PipeCapture:
             if item is _EOF:
                 running -= 1
                 continue
-            yield item
+            yield from item
 
     def request_stats(self) -> None:
         for proc in self._procs:
@@ -135,6 +135,7 @@ class PipeCapture:
             record = struct.Struct(order + "IIII")
             pos, count = 24, 0
             while True:
+                batch = []                      # one queue hand-off per read, not per frame
                 while len(buf) - pos >= 16:
                     sec, frac, caplen, wire_len = record.unpack_from(buf, pos)
                     if caplen > MAX_CAPLEN:
@@ -142,9 +143,11 @@ class PipeCapture:
                     if len(buf) - pos < 16 + caplen:
                         break
                     count += 1
-                    self._queue.put(Frame(sec + frac / units, count, linktype, buf[pos + 16:pos + 16 + caplen],
-                                          wire_len, 0, None))
+                    batch.append(Frame(sec + frac / units, count, linktype, buf[pos + 16:pos + 16 + caplen],
+                                       wire_len, 0, None))
                     pos += 16 + caplen
+                if batch:
+                    self._queue.put(batch)
                 buf = buf[pos:]
                 pos = 0
                 more = os.read(fd, 1 << 20)
