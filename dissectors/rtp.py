@@ -170,14 +170,20 @@ def parse_rtp(meta: PacketMeta, payload: bytes, negotiated: bool) -> RtpPacket |
     payload_len excludes CSRCs, the extension and the padding (P bit: count in the last octet,
     RFC 3550 §5.1); a padding count larger than the payload is clipped, as Wireshark does.
     """
-    if len(payload) < FIXED.size or payload[0] >> 6 != VERSION or is_rtcp_payload(payload):
-        return None
-    header = _header_len(payload)
-    if header is None:
+    n = len(payload)
+    if n < FIXED.size:
         return None
     b0, b1, seq, timestamp, ssrc = FIXED.unpack_from(payload)
-    body = len(payload) - header
+    if b0 >> 6 != VERSION or RTCP_MUX_FIRST <= b1 <= RTCP_MUX_LAST:
+        return None
+    if b0 & (CC_MASK | EXTENSION_BIT):          # CSRCs or an extension: their lengths must fit
+        header = _header_len(payload)
+        if header is None:
+            return None
+    else:
+        header = FIXED.size
+    body = n - header
     if b0 & PADDING_BIT:
         body = max(0, body - payload[-1])
-    return RtpPacket(pkt=meta, ssrc=ssrc, seq=seq, rtp_ts=timestamp, pt=b1 & PT_MASK,
-                     marker=bool(b1 & MARKER_BIT), payload_len=body, negotiated=negotiated)
+    # positional: this runs once per RTP packet (field order of records.RtpPacket)
+    return RtpPacket(meta, ssrc, seq, timestamp, b1 & PT_MASK, b1 >= MARKER_BIT, body, negotiated)

@@ -90,7 +90,7 @@ class PipeCapture:
         running = len(self.interfaces)
         while running:
             try:
-                item = self._queue.get(timeout=0.5)
+                item = self._queue.get(timeout=IDLE_STEP_S)
             except queue.Empty:
                 yield None
                 continue
@@ -191,6 +191,7 @@ class PipeCapture:
 
 
 _EOF = object()
+IDLE_STEP_S = 0.5            # without packets for this long, frames() yields None (monitor advances its clock)
 
 
 class PysharkCapture:

@@ -30,6 +30,8 @@ from voipwatch.tables import TABLES
 from voipwatch.windows import BoundedMap
 
 ROTATED_TABLES = ("calls", "registrations", "rtp_streams", "dns")
+HOUSEKEEPING_EVERY = 256     # frames between checks of signals, reloads and the stats timer
+IDLE_STEP_S = 0.5            # a live source yields None after this long without a packet (voipwatch.live)
 
 
 class RotatingTables:
@@ -172,15 +174,21 @@ class Monitor:
     def run(self, frames: Iterable[Frame | None], on_stats: Callable[[], dict] | None = None) -> dict:
         """Process frames until the source ends or a stop is requested; returns the last stats record."""
         next_stats = time.monotonic() + self.stats_every_s
-        last_frame_at = time.monotonic()
+        process = self.analyzer.process
+        housekeeping = quiet = 0
         for frame in frames:
             if frame is not None:
-                self.analyzer.process(frame)
-                last_frame_at = time.monotonic()
+                process(frame)
+                quiet = 0
+                housekeeping += 1
+                if housekeeping < HOUSEKEEPING_EVERY and not self.stop_requested:
+                    continue                    # signals, reloads and stats are checked every N frames
+                housekeeping = 0
             elif self.analyzer.last_ts is not None:
-                # A quiet live interface: the kernel stamps packets with the wall clock, so capture time
-                # has moved on by as much as the wall clock since the last packet.
-                self.analyzer.advance(self.analyzer.last_ts + (time.monotonic() - last_frame_at))
+                # A quiet live interface (the source yields None per IDLE_STEP_S without packets): the
+                # kernel stamps packets with the wall clock, so capture time has moved on as much.
+                quiet += 1
+                self.analyzer.advance(self.analyzer.last_ts + quiet * IDLE_STEP_S)
             if self.reload_requested and self.reload_settings is not None:
                 self.reload_requested = False
                 self.bus.finish()

@@ -104,10 +104,10 @@ class Analyzer:
         frame = item
         self.frames_read += 1
         ts = frame.ts
-        if self.first_ts is None:
-            self.first_ts = ts
+        if self.last_ts is None:
+            self.first_ts = self.last_ts = ts
             self._next_tick = ts + TICK_S
-        if self.last_ts is None or ts > self.last_ts:
+        elif ts > self.last_ts:
             self.last_ts = ts
         if ts >= self._next_tick:
             self._tick(ts)
@@ -117,8 +117,8 @@ class Analyzer:
             if decoded.anomaly is not None:
                 self._anomaly(decoded.anomaly)
             bucket = self._udp(decoded) if decoded.meta.transport == "udp" else self._tcp(decoded)
-            if bucket not in MEDIA_BUCKETS and not (decoded.meta.transport == "udp" and decoded.payload[:1]
-                                                    and decoded.payload[0] >> 6 == 2):
+            if bucket != "rtp" and bucket not in MEDIA_BUCKETS and not (
+                    decoded.meta.transport == "udp" and decoded.payload[:1] and decoded.payload[0] >> 6 == 2):
                 self._sightings(decoded, bucket)
         elif kind is Skipped:
             bucket = decoded.bucket
@@ -168,8 +168,6 @@ class Analyzer:
         meta, payload = dgram.meta, dgram.payload
         endpoint = self.expectations.lookup(meta.src, meta.sport, meta.dst, meta.dport, meta.frame, meta.ts)
         if endpoint is not None:
-            if rtp.is_rtcp_payload(payload):
-                return self._rtcp(meta, payload)
             pkt = rtp.parse_rtp(meta, payload, True)
             if pkt is not None:
                 media = endpoint.payload_types.get(pkt.pt)
@@ -178,6 +176,8 @@ class Analyzer:
                                                               rtp.codec_name(pkt.pt, endpoint.rtpmap))
                 self.rtp.add(pkt, endpoint.call_id, media[0], media[1])
                 return "rtp"
+            if rtp.is_rtcp_payload(payload):
+                return self._rtcp(meta, payload)
             if "RTP/" not in endpoint.proto.upper():
                 endpoint = None                  # T.38 (udptl) and other non-RTP media
         if sip.looks_like_sip(payload):
