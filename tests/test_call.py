@@ -146,3 +146,15 @@ def test_cli_reports_no_match_with_exit_1(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "voipwatch", "call", OFFICE, "--call-id", "nope"],
                           capture_output=True, text=True)
     assert proc.returncode == 1 and "no call matches" in proc.stdout
+
+
+def test_real_zrtp_call_is_not_readable_and_not_decoded(public_captures, tmp_path):
+    """Asterisk/Zfone/X-Lite: plain RTP/AVP in SDP, but SRTP-sized payloads (ZRTP keyed on the media path)."""
+    capture = str(public_captures / "sipnab/Asterisk_ZFONE_XLITE.pcap")
+    _, found = investigate([capture], load_settings(), ip="192.168.10.41", out_dir=str(tmp_path))
+    (folder,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    summary = json.loads((folder / "summary.json").read_text())
+    assert found == 1
+    assert (summary["protection"], summary["media_readable_on_path"]) == ("ZRTP (inferred)", False)
+    assert summary["streams"] and all(s["audio"] is None and "encrypted" in s["not_decoded_because"]
+                                      for s in summary["streams"])

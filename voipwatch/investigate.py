@@ -124,6 +124,11 @@ def protection_verdict(view: CallView) -> Verdict:
     if sdp.zrtp_hash or any(m.zrtp_hash for m in media):
         return Verdict("ZRTP", False, "ZRTP (RFC 6189) keys the media end to end; nothing on the path can decrypt it")
     plain = [m for m in media if "SAVP" not in m.proto.upper()]
+    if plain and any(a.name == "unencrypted_media.zrtp_suspected" for a in view.alerts):
+        return Verdict("ZRTP (inferred)", False,
+                       "the SDP offered plain RTP/AVP, but every payload carries an SRTP authentication tag "
+                       "(frame + 4/10 bytes, RFC 3711 §4.2): the keys were negotiated on the media path, "
+                       "most likely by ZRTP (RFC 6189), so the path sees ciphertext")
     if plain:
         protos = ", ".join(sorted({m.proto for m in plain}))
         return Verdict("none", True, f"media readable by anyone on the path: the SDP negotiated {protos}, "
