@@ -20,7 +20,6 @@ import argparse
 import csv
 import hashlib
 import json
-import mmap
 import os
 import platform
 import re
@@ -48,42 +47,62 @@ TARGET_MEM = 0.5            # voipwatch peak memory <= half of tshark's
 
 # ----------------------------------------------------------------------------- capture
 
+READ_BYTES = 16 << 20
+
+
 def count_frames(path: str | os.PathLike) -> int:
-    """Number of frames in a classic pcap or pcapng file, from the record/block headers only."""
+    """Number of frames in a classic pcap or pcapng file, from the record/block headers only.
+
+    The file is read 16 MiB at a time, never mapped: a child started by this process inherits its
+    peak RSS as the floor of its own ru_maxrss (Linux keeps the high-water mark across fork and
+    exec), so this process must stay small.
+    """
     with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        if size == 0:
+        magic = f.read(4)
+        if not magic:
             return 0
-        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-            magic = mm[:4]
-            if magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1"):
-                endian = "<"
-            elif magic in (b"\xa1\xb2\xc3\xd4", b"\xa1\xb2\x3c\x4d"):
-                endian = ">"
-            elif magic == b"\x0a\x0d\x0d\x0a":
-                return _count_pcapng(mm, size)
-            else:
-                raise ValueError(f"{path}: not a pcap or pcapng file (magic {magic.hex()})")
-            unpack = struct.Struct(endian + "I").unpack_from
-            off, n = 24, 0
-            while off + 16 <= size:
-                off += 16 + unpack(mm, off + 8)[0]
-                n += 1
-            return n
+        if magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\xa1\xb2\x3c\x4d"):
+            caplen = struct.Struct("<I" if magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">I").unpack_from
+            return _count_records(f, 24, 16, lambda buf, off: (16 + caplen(buf, off + 8)[0], 1))
+        if magic == b"\x0a\x0d\x0d\x0a":
+            return _count_records(f, 0, 12, _pcapng_block())
+        raise ValueError(f"{path}: not a pcap or pcapng file (magic {magic.hex()})")
 
 
-def _count_pcapng(mm: mmap.mmap, size: int) -> int:
-    off, n, endian = 0, 0, "<"
-    while off + 12 <= size:
-        if mm[off:off + 4] == b"\x0a\x0d\x0d\x0a":    # section header: byte-order magic follows
-            endian = "<" if mm[off + 8:off + 12] == b"\x4d\x3c\x2b\x1a" else ">"
-        btype, blen = struct.unpack_from(endian + "II", mm, off)
+def _pcapng_block():
+    """(total length, 1 if it holds a frame) of the pcapng block at an offset; the byte order is the
+    section's (its SHB's byte-order magic)."""
+    endian = "<"
+
+    def block(buf: bytes, off: int) -> tuple[int, int]:
+        nonlocal endian
+        if buf[off:off + 4] == b"\x0a\x0d\x0d\x0a":
+            endian = "<" if buf[off + 8:off + 12] == b"\x4d\x3c\x2b\x1a" else ">"
+        btype, blen = struct.unpack_from(endian + "II", buf, off)
         if blen < 12:
-            raise ValueError(f"corrupt pcapng block at offset {off}")
-        if btype in (2, 3, 6):                       # obsolete packet, simple packet, enhanced packet
-            n += 1
-        off += blen
-    return n
+            raise ValueError(f"corrupt pcapng block (length {blen})")
+        return blen, btype in (2, 3, 6)              # obsolete packet, simple packet, enhanced packet
+    return block
+
+
+def _count_records(f, offset: int, header: int, record) -> int:
+    """Sum of record(buf, off)[1] over the records from `offset`; record(...)[0] is a record's length
+    and needs `header` bytes (a pcapng SHB needs 12, its byte-order magic included)."""
+    f.seek(offset)
+    buf, pos, n = b"", 0, 0
+    while True:
+        if pos >= len(buf):                          # the last record ended past the bytes read
+            f.seek(pos - len(buf), os.SEEK_CUR)
+            buf, pos = b"", 0
+        if pos + header > len(buf):
+            more = f.read(READ_BYTES)
+            if not more:
+                return n
+            buf, pos = buf[pos:] + more, 0
+            continue
+        size, frames = record(buf, pos)
+        n += frames
+        pos += size
 
 
 def warm_cache(path: str | os.PathLike) -> None:
@@ -367,6 +386,25 @@ def compare_streams(ref: dict, got: dict, ref_name: str, got_name: str, max_prin
                 agree=not (missing or extra or diff))
 
 
+# ----------------------------------------------------------------------------- --jobs check
+
+def compare_job_outputs(outdirs: dict[int, Path], ok: set[int]) -> dict[int, bool]:
+    """Whether each --jobs N run wrote the same tables and alerts as --jobs 1 (summary.json aside,
+    which holds the run time), byte for byte; printed, and returned by N."""
+    if 1 not in outdirs or 1 not in ok:
+        return {}
+    ref = {p.name: p.read_bytes() for p in sorted(outdirs[1].iterdir()) if p.name != "summary.json"}
+    result = {}
+    for n, outdir in sorted(outdirs.items()):
+        if n == 1 or n not in ok:
+            continue
+        got = {p.name: p.read_bytes() for p in sorted(outdir.iterdir()) if p.name != "summary.json"}
+        differ = sorted(name for name in ref.keys() | got.keys() if ref.get(name) != got.get(name))
+        result[n] = not differ
+        print(f"outputs of --jobs {n} vs --jobs 1: " + ("identical" if not differ else "DIFFER: " + ", ".join(differ)))
+    return result
+
+
 # ----------------------------------------------------------------------------- main
 
 def parse_jobs(s: str) -> list[int]:
@@ -583,6 +621,9 @@ def main(argv: list[str] | None = None) -> int:
     if all_n and all_n != cpus:
         print(f"note: this machine has {cpus} CPUs; the all-cores target used --jobs {all_n}")
 
+    # ---- --jobs N against --jobs 1
+    same_outputs = compare_job_outputs(vw_outdirs, {n for n, r in vw.items() if r.get("ok")})
+
     # ---- streams
     checks = []
     if args.check_streams:
@@ -619,7 +660,7 @@ def main(argv: list[str] | None = None) -> int:
             machine=dict(cpus=cpus, python=platform.python_version(), platform=platform.platform(),
                          tshark=tshark_version),
             voipwatch=dict(command=shlex.join(vw_cmd), problem=vw_problem),
-            results=rows, targets=targets, stream_checks=checks,
+            results=rows, targets=targets, stream_checks=checks, same_outputs_as_jobs1=same_outputs,
             measured_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=1) + "\n")

@@ -281,14 +281,7 @@ def _pcapng_cases() -> dict[str, tuple[bytes, int, dict, list, str]]:
     }
 
 
-SHORT_IDB_BATCH = pytest.mark.xfail(strict=True, reason=(
-    "batch path: voipwatch.fastscan.Scanner accepts an IDB whose total length (16) is below the 20-byte "
-    "minimum that voipwatch.capture enforces, so the batch run reads on past the block and never reports "
-    "capture.bad_record_length, while the stream run stops there"))
-
-
-@pytest.mark.parametrize("case", [pytest.param(c, marks=SHORT_IDB_BATCH) if c == "interface block too short" else c
-                                  for c in _pcapng_cases()])
+@pytest.mark.parametrize("case", list(_pcapng_cases()))
 def test_damaged_pcapng(tmp_path, case):
     data, at, classes, anomalies, detail = _pcapng_cases()[case]
     path = write(tmp_path, "damaged.pcapng", data)
@@ -327,14 +320,9 @@ def _unusable(public: Path, folder: Path) -> dict[str, tuple[Path, str]]:
     return cases
 
 
-SHORT_SHB_BATCH = pytest.mark.xfail(strict=True, reason=(
-    "batch path: voipwatch.fastscan.Scanner accepts a section header block of 24 bytes (the minimum is 28), "
-    "so the batch run analyzes a file that voipwatch.capture (and the stream run) rejects with exit 1"))
-
-
 @pytest.mark.parametrize("case", ["garbage", "empty", "three bytes", "pcap header cut", "pcap version 3",
                                   "pcapng byte-order magic", "gzip of garbage", "NetMon", "missing", "directory",
-                                  pytest.param("pcapng section header too short", marks=SHORT_SHB_BATCH)])
+                                  "pcapng section header too short"])
 def test_unusable_capture_exits_1_naming_file_and_offset(tmp_path, public_captures, case):
     path, message = _unusable(public_captures, tmp_path / "in")[case]
     for mode, run in analyze(tmp_path, [path]).items():
@@ -690,11 +678,6 @@ def test_parquet_and_jsonl_round_trip(tmp_path, public_captures, fmt):
     assert msgs["call_id"].iloc[-2] == "nul\x00id@x" and msgs["user_agent"].iloc[-2] == "bad \ufffd agent"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "batch path: voipwatch/media.py builds its AnnouncementIndex from `self.expectations.log if "
-    "self.expectations else []`; MediaExpectations defines __len__ (live bindings), so once expire() has "
-    "emptied the table (capture time more than media_binding_max_s past the last SDP) the log is ignored "
-    "and every fastpath RTP candidate loses its SDP negotiation"))
 def test_clock_jump_keeps_earlier_media_negotiated(tmp_path, g711):
     """A capture whose clock jumps forward years (merged files, a clock step) after a call."""
     offsets = record_offsets(g711)

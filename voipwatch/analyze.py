@@ -75,8 +75,12 @@ class AnalysisResult:
 
 
 def analyze_files(paths: list[str], settings: Settings | None = None, mode: str = "batch",
-                  progress: Callable[[Frame], None] | None = None) -> AnalysisResult:
-    """Analyze capture files (merged in time order): records, tables, alerts and a summary."""
+                  progress: Callable[[Frame], None] | None = None, jobs: int = 1) -> AnalysisResult:
+    """Analyze capture files (merged in time order): records, tables, alerts and a summary.
+
+    `jobs` > 1 lets the batch path of a single uncompressed file use that many processes (the
+    results are the same); other inputs and the stream mode use one.
+    """
     started = time.perf_counter()
     settings = settings or load_settings()
     sink = Collector()
@@ -86,7 +90,7 @@ def analyze_files(paths: list[str], settings: Settings | None = None, mode: str 
                       else None, mode, settings.pipeline.rtp_idle_timeout_s, settings.pipeline.call_idle_s,
                       settings.alerts.suppress_for_s, call_linger_s=settings.pipeline.call_linger_s)
     analyzer = Analyzer(Tee(sink, bus), settings.pipeline, mode)
-    if mode == "batch" and len(paths) == 1 and paths[0] != "-" and feed_file(paths[0], analyzer, progress):
+    if mode == "batch" and len(paths) == 1 and paths[0] != "-" and feed_file(paths[0], analyzer, progress, jobs):
         analyzer.finish()
     else:
         analyzer.run(read_captures(paths), progress)

@@ -10,202 +10,257 @@ the same records the streaming path gives; tests/test_parity.py holds both to th
 """
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 from itertools import islice
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
+import pandas as pd
 
 from dissectors.rtp import HEURISTIC_EXCLUDED_PORTS
 from voipwatch.capture import read_capture
-from voipwatch.fastscan import HEAD, Records, Scanner, ScanError
+from voipwatch.fastscan import HEAD, Records, Scanner, ScanError, gather_rows
+from voipwatch.parallel import scanned_elsewhere
 from voipwatch.records import Frame
+from voipwatch.rtpstats import stable_order
 
 ETHERTYPE_IPV4 = 0x0800
 VLAN_TPIDS = (0x8100, 0x88A8, 0x9100)   # IEEE 802.1Q, 802.1ad, and the pre-standard QinQ tag
 MAX_TAGS = 3
 UDP = 17
-DNS_PORTS = (53, 5353)                  # dissectors.dns.looks_like_dns may claim these: per-frame path
 LINKTYPE_ETHERNET = 1
-HEURISTIC_PORTS = np.asarray(sorted(HEURISTIC_EXCLUDED_PORTS))   # dissectors.rtp.heuristic_ports_ok
+# Per UDP port: DNS_PORT when dissectors.dns.looks_like_dns may claim it (such datagrams go per-frame),
+# EXCLUDED_PORT when dissectors.rtp.heuristic_ports_ok refuses it.
+DNS_PORT, EXCLUDED_PORT = 1, 2
+PORT_FLAGS = np.zeros(1 << 16, dtype=np.uint8)
+PORT_FLAGS[[53, 5353]] |= DNS_PORT
+PORT_FLAGS[sorted(HEURISTIC_EXCLUDED_PORTS)] |= EXCLUDED_PORT
+IS_TPID = np.zeros(1 << 16, dtype=bool)
+IS_TPID[list(VLAN_TPIDS)] = True
+CHUNK_BYTES = 8 << 20                   # file bytes read and scanned at a time
 
 
 @dataclass
 class Candidates:
-    """RTP candidate columns of one chunk (all arrays of equal length)."""
+    """RTP candidate columns of one chunk: one row per candidate, grouped by stream (flow, SSRC) and in
+    record order within a stream; and the chunk's distinct flows."""
     index: np.ndarray        # int64 record index within the chunk
-    vlan: np.ndarray         # int64 encoded VLAN stack (see encode_vlan)
-    src: np.ndarray          # uint32 IPv4 address
-    dst: np.ndarray
-    sport: np.ndarray        # int64
-    dport: np.ndarray
-    ssrc: np.ndarray         # int64
-    seq: np.ndarray
-    rtp_ts: np.ndarray
-    pt: np.ndarray
-    marker: np.ndarray       # bool
-    payload_len: np.ndarray
+    flow: np.ndarray         # int32 row of `flows`
+    flows: np.ndarray        # (n, 3) uint64 per distinct flow: VLAN code (decode_vlan), src << 32 | dst, ports
+    ssrc: np.ndarray         # uint32
+    seq: np.ndarray          # uint16
+    rtp_ts: np.ndarray       # uint32
+    b1: np.ndarray           # uint8 second RTP octet: marker bit and payload type
+    payload_len: np.ndarray  # int32
     heuristic: np.ndarray    # bool: dissectors.rtp.looks_like_rtp would accept it
 
-
-def _u8(h: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """h[rows, cols] through the flat view: one gather instead of two-axis fancy indexing."""
-    return h.ravel()[rows * HEAD + cols]
-
-
-def _be16(h: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    flat = h.ravel()
-    at = rows * HEAD + cols
-    return (flat[at].astype(np.int64) << 8) | flat[at + 1]
-
-
-def _be32(h: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    flat = h.ravel()
-    at = rows * HEAD + cols
-    return ((flat[at].astype(np.int64) << 24) | (flat[at + 1].astype(np.int64) << 16)
-            | (flat[at + 2].astype(np.int64) << 8) | flat[at + 3])
-
-
-def encode_vlan(stack: tuple[int, ...]) -> int:
-    """A VLAN stack (outer -> inner, at most MAX_TAGS) as one integer: depth in the top bits."""
-    code = 0
-    for vid in stack:
-        code = (code << 12) | vid
-    return (len(stack) << 36) | code
+    def __len__(self) -> int:
+        return len(self.index)
 
 
 def decode_vlan(code: int) -> tuple[int, ...]:
+    """The VLAN stack (outer -> inner) of rtp_candidates' code: depth << 36, then 12 bits per tag."""
     depth = code >> 36
     return tuple((code >> (12 * (depth - 1 - i))) & 0xFFF for i in range(depth))
 
 
+def _be(h: np.ndarray, at: int, width: int) -> np.ndarray:
+    """The big-endian `width`-octet field at column `at` of every row of h (a view)."""
+    return h[:, at:at + width].view(f">u{width}")[:, 0]
+
+
 def rtp_candidates(rec: Records) -> Candidates:
-    """Decode the chunk's RTP candidates; every other record is left to the per-frame path."""
-    h, caplen = rec.head, rec.caplen
-    rows = np.nonzero(rec.linktype == LINKTYPE_ETHERNET)[0]
-    rows = rows[caplen[rows] >= 14]
-    l3 = np.full(len(rows), 14, dtype=np.int64)
-    ethertype = _be16(h, rows, np.full(len(rows), 12, dtype=np.int64))
+    """Decode the chunk's RTP candidates; every other record is left to the per-frame path.
+
+    Three gathers give every record's link header tail, IPv4 header and UDP + RTP headers as rows of
+    fixed layout (each at the offset its record's VLAN tags and IHL put it), decoded column-wise.
+    """
+    ethernet = (rec.linktype == LINKTYPE_ETHERNET) & (rec.caplen >= 14)
+    if ethernet.all():
+        rows, data, caplen = np.arange(len(ethernet)), rec.data_off, rec.caplen
+    else:
+        rows, data, caplen = np.flatnonzero(ethernet), rec.data_off[ethernet], rec.caplen[ethernet]
+    # IEEE 802.1Q/802.1ad tags: tag t's TCI at 14 + 4t, followed by the next EtherType (l2 holds
+    # octets 12..27, so column c is octet 12 + c).
+    l2 = gather_rows(rec.buf, data + 12, 16)
+    ethertype = _be(l2, 0, 2).astype(np.int64)
     vlan = np.zeros(len(rows), dtype=np.int64)
     depth = np.zeros(len(rows), dtype=np.int64)
-    for _ in range(MAX_TAGS):
-        tagged = np.isin(ethertype, VLAN_TPIDS) & (caplen[rows] >= l3 + 4)
+    tagged = np.ones(len(rows), dtype=bool)
+    for t in range(MAX_TAGS):
+        at = 14 + 4 * t
+        tagged &= IS_TPID[ethertype] & (caplen >= at + 4)
         if not tagged.any():
             break
-        t_rows, t_l3 = rows[tagged], l3[tagged]
-        vlan[tagged] = (vlan[tagged] << 12) | (_be16(h, t_rows, t_l3) & 0x0FFF)
-        ethertype[tagged] = _be16(h, t_rows, t_l3 + 2)
-        depth[tagged] += 1
-        l3[tagged] += 4
-    keep = ethertype == ETHERTYPE_IPV4
-    rows, l3, vlan, depth = rows[keep], l3[keep], vlan[keep], depth[keep]
-
-    # IPv4 (RFC 791): version 4, IHL >= 5, not a fragment (MF clear, offset 0), protocol UDP, and the
-    # whole datagram captured (truncated or padded-short packets go per-frame, which names them).
-    vihl = _u8(h, rows, l3).astype(np.int64)
-    ihl = (vihl & 0x0F) * 4
-    total = _be16(h, rows, l3 + 2)
-    frag = _be16(h, rows, l3 + 6)
-    proto = _u8(h, rows, l3 + 9)
-    keep = ((vihl >> 4) == 4) & (ihl >= 20) & ((frag & 0x3FFF) == 0) & (proto == UDP) \
-        & (l3 + total <= caplen[rows]) & (l3 + ihl + 8 + 12 + 4 * 15 <= HEAD)
-    rows, l3, vlan, depth, ihl, total = rows[keep], l3[keep], vlan[keep], depth[keep], ihl[keep], total[keep]
-    udp = l3 + ihl
-    ulen = _be16(h, rows, udp + 4)
-    sport = _be16(h, rows, udp)
-    dport = _be16(h, rows, udp + 2)
-    # UDP (RFC 768): a length that disagrees with the IP datagram is an anomaly the per-frame path reports.
-    keep = (ulen == total - ihl) & (ulen >= 8 + 12) & ~np.isin(sport, DNS_PORTS) & ~np.isin(dport, DNS_PORTS)
-    rows, vlan, depth, l3, udp, ulen, sport, dport = (a[keep] for a in (rows, vlan, depth, l3, udp, ulen, sport, dport))
-
-    # RTP (RFC 3550 §5.1): version 2; second octet 192..223 is multiplexed RTCP (RFC 5761 §4).
-    p = udp + 8
-    b0 = _u8(h, rows, p).astype(np.int64)
-    b1 = _u8(h, rows, p + 1).astype(np.int64)
-    plen = ulen - 8
-    header = 12 + 4 * (b0 & 0x0F)
+        vlan = np.where(tagged, (vlan << 12) | (_be(l2, at - 12, 2) & 0x0FFF), vlan)
+        ethertype = np.where(tagged, _be(l2, at - 10, 2), ethertype)
+        depth += tagged
+    l3 = 14 + 4 * depth
+    # IPv4 (RFC 791): version 4, IHL >= 5, not a fragment (MF clear, offset 0), protocol UDP, the whole
+    # datagram captured (truncated or padded-short packets go per-frame, which names them), and the
+    # headers the batch path reads within HEAD octets.
+    ip = gather_rows(rec.buf, data + l3, 20)
+    ihl = (ip[:, 0] & 0x0F).astype(np.int64) * 4
+    total = _be(ip, 2, 2).astype(np.int64)
+    ok = ((ethertype == ETHERTYPE_IPV4) & ((ip[:, 0] >> 4) == 4) & (ihl >= 20) & (l3 + ihl + 8 + 12 + 4 * 15 <= HEAD)
+          & ((_be(ip, 6, 2) & 0x3FFF) == 0) & (ip[:, 9] == UDP) & (l3 + total <= caplen))
+    # UDP (RFC 768): a length that disagrees with the IP datagram is an anomaly the per-frame path
+    # reports. RTP (RFC 3550 §5.1): version 2; a second octet 192..223 is multiplexed RTCP (RFC 5761 §4).
+    p = l3 + ihl + 8                                     # the RTP header's offset in the packet
+    udp = gather_rows(rec.buf, data + p - 8, 8 + 12)     # UDP header, then RTP fixed header
+    ulen = _be(udp, 4, 2).astype(np.int64)
+    port_flags = PORT_FLAGS[_be(udp, 0, 2)] | PORT_FLAGS[_be(udp, 2, 2)]
+    b0, b1 = udp[:, 8], udp[:, 9]
+    header = 12 + 4 * (b0 & 0x0F).astype(np.int64)
     has_ext = (b0 & 0x10) != 0
-    keep = ((b0 >> 6) == 2) & ~((b1 >= 192) & (b1 <= 223)) & (header <= plen) \
-        & (~has_ext | (p + header + 4 <= HEAD))
-    rows, vlan, depth, l3, p, plen, b0, b1, header, has_ext, sport, dport = (
-        a[keep] for a in (rows, vlan, depth, l3, p, plen, b0, b1, header, has_ext, sport, dport))
+    ok &= ((ulen == total - ihl) & (ulen >= 8 + 12) & ((port_flags & DNS_PORT) == 0) & ((b0 >> 6) == 2)
+           & ((b1 < 192) | (b1 > 223)) & (header <= ulen - 8) & (~has_ext | (p + header + 4 <= HEAD)))
+    u8 = np.frombuffer(rec.buf, dtype=np.uint8)
     # RFC 3550 §5.3.1: the extension header's length counts 32-bit words after its 4 octets.
-    ext_rows = np.nonzero(has_ext)[0]
-    header[ext_rows] += 4 + 4 * _be16(h, rows[ext_rows], p[ext_rows] + header[ext_rows] + 2)
-    keep = header <= plen
-    rows, vlan, depth, l3, p, plen, b0, b1, header, sport, dport = (
-        a[keep] for a in (rows, vlan, depth, l3, p, plen, b0, b1, header, sport, dport))
-
-    body = plen - header
-    heuristic = ~(((b1 & 0x7F) >= 72) & ((b1 & 0x7F) <= 76)) & ~np.isin(sport, HEURISTIC_PORTS) \
-        & ~np.isin(dport, HEURISTIC_PORTS)
-    padded = np.nonzero(b0 & 0x20)[0]
+    ext = np.flatnonzero(ok & has_ext)
+    if len(ext):
+        at = data[ext] + p[ext] + header[ext] + 2
+        header[ext] += 4 + 4 * ((u8[at].astype(np.int64) << 8) | u8[at + 1])
+        ok &= header <= ulen - 8
+    body = ulen - 8 - header
+    pt = b1 & 0x7F
+    heuristic = ((pt < 72) | (pt > 76)) & ((port_flags & EXCLUDED_PORT) == 0)
+    padded = np.flatnonzero(ok & ((b0 & 0x20) != 0))
     if len(padded):
         # RFC 3550 §5.1: with P set, the last octet counts the padding octets (itself included).
-        u8 = np.frombuffer(rec.buf, dtype=np.uint8)
-        count = u8[rec.data_off[rows[padded]] + p[padded] + plen[padded] - 1].astype(np.int64)
+        count = u8[data[padded] + p[padded] + ulen[padded] - 8 - 1].astype(np.int64)
         heuristic[padded] &= (count != 0) & (count <= body[padded])
         body[padded] = np.maximum(0, body[padded] - count)
 
+    keep = np.flatnonzero(ok)
+    # Per candidate: VLAN code (decode_vlan), src << 32 | dst, sport << 16 | dport, SSRC.
+    keys = [(vlan | (depth << 36))[keep], _be(ip, 12, 8)[keep].astype(np.uint64),
+            _be(udp, 0, 4)[keep].astype(np.uint64), _be(udp, 16, 4)[keep].astype(np.uint32)]
+    stream, first = _factorize_rows(keys)
+    flow_of_stream, flow_first = _factorize_rows([key[first] for key in keys[:3]])
+    # Rows grouped by stream (flow, SSRC), in record order within each: the statistics at the end of
+    # input read each stream's rows in runs rather than one row here and one there.
+    grouped = stable_order(stream)
+    final = keep[grouped]
     return Candidates(
-        index=rows, vlan=np.where(depth > 0, (depth << 36) | vlan, 0),
-        src=_be32(h, rows, l3 + 12).astype(np.uint32), dst=_be32(h, rows, l3 + 16).astype(np.uint32),
-        sport=sport.astype(np.uint16), dport=dport.astype(np.uint16),
-        ssrc=_be32(h, rows, p + 8).astype(np.uint32), seq=_be16(h, rows, p + 2).astype(np.uint16),
-        rtp_ts=_be32(h, rows, p + 4).astype(np.uint32), pt=(b1 & 0x7F).astype(np.uint8),
-        marker=(b1 & 0x80) != 0, payload_len=body.astype(np.int32), heuristic=heuristic)
+        index=rows[final], flow=flow_of_stream[stream[grouped]],
+        flows=np.stack([key[first[flow_first]].astype(np.uint64) for key in keys[:3]], axis=1),
+        ssrc=keys[3][grouped], seq=_be(udp, 10, 2)[final].astype(np.uint16),
+        rtp_ts=_be(udp, 12, 4)[final].astype(np.uint32), b1=b1[final], payload_len=body[final].astype(np.int32),
+        heuristic=heuristic[final])
 
 
-def ipv4_text(addresses: np.ndarray) -> list[str]:
-    """Dotted-quad strings for an array of uint32 addresses (converted once per unique value)."""
-    unique, inverse = np.unique(addresses, return_inverse=True)
-    names = [str(ipaddress.IPv4Address(int(a))) for a in unique]
-    return [names[i] for i in inverse]
+def _factorize_rows(columns: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Codes (int32, in order of first appearance) of the rows of equal-length integer columns, and
+    the row where each code first appears."""
+    # One hash per row; if two distinct rows share a hash, each column is factorized in turn instead.
+    mixed = np.zeros(len(columns[0]), dtype=np.uint64)
+    for k, column in enumerate(columns):
+        mixed = (mixed ^ column.astype(np.uint64)) * _MIX[k]
+    codes, _ = pd.factorize(mixed)
+    first = _first_rows(codes)
+    if not all((column[first][codes] == column).all() for column in columns):
+        codes = np.zeros(len(mixed), dtype=np.int64)
+        for column in columns:
+            column_codes, uniques = pd.factorize(column)
+            codes, _ = pd.factorize(codes * len(uniques) + column_codes)
+        first = _first_rows(codes)
+    return codes.astype(np.int32), first
 
 
-CHUNK_BYTES = 8 << 20
+# Odd 64-bit multipliers (those of splitmix64 and of Fibonacci hashing) that spread each column over the hash.
+_MIX = np.asarray([0xBF58476D1CE4E5B9, 0x94D049BB133111EB, 0x9E3779B97F4A7C15, 0xD6E8FEB86659FD93], dtype=np.uint64)
 
 
-def feed_file(path: str, analyzer, progress: Callable[[Frame], None] | None = None) -> bool:
+def _first_rows(codes: np.ndarray) -> np.ndarray:
+    """Row of each code's first appearance; codes count up in order of first appearance."""
+    return np.flatnonzero(np.diff(np.maximum.accumulate(codes), prepend=-1) > 0)
+
+
+@dataclass
+class Chunk:
+    """One scanned chunk, independent of the read buffer (so another process can produce it)."""
+    records: int                  # records in the chunk
+    cands: Candidates
+    cand_ts: np.ndarray           # float64 capture time of each candidate
+    slow: list[tuple[int, float, int, bytes, int, int]]   # (index, ts, linktype, data, wire_len, file offset)
+    last: tuple[float, int, int, int]                      # (ts, linktype, wire_len, file offset) of the last record
+
+
+class ChunkReader:
+    """An uncompressed pcap/pcapng file as a sequence of Chunks.
+
+    Raises OSError or ScanError when the file cannot be opened or is not such a file. Iteration stops
+    before the first irregular record; `complete` then tells whether every record was scanned (if
+    not, the rest of the file is for voipwatch.capture, which reports it exactly).
+    """
+
+    def __init__(self, path: str):
+        self.path = path
+        with open(path, "rb") as fh:
+            self.scanner = Scanner(fh.read(64))
+        self.complete = False
+
+    def __iter__(self) -> Iterator[Chunk]:
+        scanner = self.scanner
+        with open(self.path, "rb") as fh:
+            fh.seek(scanner.header_len)
+            base = scanner.header_len
+            # One reusable buffer: unconsumed bytes move to its front, the file fills the rest, and the
+            # HEAD bytes past the data stay zero (gathers may reach into them).
+            buf = bytearray(CHUNK_BYTES + HEAD)
+            view = memoryview(buf)
+            kept = 0
+            while not scanner.irregular:
+                got = fh.readinto(view[kept:CHUNK_BYTES])
+                if not got:
+                    break
+                end = kept + got
+                buf[end:end + HEAD] = bytes(HEAD)
+                records, used = scanner.scan(buf, end, base)
+                if used == 0 and end == CHUNK_BYTES:
+                    scanner.irregular = True      # a record longer than a chunk: leave it to the generic reader
+                    break
+                if len(records.ts):
+                    yield _chunk(records)
+                base += used
+                kept = end - used
+                buf[:kept] = buf[used:end]
+        self.complete = not scanner.irregular and not kept
+
+
+def _chunk(records: Records) -> Chunk:
+    cands = rtp_candidates(records)
+    is_cand = np.zeros(len(records.ts), dtype=bool)
+    is_cand[cands.index] = True
+    slow = np.flatnonzero(~is_cand)
+    buf = records.buf
+    data = [bytes(buf[start:start + caplen])
+            for start, caplen in zip(records.data_off[slow].tolist(), records.caplen[slow].tolist())]
+    last = len(records.ts) - 1
+    return Chunk(len(records.ts), cands, records.ts[cands.index],
+                 list(zip(slow.tolist(), records.ts[slow].tolist(), records.linktype[slow].tolist(), data,
+                          records.wire_len[slow].tolist(), records.file_off[slow].tolist())),
+                 (float(records.ts[last]), int(records.linktype[last]), int(records.wire_len[last]),
+                  int(records.file_off[last])))
+
+
+def feed_file(path: str, analyzer, progress: Callable[[Frame], None] | None = None, jobs: int = 1) -> bool:
     """Feed one capture file to a batch-mode Analyzer through the vectorised path.
 
     Returns False, having fed nothing, when the file is not an uncompressed pcap/pcapng file (the
-    caller then uses the generic reader). From the first irregular record on, the rest of the file
-    goes through voipwatch.capture, which reports it exactly.
+    caller then uses the generic reader). With jobs > 1, another process scans the file while this
+    one runs the per-frame path, and the end-of-input statistics use `jobs` processes.
     """
     try:
-        fh = open(path, "rb")
-    except OSError:
+        reader = ChunkReader(path)
+    except (OSError, ScanError):
         return False
-    with fh:
-        head = fh.read(64)
-        try:
-            scanner = Scanner(head)
-        except ScanError:
-            return False
-        fh.seek(scanner.header_len)
-        base, done = scanner.header_len, 0
-        # One reusable buffer: unconsumed bytes move to its front, the file fills the rest, and the
-        # HEAD bytes past the data stay zero (the scanner's gather window may reach into them).
-        buf = bytearray(CHUNK_BYTES + HEAD)
-        view = memoryview(buf)
-        kept = 0
-        while not scanner.irregular:
-            got = fh.readinto(view[kept:CHUNK_BYTES])
-            if not got:
-                break
-            end = kept + got
-            buf[end:end + HEAD] = bytes(HEAD)
-            records, used = scanner.scan(buf, end, base)
-            if used == 0 and end == CHUNK_BYTES:
-                scanner.irregular = True      # a record longer than a chunk: leave it to the generic reader
-                break
-            done = _feed_records(records, done, analyzer, progress)
-            base += used
-            kept = end - used
-            buf[:kept] = buf[used:end]
-    if scanner.irregular or kept:
+    analyzer.rtp.jobs = jobs
+    done = 0
+    for chunk in (scanned_elsewhere(reader) if jobs > 1 else reader):
+        done = _feed_chunk(chunk, done, analyzer, progress)
+    if not reader.complete:
         for item in islice(read_capture(path), done, None):
             analyzer.process(item)
             if progress is not None and type(item) is Frame:
@@ -213,25 +268,13 @@ def feed_file(path: str, analyzer, progress: Callable[[Frame], None] | None = No
     return True
 
 
-def _feed_records(records: Records, done: int, analyzer, progress) -> int:
+def _feed_chunk(chunk: Chunk, done: int, analyzer, progress) -> int:
     """Per-frame path for the non-candidates, in order; candidates handed over as columns."""
-    n = len(records.ts)
-    if n == 0:
-        return done
-    cands = rtp_candidates(records)
-    frames = np.arange(done + 1, done + n + 1, dtype=np.int64)
-    is_cand = np.zeros(n, dtype=bool)
-    is_cand[cands.index] = True
-    buf = records.buf
-    slow = np.flatnonzero(~is_cand)
-    columns = zip(slow.tolist(), records.ts[slow].tolist(), records.linktype[slow].tolist(),
-                  records.data_off[slow].tolist(), records.caplen[slow].tolist(), records.wire_len[slow].tolist(),
-                  records.file_off[slow].tolist())
-    for i, ts, linktype, start, caplen, wire_len, offset in columns:
-        analyzer.process(Frame(ts, done + 1 + i, linktype, bytes(buf[start:start + caplen]), wire_len, 0, offset))
-    analyzer.add_candidates(cands, frames[cands.index], records.ts[cands.index])
+    for i, ts, linktype, data, wire_len, offset in chunk.slow:
+        analyzer.process(Frame(ts, done + 1 + i, linktype, data, wire_len, 0, offset))
+    cands = chunk.cands
+    analyzer.add_candidates(cands, done + 1 + cands.index, chunk.cand_ts)
     if progress is not None:
-        last = n - 1
-        progress(Frame(float(records.ts[last]), done + n, int(records.linktype[last]), b"",
-                       int(records.wire_len[last]), 0, int(records.file_off[last])))
-    return done + n
+        ts, linktype, wire_len, offset = chunk.last
+        progress(Frame(ts, done + chunk.records, linktype, b"", wire_len, 0, offset))
+    return done + chunk.records

@@ -1,13 +1,19 @@
 """Record scanning for the vectorised batch path: capture files as (offset, ts, caplen) arrays.
 
-The per-record loop is the one part of the batch path that must touch every record in Python; it
-only follows the length fields. Everything else (link, IPv4, UDP and RTP header fields) is then
-gathered with numpy from the record offsets (see fastpath.py).
+Records are found by following the length fields from the first record of a chunk. Most of the
+walk is vectorised: every position whose header looks like a record of the current second (the
+timestamp's upper bytes match, the lengths are plausible) is a candidate, each candidate points
+at the record its length field says comes next, and the records are the chain of candidates
+reached from the known first one. A position a chain does not reach is never taken, so the result
+is exactly that of the one-record-at-a-time walk, which handles whatever the chain stops at (a new
+timestamp pattern, a block that is not a packet, the end of the chunk, an irregular record).
+Link, IPv4, UDP and RTP header fields are then gathered with numpy from the record offsets
+(see fastpath.py).
 """
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -20,16 +26,22 @@ PCAPNG_SHB = b"\x0a\x0d\x0d\x0a"
 # generic reader, like every irregular record.
 BT_SHB, BT_IDB, BT_PB, BT_SPB, BT_EPB = 0x0A0D0D0A, 1, 2, 3, 6
 MAX_CAPLEN = 256 * 1024          # voipwatch.capture.MAX_CAPLEN: larger lengths are corrupt records
-# Bytes of packet data gathered per record: enough for Ethernet + 3 VLAN tags + IPv4 + UDP + the RTP
-# fixed header with CSRCs. Chunks are padded with this many zero bytes.
+# voipwatch.capture._MIN_BLOCK: the smallest total length of each block type (header, fixed fields, trailer).
+MIN_BLOCK = {BT_SHB: 28, BT_IDB: 20, BT_PB: 32, BT_SPB: 16, BT_EPB: 32}
+# Bytes of packet data the batch path may read per record: enough for Ethernet + 3 VLAN tags + IPv4 +
+# UDP + the RTP fixed header with CSRCs. Chunks are padded with this many zero bytes.
 HEAD = 128
+# The vectorised walk looks for candidates this many bytes ahead at a time; when it finds fewer than
+# MIN_RUN records in a window, the next STEP_RECORDS records are walked one at a time.
+WINDOW_BYTES = 1 << 20
+MIN_RUN = 64
+STEP_RECORDS = 1024
 
 
 @dataclass
 class Records:
     """One chunk's records: packet data offsets into `buf`, lengths, timestamps, link types."""
-    buf: bytes                # the chunk, followed by HEAD zero bytes of padding
-    head: np.ndarray          # (n, HEAD) uint8: the first HEAD bytes at each record's packet data
+    buf: bytearray            # the chunk, followed by HEAD zero bytes of padding
     data_off: np.ndarray      # int64 offset of each record's packet data in buf
     caplen: np.ndarray        # int64
     wire_len: np.ndarray      # int64
@@ -95,7 +107,7 @@ class Scanner:
         else:
             raise ScanError(f"not a pcap/pcapng file (magic {magic.hex()})")
 
-    def scan(self, buf: bytes, end: int, base: int) -> tuple[Records, int]:
+    def scan(self, buf: bytearray, end: int, base: int) -> tuple[Records, int]:
         """Records wholly inside buf[:end] (buf is padded past end with HEAD zero bytes).
 
         `base` is the file offset of buf[0]. Returns the records and the number of bytes consumed.
@@ -104,85 +116,189 @@ class Scanner:
             return self._scan_pcap(buf, end, base)
         return self._scan_pcapng(buf, end, base)
 
-    def _scan_pcap(self, buf: bytes, end: int, base: int):
+    # -- pcap ---------------------------------------------------------------------------------
+    def _scan_pcap(self, buf: bytearray, end: int, base: int) -> tuple[Records, int]:
+        rec, used = self._walk(buf, end, self._pcap_chain, self._pcap_steps)
+        fields = gather_rows(buf, rec, 16).view(np.dtype(self.order + "u4")).astype(np.int64)
+        # voipwatch.capture: ts = sec + frac / units (the same IEEE operations, so the same bits).
+        ts = fields[:, 0] + fields[:, 1] / self.units
+        records = Records(buf, rec + 16, fields[:, 2], fields[:, 3], ts,
+                          np.full(len(rec), self.linktype, dtype=np.int64), rec + base)
+        return records, used
+
+    def _pcap_chain(self, u8: np.ndarray, off: int, end: int) -> np.ndarray:
+        """Offsets of the records chained from the one at `off` within one window (vectorised)."""
+        last = min(end, off + WINDOW_BYTES) - 16          # the last header start considered
+        if last < off:
+            return _EMPTY
+        # The upper three bytes of ts_sec: those of the record at `off`.
+        top = (1, 2, 3) if self.order == "<" else (0, 1, 2)
+        first = top[0]
+        hits = np.flatnonzero(u8[off + first:last + first + 1] == u8[off + first]) + off
+        for k in top[1:]:
+            hits = hits[u8[hits + k] == u8[off + k]]
+        fields = gather_rows(u8, hits, 16).view(np.dtype(self.order + "u4"))
+        caplen = fields[:, 2].astype(np.int64)
+        nxt = hits + 16 + caplen
+        # Plausible headers only (a record that is not one ends the chain, and the single steps take it).
+        ok = (caplen <= self.limit) & (fields[:, 2] <= fields[:, 3]) & (fields[:, 1] < self.units) & (nxt <= end)
+        return _chain(hits[ok], nxt[ok], off)
+
+    def _pcap_steps(self, buf: bytearray, off: int, end: int) -> tuple[list[int], int, bool]:
+        """Up to STEP_RECORDS records one at a time: (offsets, next offset, whether the chunk is done)."""
         caplen_at = struct.Struct(self.order + "I").unpack_from
         limit = self.limit
         offs: list[int] = []
-        append = offs.append
-        off = 0
-        while off + 16 <= end:
+        while off + 16 <= end and len(offs) < STEP_RECORDS:
             caplen = caplen_at(buf, off + 8)[0]
             if caplen > limit:
                 self.irregular = True
-                break
+                return offs, off, True
             if off + 16 + caplen > end:
-                break
-            append(off)
+                return offs, off, True
+            offs.append(off)
             off += 16 + caplen
-        rec = np.asarray(offs, dtype=np.int64)
-        rows = _gather(buf, rec, 16 + HEAD)
-        fields = rows[:, :16].copy().view(np.dtype(self.order + "u4")).astype(np.int64)
-        # voipwatch.capture: ts = sec + frac / units (the same IEEE operations, so the same bits).
-        ts = fields[:, 0] + fields[:, 1] / self.units
-        records = Records(buf, np.ascontiguousarray(rows[:, 16:]), rec + 16, fields[:, 2], fields[:, 3], ts,
-                          np.full(len(rec), self.linktype, dtype=np.int64), rec + base)
-        return records, off
+        return offs, off, off + 16 > end
 
-    def _scan_pcapng(self, buf: bytes, end: int, base: int):
-        offs: list[int] = []
-        ifaces: list[int] = []
-        off = 0
-        while off + 12 <= end:
-            order = self.order
-            btype = struct.unpack_from(order + "I", buf, off)[0]
-            if btype == BT_SHB:
-                order = self.order = "<" if buf[off + 8:off + 12] == b"\x4d\x3c\x2b\x1a" else ">"
-            blen = struct.unpack_from(order + "I", buf, off + 4)[0]
-            if blen < 12 or blen % 4 or btype in (BT_PB, BT_SPB):
-                self.irregular = True
-                break
-            if off + blen > end:
-                if blen > MAX_CAPLEN + 4096:
-                    self.irregular = True
-                break
-            if struct.unpack_from(order + "I", buf, off + blen - 4)[0] != blen:
-                self.irregular = True
-                break
-            if btype == BT_EPB:
-                iface, _, _, caplen = struct.unpack_from(order + "IIII", buf, off + 8)
-                if (iface >= len(self.interfaces) or caplen > blen - 32 or caplen > MAX_CAPLEN
-                        or (self.interfaces[iface].snaplen and caplen > self.interfaces[iface].snaplen)):
-                    self.irregular = True
-                    break
-                offs.append(off)
-                ifaces.append(iface)
-            elif btype == BT_IDB:
-                linktype, _, snaplen = struct.unpack_from(order + "HHI", buf, off + 8)
-                self.interfaces.append(_Interface(linktype, snaplen, *_idb_options(buf[off + 16:off + blen - 4], order)))
-            elif btype == BT_SHB:
-                # A second section (new interfaces, maybe another byte order) goes to the generic reader.
-                if base + off != 0 or struct.unpack_from(order + "H", buf, off + 12)[0] != 1:
-                    self.irregular = True
-                    break
-            off += blen
-        rec = np.asarray(offs, dtype=np.int64)
-        iface = np.asarray(ifaces, dtype=np.int64)
-        rows = _gather(buf, rec, 28 + HEAD)
-        fields = rows[:, 8:28].copy().view(np.dtype(self.order + "u4")).astype(np.int64)
+    # -- pcapng -------------------------------------------------------------------------------
+    def _scan_pcapng(self, buf: bytearray, end: int, base: int) -> tuple[Records, int]:
+        rec, used = self._walk(buf, end, self._pcapng_chain,
+                               lambda buf, off, end: self._pcapng_steps(buf, off, end, base))
+        fields = gather_rows(buf, rec + 8, 20).view(np.dtype(self.order + "u4")).astype(np.int64)
         table = self.interfaces or [_Interface(0, 0, 1_000_000, 0)]
+        iface = fields[:, 0]
         linktype = np.asarray([i.linktype for i in table], dtype=np.int64)[iface]
         units = np.asarray([i.units for i in table], dtype=np.int64)[iface]
         offset_s = np.asarray([i.offset_s for i in table], dtype=np.int64)[iface]
         raw = (fields[:, 1] << 32) | fields[:, 2]
         # voipwatch.capture: q, r = divmod(raw, units); ts = offset + q + r / units.
         ts = (offset_s + raw // units) + (raw % units) / units
-        return Records(buf, np.ascontiguousarray(rows[:, 28:]), rec + 28, fields[:, 3], fields[:, 4], ts, linktype, rec + base), off
+        return Records(buf, rec + 28, fields[:, 3], fields[:, 4], ts, linktype, rec + base), used
+
+    def _pcapng_chain(self, u8: np.ndarray, off: int, end: int) -> np.ndarray:
+        """Offsets of the enhanced packet blocks chained from the one at `off` within one window."""
+        last = min(end, off + WINDOW_BYTES) - 32          # the smallest EPB is 32 bytes
+        if last < off or not self.interfaces:
+            return _EMPTY
+        # Block type 6 and the timestamp's upper 32 bits of the block at `off`, byte for byte.
+        pattern = [(k, u8[off + k]) for k in (12, 13, 14, 15, 0, 1, 2, 3)]
+        at, value = pattern[0]
+        hits = np.flatnonzero(u8[off + at:last + at + 1] == value) + off
+        for k, v in pattern[1:]:
+            hits = hits[u8[hits + k] == v]
+        dtype = np.dtype(self.order + "u4")
+        fields = gather_rows(u8, hits, 28).view(dtype).astype(np.int64)
+        btype, blen, iface, caplen = fields[:, 0], fields[:, 1], fields[:, 2], fields[:, 5]
+        nxt = hits + blen
+        snaplen = np.asarray([i.snaplen for i in self.interfaces], dtype=np.int64)
+        ok = ((btype == BT_EPB) & (blen >= 32) & (blen % 4 == 0) & (nxt <= end) & (iface < len(snaplen))
+              & (caplen <= blen - 32) & (caplen <= MAX_CAPLEN))
+        hits, nxt, blen, iface, caplen = hits[ok], nxt[ok], blen[ok], iface[ok], caplen[ok]
+        snap = snaplen[iface]
+        trailer = gather_rows(u8, nxt - 4, 4).view(dtype)[:, 0]
+        ok = ((snap == 0) | (caplen <= snap)) & (trailer == blen)
+        return _chain(hits[ok], nxt[ok], off)
+
+    def _pcapng_steps(self, buf: bytearray, off: int, end: int, base: int) -> tuple[list[int], int, bool]:
+        """Up to STEP_RECORDS blocks one at a time: (EPB offsets, next offset, whether the chunk is done)."""
+        offs: list[int] = []
+        blocks = 0
+        while off + 12 <= end and blocks < STEP_RECORDS:
+            blocks += 1
+            order = self.order
+            btype = struct.unpack_from(order + "I", buf, off)[0]
+            if btype == BT_SHB:
+                order = self.order = "<" if buf[off + 8:off + 12] == b"\x4d\x3c\x2b\x1a" else ">"
+            blen = struct.unpack_from(order + "I", buf, off + 4)[0]
+            if blen < MIN_BLOCK.get(btype, 12) or blen % 4 or btype in (BT_PB, BT_SPB):
+                self.irregular = True
+                return offs, off, True
+            if off + blen > end:
+                if blen > MAX_CAPLEN + 4096:
+                    self.irregular = True
+                return offs, off, True
+            if struct.unpack_from(order + "I", buf, off + blen - 4)[0] != blen:
+                self.irregular = True
+                return offs, off, True
+            if btype == BT_EPB:
+                iface, _, _, caplen = struct.unpack_from(order + "IIII", buf, off + 8)
+                if (iface >= len(self.interfaces) or caplen > blen - 32 or caplen > MAX_CAPLEN
+                        or (self.interfaces[iface].snaplen and caplen > self.interfaces[iface].snaplen)):
+                    self.irregular = True
+                    return offs, off, True
+                offs.append(off)
+            elif btype == BT_IDB:
+                linktype, _, snaplen = struct.unpack_from(order + "HHI", buf, off + 8)
+                options = _idb_options(buf[off + 16:off + blen - 4], order)
+                self.interfaces.append(_Interface(linktype, snaplen, *options))
+            elif btype == BT_SHB:
+                # A second section (new interfaces, maybe another byte order) goes to the generic reader.
+                if base + off != 0 or struct.unpack_from(order + "H", buf, off + 12)[0] != 1:
+                    self.irregular = True
+                    return offs, off, True
+            off += blen
+        return offs, off, off + 12 > end
+
+    # -- both ---------------------------------------------------------------------------------
+    def _walk(self, buf: bytearray, end: int, chain, steps) -> tuple[np.ndarray, int]:
+        """Record offsets in buf[:end] and the bytes consumed: vectorised chains, else single steps."""
+        u8 = np.frombuffer(buf, dtype=np.uint8)
+        parts: list = []
+        off = 0
+        while True:
+            run = chain(u8, off, end)
+            if len(run):
+                parts.append(run)
+                off = int(run[-1]) + self._length(buf, int(run[-1]))
+            if len(run) < MIN_RUN:
+                offs, off, done = steps(buf, off, end)
+                parts.append(np.asarray(offs, dtype=np.int64))
+                if done:
+                    break
+        return (np.concatenate(parts) if parts else _EMPTY), off
+
+    def _length(self, buf: bytearray, off: int) -> int:
+        """Total length of the record at `off` (header included)."""
+        if self.kind == "pcap":
+            return 16 + struct.unpack_from(self.order + "I", buf, off + 8)[0]
+        return struct.unpack_from(self.order + "I", buf, off + 4)[0]
 
 
-def _gather(buf: bytes, offsets: np.ndarray, width: int) -> np.ndarray:
-    """Rows of `width` bytes starting at each offset (buf carries at least HEAD bytes of padding)."""
-    u8 = np.frombuffer(buf, dtype=np.uint8)
-    if len(offsets) == 0:
-        return np.zeros((0, width), dtype=np.uint8)
-    windows = np.lib.stride_tricks.as_strided(u8, shape=(len(u8) - width + 1, width), strides=(1, 1))
-    return windows[offsets]
+_EMPTY = np.zeros(0, dtype=np.int64)
+
+
+def _chain(starts: np.ndarray, nexts: np.ndarray, first: int) -> np.ndarray:
+    """The starts reached from `first` by following nexts, while each next is itself a start.
+
+    `starts` is sorted and nexts[i] > starts[i]. A start that is no record (a header-like pattern
+    inside a packet) is never reached from a record, so it is left out.
+    """
+    k = len(starts)
+    if not k or starts[0] != first:
+        return _EMPTY
+    succ = np.searchsorted(starts, nexts)
+    succ[(succ >= k) | (starts[np.minimum(succ, k - 1)] != nexts)] = k     # k: the chain ends here
+    breaks = np.flatnonzero(succ != np.arange(1, k + 1))
+    if not len(breaks) or succ[breaks[0]] == k:          # the usual case: each start leads to the next
+        return starts[:breaks[0] + 1] if len(breaks) else starts
+    # Some starts are skipped: mark the reached ones by pointer doubling, s^(t + 2^m) from s^t.
+    jump = np.append(succ, k)
+    reached = np.zeros(k + 1, dtype=bool)
+    reached[0] = True
+    while True:
+        new = jump[np.flatnonzero(reached)]
+        if reached[new].all():
+            break
+        reached[new] = True
+        jump = jump[jump]
+    return starts[reached[:k]]
+
+
+def gather_rows(buf, offsets: np.ndarray, width: int) -> np.ndarray:
+    """(n, width) uint8: the `width` bytes at each offset (buf carries at least HEAD bytes of padding).
+
+    The buffer is viewed as overlapping width-byte items, one per byte offset, so the gather copies
+    whole items.
+    """
+    items = np.ndarray(shape=(len(buf) - width + 1,), dtype=np.dtype((np.void, width)), buffer=buf, strides=(1,))
+    return items[offsets].view(np.uint8).reshape(-1, width)

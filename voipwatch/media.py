@@ -7,16 +7,18 @@ A stream belongs to the call whose SDP announced its flow when its first packet 
 """
 from __future__ import annotations
 
-import dataclasses
+import ctypes
+from ipaddress import IPv4Address
 from typing import Callable
 
 import numpy as np
 import pandas as pd
 
 from dissectors import rtp
-from voipwatch.fastpath import Candidates, decode_vlan, ipv4_text
+from voipwatch.fastpath import Candidates, decode_vlan
+from voipwatch.parallel import map_forked
 from voipwatch.records import RtpPacket, RtpStream
-from voipwatch.rtpstats import RtpStreamTracker, streams_from_table
+from voipwatch.rtpstats import RtpStreamTracker, analysis_clock_rate, segment_rows, stable_order, stream_records
 from voipwatch.sessions import MediaExpectations
 
 Emit = Callable[[list[RtpStream]], None]
@@ -57,8 +59,22 @@ class _Interner:
         return code
 
 
+# Per-packet columns kept until the end of input (fastpath candidates carry "heuristic" too, and the
+# per-frame path's packets their "negotiated" and "profile"): the dtypes bound the memory per RTP packet.
+_DTYPES = {"ts": np.float64, "frame": np.int64, "flow": np.int32, "ssrc": np.uint32, "seq": np.uint16,
+           "rtp_ts": np.uint32, "b1": np.uint8, "payload_len": np.int32}
+_COLUMN_DTYPES = {**_DTYPES, "negotiated": np.bool_, "profile": np.int32}
+# Rows per unit of work of the end-of-input statistics; a unit holds whole streams, so one stream
+# longer than this is a unit of its own. Peak memory is a few dozen bytes per row of a unit.
+UNIT_ROWS = 1 << 17
+
+
 class BatchRtp:
-    """Collects RTP header fields as columns; streams are computed once, at the end of input."""
+    """Collects RTP header fields as columns; streams are computed once, at the end of input.
+
+    A flow is (vlan, src, sport, dst, dport); a profile is what a stream takes from its first packet
+    and its packets' jitter clock: (analysis clock rate, codec, call_id).
+    """
 
     def __init__(self, idle_s: float, max_streams: int, expectations: MediaExpectations | None = None,
                  heuristic: bool = True):
@@ -66,108 +82,170 @@ class BatchRtp:
         self.expectations = expectations
         self.heuristic = heuristic
         self.overflows = 0            # offline analysis keeps every stream: no cap to hit
-        self._addr = _Interner()
-        self._vlan = _Interner()
-        self._call = _Interner()
-        self._codec = _Interner()
-        self._rows: dict[str, list] = {name: [] for name in _COLUMNS}
-        self._blocks: list[tuple[Candidates, np.ndarray, np.ndarray]] = []
+        self.jobs = 1                 # processes the end-of-input statistics may use (set by fastpath.feed_file)
+        self._flows = _Interner()
+        self._fast_flows: dict[tuple[int, int, int], int] = {}     # fastpath flow key -> flow code
+        self._profiles = _Interner()
+        self._rows: dict[str, list] = {name: [] for name in _COLUMN_DTYPES}
+        self._blocks: list[dict[str, np.ndarray]] = []
 
     def add(self, pkt: RtpPacket, call_id: str | None, clock_rate_hz: int | None, codec: str | None) -> None:
         m = pkt.pkt
+        profile = (analysis_clock_rate(pkt.pt, clock_rate_hz, codec) or 0, codec, call_id)
         for name, value in (
-                ("ts", m.ts), ("frame", m.frame), ("vlan", self._vlan.code(m.vlan)),
-                ("src", self._addr.code(m.src)), ("sport", m.sport), ("dst", self._addr.code(m.dst)),
-                ("dport", m.dport), ("ssrc", pkt.ssrc), ("seq", pkt.seq), ("rtp_ts", pkt.rtp_ts), ("pt", pkt.pt),
-                ("marker", pkt.marker), ("payload_len", pkt.payload_len), ("negotiated", pkt.negotiated),
-                ("clock_rate_hz", clock_rate_hz or 0), ("codec", self._codec.code(codec)),
-                ("call", -1 if call_id is None else self._call.code(call_id))):
+                ("ts", m.ts), ("frame", m.frame), ("flow", self._flows.code((m.vlan, m.src, m.sport, m.dst, m.dport))),
+                ("ssrc", pkt.ssrc), ("seq", pkt.seq), ("rtp_ts", pkt.rtp_ts), ("b1", pkt.pt | (pkt.marker << 7)),
+                ("payload_len", pkt.payload_len), ("negotiated", pkt.negotiated),
+                ("profile", self._profiles.code(profile))):
             self._rows[name].append(value)
 
     def add_candidates(self, cands: Candidates, frames: np.ndarray, ts: np.ndarray) -> None:
         """RTP candidates decoded by fastpath; classified once every SDP of the capture is known."""
-        self._blocks.append((cands, frames, ts))
+        flows = np.fromiter(map(self._fast_flow, map(tuple, cands.flows.tolist())), dtype=np.int32,
+                            count=len(cands.flows))
+        self._blocks.append({
+            "ts": ts, "frame": frames, "flows": flows, "local": cands.flow, "ssrc": cands.ssrc, "seq": cands.seq,
+            "rtp_ts": cands.rtp_ts, "b1": cands.b1, "payload_len": cands.payload_len, "heuristic": cands.heuristic})
+
+    def _fast_flow(self, key: tuple[int, int, int]) -> int:
+        code = self._fast_flows.get(key)
+        if code is None:
+            vlan, addresses, ports = key
+            code = self._fast_flows[key] = self._flows.code((
+                decode_vlan(vlan), str(IPv4Address(addresses >> 32)), ports >> 16,
+                str(IPv4Address(addresses & 0xFFFFFFFF)), ports & 0xFFFF))
+        return code
 
     def expire(self, now: float, emit: Emit) -> None:
         """Nothing is emitted before the end of input in batch mode."""
 
     def finish(self, emit: Emit) -> int:
         """Emit every stream; returns how many fastpath candidates turned out not to be RTP."""
-        parts = [{name: np.asarray(values, dtype=_DTYPES[name]) for name, values in self._rows.items()}]
-        self._rows = {name: [] for name in _COLUMNS}
-        index = AnnouncementIndex(self.expectations.log if self.expectations else [])
-        not_rtp = 0
-        while self._blocks:                   # classified block by block, each freed as it goes
-            columns, rejected = self._classify(self._blocks.pop(0), index)
-            parts.append(columns)
-            not_rtp += rejected
+        per_frame = len(self._rows["ts"])
+        columns, not_rtp = self._classified()
         streams: list[RtpStream] = []
-        # Streams never cross a flow, so flows are spread over partitions that are computed one at
-        # a time: peak memory is that of one partition, not of every RTP packet of the capture.
-        for part in parts:
-            part["partition"] = (part["src"] * 7919 + part["dst"] * 104729 + part["sport"].astype(np.int64) * 31
-                                 + part["dport"]) % STREAM_PARTITIONS
-        for k in range(STREAM_PARTITIONS):
-            selected = [part["partition"] == k for part in parts]
-            table = {name: np.concatenate([part[name][sel] for part, sel in zip(parts, selected)])
-                     for name in _COLUMNS}
-            if len(table["ts"]):
-                table["codec"] = np.asarray(self._codec.values, dtype=object)[table["codec"]]
-                table["call_id"] = np.asarray([None] + self._call.values, dtype=object)[table.pop("call") + 1]
-                streams.extend(streams_from_table(table, self.idle_s, self._vlan.values))
-        addresses = self._addr.values
+        if len(columns["ts"]):
+            # Streams are (flow, ssrc): rows sorted by stream, then capture order, cut into units of
+            # whole streams that are computed one at a time (in `jobs` processes). The candidate blocks
+            # are in capture order and each is grouped by stream in capture order, so a stable sort by
+            # stream keeps capture order within a stream; the per-frame path's packets, after them, are
+            # put in place by frame in the streams that have any.
+            stream = pd.factorize((columns["flow"].astype(np.int64) << 32) | columns["ssrc"])[0].astype(np.int32)
+            order = stable_order(stream).astype(np.int32)
+            if per_frame:
+                mixed = np.isin(stream[order], stream[len(stream) - per_frame:])
+                rows = order[mixed]
+                order[mixed] = rows[np.lexsort((columns["frame"][rows], stream[rows]))]
+            stream = stream[order]
+            _release_free_memory()
+            clock = np.asarray([p[0] for p in self._profiles.values], dtype=np.int64)
+            work = [(columns, order, stream, clock, self.idle_s, lo, hi) for lo, hi in _units(stream, UNIT_ROWS)]
+            for part in map_forked(_unit_segments, work, self.jobs):
+                streams.extend(self._records(part))
         streams.sort(key=lambda st: st.first_frame)
-        emit([dataclasses.replace(st, src=addresses[int(st.src)], dst=addresses[int(st.dst)]) for st in streams])
+        emit(streams)
         return not_rtp
 
-    def _classify(self, block: tuple[Candidates, np.ndarray, np.ndarray],
-                  index: "AnnouncementIndex") -> tuple[dict[str, np.ndarray], int]:
-        """One block of fastpath candidates as RTP columns: announced by SDP, or accepted by the heuristic."""
-        cands, frames, ts = block
-        endpoint = index.lookup((cands.src.astype(np.int64) << 16) | cands.sport,
-                                (cands.dst.astype(np.int64) << 16) | cands.dport, frames)
-        keep = endpoint >= 0
-        if self.heuristic:
-            keep |= cands.heuristic
-        rows = np.flatnonzero(keep)
-        endpoint, pt = endpoint[rows], cands.pt[rows]
-        log = index.log
-        # Clock rate, codec and call per (announcement, payload type): few distinct pairs.
-        pair_codes, pairs = pd.factorize(endpoint * 128 + pt)
-        rates, codecs, calls = [], [], []
-        for pair in pairs.tolist():
-            ep_index, p = divmod(pair, 128)
-            ep = log[ep_index][1] if ep_index >= 0 else None
+    def _classified(self) -> tuple[dict[str, np.ndarray], int]:
+        """Every RTP packet as columns (those of _DTYPES, negotiated and profile): the candidate blocks', then
+        the per-frame path's packets; and how many fastpath candidates are not RTP: neither announced by
+        SDP nor accepted by the heuristic."""
+        index = AnnouncementIndex(*((self.expectations.log, self.expectations.max_age_s)
+                                    if self.expectations is not None else ([], 0.0)))
+        src_keys = np.asarray([_ipv4_key(src, sport) for _, src, sport, _, _ in self._flows.values], dtype=np.int64)
+        dst_keys = np.asarray([_ipv4_key(dst, dport) for _, _, _, dst, dport in self._flows.values], dtype=np.int64)
+        profiles = np.full((len(index.log) + 1) * 128, -1, dtype=np.int32)
+        not_rtp = 0
+        for block in self._blocks:                    # block by block: small temporaries
+            flows, local = block.pop("flows"), block.pop("local")
+            endpoint = index.lookup_block(src_keys, dst_keys, flows, local, block["frame"], block["ts"])
+            block["flow"] = flows[local]
+            keep = endpoint >= 0
+            heuristic = block.pop("heuristic")
+            if self.heuristic:
+                keep |= heuristic
+            if not keep.all():
+                rows = np.flatnonzero(keep)
+                not_rtp += len(keep) - len(rows)
+                for name, column in block.items():
+                    block[name] = column[rows]
+                endpoint = endpoint[rows]
+            block["negotiated"] = endpoint >= 0
+            block["profile"] = self._announced_profiles(endpoint, block["b1"] & 0x7F, index.log, profiles)
+        blocks, self._blocks = self._blocks, []
+        names = (*_DTYPES, "negotiated", "profile")
+        columns = {}
+        for name in names:                            # one column at a time, freeing the blocks' arrays
+            columns[name] = np.concatenate([b.pop(name) for b in blocks] or [np.zeros(0, _COLUMN_DTYPES[name])])
+            _release_free_memory()
+        if self._rows["ts"]:                          # packets of the per-frame path, after the candidates
+            rows, self._rows = self._rows, {name: [] for name in self._rows}
+            for name in names:
+                columns[name] = np.concatenate([columns[name], np.asarray(rows[name], dtype=_COLUMN_DTYPES[name])])
+        return columns, not_rtp
+
+    def _announced_profiles(self, endpoint: np.ndarray, pt: np.ndarray, log: list, table: np.ndarray) -> np.ndarray:
+        """Profile code per packet from its announcement (-1: none) and payload type. `table` holds the
+        code per (announcement + 1) * 128 + payload type, -1 until first needed."""
+        pair = (endpoint + 1) * 128 + pt
+        for new in np.unique(pair[table[pair] < 0]).tolist():
+            ep_index, p = divmod(new, 128)
+            ep = log[ep_index - 1][1] if ep_index else None
             rtpmap = ep.rtpmap if ep is not None else None
-            rates.append(rtp.clock_rate(p, rtpmap) or 0)
-            codecs.append(self._codec.code(rtp.codec_name(p, rtpmap)))
-            calls.append(-1 if ep is None else self._call.code(ep.call_id))
-        vlan_codes, vlans = pd.factorize(cands.vlan[rows])
-        vlan_index = np.asarray([self._vlan.code(decode_vlan(int(v))) for v in vlans], dtype=np.int64)
-        columns = {
-            "ts": ts[rows], "frame": frames[rows], "vlan": vlan_index[vlan_codes],
-            "src": self._address_codes(cands.src[rows]), "sport": cands.sport[rows],
-            "dst": self._address_codes(cands.dst[rows]), "dport": cands.dport[rows],
-            "ssrc": cands.ssrc[rows], "seq": cands.seq[rows], "rtp_ts": cands.rtp_ts[rows], "pt": pt,
-            "marker": cands.marker[rows], "payload_len": cands.payload_len[rows], "negotiated": endpoint >= 0,
-            "clock_rate_hz": np.asarray(rates, dtype=np.int64)[pair_codes],
-            "codec": np.asarray(codecs, dtype=np.int64)[pair_codes],
-            "call": np.asarray(calls, dtype=np.int64)[pair_codes]}
-        return columns, len(frames) - len(rows)
+            codec = rtp.codec_name(p, rtpmap)
+            table[new] = self._profiles.code((analysis_clock_rate(p, rtp.clock_rate(p, rtpmap), codec) or 0, codec,
+                                              None if ep is None else ep.call_id))
+        return table[pair]
 
-    def _address_codes(self, addresses: np.ndarray) -> np.ndarray:
-        codes, uniques = pd.factorize(addresses)
-        return np.asarray([self._addr.code(a) for a in ipv4_text(uniques)], dtype=np.int64)[codes]
+    def _records(self, part: dict) -> list[RtpStream]:
+        """RtpStream records of one unit of work."""
+        flows = [self._flows.values[f] for f in part["flow"].tolist()]
+        profiles = [self._profiles.values[p] for p in part["profile"].tolist()]
+        return stream_records(
+            part["segments"], src=[f[1] for f in flows], sport=[f[2] for f in flows], dst=[f[3] for f in flows],
+            dport=[f[4] for f in flows], vlan=[f[0] for f in flows], ssrc=part["ssrc"].tolist(),
+            payload_type=part["pt"].tolist(), codec=[p[1] for p in profiles], call_id=[p[2] for p in profiles],
+            first_ts=part["first_ts"].tolist(), last_ts=part["last_ts"].tolist(),
+            first_frame=part["first_frame"].tolist())
 
 
-# Flow partitions the batch statistics are computed in, one at a time, to bound peak memory.
-STREAM_PARTITIONS = 8
+def _release_free_memory() -> None:
+    """Give the heap pages freed by now back to the system (glibc's malloc_trim(3); elsewhere nothing).
 
-_DTYPES = {"ts": np.float64, "frame": np.int64, "vlan": np.int64, "src": np.int64, "sport": np.uint16,
-           "dst": np.int64, "dport": np.uint16, "ssrc": np.uint32, "seq": np.uint16, "rtp_ts": np.uint32,
-           "pt": np.uint8, "marker": bool, "payload_len": np.int32, "negotiated": bool,
-           "clock_rate_hz": np.int64, "codec": np.int64, "call": np.int64}
-_COLUMNS = tuple(_DTYPES)
+    glibc keeps freed blocks below its (adaptive) mmap threshold in its heap, where live allocations
+    around them keep their pages resident until trimmed: the candidate blocks, freed as their columns
+    are joined, and the temporaries of sorting the rows by stream.
+    """
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _units(stream: np.ndarray, size: int) -> list[tuple[int, int]]:
+    """[lo, hi) ranges of about `size` rows sorted by stream that never split a stream."""
+    n = len(stream)
+    starts = np.flatnonzero(stream[1:] != stream[:-1]) + 1
+    at = np.searchsorted(starts, np.arange(size, n, size))
+    cuts = np.unique(np.r_[0, starts[at[at < len(starts)]], n]).tolist()
+    return list(zip(cuts[:-1], cuts[1:]))
+
+
+def _unit_segments(work: tuple) -> dict:
+    """Segment statistics of sorted rows lo..hi, and what each segment's record takes from its first row."""
+    columns, order, stream, clock, idle_s, lo, hi = work
+    rows = order[lo:hi]
+    b1 = columns["b1"][rows]
+    profile = columns["profile"][rows]
+    ts = columns["ts"][rows]
+    segments = segment_rows(
+        stream=stream[lo:hi], ts=ts, seq=columns["seq"][rows], rtp_ts=columns["rtp_ts"][rows], pt=b1 & 0x7F,
+        marker=b1 >= 0x80, clock=clock[profile], payload_len=columns["payload_len"][rows],
+        negotiated=columns["negotiated"][rows], idle_s=idle_s)
+    first = rows[segments.first]
+    return {"segments": segments, "flow": columns["flow"][first], "ssrc": columns["ssrc"][first],
+            "pt": b1[segments.first] & 0x7F, "profile": profile[segments.first], "first_ts": ts[segments.first],
+            "last_ts": ts[segments.last], "first_frame": columns["frame"][first]}
 
 
 FRAME_SPAN = 1 << 31
@@ -176,53 +254,77 @@ FRAME_SPAN = 1 << 31
 class AnnouncementIndex:
     """MediaExpectations.lookup, vectorised over the log of every SDP announcement of the capture."""
 
-    def __init__(self, log: list):
+    def __init__(self, log: list, max_age_s: float):
         self.log = log
+        self.max_age_s = max_age_s
         entries = [(i, ep.setup_frame, key) for i, ((addr, port), ep) in enumerate(log)
-                   if (key := _ipv4_key(addr, port)) is not None]
+                   if (key := _ipv4_key(addr, port)) >= 0]
         index, setup, key = (np.asarray(col, dtype=np.int64) for col in zip(*entries)) if entries else \
             (np.zeros(0, np.int64),) * 3
         order = np.lexsort((setup, key))             # by endpoint, then by setup frame
         self.index, self.setup, key = index[order], setup[order], key[order]
+        self.setup_ts = np.asarray([log[i][1].setup_ts for i in self.index.tolist()], dtype=np.float64)
         ukeys, self.first = np.unique(key, return_index=True)
         self.count = np.diff(np.r_[self.first, len(key)])
         self.known = pd.Index(ukeys)
         # (endpoint rank, setup frame) as one sortable number; frame numbers stay below 2^31.
         self.ranked = np.repeat(np.arange(len(ukeys), dtype=np.int64), self.count) * FRAME_SPAN + self.setup
 
-    def lookup(self, src_keys: np.ndarray, dst_keys: np.ndarray, frames: np.ndarray) -> np.ndarray:
+    def lookup(self, src_keys: np.ndarray, dst_keys: np.ndarray, flow: np.ndarray, frames: np.ndarray,
+               ts: np.ndarray) -> np.ndarray:
         """Per packet, the log index of the announcement of the endpoint it is sent to (else the one it
-        is sent from), the latest set up before its frame; -1 when none. Keys are IPv4 << 16 | port."""
+        is sent from): the latest set up before its frame, if no more than max_age_s before its time;
+        -1 when none. Keys are IPv4 << 16 | port per flow (-1: not IPv4); flow, frames, ts per packet."""
         result = np.full(len(frames), -1, dtype=np.int64)
-        if not len(self.known) or not len(frames):
-            return result
         for keys in (src_keys, dst_keys):            # the destination wins: looked up last
-            code = self.known.get_indexer(keys)
-            rows = np.flatnonzero(code >= 0)
-            if not len(rows):
-                continue
-            code = code[rows]
-            pos = self.first[code] + self.count[code] - 1     # the endpoint's latest announcement
-            multi = np.flatnonzero(self.count[code] > 1)
-            if len(multi):
-                target = code[multi].astype(np.int64) * FRAME_SPAN + frames[rows[multi]] - 1
-                pos[multi] = np.searchsorted(self.ranked, target, side="right") - 1
-            valid = (pos >= self.first[code]) & (self.setup[np.maximum(pos, 0)] < frames[rows])
+            rows, code, pos = self._latest(keys[flow], frames)
+            valid = (pos >= self.first[code]) & (ts[rows] - self.setup_ts[np.maximum(pos, 0)] <= self.max_age_s)
             result[rows[valid]] = self.index[pos[valid]]
         return result
 
+    def lookup_block(self, src_keys: np.ndarray, dst_keys: np.ndarray, flows: np.ndarray, local: np.ndarray,
+                     frames: np.ndarray, ts: np.ndarray) -> np.ndarray:
+        """lookup() for a block of packets whose flows are flows[local]: once per flow, at the block's
+        first frame and time, which holds for all its packets unless an announcement of one of the
+        flow's endpoints is set up, or comes of age, within the block (those flows' packets are looked
+        up one by one)."""
+        first, last, t0, t1 = int(frames.min()), int(frames.max()), float(ts.min()), float(ts.max())
+        result = self.lookup(src_keys, dst_keys, flows, np.full(len(flows), first), np.full(len(flows), t0))[local]
+        changing = np.zeros(len(flows), dtype=bool)
+        for keys in (src_keys[flows], dst_keys[flows]):
+            known, code, pos = self._latest(keys, np.full(len(flows), first))
+            announced = np.searchsorted(self.ranked, code * FRAME_SPAN + last) > pos + 1
+            # Whether the packets' age test can differ within the block (a second's margin for rounding).
+            expiry = self.setup_ts[np.maximum(pos, 0)] + self.max_age_s
+            ageing = (pos >= self.first[code]) & (expiry >= t0 - 1) & (expiry <= t1 + 1)
+            changing[known] |= announced | ageing
+        rows = np.flatnonzero(changing[local])
+        if len(rows):
+            result[rows] = self.lookup(src_keys, dst_keys, flows[local[rows]], frames[rows], ts[rows])
+        return result
 
-def _ipv4_key(addr: str, port: int) -> int | None:
+    def _latest(self, keys: np.ndarray, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For the packets whose endpoint key was announced (rows), its code and the position of its
+        latest announcement set up before the packet's frame (below first[code] when none)."""
+        code = self.known.get_indexer(keys) if len(self.known) else np.full(len(keys), -1)
+        rows = np.flatnonzero(code >= 0)
+        code = code[rows].astype(np.int64)
+        pos = np.searchsorted(self.ranked, code * FRAME_SPAN + frames[rows] - 1, side="right") - 1
+        return rows, code, pos
+
+
+def _ipv4_key(addr: str, port: int) -> int:
+    """IPv4 address << 16 | port; -1 when `addr` is not a dotted-quad IPv4 address."""
     parts = addr.split(".")
     if len(parts) != 4:
-        return None
+        return -1
     try:
         value = 0
         for part in parts:
             octet = int(part)
             if not 0 <= octet <= 255:
-                return None
+                return -1
             value = (value << 8) | octet
     except ValueError:
-        return None
+        return -1
     return (value << 16) | port

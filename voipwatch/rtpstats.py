@@ -277,45 +277,83 @@ def streams_from_table(table: Any, idle_s: float = 60.0,
     if n == 0:
         return []
     key = _stream_ids(table, n)
-    order = _capture_order(key, _numeric(table, "frame", np.int64))
-    key = key[order]
-    ts = _numeric(table, "ts", np.float64)[order]
-    first = np.empty(n, dtype=bool)
-    first[0] = True
-    np.not_equal(key[1:], key[:-1], out=first[1:])
-    first[1:] |= ts[1:] - ts[:-1] > idle_s
-    starts = np.flatnonzero(first)
-    seg = np.cumsum(first) - 1
-    stats = _segment_stats(
-        ts=ts, seg=seg, starts=starts, first=first,
-        seq=_numeric(table, "seq", np.int64)[order], rtp_ts=_numeric(table, "rtp_ts", np.int64)[order],
-        pt=_numeric(table, "pt", np.int64)[order], marker=_numeric(table, "marker", bool)[order],
-        clock=_analysis_clock_rates(table)[order])
-    rows = order[starts]                                  # each segment's first row, in table order
-    last_rows = order[np.append(starts[1:], n) - 1]
+    order = capture_order(key, _numeric(table, "frame", np.int64))
+    segments = segment_rows(
+        stream=key[order], ts=_numeric(table, "ts", np.float64)[order], seq=_numeric(table, "seq", np.int64)[order],
+        rtp_ts=_numeric(table, "rtp_ts", np.int64)[order], pt=_numeric(table, "pt", np.int64)[order],
+        marker=_numeric(table, "marker", bool)[order], clock=_analysis_clock_rates(table)[order],
+        payload_len=_numeric(table, "payload_len", np.int64)[order],
+        negotiated=_numeric(table, "negotiated", bool)[order], idle_s=idle_s)
+    rows = order[segments.first]                          # each segment's first row, in table order
+    last_rows = order[segments.last]
     frame = _numeric(table, "frame", np.int64)
     ts_in = _numeric(table, "ts", np.float64)
     pts = _numeric(table, "pt", np.int64)[rows].tolist()
     columns = {name: _pick(table, name, rows) for name in KEY_COLUMNS}
-    columns.update(
-        payload_type=pts, codec=_codecs(table, rows, pts), packets=stats["packets"].tolist(),
-        call_id=[_text(c) for c in _pick(table, "call_id", rows)] if "call_id" in _names(table) else [None] * len(rows),
-        expected=stats["expected"].tolist(), duplicates=stats["duplicates"].tolist(),
-        out_of_order=stats["out_of_order"].tolist(), jitter_ms_mean=stats["mean_jitter"].tolist(),
-        jitter_ms_max=stats["max_jitter"].tolist(), max_delta_ms=stats["max_delta"].tolist(),
-        first_ts=ts_in[rows].tolist(), last_ts=ts_in[last_rows].tolist(), first_frame=frame[rows].tolist(),
-        negotiated=np.logical_or.reduceat(_numeric(table, "negotiated", bool)[order], starts).tolist(),
-        payload_types=stats["payload_types"],
-        bytes=np.add.reduceat(_numeric(table, "payload_len", np.int64)[order], starts).tolist())
     vlan_values = columns["vlan"] if vlans is None else [vlans[int(v)] for v in columns["vlan"]]
+    call_ids = [_text(c) for c in _pick(table, "call_id", rows)] if "call_id" in _names(table) else [None] * len(rows)
+    return stream_records(
+        segments, src=map(str, columns["src"]), sport=map(int, columns["sport"]), dst=map(str, columns["dst"]),
+        dport=map(int, columns["dport"]), vlan=map(tuple, vlan_values), ssrc=map(int, columns["ssrc"]),
+        payload_type=pts, codec=_codecs(table, rows, pts), call_id=call_ids,
+        first_ts=ts_in[rows].tolist(), last_ts=ts_in[last_rows].tolist(), first_frame=frame[rows].tolist())
+
+
+@dataclass
+class Segments:
+    """Statistics of stream segments, one entry per segment, from rows sorted as segment_rows wants."""
+    first: np.ndarray                 # sorted row of each segment's first packet
+    last: np.ndarray                  # sorted row of its last packet
+    packets: np.ndarray
+    expected: np.ndarray
+    duplicates: np.ndarray
+    out_of_order: np.ndarray
+    jitter_mean: np.ndarray           # ms
+    jitter_max: np.ndarray
+    max_delta: np.ndarray
+    negotiated: np.ndarray            # bool: any packet of the segment was SDP-announced
+    bytes: np.ndarray                 # RTP payload octets
+    payload_types: list[tuple[int, ...]]
+
+
+def segment_rows(stream: np.ndarray, ts: np.ndarray, seq: np.ndarray, rtp_ts: np.ndarray, pt: np.ndarray,
+                 marker: np.ndarray, clock: np.ndarray, payload_len: np.ndarray, negotiated: np.ndarray,
+                 idle_s: float) -> Segments:
+    """The statistics of every segment of rows sorted by stream id, then capture order.
+
+    `clock` is analysis_clock_rate per row (0 for none). A segment is cut where a packet comes more
+    than idle_s after the previous one of its stream.
+    """
+    n = len(ts)
+    first = np.empty(n, dtype=bool)
+    first[0] = True
+    np.not_equal(stream[1:], stream[:-1], out=first[1:])
+    first[1:] |= ts[1:] - ts[:-1] > idle_s
+    starts = np.flatnonzero(first)
+    seg = np.cumsum(first) - 1
+    stats = _segment_stats(ts=ts, seg=seg, starts=starts, first=first, seq=seq.astype(np.int64, copy=False),
+                           rtp_ts=rtp_ts.astype(np.int64, copy=False), pt=pt.astype(np.int64, copy=False),
+                           marker=marker, clock=clock)
+    return Segments(
+        first=starts, last=np.append(starts[1:], n) - 1, packets=stats["packets"], expected=stats["expected"],
+        duplicates=stats["duplicates"], out_of_order=stats["out_of_order"], jitter_mean=stats["mean_jitter"],
+        jitter_max=stats["max_jitter"], max_delta=stats["max_delta"],
+        negotiated=np.logical_or.reduceat(negotiated, starts),
+        bytes=np.add.reduceat(payload_len.astype(np.int64, copy=False), starts), payload_types=stats["payload_types"])
+
+
+def stream_records(segments: Segments, *, src, sport, dst, dport, vlan, ssrc, payload_type, codec, call_id,
+                   first_ts, last_ts, first_frame) -> list[RtpStream]:
+    """RtpStream records, in first-frame order, from segment statistics and per-segment key values."""
+    expected = segments.expected.tolist()
+    packets = segments.packets.tolist()
     # Positional, in RtpStream field order (records.py): one object per segment.
     streams = [RtpStream(*row) for row in zip(
-        map(str, columns["src"]), map(int, columns["sport"]), map(str, columns["dst"]), map(int, columns["dport"]),
-        map(tuple, vlan_values), map(int, columns["ssrc"]), columns["payload_type"], columns["codec"],
-        columns["packets"], columns["expected"], [e - p for e, p in zip(columns["expected"], columns["packets"])],
-        columns["duplicates"], columns["out_of_order"], columns["jitter_ms_mean"], columns["jitter_ms_max"],
-        columns["max_delta_ms"], columns["first_ts"], columns["last_ts"], columns["first_frame"],
-        columns["call_id"], columns["negotiated"], columns["payload_types"], columns["bytes"])]
+        src, sport, dst, dport, vlan, ssrc, payload_type, codec, packets, expected,
+        [e - p for e, p in zip(expected, packets)], segments.duplicates.tolist(), segments.out_of_order.tolist(),
+        segments.jitter_mean.tolist(), segments.jitter_max.tolist(), segments.max_delta.tolist(), first_ts,
+        last_ts, first_frame, call_id, segments.negotiated.tolist(), segments.payload_types,
+        segments.bytes.tolist())]
     streams.sort(key=lambda s: s.first_frame)
     return streams
 
@@ -351,16 +389,21 @@ def _pick(table: Any, name: str, rows: np.ndarray) -> list:
     return [column[int(r)] for r in rows]
 
 
-def _capture_order(key: np.ndarray, frame: np.ndarray) -> np.ndarray:
-    """Row order by stream id, then frame: stable radix sorts on 16-bit digits of the dense ids."""
-    pre = None
+def capture_order(key: np.ndarray, frame: np.ndarray) -> np.ndarray:
+    """Row order by stream id, then frame."""
     if len(frame) > 1 and not np.all(frame[1:] > frame[:-1]):
         pre = np.argsort(frame, kind="stable")
-        key = key[pre]
+        return pre[stable_order(key[pre])]
+    return stable_order(key)
+
+
+def stable_order(key: np.ndarray) -> np.ndarray:
+    """Row order by key (dense ids >= 0), rows of equal key kept in their order: stable radix sorts on
+    16-bit digits."""
     order = np.argsort((key & 0xFFFF).astype(np.uint16), kind="stable")
     if key.max(initial=0) > 0xFFFF:
         order = order[np.argsort((key[order] >> 16).astype(np.uint16), kind="stable")]
-    return order if pre is None else pre[order]
+    return order
 
 
 def _analysis_clock_rates(table: Any) -> np.ndarray:

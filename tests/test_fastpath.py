@@ -1,0 +1,260 @@
+"""The vectorised batch path against the per-frame readers and dissectors, on crafted captures.
+
+fastscan.Scanner must find exactly the records voipwatch.capture reads (whatever the timestamps,
+lengths, block types or record-like bytes inside packets), and every frame fastpath.rtp_candidates
+decodes must give the same fields through dissectors.net and dissectors.rtp.
+"""
+from __future__ import annotations
+
+import random
+import struct
+from ipaddress import IPv4Address
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dissectors import rtp
+from dissectors.net import Datagram, NetworkDecoder
+from voipwatch import fastpath, fastscan
+from voipwatch.analyze import analyze_files
+from voipwatch.capture import read_capture
+from voipwatch.fastpath import decode_vlan, rtp_candidates
+from voipwatch.fastscan import HEAD, Scanner
+from voipwatch.records import Frame
+from voipwatch.settings import load_settings
+
+
+# -- captures --------------------------------------------------------------------------------------
+
+def pcap(rng: random.Random, order: str = "<", nano: bool = False, timestamps: str = "steady", n: int = 1500,
+         tail: bytes = b"") -> bytes:
+    """A pcap file of n records; 5 % of the packets hold record-like bytes (fake headers)."""
+    units = 10**9 if nano else 10**6
+    out = [struct.pack(order + "IHHiIII", 0xA1B23C4D if nano else 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)]
+    sec = 1_700_000_000
+    for _ in range(n):
+        if timestamps == "random":
+            sec = rng.randrange(2**32)
+        elif timestamps == "steady":
+            sec += rng.random() < 0.02 and rng.randrange(1, 600)
+        frac = 0 if timestamps == "zero" else rng.randrange(units)
+        size = rng.choice([60, 214, 218, rng.randrange(0, 400)])
+        if rng.random() < 0.05:
+            fake = b""
+            while len(fake) < size:
+                length = rng.randrange(0, 40)
+                fake += struct.pack(order + "IIII", sec, frac, length, length) + bytes(length)
+            data = fake[:size]
+        else:
+            data = rng.randbytes(size)
+        wire = size + (rng.random() < 0.1 and rng.randrange(100)) - (rng.random() < 0.02 and min(size, 5))
+        out.append(struct.pack(order + "IIII", sec, frac, size, max(wire, 0)) + data)
+    return b"".join(out) + tail
+
+
+def _block(btype: int, body: bytes) -> bytes:
+    body += bytes(-len(body) % 4)
+    return struct.pack("<II", btype, len(body) + 12) + body + struct.pack("<I", len(body) + 12)
+
+
+def pcapng(rng: random.Random, n: int = 1500, jumpy: bool = False, tail: bytes = b"") -> bytes:
+    """Two interfaces (µs, and ns with a snaplen of 100), statistics and custom blocks between packets."""
+    out = [_block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1)),
+           _block(1, struct.pack("<HHI", 1, 0, 0)),
+           _block(1, struct.pack("<HHI", 1, 0, 100) + struct.pack("<HHB3x", 9, 1, 9) + bytes(4))]
+    t = 1_700_000_000 * 10**6
+    for _ in range(n):
+        t += rng.randrange(2**40) if jumpy else rng.randrange(10**7)
+        iface = rng.randrange(2)
+        size = min(rng.choice([60, 90, 214, rng.randrange(0, 100)]), 100 if iface else 1000)
+        data = rng.randbytes(size)
+        if rng.random() < 0.05:
+            fake = _block(6, struct.pack("<IIIII", 0, t >> 32, t & 0xFFFFFFFF, 8, 8) + bytes(8))
+            data = (fake * (size // len(fake) + 1))[:size]
+        out.append(_block(6, struct.pack("<IIIII", iface, t >> 32, t & 0xFFFFFFFF, size, size) + data))
+        if rng.random() < 0.03:
+            out.append(_block(5, bytes(16)) if rng.random() < 0.5 else _block(0x40000BAD, b"custom"))
+    return b"".join(out) + tail
+
+
+def scanned(path: Path, chunk: int) -> tuple[list[tuple], bool]:
+    """(ts, linktype, data, wire_len, offset) per record the Scanner finds, reading `chunk` bytes at a
+    time as fastpath.ChunkReader does, and whether it scanned the whole file."""
+    data = path.read_bytes()
+    scanner = Scanner(data[:64])
+    base, rest, out = scanner.header_len, data[scanner.header_len:], []
+    while rest and not scanner.irregular:
+        buf = bytearray(rest[:chunk]) + bytearray(HEAD)
+        end = min(chunk, len(rest))
+        records, used = scanner.scan(buf, end, base)
+        if used == 0:
+            break
+        for ts, lt, start, caplen, wire, off in zip(records.ts.tolist(), records.linktype.tolist(),
+                                                   records.data_off.tolist(), records.caplen.tolist(),
+                                                   records.wire_len.tolist(), records.file_off.tolist()):
+            out.append((ts, lt, bytes(buf[start:start + caplen]), wire, off))
+        base += used
+        rest = rest[used:]
+    return out, not rest and not scanner.irregular
+
+
+CAPTURES = {
+    "pcap": lambda rng: pcap(rng),
+    "pcap-big-endian-ns": lambda rng: pcap(rng, ">", True),
+    "pcap-random-ts": lambda rng: pcap(rng, timestamps="random"),
+    "pcap-zero-ts": lambda rng: pcap(rng, ">", timestamps="zero"),
+    "pcap-cut": lambda rng: pcap(rng, tail=struct.pack("<IIII", 1, 0, 100, 100) + bytes(10)),
+    "pcap-bad-length": lambda rng: pcap(rng, tail=struct.pack("<IIII", 1, 0, 300_000, 300_000)),
+    "pcapng": lambda rng: pcapng(rng),
+    "pcapng-jumpy-ts": lambda rng: pcapng(rng, jumpy=True),
+    "pcapng-simple-packet": lambda rng: pcapng(rng, tail=_block(3, struct.pack("<I", 4) + b"abcd")),
+    "pcapng-short-interface-block": lambda rng: pcapng(rng, tail=_block(1, struct.pack("<HH", 1, 0)) + pcapng(rng, 5)),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(CAPTURES))
+@pytest.mark.parametrize("chunk", [4096, 20_000, 1 << 20])
+def test_scanner_finds_the_records_capture_reads(kind, chunk, tmp_path, monkeypatch):
+    # Small windows and short single-step runs, so that each way of walking meets each kind of record.
+    monkeypatch.setattr(fastscan, "WINDOW_BYTES", 3000)
+    monkeypatch.setattr(fastscan, "STEP_RECORDS", 16)
+    path = tmp_path / f"{kind}.cap"
+    path.write_bytes(CAPTURES[kind](random.Random(kind)))
+    records, complete = scanned(path, chunk)
+    frames = [(f.ts, f.linktype, f.data, f.wire_len, f.offset) for f in read_capture(str(path)) if type(f) is Frame]
+    assert records == frames[:len(records)]
+    assert complete == (kind in ("pcap", "pcap-big-endian-ns", "pcap-random-ts", "pcap-zero-ts", "pcapng",
+                                 "pcapng-jumpy-ts"))
+    if complete:
+        assert len(records) == len(frames) > 1000
+
+
+def test_chain_skips_starts_no_record_leads_to():
+    starts = np.asarray([0, 5, 10, 12, 20, 22])
+    nexts = np.asarray([10, 99, 20, 22, 25, 30])
+    assert fastscan._chain(starts, nexts, 0).tolist() == [0, 10, 20]
+    assert fastscan._chain(starts, nexts, 5).tolist() == []
+
+
+# -- RTP candidates --------------------------------------------------------------------------------
+
+ADDRESSES = [bytes([10, 0, 0, i]) for i in range(1, 5)] + [bytes([192, 168, 1, 200])]
+PORTS = [53, 123, 5060, 5353, 10000, 10001, 40000, 40002]
+
+
+DEFECTS = ("rtp_version", "rtcp_octet", "conflict_pt", "short_payload", "ext_overrun", "pad_zero",
+           "pad_too_big", "udp_length", "ip_total", "ip_version", "fragment", "tcp", "ipv6", "too_deep",
+           "cut", "ether_pad")
+
+
+def ethernet_frame(rng: random.Random) -> bytes:
+    """An RTP/UDP/IPv4 Ethernet frame of random shape, half of them with one defect from DEFECTS."""
+    defect = rng.choice(DEFECTS) if rng.random() < 0.5 else None
+    depth = 4 if defect == "too_deep" else rng.choice([0, 1, 1, 2, 3])
+    tags = b"".join(struct.pack("!HH", rng.choice([0x8100, 0x88A8, 0x9100]), rng.randrange(4096)) for _ in range(depth))
+    cc = rng.choice([0, 0, 0, 1, 15])
+    b0 = (0x40 if defect == "rtp_version" else 0x80) | cc
+    extension = b""
+    if rng.random() < 0.2 or defect == "ext_overrun":
+        b0 |= 0x10
+        words = 200 if defect == "ext_overrun" else rng.choice([0, 1, 3])
+        extension = struct.pack("!HH", 0xBEDE, words) + rng.randbytes(4 * min(words, 3))
+    body = rng.randbytes(rng.choice([0, 1, 20, 160]))
+    if rng.random() < 0.15 or defect in ("pad_zero", "pad_too_big"):
+        b0 |= 0x20
+        body += bytes([{"pad_zero": 0, "pad_too_big": 250}.get(defect, rng.choice([1, len(body) + 1]))])
+    b1 = {"rtcp_octet": 0xC8, "conflict_pt": 74}.get(defect, rng.choice([0, 8, 0x80, 18, 96, 101, 127, 0xE0]))
+    payload = struct.pack("!BBHII", b0, b1, rng.randrange(65536), rng.randrange(2**32), rng.choice([1, 2, 3 << 30]))
+    payload = payload + rng.randbytes(4 * cc) + extension + body
+    if defect == "short_payload":
+        payload = payload[:11]
+    udp = struct.pack("!HHHH", rng.choice(PORTS), rng.choice(PORTS), 8 + len(payload) + (defect == "udp_length"), 0)
+    ihl = rng.choice([5, 5, 5, 6, 15])
+    header = struct.pack("!BBHHHBBH4s4s", (0x60 if defect == "ip_version" else 0x40) | ihl, 0,
+                         4 * ihl + len(udp) + len(payload) + (defect == "ip_total"), 0,
+                         0x2000 if defect == "fragment" else rng.choice([0, 0x4000]), 64,
+                         6 if defect == "tcp" else 17, 0, rng.choice(ADDRESSES), rng.choice(ADDRESSES))
+    ethertype = 0x86DD if defect == "ipv6" else 0x0800
+    frame = (bytes(11) + b"\x01" + tags + struct.pack("!H", ethertype) + header + rng.randbytes(4 * ihl - 20) + udp
+             + payload + bytes(6 if defect == "ether_pad" else 0))
+    return frame[:rng.randrange(14, len(frame))] if defect == "cut" else frame
+
+
+def test_rtp_candidates_decode_as_the_dissectors_do(tmp_path):
+    rng = random.Random(7)
+    frames = [ethernet_frame(rng) for _ in range(4000)]
+    path = tmp_path / "mix.pcap"
+    path.write_bytes(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1) + b"".join(
+        struct.pack("<IIII", 1_700_000_000, i, len(f), len(f)) + f for i, f in enumerate(frames)))
+    buf = bytearray(path.read_bytes()[24:]) + bytearray(HEAD)
+    records, _ = Scanner(path.read_bytes()[:64]).scan(buf, len(buf) - HEAD, 24)
+    cands = rtp_candidates(records)
+    assert len(frames) // 5 < len(cands) < len(frames) // 2
+    assert sorted(cands.index.tolist()) == sorted(set(cands.index.tolist()))
+    flows = cands.flows.tolist()
+    streams = list(zip(cands.flow.tolist(), cands.ssrc.tolist()))
+    # Grouped by stream, in record order within each.
+    assert [s for i, s in enumerate(streams) if i == 0 or s != streams[i - 1]] == list(dict.fromkeys(streams))
+    assert all(a < b for (s, a), (t, b) in zip(zip(streams, cands.index), zip(streams[1:], cands.index[1:])) if s == t)
+    for row, i in enumerate(cands.index.tolist()):
+        decoded = NetworkDecoder().decode(Frame(1.0, i + 1, 1, frames[i], len(frames[i])))
+        assert type(decoded) is Datagram and decoded.anomaly is None and decoded.meta.transport == "udp"
+        meta, payload = decoded.meta, decoded.payload
+        pkt = rtp.parse_rtp(meta, payload, False)
+        assert pkt is not None
+        vlan, addresses, ports = flows[cands.flow[row]]
+        assert (decode_vlan(vlan), str(IPv4Address(addresses >> 32)), ports >> 16,
+                str(IPv4Address(addresses & 0xFFFFFFFF)), ports & 0xFFFF) == \
+            (meta.vlan, meta.src, meta.sport, meta.dst, meta.dport)
+        assert (int(cands.ssrc[row]), int(cands.seq[row]), int(cands.rtp_ts[row]), int(cands.b1[row]) & 0x7F,
+                bool(cands.b1[row] & 0x80), int(cands.payload_len[row])) == \
+            (pkt.ssrc, pkt.seq, pkt.rtp_ts, pkt.pt, pkt.marker, pkt.payload_len)
+        assert bool(cands.heuristic[row]) == \
+            (rtp.looks_like_rtp(payload) and rtp.heuristic_ports_ok(meta.sport, meta.dport))
+
+
+def test_flow_codes_survive_hash_collisions(monkeypatch):
+    rng = np.random.default_rng(3)
+    columns = [rng.integers(0, 5, size=2000).astype(np.uint64) << np.uint64(40) for _ in range(3)]
+    codes, first = fastpath._factorize_rows(columns)
+    monkeypatch.setattr(fastpath, "_MIX", np.zeros(4, dtype=np.uint64))      # every row hashes to 0
+    assert [a.tolist() for a in fastpath._factorize_rows(columns)] == [codes.tolist(), first.tolist()]
+    rows = list(zip(*(c.tolist() for c in columns)))
+    assert [rows[i] for i in first.tolist()] == list(dict.fromkeys(rows))
+    assert [rows[i] for i in first[codes].tolist()] == rows
+
+
+def test_streams_mixing_candidates_and_per_frame_packets(tmp_path):
+    """A quarter of the packets carry IP options too long for the vectorised path, which leaves them
+    to the per-frame path: both paths, and --jobs 2, still give the same streams."""
+    rng = random.Random(5)
+    records = []
+    for i in range(8000):
+        src, dst, ssrc = rng.choice([(1, 2, 7), (2, 1, 8), (3, 4, 9), (4, 3, 10)])
+        ihl = 15 if rng.random() < 0.25 else 5
+        rtp_packet = struct.pack("!BBHII", 0x80, 0, (i // 4) & 0xFFFF, i // 4 * 160, ssrc) + bytes(160)
+        udp = struct.pack("!HHHH", 40000 + src, 40000 + dst, 8 + len(rtp_packet), 0) + rtp_packet
+        ip = struct.pack("!BBHHHBBH4s4s", 0x40 | ihl, 0, 4 * ihl + len(udp), 0, 0, 64, 17, 0, bytes([10, 0, 0, src]),
+                         bytes([10, 0, 0, dst])) + bytes(4 * ihl - 20) + udp
+        frame = bytes(12) + struct.pack("!HHH", 0x8100, 10, 0x0800) + ip
+        records.append(struct.pack("<IIII", 1_700_000_000 + i // 200, i % 200 * 5000, len(frame), len(frame)) + frame)
+    path = tmp_path / "two-paths.pcap"
+    path.write_bytes(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1) + b"".join(records))
+    batch = analyze_files([str(path)])
+    assert batch.summary["frames_by_class"] == {"rtp": 8000}
+    streams = batch.tables["rtp_streams"]
+    assert len(streams) == 4 and streams["packets"].sum() == 8000
+    assert streams.equals(analyze_files([str(path)], mode="stream").tables["rtp_streams"])
+    assert streams.equals(analyze_files([str(path)], jobs=2).tables["rtp_streams"])
+
+
+@pytest.mark.parametrize("capture", ["sipnab/invite-opus-bye.pcap", "rtp-pcap/sip-rtp-opus.pcap"])
+def test_media_outliving_its_binding(capture, public_captures):
+    """Media going on longer than media_binding_max_s after its SDP: the later packets are no longer
+    announced (no rtpmap clock for their dynamic payload type) in both paths alike."""
+    settings = load_settings(None, ("pipeline.media_binding_max_s=0.5",))
+    path = str(public_captures / capture)
+    batch = analyze_files([path], settings).tables["rtp_streams"]
+    assert batch.equals(analyze_files([path], settings, mode="stream").tables["rtp_streams"])
+    assert not batch.equals(analyze_files([path]).tables["rtp_streams"])      # the binding's age matters here

@@ -1,0 +1,118 @@
+"""analyze --jobs N: the batch path in several processes writes byte-identical tables to --jobs 1.
+
+The captures are read in small chunks and the stream statistics cut into small units of work here,
+so that every process has a share of both even on small captures.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from voipwatch import fastpath, media
+from voipwatch.analyze import analyze_files, write_outputs
+from voipwatch.parallel import map_forked, scanned_elsewhere
+
+GEN = Path(__file__).resolve().parents[1] / "scripts" / "gen_site_capture.py"
+PUBLIC = [
+    "voipshark/SIP-RTP-Normal_Call_two_parties.pcap",
+    "sipnab/SIP_CALL_RTP_G711",
+    "ndpi/pcap/stun_dtls_rtp.pcapng",
+    "rtp-pcap/marseillaise-srtp.pcap",
+]
+
+
+@pytest.fixture(scope="module")
+def site_capture(tmp_path_factory) -> Path:
+    """A generated site capture: VLANs, QinQ, SIP over UDP, DNS, RTCP and a few hundred RTP streams."""
+    path = tmp_path_factory.mktemp("site") / "site.pcap"
+    subprocess.run([sys.executable, str(GEN), "-o", str(path), "--packets", "40000", "--phones", "80",
+                    "--calls-concurrent", "40", "--call-duration-s", "2", "6", "--no-truth", "-q"], check=True)
+    return path
+
+
+@pytest.fixture
+def small_units(monkeypatch):
+    monkeypatch.setattr(fastpath, "CHUNK_BYTES", 1 << 18)
+    monkeypatch.setattr(media, "UNIT_ROWS", 4096)
+
+
+def outputs(path: Path, jobs: int, out: Path, mode: str = "batch") -> tuple[dict[str, bytes], dict]:
+    """Every output file but summary.json as bytes, and summary.json without its run time."""
+    write_outputs(analyze_files([str(path)], mode=mode, jobs=jobs), out, "csv")
+    files = {p.name: p.read_bytes() for p in sorted(out.iterdir()) if p.name != "summary.json"}
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    del summary["run_s"]
+    return files, summary
+
+
+def test_generated_capture(site_capture, small_units, tmp_path):
+    one = outputs(site_capture, 1, tmp_path / "j1")
+    assert one[1]["counts"]["rtp_streams"] > 100 and one[1]["frames_by_class"]["rtp"] > 30_000
+    for jobs in (2, 3):
+        assert outputs(site_capture, jobs, tmp_path / f"j{jobs}") == one
+
+
+def test_generated_capture_matches_the_stream_path(site_capture, tmp_path):
+    batch_files, batch_summary = outputs(site_capture, 2, tmp_path / "batch")
+    stream_files, stream_summary = outputs(site_capture, 1, tmp_path / "stream", mode="stream")
+    assert batch_files == stream_files
+    assert {k: v for k, v in batch_summary.items() if k != "mode"} == \
+        {k: v for k, v in stream_summary.items() if k != "mode"}
+
+
+@pytest.mark.parametrize("capture", PUBLIC)
+def test_public_captures(capture, public_captures, small_units, tmp_path):
+    path = public_captures / capture
+    assert outputs(path, 2, tmp_path / "j2") == outputs(path, 1, tmp_path / "j1")
+
+
+def test_truncated_capture(site_capture, small_units, tmp_path):
+    """The records before a cut are scanned in parallel; the generic reader reports the cut."""
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(site_capture.read_bytes()[:os.path.getsize(site_capture) * 2 // 3])
+    one = outputs(cut, 1, tmp_path / "j1")
+    assert one[1]["anomalies_by_reason"]["capture.truncated_record"] == 1
+    assert outputs(cut, 2, tmp_path / "j2") == one
+
+
+def _fail(x):
+    if x == 3:
+        raise ValueError("unit 3")
+    return x * x
+
+
+def test_map_forked():
+    assert map_forked(_fail, [0, 1, 2, 4, 5], 3) == [0, 1, 4, 16, 25]
+    assert map_forked(_fail, [], 2) == []
+    with pytest.raises(ValueError, match="unit 3"):
+        map_forked(_fail, [0, 1, 2, 3, 4], 2)
+
+
+class _Numbers:
+    complete = False
+
+    def __init__(self, n: int, fail_at: int | None = None):
+        self.n, self.fail_at = n, fail_at
+
+    def __iter__(self):
+        for i in range(self.n):
+            if i == self.fail_at:
+                raise OSError("read error")
+            yield bytes(1000) * i
+        self.complete = True
+
+
+def test_scanned_elsewhere():
+    reader = _Numbers(50)
+    assert [len(x) for x in scanned_elsewhere(reader)] == [1000 * i for i in range(50)]
+    assert reader.complete
+    with pytest.raises(OSError, match="read error"):
+        list(scanned_elsewhere(_Numbers(50, fail_at=7)))
+    items = scanned_elsewhere(_Numbers(10_000))      # the consumer stops early: the worker is stopped
+    assert len(next(items)) == 0
+    items.close()
