@@ -7,15 +7,8 @@ import hashlib
 
 from voipwatch.records import SdpCrypto, SdpMedia, SdpSession
 
-# RFC 3551 §6 tables 4 (audio) and 5 (video): static payload type -> (encoding name, clock rate Hz).
-# G722 is listed at 8000 Hz although it samples at 16 kHz (RFC 3551 §4.5.2, a historical error kept).
-STATIC_PAYLOAD_TYPES: dict[int, tuple[str, int]] = {
-    0: ("PCMU", 8000), 3: ("GSM", 8000), 4: ("G723", 8000), 5: ("DVI4", 8000), 6: ("DVI4", 16000),
-    7: ("LPC", 8000), 8: ("PCMA", 8000), 9: ("G722", 8000), 10: ("L16", 44100), 11: ("L16", 44100),
-    12: ("QCELP", 8000), 13: ("CN", 8000), 14: ("MPA", 90000), 15: ("G728", 8000), 16: ("DVI4", 11025),
-    17: ("DVI4", 22050), 18: ("G729", 8000), 25: ("CelB", 90000), 26: ("JPEG", 90000), 28: ("nv", 90000),
-    31: ("H261", 90000), 32: ("MPV", 90000), 33: ("MP2T", 90000), 34: ("H263", 90000),
-}
+# RFC 3551 §6 static payload types (pt -> encoding name, clock rate) fill in m= formats without rtpmap.
+from dissectors.rtp import STATIC_PAYLOAD_TYPES  # noqa: E402
 
 # Resource limits: exceeding one yields an anomaly and the excess is ignored.
 MAX_SDP_LINES = 2048       # lines read per body (sdp.too_many_lines)

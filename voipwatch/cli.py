@@ -89,13 +89,8 @@ def analyze(captures, out_dir, fmt, mode, config_path, sets, progress, fail_on, 
         voipwatch analyze capture.pcapng -o out/ --format parquet
     """
     from voipwatch.analyze import analyze_files, write_outputs
-    from voipwatch.settings import load_settings
 
-    try:
-        settings = load_settings(config_path, sets)
-    except ConfigError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(Exit.ERROR)
+    settings = settings_or_exit(config_path, sets)
     for reason in idle_notices(settings):
         click.echo(f"notice: {reason}", err=True)
     reporter = Progress(list(captures), sys.stderr.isatty() if progress is None else progress)
@@ -142,14 +137,10 @@ def call(captures, call_id, number, ip, out_dir, config_path, sets) -> None:
 
     if sum(x is not None for x in (call_id, number, ip)) != 1:
         raise click.UsageError("give exactly one of --call-id, --number, --ip")
+    settings = settings_or_exit(config_path, sets)
     try:
-        from voipwatch.settings import load_settings
-        settings = load_settings(config_path, sets)
         text, found = investigate(list(captures), settings, call_id=call_id, number=number, ip=ip, out_dir=out_dir)
-    except (ConfigError, ValueError) as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(Exit.ERROR)
-    except CaptureError as exc:
+    except (ValueError, CaptureError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(Exit.ERROR)
     click.echo(text)
@@ -189,11 +180,7 @@ def monitor(interfaces, replay, bpf, out_dir, config_path, sets, backend, alerts
 
     if bool(interfaces) == bool(replay):
         raise click.UsageError("give either -i INTERFACE (live) or -r CAPTURE (replay)")
-    try:
-        settings = load_settings(config_path, sets)
-    except ConfigError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(Exit.ERROR)
+    settings = settings_or_exit(config_path, sets)
     for reason in idle_notices(settings):
         click.echo(f"notice: {reason}", err=True)
     source = None
@@ -243,15 +230,10 @@ def report(captures, from_dir, out_path, config_path, sets, top) -> None:
     """
     from voipwatch import report as rpt
     from voipwatch.report_html import write_report
-    from voipwatch.settings import load_settings
 
     if bool(captures) == bool(from_dir):
         raise click.UsageError("give either capture files or --from-dir DIR")
-    try:
-        settings = load_settings(config_path, sets)
-    except ConfigError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(Exit.ERROR)
+    settings = settings_or_exit(config_path, sets)
     site = settings.site if config_path or any(s.startswith("dialplan.") for s in sets) else None
     started = time.perf_counter()
     try:
@@ -276,6 +258,17 @@ def report(captures, from_dir, out_path, config_path, sets, top) -> None:
     findings = ", ".join(f"{sev} {n}" for sev, n in built.severity_counts.items() if n) or "none"
     click.echo(f"report written to {out_path} ({os.path.getsize(out_path):,} bytes, "
                f"{time.perf_counter() - started:.2f} s; findings: {findings})")
+
+
+def settings_or_exit(config_path: str | None, sets: tuple[str, ...]):
+    """The run's settings, or one `error:` line and exit status 1 for a configuration that does not fit."""
+    from voipwatch.settings import load_settings
+
+    try:
+        return load_settings(config_path, sets)
+    except ConfigError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(Exit.ERROR)
 
 
 def idle_notices(settings) -> list[str]:
