@@ -1,7 +1,6 @@
 """DNS dissector: byte-literal SIP discovery answers (SRV, NAPTR), malformed input, tshark peer, fuzzing."""
 from __future__ import annotations
 
-import random
 import struct
 import subprocess
 
@@ -9,6 +8,7 @@ import pytest
 
 from dissectors import dns
 from voipwatch.records import Anomaly, DnsMessage, PacketMeta
+from mutate import mutations
 
 META = PacketMeta(ts=1700000000.25, frame=11, vlan=(), src="10.0.0.53", sport=53, dst="10.0.0.9", dport=33000,
                   transport="udp")
@@ -183,19 +183,8 @@ def test_sip_and_rtp_payloads_are_not_dns(public_captures, tshark):
 
 
 def test_fuzz_never_raises():
-    rng = random.Random(3)
     seeds = [SRV_QUERY, SRV_RESPONSE, NAPTR_RESPONSE]
-    for _ in range(20000):
-        data = bytearray(rng.choice(seeds))
-        for _ in range(rng.randint(1, 6)):
-            op = rng.random()
-            if op < 0.5 and data:
-                data[rng.randrange(len(data))] = rng.randrange(256)
-            elif op < 0.7 and data:
-                del data[rng.randrange(len(data)):]
-            else:
-                data.insert(rng.randrange(len(data) + 1), rng.randrange(256))
-        data = bytes(data)
+    for data in mutations(3, seeds, 20000):
         out = dns.parse_dns(META, data)
         assert isinstance(out, (DnsMessage, Anomaly))
         dns.looks_like_dns(data, 53, 53)

@@ -1,7 +1,6 @@
 """RTCP dissector: byte-literal compound packets, SRTCP framing, peers (tshark 4.0), fuzzing."""
 from __future__ import annotations
 
-import random
 import socket
 import struct
 import subprocess
@@ -11,6 +10,7 @@ import pytest
 
 from dissectors import rtcp
 from voipwatch.records import PacketMeta, RtcpReportBlock
+from mutate import mutations
 
 META = PacketMeta(ts=1700000000.5, frame=3, vlan=(), src="10.0.0.1", sport=40001, dst="10.0.0.2",
                   dport=40003, transport="udp")
@@ -187,18 +187,7 @@ def test_srtcp_of_a_real_call_is_flagged(public_captures, tshark):
 def test_fuzz_never_raises():
     seeds = [SR + SDES, SRTCP, *HEURISTIC_CASES,
              packet(201, 2, struct.pack("!I", 0xFEEDF00D) + BLOCK_1 + BLOCK_2)]
-    rng = random.Random(2)
-    for _ in range(20000):
-        data = bytearray(rng.choice(seeds))
-        for _ in range(rng.randint(1, 6)):
-            op = rng.random()
-            if op < 0.5 and data:
-                data[rng.randrange(len(data))] = rng.randrange(256)
-            elif op < 0.7 and data:
-                del data[rng.randrange(len(data)):]
-            else:
-                data.insert(rng.randrange(len(data) + 1), rng.randrange(256))
-        data = bytes(data)
+    for data in mutations(2, seeds, 20000):
         pkt, anomalies = rtcp.parse_rtcp(META, data)
         rtcp.looks_like_rtcp(data)
         assert pkt is not None or anomalies

@@ -1,7 +1,6 @@
 """RTP header dissector: byte-literal cases, the header heuristic against tshark 4.0, fuzzing."""
 from __future__ import annotations
 
-import random
 import socket
 import struct
 import subprocess
@@ -11,6 +10,7 @@ import pytest
 
 from dissectors import rtp
 from voipwatch.records import PacketMeta
+from mutate import mutations
 
 META = PacketMeta(ts=1700000000.0, frame=7, vlan=(110,), src="10.0.0.1", sport=40000, dst="10.0.0.2",
                   dport=40002, transport="udp")
@@ -173,21 +173,6 @@ def test_header_fields_agree_with_tshark(capture, heuristic, public_captures, ts
         assert (pkt.seq, pkt.rtp_ts, pkt.ssrc, pkt.pt, pkt.marker) == (
             int(seq), int(ts), int(ssrc, 16), int(pt), marker in ("1", "True"))
         assert pkt.payload_len == len(media) // 2
-
-
-def mutations(seed: int, seeds: list[bytes], count: int):
-    rng = random.Random(seed)
-    for _ in range(count):
-        data = bytearray(rng.choice(seeds))
-        for _ in range(rng.randint(1, 6)):
-            op = rng.random()
-            if op < 0.5 and data:
-                data[rng.randrange(len(data))] = rng.randrange(256)
-            elif op < 0.7 and data:
-                del data[rng.randrange(len(data)):]
-            else:
-                data.insert(rng.randrange(len(data) + 1), rng.randrange(256))
-        yield bytes(data)
 
 
 def test_fuzz_never_raises():
