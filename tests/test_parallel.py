@@ -15,7 +15,7 @@ import pytest
 
 from voipwatch import fastpath, media
 from voipwatch.analyze import analyze_files, write_outputs
-from voipwatch.parallel import map_forked, scanned_elsewhere
+from voipwatch.parallel import Producer, map_forked
 
 GEN = Path(__file__).resolve().parents[1] / "scripts" / "gen_site_capture.py"
 PUBLIC = [
@@ -107,12 +107,50 @@ class _Numbers:
         self.complete = True
 
 
-def test_scanned_elsewhere():
+def test_producer():
     reader = _Numbers(50)
-    assert [len(x) for x in scanned_elsewhere(reader)] == [1000 * i for i in range(50)]
+    assert [len(x) for x in Producer(reader)] == [1000 * i for i in range(50)]
     assert reader.complete
     with pytest.raises(OSError, match="read error"):
-        list(scanned_elsewhere(_Numbers(50, fail_at=7)))
-    items = scanned_elsewhere(_Numbers(10_000))      # the consumer stops early: the worker is stopped
-    assert len(next(items)) == 0
-    items.close()
+        list(Producer(_Numbers(50, fail_at=7)))
+    producer = Producer(_Numbers(10_000))             # the consumer stops early: the worker is stopped
+    assert len(next(iter(producer))) == 0
+    producer.close()
+    assert not producer._worker.is_alive()
+
+
+class _Summing(_Numbers):
+    """Remembers the sizes it produced; settle() adds them up."""
+
+    def __iter__(self):
+        self.sizes = []
+        for item in super().__iter__():
+            self.sizes.append(len(item))
+            yield item
+
+    def settle(self):
+        self.total = sum(self.sizes)
+
+    def answer(self, question):
+        if question == "fail":
+            raise ValueError("asked to fail")
+        return question, self.total, len(self.sizes)
+
+
+def test_producer_answers_one_question_from_its_state():
+    """The answer is computed in the producing process from what producing (and settling) left there."""
+    producer = Producer(_Summing(20), _Summing.answer, _Summing.settle)
+    with pytest.raises(RuntimeError, match="before every item"):
+        producer.ask("early")
+    assert sum(len(x) for x in producer) == 190_000
+    waited = []
+    assert producer.ask("total?", meanwhile=lambda: waited.append(True)) == ("total?", 190_000, 20)
+    assert waited == [True] and not producer._worker.is_alive()
+    producer = Producer(_Summing(5), _Summing.answer, _Summing.settle)
+    list(producer)
+    with pytest.raises(ValueError, match="asked to fail"):
+        producer.ask("fail")
+    producer = Producer(_Summing(5), _Summing.answer, _Summing.settle)
+    list(producer)
+    producer.close()                                  # no question: the worker ends without answering
+    assert not producer._worker.is_alive()

@@ -18,7 +18,7 @@ from voipwatch.pipeline import Analyzer
 from voipwatch.records import (Alert, Anomaly, Call, DnsMessage, FlowSeen, Frame, HostSeen, L2Control, Registration,
                                RtcpPacket, RtpStream, SipMessage, TlsFlow)
 from voipwatch.settings import Settings, load_settings
-from voipwatch.tables import TABLES, to_frame, write_table
+from voipwatch.tables import TABLES, load_pandas, to_frame, write_table
 
 
 @dataclass
@@ -90,7 +90,8 @@ def analyze_files(paths: list[str], settings: Settings | None = None, mode: str 
                       else None, mode, settings.pipeline.rtp_idle_timeout_s, settings.pipeline.call_idle_s,
                       settings.alerts.suppress_for_s, call_linger_s=settings.pipeline.call_linger_s)
     analyzer = Analyzer(Tee(sink, bus), settings.pipeline, mode)
-    if mode == "batch" and len(paths) == 1 and paths[0] != "-" and feed_file(paths[0], analyzer, progress, jobs):
+    vectorised = mode == "batch" and len(paths) == 1 and paths[0] != "-"
+    if vectorised and feed_file(paths[0], analyzer, progress, jobs, meanwhile=load_pandas):
         analyzer.finish()
     else:
         analyzer.run(read_captures(paths), progress)

@@ -11,18 +11,18 @@ the same records the streaming path gives; tests/test_parity.py holds both to th
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from itertools import islice
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
-import pandas as pd
 
 from dissectors.rtp import HEURISTIC_EXCLUDED_PORTS
 from voipwatch.capture import read_capture
 from voipwatch.fastscan import HEAD, Records, Scanner, ScanError, gather_rows
-from voipwatch.parallel import scanned_elsewhere
+from voipwatch.parallel import Producer
 from voipwatch.records import Frame
-from voipwatch.rtpstats import stable_order
+from voipwatch.grouping import factorize, stable_order
 
 ETHERTYPE_IPV4 = 0x0800
 VLAN_TPIDS = (0x8100, 0x88A8, 0x9100)   # IEEE 802.1Q, 802.1ad, and the pre-standard QinQ tag
@@ -53,6 +53,23 @@ class Candidates:
     b1: np.ndarray           # uint8 second RTP octet: marker bit and payload type
     payload_len: np.ndarray  # int32
     heuristic: np.ndarray    # bool: dissectors.rtp.looks_like_rtp would accept it
+    ts: np.ndarray           # float64 capture time
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+
+@dataclass
+class DecodedCandidates:
+    """RTP candidate columns of one chunk in record order, before group_candidates groups them."""
+    index: np.ndarray        # int64 record index within the chunk
+    keys: list[np.ndarray]   # per stream key part: VLAN code, src << 32 | dst, ports, SSRC
+    seq: np.ndarray
+    rtp_ts: np.ndarray
+    b1: np.ndarray
+    payload_len: np.ndarray
+    heuristic: np.ndarray
+    ts: np.ndarray
 
     def __len__(self) -> int:
         return len(self.index)
@@ -70,7 +87,12 @@ def _be(h: np.ndarray, at: int, width: int) -> np.ndarray:
 
 
 def rtp_candidates(rec: Records) -> Candidates:
-    """Decode the chunk's RTP candidates; every other record is left to the per-frame path.
+    """The chunk's RTP candidates, grouped by stream; every other record is left to the per-frame path."""
+    return group_candidates(decode_candidates(rec))
+
+
+def decode_candidates(rec: Records) -> DecodedCandidates:
+    """Decode the chunk's RTP candidates, in record order.
 
     Three gathers give every record's link header tail, IPv4 header and UDP + RTP headers as rows of
     fixed layout (each at the offset its record's VLAN tags and IHL put it), decoded column-wise.
@@ -133,21 +155,27 @@ def rtp_candidates(rec: Records) -> Candidates:
         body[padded] = np.maximum(0, body[padded] - count)
 
     keep = np.flatnonzero(ok)
+    index = rows[keep]
     # Per candidate: VLAN code (decode_vlan), src << 32 | dst, sport << 16 | dport, SSRC.
-    keys = [(vlan | (depth << 36))[keep], _be(ip, 12, 8)[keep].astype(np.uint64),
-            _be(udp, 0, 4)[keep].astype(np.uint64), _be(udp, 16, 4)[keep].astype(np.uint32)]
+    return DecodedCandidates(
+        index=index, keys=[(vlan | (depth << 36))[keep], _be(ip, 12, 8)[keep].astype(np.uint64),
+                           _be(udp, 0, 4)[keep].astype(np.uint64), _be(udp, 16, 4)[keep].astype(np.uint32)],
+        seq=_be(udp, 10, 2)[keep].astype(np.uint16), rtp_ts=_be(udp, 12, 4)[keep].astype(np.uint32), b1=b1[keep],
+        payload_len=body[keep].astype(np.int32), heuristic=heuristic[keep], ts=rec.ts[index])
+
+
+def group_candidates(decoded: DecodedCandidates) -> Candidates:
+    """Rows grouped by stream (flow, SSRC), in record order within each: the statistics at the end of
+    input read each stream's rows in runs rather than one row here and one there."""
+    keys = decoded.keys
     stream, first = _factorize_rows(keys)
     flow_of_stream, flow_first = _factorize_rows([key[first] for key in keys[:3]])
-    # Rows grouped by stream (flow, SSRC), in record order within each: the statistics at the end of
-    # input read each stream's rows in runs rather than one row here and one there.
     grouped = stable_order(stream)
-    final = keep[grouped]
     return Candidates(
-        index=rows[final], flow=flow_of_stream[stream[grouped]],
+        index=decoded.index[grouped], flow=flow_of_stream[stream[grouped]],
         flows=np.stack([key[first[flow_first]].astype(np.uint64) for key in keys[:3]], axis=1),
-        ssrc=keys[3][grouped], seq=_be(udp, 10, 2)[final].astype(np.uint16),
-        rtp_ts=_be(udp, 12, 4)[final].astype(np.uint32), b1=b1[final], payload_len=body[final].astype(np.int32),
-        heuristic=heuristic[final])
+        ssrc=keys[3][grouped], seq=decoded.seq[grouped], rtp_ts=decoded.rtp_ts[grouped], b1=decoded.b1[grouped],
+        payload_len=decoded.payload_len[grouped], heuristic=decoded.heuristic[grouped], ts=decoded.ts[grouped])
 
 
 def _factorize_rows(columns: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -157,14 +185,12 @@ def _factorize_rows(columns: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     mixed = np.zeros(len(columns[0]), dtype=np.uint64)
     for k, column in enumerate(columns):
         mixed = (mixed ^ column.astype(np.uint64)) * _MIX[k]
-    codes, _ = pd.factorize(mixed)
-    first = _first_rows(codes)
+    codes, first = factorize(mixed)
     if not all((column[first][codes] == column).all() for column in columns):
         codes = np.zeros(len(mixed), dtype=np.int64)
         for column in columns:
-            column_codes, uniques = pd.factorize(column)
-            codes, _ = pd.factorize(codes * len(uniques) + column_codes)
-        first = _first_rows(codes)
+            column_codes, column_first = factorize(column)
+            codes, first = factorize(codes * len(column_first) + column_codes)
     return codes.astype(np.int32), first
 
 
@@ -172,17 +198,13 @@ def _factorize_rows(columns: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
 _MIX = np.asarray([0xBF58476D1CE4E5B9, 0x94D049BB133111EB, 0x9E3779B97F4A7C15, 0xD6E8FEB86659FD93], dtype=np.uint64)
 
 
-def _first_rows(codes: np.ndarray) -> np.ndarray:
-    """Row of each code's first appearance; codes count up in order of first appearance."""
-    return np.flatnonzero(np.diff(np.maximum.accumulate(codes), prepend=-1) > 0)
-
-
 @dataclass
 class Chunk:
     """One scanned chunk, independent of the read buffer (so another process can produce it)."""
     records: int                  # records in the chunk
-    cands: Candidates
-    cand_ts: np.ndarray           # float64 capture time of each candidate
+    cands: Candidates | DecodedCandidates | None   # None once another process keeps them (KeptCandidates)
+    n_cands: int
+    cand_span: tuple[float, float]                 # earliest and latest capture time of the candidates
     slow: list[tuple[int, float, int, bytes, int, int]]   # (index, ts, linktype, data, wire_len, file offset)
     last: tuple[float, int, int, int]                      # (ts, linktype, wire_len, file offset) of the last record
 
@@ -195,8 +217,9 @@ class ChunkReader:
     not, the rest of the file is for voipwatch.capture, which reports it exactly).
     """
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, grouped: bool = True):
         self.path = path
+        self.grouped = grouped        # Chunk.cands grouped by stream (else DecodedCandidates)
         with open(path, "rb") as fh:
             self.scanner = Scanner(fh.read(64))
         self.complete = False
@@ -222,15 +245,16 @@ class ChunkReader:
                     scanner.irregular = True      # a record longer than a chunk: leave it to the generic reader
                     break
                 if len(records.ts):
-                    yield _chunk(records)
+                    yield _chunk(records, self.grouped)
                 base += used
                 kept = end - used
                 buf[:kept] = buf[used:end]
         self.complete = not scanner.irregular and not kept
 
 
-def _chunk(records: Records) -> Chunk:
-    cands = rtp_candidates(records)
+def _chunk(records: Records, grouped: bool) -> Chunk:
+    decoded = decode_candidates(records)
+    cands = group_candidates(decoded) if grouped else decoded
     is_cand = np.zeros(len(records.ts), dtype=bool)
     is_cand[cands.index] = True
     slow = np.flatnonzero(~is_cand)
@@ -238,29 +262,39 @@ def _chunk(records: Records) -> Chunk:
     data = [bytes(buf[start:start + caplen])
             for start, caplen in zip(records.data_off[slow].tolist(), records.caplen[slow].tolist())]
     last = len(records.ts) - 1
-    return Chunk(len(records.ts), cands, records.ts[cands.index],
+    span = (float(cands.ts.min()), float(cands.ts.max())) if len(cands) else (0.0, 0.0)
+    return Chunk(len(records.ts), cands, len(cands), span,
                  list(zip(slow.tolist(), records.ts[slow].tolist(), records.linktype[slow].tolist(), data,
                           records.wire_len[slow].tolist(), records.file_off[slow].tolist())),
                  (float(records.ts[last]), int(records.linktype[last]), int(records.wire_len[last]),
                   int(records.file_off[last])))
 
 
-def feed_file(path: str, analyzer, progress: Callable[[Frame], None] | None = None, jobs: int = 1) -> bool:
+def feed_file(path: str, analyzer, progress: Callable[[Frame], None] | None = None, jobs: int = 1,
+              meanwhile: Callable[[], None] | None = None) -> bool:
     """Feed one capture file to a batch-mode Analyzer through the vectorised path.
 
     Returns False, having fed nothing, when the file is not an uncompressed pcap/pcapng file (the
-    caller then uses the generic reader). With jobs > 1, another process scans the file while this
-    one runs the per-frame path, and the end-of-input statistics use `jobs` processes.
+    caller then uses the generic reader). With jobs > 1, another process scans the file and keeps
+    the RTP candidates while this one runs the per-frame path; at the end of input the analyzer's
+    BatchRtp hands its share to that process, which computes the streams (with `jobs` processes)
+    while this one runs `meanwhile`.
     """
     try:
-        reader = ChunkReader(path)
+        reader = ChunkReader(path, grouped=jobs == 1)
     except (OSError, ScanError):
         return False
     analyzer.rtp.jobs = jobs
+    source: ChunkReader | KeptCandidates = reader
+    chunks: Iterable[Chunk] = reader
+    if jobs > 1:
+        source = KeptCandidates(reader, analyzer.rtp)
+        chunks = producer = Producer(source, KeptCandidates.finish, KeptCandidates.settle)
+        analyzer.rtp.remote = partial(producer.ask, meanwhile=meanwhile)
     done = 0
-    for chunk in (scanned_elsewhere(reader) if jobs > 1 else reader):
+    for chunk in chunks:
         done = _feed_chunk(chunk, done, analyzer, progress)
-    if not reader.complete:
+    if not source.complete:
         for item in islice(read_capture(path), done, None):
             analyzer.process(item)
             if progress is not None and type(item) is Frame:
@@ -268,12 +302,50 @@ def feed_file(path: str, analyzer, progress: Callable[[Frame], None] | None = No
     return True
 
 
+class KeptCandidates:
+    """The chunks of a ChunkReader (grouped=False), in the process that scans them (analyze --jobs):
+    each chunk's RTP candidates stay in this process, the rest of the chunk goes on. Once every chunk
+    is sent, settle() groups them into this process's copy of the analyzer's BatchRtp, and pandas is
+    imported for finish(), while the consumer still works through the last chunks."""
+
+    def __init__(self, reader: ChunkReader, rtp):
+        self.reader, self.rtp = reader, rtp
+        self.complete = False
+        self._kept: list[tuple[DecodedCandidates, int]] = []    # (candidates, records before their chunk)
+
+    def __iter__(self) -> Iterator[Chunk]:
+        done = 0
+        for chunk in self.reader:
+            if chunk.n_cands:
+                self._kept.append((chunk.cands, done))
+            chunk.cands = None
+            done += chunk.records
+            yield chunk
+        self.complete = self.reader.complete
+
+    def settle(self) -> None:
+        kept, self._kept = self._kept, []
+        for decoded, done in kept:
+            cands = group_candidates(decoded)
+            self.rtp.add_candidates(cands, done + 1 + cands.index)
+
+    def finish(self, handover: dict) -> tuple[list, int]:
+        """The analyzer's BatchRtp.finish, here: its per-frame packets and SDP log join the candidates."""
+        self.rtp.take_over(handover)
+        streams: list = []
+        not_rtp = self.rtp.finish(streams.extend)
+        return streams, not_rtp
+
+
 def _feed_chunk(chunk: Chunk, done: int, analyzer, progress) -> int:
-    """Per-frame path for the non-candidates, in order; candidates handed over as columns."""
+    """Per-frame path for the non-candidates, in order; candidates handed over as columns (or, kept
+    by the scanning process, counted)."""
     for i, ts, linktype, data, wire_len, offset in chunk.slow:
         analyzer.process(Frame(ts, done + 1 + i, linktype, data, wire_len, 0, offset))
-    cands = chunk.cands
-    analyzer.add_candidates(cands, done + 1 + cands.index, chunk.cand_ts)
+    if chunk.n_cands:
+        analyzer.count_candidates(chunk.n_cands, *chunk.cand_span)
+        if chunk.cands is not None:
+            analyzer.rtp.add_candidates(chunk.cands, done + 1 + chunk.cands.index)
     if progress is not None:
         ts, linktype, wire_len, offset = chunk.last
         progress(Frame(ts, done + chunk.records, linktype, b"", wire_len, 0, offset))

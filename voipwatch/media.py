@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import ctypes
 from ipaddress import IPv4Address
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
-import pandas as pd
 
 from dissectors import rtp
 from voipwatch.fastpath import Candidates, decode_vlan
 from voipwatch.parallel import map_forked
 from voipwatch.records import RtpPacket, RtpStream
-from voipwatch.rtpstats import RtpStreamTracker, analysis_clock_rate, segment_rows, stable_order, stream_records
+from voipwatch.grouping import factorize, stable_order
+from voipwatch.rtpstats import RtpStreamTracker, analysis_clock_rate, segment_rows, stream_records
 from voipwatch.sessions import MediaExpectations
 
 Emit = Callable[[list[RtpStream]], None]
@@ -83,6 +83,9 @@ class BatchRtp:
         self.heuristic = heuristic
         self.overflows = 0            # offline analysis keeps every stream: no cap to hit
         self.jobs = 1                 # processes the end-of-input statistics may use (set by fastpath.feed_file)
+        # With analyze --jobs, the process that keeps the candidates (fastpath.KeptCandidates): given
+        # handover(), it returns (streams, not_rtp) as finish() would.
+        self.remote: Callable[[dict], tuple[list[RtpStream], int]] | None = None
         self._flows = _Interner()
         self._fast_flows: dict[tuple[int, int, int], int] = {}     # fastpath flow key -> flow code
         self._profiles = _Interner()
@@ -99,12 +102,12 @@ class BatchRtp:
                 ("profile", self._profiles.code(profile))):
             self._rows[name].append(value)
 
-    def add_candidates(self, cands: Candidates, frames: np.ndarray, ts: np.ndarray) -> None:
+    def add_candidates(self, cands: Candidates, frames: np.ndarray) -> None:
         """RTP candidates decoded by fastpath; classified once every SDP of the capture is known."""
         flows = np.fromiter(map(self._fast_flow, map(tuple, cands.flows.tolist())), dtype=np.int32,
                             count=len(cands.flows))
         self._blocks.append({
-            "ts": ts, "frame": frames, "flows": flows, "local": cands.flow, "ssrc": cands.ssrc, "seq": cands.seq,
+            "ts": cands.ts, "frame": frames, "flows": flows, "local": cands.flow, "ssrc": cands.ssrc, "seq": cands.seq,
             "rtp_ts": cands.rtp_ts, "b1": cands.b1, "payload_len": cands.payload_len, "heuristic": cands.heuristic})
 
     def _fast_flow(self, key: tuple[int, int, int]) -> int:
@@ -121,6 +124,10 @@ class BatchRtp:
 
     def finish(self, emit: Emit) -> int:
         """Emit every stream; returns how many fastpath candidates turned out not to be RTP."""
+        if self.remote is not None:
+            streams, not_rtp = self.remote(self.handover())
+            emit(streams)
+            return not_rtp
         per_frame = len(self._rows["ts"])
         columns, not_rtp = self._classified()
         streams: list[RtpStream] = []
@@ -130,7 +137,7 @@ class BatchRtp:
             # are in capture order and each is grouped by stream in capture order, so a stable sort by
             # stream keeps capture order within a stream; the per-frame path's packets, after them, are
             # put in place by frame in the streams that have any.
-            stream = pd.factorize((columns["flow"].astype(np.int64) << 32) | columns["ssrc"])[0].astype(np.int32)
+            stream = factorize((columns["flow"].astype(np.int64) << 32) | columns["ssrc"])[0].astype(np.int32)
             order = stable_order(stream).astype(np.int32)
             if per_frame:
                 mixed = np.isin(stream[order], stream[len(stream) - per_frame:])
@@ -145,6 +152,25 @@ class BatchRtp:
         streams.sort(key=lambda st: st.first_frame)
         emit(streams)
         return not_rtp
+
+    def handover(self) -> dict:
+        """This collector's per-frame packets and the capture's SDP announcements, for take_over()."""
+        expectations = self.expectations
+        return {"rows": self._rows, "flows": self._flows.values, "profiles": self._profiles.values,
+                "log": expectations.log if expectations is not None else [],
+                "max_age_s": expectations.max_age_s if expectations is not None else 0.0}
+
+    def take_over(self, handover: dict) -> None:
+        """Adopt another collector's handover(): its per-frame packets come after this one's candidate
+        blocks (as its own would), and its announcements classify them."""
+        self.expectations = _Announcements(handover["log"], handover["max_age_s"])
+        flows = [self._flows.code(flow) for flow in handover["flows"]]
+        profiles = [self._profiles.code(profile) for profile in handover["profiles"]]
+        rows = handover["rows"]
+        rows["flow"] = [flows[code] for code in rows["flow"]]
+        rows["profile"] = [profiles[code] for code in rows["profile"]]
+        for name, values in rows.items():
+            self._rows[name].extend(values)
 
     def _classified(self) -> tuple[dict[str, np.ndarray], int]:
         """Every RTP packet as columns (those of _DTYPES, negotiated and profile): the candidate blocks', then
@@ -209,6 +235,12 @@ class BatchRtp:
             first_frame=part["first_frame"].tolist())
 
 
+class _Announcements(NamedTuple):
+    """What BatchRtp reads of MediaExpectations: the log of every announcement, and their lifetime."""
+    log: list
+    max_age_s: float
+
+
 def _release_free_memory() -> None:
     """Give the heap pages freed by now back to the system (glibc's malloc_trim(3); elsewhere nothing).
 
@@ -264,11 +296,10 @@ class AnnouncementIndex:
         order = np.lexsort((setup, key))             # by endpoint, then by setup frame
         self.index, self.setup, key = index[order], setup[order], key[order]
         self.setup_ts = np.asarray([log[i][1].setup_ts for i in self.index.tolist()], dtype=np.float64)
-        ukeys, self.first = np.unique(key, return_index=True)
+        self.known, self.first = np.unique(key, return_index=True)     # sorted endpoint keys
         self.count = np.diff(np.r_[self.first, len(key)])
-        self.known = pd.Index(ukeys)
         # (endpoint rank, setup frame) as one sortable number; frame numbers stay below 2^31.
-        self.ranked = np.repeat(np.arange(len(ukeys), dtype=np.int64), self.count) * FRAME_SPAN + self.setup
+        self.ranked = np.repeat(np.arange(len(self.known), dtype=np.int64), self.count) * FRAME_SPAN + self.setup
 
     def lookup(self, src_keys: np.ndarray, dst_keys: np.ndarray, flow: np.ndarray, frames: np.ndarray,
                ts: np.ndarray) -> np.ndarray:
@@ -306,8 +337,8 @@ class AnnouncementIndex:
     def _latest(self, keys: np.ndarray, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """For the packets whose endpoint key was announced (rows), its code and the position of its
         latest announcement set up before the packet's frame (below first[code] when none)."""
-        code = self.known.get_indexer(keys) if len(self.known) else np.full(len(keys), -1)
-        rows = np.flatnonzero(code >= 0)
+        code = np.minimum(np.searchsorted(self.known, keys), max(len(self.known) - 1, 0))
+        rows = np.flatnonzero(self.known[code] == keys) if len(self.known) else np.zeros(0, dtype=np.int64)
         code = code[rows].astype(np.int64)
         pos = np.searchsorted(self.ranked, code * FRAME_SPAN + frames[rows] - 1, side="right") - 1
         return rows, code, pos

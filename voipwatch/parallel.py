@@ -7,55 +7,147 @@ from __future__ import annotations
 
 import multiprocessing
 import pickle
-import queue
+from collections import deque
 import threading
+import weakref
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 _FORK = multiprocessing.get_context("fork")
-AHEAD = 8                  # items a producing worker keeps ready while the consumer is busy
+# Bytes of pickled items a producing worker keeps ready while the consumer is busy (at least one item):
+# enough for it to run well ahead of the consumer, and finish its own work early, on a typical capture.
+AHEAD_BYTES = 64 << 20
 
 
-def scanned_elsewhere(reader: Iterable) -> Iterator[Any]:
-    """The items of `reader` (a fastpath.ChunkReader), produced by a forked process while the caller
-    consumes them; the reader's `complete` flag is copied back at the end."""
-    recv, send = _FORK.Pipe(duplex=False)
-    worker = _FORK.Process(target=_produce, args=(reader, send), daemon=True)
-    worker.start()
-    send.close()
-    ended = False
-    try:
-        while not ended:
-            kind, value = _receive(recv)
+class Producer:
+    """The items of `source`, produced by a forked process while the caller consumes them.
+
+    The source's `complete` flag is copied back once every item is consumed. Then the caller may put
+    one question to the process: `answer(source, question)` runs there, on the state that producing
+    the items (and then `settle(source)`, while the caller consumes the last items) left in the
+    source, and its result comes back (the process then ends). A Producer that is closed, or
+    dropped, before that stops its process.
+    """
+
+    def __init__(self, source: Iterable, answer: Callable[[Any, Any], Any] | None = None,
+                 settle: Callable[[Any], None] | None = None):
+        self.source = source
+        self.ended = False
+        self._recv, send = _FORK.Pipe(duplex=False)
+        question_recv, self._ask = _FORK.Pipe(duplex=False)
+        # Not a daemon: answering may fork workers of its own (map_forked).
+        self._worker = _FORK.Process(target=_produce, args=(source, answer, settle, send, question_recv,
+                                                            (self._recv, self._ask)))
+        self._worker.start()
+        send.close()
+        question_recv.close()
+        self._stop = weakref.finalize(self, _stop, self._worker, self._recv, self._ask)
+
+    def __iter__(self) -> Iterator[Any]:
+        while not self.ended:
+            kind, value = _receive(self._recv)
             if kind == "end":
-                reader.complete, ended = value, True
+                self.source.complete, self.ended = value, True
             else:
                 yield value
-    finally:
-        if not ended:                     # the consumer stopped early: the rest is not wanted
-            worker.terminate()
-        worker.join()
-        recv.close()
+
+    def ask(self, question: Any, meanwhile: Callable[[], None] | None = None) -> Any:
+        """The answer of the producing process to `question`, once every item has been consumed; this
+        process runs `meanwhile` while that one answers."""
+        if not self.ended:
+            raise RuntimeError("ask() before every item was consumed")
+        try:
+            self._ask.send_bytes(pickle.dumps(question, protocol=pickle.HIGHEST_PROTOCOL))
+            if meanwhile is not None:
+                meanwhile()
+            return _receive(self._recv)[1]
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if not self.ended and self._worker.is_alive():
+            self._worker.terminate()      # the rest of the items is not wanted
+        self._stop()
 
 
-def _produce(reader: Iterable, send) -> None:
-    """Pickle the reader's items for the pipe; a thread writes them, up to AHEAD of them queued, so
-    that the reader goes on while the consumer is busy (a pipe holds 64 KiB)."""
-    out: queue.Queue = queue.Queue(maxsize=AHEAD)
+def _stop(worker, recv, ask) -> None:
+    ask.close()                           # a worker waiting for a question sees the end of its pipe
+    if worker.is_alive():
+        worker.join(timeout=0.1)
+    if worker.is_alive():
+        worker.terminate()
+    worker.join()
+    recv.close()
+
+
+def _produce(source: Iterable, answer, settle, send, question_recv, parent_ends) -> None:
+    """Pickle the source's items for the pipe; a thread writes them, up to AHEAD_BYTES of them
+    queued, so that the source goes on while the consumer is busy (a pipe holds 64 KiB). Then
+    settle, and answer the question if one comes."""
+    for end in parent_ends:               # the parent's ends of the pipes: its closing them must show here
+        end.close()
+    out = _Outbox(AHEAD_BYTES)
     writer = threading.Thread(target=_write_all, args=(send, out))
     writer.start()
+    failed: BaseException | None = None
     try:
-        for item in reader:
+        for item in source:
             out.put(pickle.dumps(("item", item), protocol=pickle.HIGHEST_PROTOCOL))
-        out.put(pickle.dumps(("end", reader.complete)))
+        out.put(pickle.dumps(("end", source.complete)))
     except BaseException as exc:          # noqa: BLE001 - handed to the parent, which raises it
         out.put(pickle.dumps(("error", exc)))
+        answer = None
     finally:
         out.put(None)
+    try:
+        if answer is not None and settle is not None:
+            try:
+                settle(source)
+            except BaseException as exc:  # noqa: BLE001 - the answer to any question
+                failed = exc
         writer.join()
+        if answer is None:
+            return
+        try:
+            question = pickle.loads(question_recv.recv_bytes())
+        except EOFError:                  # the parent wants no answer
+            return
+        try:
+            if failed is not None:
+                raise failed
+            send.send_bytes(pickle.dumps(("answer", answer(source, question)), protocol=pickle.HIGHEST_PROTOCOL))
+        except BaseException as exc:      # noqa: BLE001 - handed to the parent, which raises it
+            send.send_bytes(pickle.dumps(("error", exc)))
+    finally:
         send.close()
 
 
-def _write_all(send, out: queue.Queue) -> None:
+class _Outbox:
+    """Messages between two threads, in order; put() waits while `limit` bytes or more are waiting."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self._messages: deque[bytes | None] = deque()
+        self._bytes = 0
+        self._changed = threading.Condition()
+
+    def put(self, message: bytes | None) -> None:
+        size = len(message) if message is not None else 0
+        with self._changed:
+            self._changed.wait_for(lambda: self._bytes < self.limit or not self._messages)
+            self._messages.append(message)
+            self._bytes += size
+            self._changed.notify_all()
+
+    def get(self) -> bytes | None:
+        with self._changed:
+            self._changed.wait_for(lambda: self._messages)
+            message = self._messages.popleft()
+            self._bytes -= len(message) if message is not None else 0
+            self._changed.notify_all()
+            return message
+
+
+def _write_all(send, out: _Outbox) -> None:
     while (message := out.get()) is not None:
         send.send_bytes(message)
 

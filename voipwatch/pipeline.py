@@ -132,21 +132,17 @@ class Analyzer:
             self._anomaly(decoded)
         self.frame_classes[bucket] += 1
 
-    def add_candidates(self, cands, frames, ts) -> None:
-        """RTP candidate columns from the vectorised batch path (voipwatch.fastpath), in frame order."""
-        n = len(frames)
-        if n == 0:
-            return
+    def count_candidates(self, n: int, lo: float, hi: float) -> None:
+        """n RTP candidates of capture times lo..hi, decoded by the vectorised batch path (voipwatch.fastpath)
+        and handed to self.rtp (or kept by another process, fastpath.KeptCandidates)."""
         self._candidates += n
         self.frames_read += n
-        lo, hi = float(ts.min()), float(ts.max())
         if self.first_ts is None or lo < self.first_ts:
             self.first_ts = lo
         if self.last_ts is None or hi > self.last_ts:
             self.last_ts = hi
         if self._next_tick is None:
             self._next_tick = lo + TICK_S
-        self.rtp.add_candidates(cands, frames, ts)
 
     def _sightings(self, dgram: Datagram, bucket: str) -> None:
         """First sightings of this flow direction and of its source host.

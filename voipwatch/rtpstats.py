@@ -39,9 +39,9 @@ from functools import lru_cache
 from typing import Any, Mapping, Sequence
 
 import numpy as np
-import pandas as pd
 
 from dissectors.rtp import STATIC_PAYLOAD_TYPES, codec_name
+from voipwatch.grouping import stable_order
 from voipwatch.records import RtpPacket, RtpStream
 
 # Wireshark 4.0 clock_map (ui/tap-rtp-analysis.c): RFC 3551 static types plus 1 (FS-1016), 2 (G.721)
@@ -367,6 +367,7 @@ def _numeric(table: Any, name: str, dtype: Any) -> np.ndarray:
 
 def _stream_ids(table: Any, n: int) -> np.ndarray:
     """A dense id per row for (vlan, src, sport, dst, dport, ssrc)."""
+    import pandas as pd      # pandas is imported when first needed (analyze --jobs does that while another process works)
     ports = ((_numeric(table, "sport", np.uint64) << np.uint64(48))
              | (_numeric(table, "dport", np.uint64) << np.uint64(32)) | _numeric(table, "ssrc", np.uint64))
     key = np.zeros(n, dtype=np.int64)
@@ -397,17 +398,9 @@ def capture_order(key: np.ndarray, frame: np.ndarray) -> np.ndarray:
     return stable_order(key)
 
 
-def stable_order(key: np.ndarray) -> np.ndarray:
-    """Row order by key (dense ids >= 0), rows of equal key kept in their order: stable radix sorts on
-    16-bit digits."""
-    order = np.argsort((key & 0xFFFF).astype(np.uint16), kind="stable")
-    if key.max(initial=0) > 0xFFFF:
-        order = order[np.argsort((key[order] >> 16).astype(np.uint16), kind="stable")]
-    return order
-
-
 def _analysis_clock_rates(table: Any) -> np.ndarray:
     """analysis_clock_rate() per row (0 for none), evaluated once per distinct (pt, rate, codec)."""
+    import pandas as pd
     pt = _numeric(table, "pt", np.int64)
     static = np.zeros(128, dtype=np.int64)
     for p, r in TSHARK_STATIC_CLOCK.items():

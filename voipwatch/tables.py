@@ -6,11 +6,13 @@ deterministic and golden files need no canonifiers.
 """
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
 
 FORMATS = ("csv", "parquet", "jsonl")
 
@@ -153,7 +155,13 @@ TABLES: dict[str, tuple[Schema, Callable[[Any], tuple]]] = {
 }
 
 
+def load_pandas() -> None:
+    """Import pandas ahead of the tables (analyze --jobs: while another process computes the RTP streams)."""
+    importlib.import_module("pandas")
+
+
 def to_frame(records: Iterable[Any], table: str) -> pd.DataFrame:
+    import pandas as pd      # pandas is imported when first needed (analyze --jobs does that while another process works)
     schema, key = TABLES[table]
     rows = sorted(records, key=key)
     data = {col: pd.array([get(r) for r in rows], dtype=dtype) for col, (dtype, get) in schema.items()}
@@ -169,6 +177,7 @@ def write_table(df: pd.DataFrame, out_dir: Path, name: str, fmt: str) -> Path:
         df.to_parquet(path, index=False)
     elif fmt == "jsonl":
         path = out_dir / f"{name}.jsonl"
+        import pandas as pd
         with open(path, "w", encoding="utf-8") as fh:
             for row in df.to_dict(orient="records"):
                 fh.write(json.dumps({k: (None if pd.isna(v) else v) for k, v in row.items()},
@@ -184,6 +193,7 @@ def read_table(out_dir: Path, name: str) -> pd.DataFrame:
     CSV cannot tell an empty string from a missing value, so an empty string reads back as missing
     in every format: the same table then reads back the same whatever its format.
     """
+    import pandas as pd
     schema, _ = TABLES[name]
     dtypes = {col: dtype for col, (dtype, _) in schema.items()}
     for fmt in FORMATS:
