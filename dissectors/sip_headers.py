@@ -71,7 +71,9 @@ def _split(value: str, sep: str, quotes: bool) -> list[str] | None:
 
 def split_list(value: str, sep: str = ",") -> list[str]:
     """Elements of a comma-separated header value (§7.3.1), e.g. several Via or Contact entries."""
-    if '"' not in value and "<" not in value:
+    if sep not in value:
+        parts = [value]
+    elif '"' not in value and "<" not in value:
         parts = value.split(sep)
     else:
         parts = _split(value, sep, quotes=True) or _split(value, sep, quotes=False) or [value]
@@ -96,6 +98,8 @@ def params(text: str) -> dict[str, str]:
 
 
 def _find_unquoted(value: str, ch: str) -> int:
+    if '"' not in value:
+        return value.find(ch)
     in_quote = False
     i = 0
     while i < len(value):

@@ -306,7 +306,11 @@ def voipwatch_command(explicit: str | None) -> tuple[list[str], dict]:
     exe = shutil.which("voipwatch")
     if exe:
         return [exe], env
-    # not installed: run the checkout's package
+    # not installed: run the checkout's package, byte-compiled first as `pip install` does (with
+    # PYTHONDONTWRITEBYTECODE set, every run would otherwise compile every module again)
+    subprocess.run([sys.executable, "-m", "compileall", "-q", *(str(REPO / pkg) for pkg in ("voipwatch", "dissectors",
+                                                                                          "detectors"))],
+                   check=True, stdout=subprocess.DEVNULL)
     env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     return [sys.executable, "-m", "voipwatch"], env
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import enum
+import gc
 import os
 import sys
 import time
@@ -49,6 +50,15 @@ class Progress:
     def done(self) -> None:
         if self.enabled and self.count >= self.EVERY:
             click.echo("", err=True)
+
+
+def collect_rarely() -> None:
+    """Fewer garbage collections: an analysis keeps about a hundred thousand objects alive while
+    allocating millions that die young, and CPython's default thresholds (700, 10, 10) make the
+    cyclic collector walk the kept ones again and again (a tenth of an offline run). What is
+    imported by now is frozen out of collection altogether."""
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -321,4 +331,5 @@ def terminal_summary(summary: dict, out_dir: str) -> str:
 
 
 def main() -> None:
+    collect_rarely()
     cli(prog_name="voipwatch")
