@@ -166,8 +166,8 @@ def _headers(text: str, notes: _Notes) -> dict[str, list[str]]:
     count = 0
     for line in unfolded:
         name, colon, value = line.partition(":")
-        name = name.rstrip(" \t")
-        if not colon or not hv.is_token(name):
+        canonical = _canonical_name(name.rstrip(" \t")) if colon else None
+        if canonical is None:
             notes.add("sip.bad_header_line", f"{len(line)}-character line without a header name")
             continue
         if count == MAX_HEADERS:
@@ -178,8 +178,24 @@ def _headers(text: str, notes: _Notes) -> dict[str, list[str]]:
         if len(value) > MAX_HEADER_LINE:
             notes.add("sip.header_too_long", f"{name[:64]}: {len(value)} characters")
             value = value[:MAX_HEADER_LINE]
-        fields.setdefault(hv.canonical_name(name), []).append(value)
+        fields.setdefault(canonical, []).append(value)
     return fields
+
+
+_UNSEEN = object()
+_CANONICAL_NAMES: dict[str, str | None] = {}     # header name as sent -> canonical name, None if no token
+_MAX_CANONICAL_NAMES = 4096                      # names remembered; a flood of invented names is not
+
+
+def _canonical_name(name: str) -> str | None:
+    """hv.canonical_name of a header name that is a token (§25.1), else None; the few names real
+    traffic uses are looked up once."""
+    canonical = _CANONICAL_NAMES.get(name, _UNSEEN)
+    if canonical is _UNSEEN:
+        canonical = hv.canonical_name(name) if hv.is_token(name) else None
+        if len(_CANONICAL_NAMES) < _MAX_CANONICAL_NAMES:
+            _CANONICAL_NAMES[name] = canonical
+    return canonical
 
 
 def _list(fields: dict[str, list[str]], name: str, limit: int, anomaly: str, notes: _Notes) -> list[str]:

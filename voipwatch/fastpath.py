@@ -289,8 +289,9 @@ def feed_file(path: str, analyzer, progress: Callable[[Frame], None] | None = No
     chunks: Iterable[Chunk] = reader
     if jobs > 1:
         source = KeptCandidates(reader, analyzer.rtp)
-        chunks = producer = Producer(source, KeptCandidates.finish, KeptCandidates.settle)
+        chunks = producer = Producer(source, KeptCandidates.finish, KeptCandidates.settle, KeptCandidates.hear)
         analyzer.rtp.remote = partial(producer.ask, meanwhile=meanwhile)
+        analyzer.rtp.tell = producer.tell
     done = 0
     for chunk in chunks:
         done = _feed_chunk(chunk, done, analyzer, progress)
@@ -329,6 +330,11 @@ class KeptCandidates:
             cands = group_candidates(decoded)
             self.rtp.add_candidates(cands, done + 1 + cands.index)
 
+    def hear(self, notes: list) -> None:
+        """The analyzer's SDP announcements so far (BatchRtp.share): the candidates they cover are
+        classified while the per-frame process goes on."""
+        self.rtp.hear(notes)
+
     def finish(self, handover: dict) -> tuple[list, int]:
         """The analyzer's BatchRtp.finish, here: its per-frame packets and SDP log join the candidates."""
         self.rtp.take_over(handover)
@@ -346,6 +352,7 @@ def _feed_chunk(chunk: Chunk, done: int, analyzer, progress) -> int:
         analyzer.count_candidates(chunk.n_cands, *chunk.cand_span)
         if chunk.cands is not None:
             analyzer.rtp.add_candidates(chunk.cands, done + 1 + chunk.cands.index)
+    analyzer.rtp.share(done + chunk.records)
     if progress is not None:
         ts, linktype, wire_len, offset = chunk.last
         progress(Frame(ts, done + chunk.records, linktype, b"", wire_len, 0, offset))

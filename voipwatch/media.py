@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ctypes
 from ipaddress import IPv4Address
-from typing import Callable, NamedTuple
+from typing import Callable
 
 import numpy as np
 
@@ -84,8 +84,14 @@ class BatchRtp:
         self.overflows = 0            # offline analysis keeps every stream: no cap to hit
         self.jobs = 1                 # processes the end-of-input statistics may use (set by fastpath.feed_file)
         # With analyze --jobs, the process that keeps the candidates (fastpath.KeptCandidates): given
-        # handover(), it returns (streams, not_rtp) as finish() would.
+        # handover(), it returns (streams, not_rtp) as finish() would; share() tells it the SDP log as
+        # it grows.
         self.remote: Callable[[dict], tuple[list[RtpStream], int]] | None = None
+        self.tell: Callable[[tuple], None] | None = None
+        self._log_told = 0
+        self._classified_blocks = 0                    # self._blocks[:n] are classified
+        self._block_last_frame: list[int] = []
+        self._not_rtp = 0
         self._flows = _Interner()
         self._fast_flows: dict[tuple[int, int, int], int] = {}     # fastpath flow key -> flow code
         self._profiles = _Interner()
@@ -106,6 +112,7 @@ class BatchRtp:
         """RTP candidates decoded by fastpath; classified once every SDP of the capture is known."""
         flows = np.fromiter(map(self._fast_flow, map(tuple, cands.flows.tolist())), dtype=np.int32,
                             count=len(cands.flows))
+        self._block_last_frame.append(int(frames.max(initial=0)))
         self._blocks.append({
             "ts": cands.ts, "frame": frames, "flows": flows, "local": cands.flow, "ssrc": cands.ssrc, "seq": cands.seq,
             "rtp_ts": cands.rtp_ts, "b1": cands.b1, "payload_len": cands.payload_len, "heuristic": cands.heuristic})
@@ -153,17 +160,31 @@ class BatchRtp:
         emit(streams)
         return not_rtp
 
+    def share(self, frames_done: int) -> None:
+        """Tell the remote collector the SDP announcements made so far: every one up to frame
+        frames_done, so that it can classify the candidates of those frames already (hear())."""
+        if self.tell is not None and self.expectations is not None:
+            log = self.expectations.log
+            self.tell((log[self._log_told:], frames_done))
+            self._log_told = len(log)
+
+    def hear(self, notes: list[tuple[list, int]]) -> None:
+        """share()'s notes of the collector in the per-frame process: the announcements join this one's
+        log, and the candidate blocks of the frames they cover are classified."""
+        for announcements, _ in notes:
+            self.expectations.log.extend(announcements)
+        self._classify(until_frame=notes[-1][1])
+
     def handover(self) -> dict:
-        """This collector's per-frame packets and the capture's SDP announcements, for take_over()."""
-        expectations = self.expectations
+        """This collector's per-frame packets and the SDP announcements not yet shared, for take_over()."""
+        log = self.expectations.log if self.expectations is not None else []
         return {"rows": self._rows, "flows": self._flows.values, "profiles": self._profiles.values,
-                "log": expectations.log if expectations is not None else [],
-                "max_age_s": expectations.max_age_s if expectations is not None else 0.0}
+                "log": log[self._log_told:]}
 
     def take_over(self, handover: dict) -> None:
         """Adopt another collector's handover(): its per-frame packets come after this one's candidate
-        blocks (as its own would), and its announcements classify them."""
-        self.expectations = _Announcements(handover["log"], handover["max_age_s"])
+        blocks (as its own would), and its announcements join the log."""
+        self.expectations.log.extend(handover["log"])
         flows = [self._flows.code(flow) for flow in handover["flows"]]
         profiles = [self._profiles.code(profile) for profile in handover["profiles"]]
         rows = handover["rows"]
@@ -172,17 +193,21 @@ class BatchRtp:
         for name, values in rows.items():
             self._rows[name].extend(values)
 
-    def _classified(self) -> tuple[dict[str, np.ndarray], int]:
-        """Every RTP packet as columns (those of _DTYPES, negotiated and profile): the candidate blocks', then
-        the per-frame path's packets; and how many fastpath candidates are not RTP: neither announced by
-        SDP nor accepted by the heuristic."""
+    def _classify(self, until_frame: float) -> None:
+        """Classify the candidate blocks not yet classified whose frames all come no later than
+        until_frame (every announcement set up before them is in the log by then): keep the RTP
+        packets, with whether SDP announced them and their profile; count the others."""
+        ready = self._classified_blocks
+        while ready < len(self._blocks) and self._block_last_frame[ready] <= until_frame:
+            ready += 1
+        if ready == self._classified_blocks:
+            return
         index = AnnouncementIndex(*((self.expectations.log, self.expectations.max_age_s)
                                     if self.expectations is not None else ([], 0.0)))
         src_keys = np.asarray([_ipv4_key(src, sport) for _, src, sport, _, _ in self._flows.values], dtype=np.int64)
         dst_keys = np.asarray([_ipv4_key(dst, dport) for _, _, _, dst, dport in self._flows.values], dtype=np.int64)
         profiles = np.full((len(index.log) + 1) * 128, -1, dtype=np.int32)
-        not_rtp = 0
-        for block in self._blocks:                    # block by block: small temporaries
+        for block in self._blocks[self._classified_blocks:ready]:    # block by block: small temporaries
             flows, local = block.pop("flows"), block.pop("local")
             endpoint = index.lookup_block(src_keys, dst_keys, flows, local, block["frame"], block["ts"])
             block["flow"] = flows[local]
@@ -192,13 +217,20 @@ class BatchRtp:
                 keep |= heuristic
             if not keep.all():
                 rows = np.flatnonzero(keep)
-                not_rtp += len(keep) - len(rows)
+                self._not_rtp += len(keep) - len(rows)
                 for name, column in block.items():
                     block[name] = column[rows]
                 endpoint = endpoint[rows]
             block["negotiated"] = endpoint >= 0
             block["profile"] = self._announced_profiles(endpoint, block["b1"] & 0x7F, index.log, profiles)
-        blocks, self._blocks = self._blocks, []
+        self._classified_blocks = ready
+
+    def _classified(self) -> tuple[dict[str, np.ndarray], int]:
+        """Every RTP packet as columns (those of _DTYPES, negotiated and profile): the candidate blocks', then
+        the per-frame path's packets; and how many fastpath candidates are not RTP: neither announced by
+        SDP nor accepted by the heuristic."""
+        self._classify(until_frame=float("inf"))
+        blocks, self._blocks, self._block_last_frame, self._classified_blocks = self._blocks, [], [], 0
         names = (*_DTYPES, "negotiated", "profile")
         columns = {}
         for name in names:                            # one column at a time, freeing the blocks' arrays
@@ -208,6 +240,7 @@ class BatchRtp:
             rows, self._rows = self._rows, {name: [] for name in self._rows}
             for name in names:
                 columns[name] = np.concatenate([columns[name], np.asarray(rows[name], dtype=_COLUMN_DTYPES[name])])
+        not_rtp, self._not_rtp = self._not_rtp, 0
         return columns, not_rtp
 
     def _announced_profiles(self, endpoint: np.ndarray, pt: np.ndarray, log: list, table: np.ndarray) -> np.ndarray:
@@ -233,12 +266,6 @@ class BatchRtp:
             payload_type=part["pt"].tolist(), codec=[p[1] for p in profiles], call_id=[p[2] for p in profiles],
             first_ts=part["first_ts"].tolist(), last_ts=part["last_ts"].tolist(),
             first_frame=part["first_frame"].tolist())
-
-
-class _Announcements(NamedTuple):
-    """What BatchRtp reads of MediaExpectations: the log of every announcement, and their lifetime."""
-    log: list
-    max_age_s: float
 
 
 def _release_free_memory() -> None:

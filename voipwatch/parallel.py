@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import multiprocessing
 import pickle
-from collections import deque
+import queue
 import threading
+from collections import deque
 import weakref
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, NamedTuple, Sequence
 
 _FORK = multiprocessing.get_context("fork")
 # Bytes of pickled items a producing worker keeps ready while the consumer is busy (at least one item):
@@ -24,18 +25,20 @@ class Producer:
     The source's `complete` flag is copied back once every item is consumed. Then the caller may put
     one question to the process: `answer(source, question)` runs there, on the state that producing
     the items (and then `settle(source)`, while the caller consumes the last items) left in the
-    source, and its result comes back (the process then ends). A Producer that is closed, or
-    dropped, before that stops its process.
+    source, and its result comes back (the process then ends). Before that, the caller may `tell`
+    the process notes at any time: once settled, it hands them to `hear(source, notes)`, every note
+    that has arrived at once, in order. A Producer that is closed, or dropped, before the answer
+    stops its process.
     """
 
     def __init__(self, source: Iterable, answer: Callable[[Any, Any], Any] | None = None,
-                 settle: Callable[[Any], None] | None = None):
+                 settle: Callable[[Any], None] | None = None, hear: Callable[[Any, list], None] | None = None):
         self.source = source
         self.ended = False
         self._recv, send = _FORK.Pipe(duplex=False)
         question_recv, self._ask = _FORK.Pipe(duplex=False)
         # Not a daemon: answering may fork workers of its own (map_forked).
-        self._worker = _FORK.Process(target=_produce, args=(source, answer, settle, send, question_recv,
+        self._worker = _FORK.Process(target=_produce, args=(source, _Replies(answer, settle, hear), send, question_recv,
                                                             (self._recv, self._ask)))
         self._worker.start()
         send.close()
@@ -50,13 +53,17 @@ class Producer:
             else:
                 yield value
 
+    def tell(self, note: Any) -> None:
+        """Send the producing process a note (it takes them as they come, so this never waits long)."""
+        self._ask.send_bytes(pickle.dumps(("note", note), protocol=pickle.HIGHEST_PROTOCOL))
+
     def ask(self, question: Any, meanwhile: Callable[[], None] | None = None) -> Any:
         """The answer of the producing process to `question`, once every item has been consumed; this
         process runs `meanwhile` while that one answers."""
         if not self.ended:
             raise RuntimeError("ask() before every item was consumed")
         try:
-            self._ask.send_bytes(pickle.dumps(question, protocol=pickle.HIGHEST_PROTOCOL))
+            self._ask.send_bytes(pickle.dumps(("question", question), protocol=pickle.HIGHEST_PROTOCOL))
             if meanwhile is not None:
                 meanwhile()
             return _receive(self._recv)[1]
@@ -79,15 +86,25 @@ def _stop(worker, recv, ask) -> None:
     recv.close()
 
 
-def _produce(source: Iterable, answer, settle, send, question_recv, parent_ends) -> None:
+class _Replies(NamedTuple):
+    """What a producing process does after its items (see Producer)."""
+    answer: Callable[[Any, Any], Any] | None
+    settle: Callable[[Any], None] | None
+    hear: Callable[[Any, list], None] | None
+
+
+def _produce(source: Iterable, replies: _Replies, send, question_recv, parent_ends) -> None:
     """Pickle the source's items for the pipe; a thread writes them, up to AHEAD_BYTES of them
-    queued, so that the source goes on while the consumer is busy (a pipe holds 64 KiB). Then
-    settle, and answer the question if one comes."""
+    queued, so that the source goes on while the consumer is busy (a pipe holds 64 KiB). Another
+    thread takes the notes and the question as they come. Then settle, hear the notes, answer."""
     for end in parent_ends:               # the parent's ends of the pipes: its closing them must show here
         end.close()
     out = _Outbox(AHEAD_BYTES)
     writer = threading.Thread(target=_write_all, args=(send, out))
     writer.start()
+    inbox: queue.SimpleQueue = queue.SimpleQueue()
+    threading.Thread(target=_read_all, args=(question_recv, inbox), daemon=True).start()
+    answer = replies.answer
     failed: BaseException | None = None
     try:
         for item in source:
@@ -99,26 +116,61 @@ def _produce(source: Iterable, answer, settle, send, question_recv, parent_ends)
     finally:
         out.put(None)
     try:
-        if answer is not None and settle is not None:
+        if answer is not None and replies.settle is not None:
             try:
-                settle(source)
+                replies.settle(source)
             except BaseException as exc:  # noqa: BLE001 - the answer to any question
                 failed = exc
         writer.join()
         if answer is None:
             return
-        try:
-            question = pickle.loads(question_recv.recv_bytes())
-        except EOFError:                  # the parent wants no answer
-            return
-        try:
-            if failed is not None:
-                raise failed
-            send.send_bytes(pickle.dumps(("answer", answer(source, question)), protocol=pickle.HIGHEST_PROTOCOL))
-        except BaseException as exc:      # noqa: BLE001 - handed to the parent, which raises it
-            send.send_bytes(pickle.dumps(("error", exc)))
+        for kind, value in _messages(inbox):
+            if kind == "notes" and failed is None and replies.hear is not None:
+                try:
+                    replies.hear(source, value)
+                except BaseException as exc:  # noqa: BLE001 - the answer to any question
+                    failed = exc
+            elif kind == "question":
+                try:
+                    if failed is not None:
+                        raise failed
+                    reply = ("answer", answer(source, value))
+                except BaseException as exc:  # noqa: BLE001 - handed to the parent, which raises it
+                    reply = ("error", exc)
+                send.send_bytes(pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL))
+                return
     finally:
         send.close()
+
+
+def _messages(inbox: queue.SimpleQueue) -> Iterator[tuple[str, Any]]:
+    """("notes", [every note that has arrived]) as notes come, then ("question", question); nothing
+    more once the parent has closed its end."""
+    while True:
+        kind, value = inbox.get()
+        notes = []
+        while kind == "note":
+            notes.append(value)
+            if inbox.empty():
+                break
+            kind, value = inbox.get()
+        if notes:
+            yield "notes", notes
+        if kind == "question":
+            yield kind, value
+            return
+        if kind == "end":
+            return
+
+
+def _read_all(recv, inbox: queue.SimpleQueue) -> None:
+    """Every (kind, value) message of the parent, then ("end", None) when it closes its end."""
+    while True:
+        try:
+            inbox.put(pickle.loads(recv.recv_bytes()))
+        except (EOFError, OSError):
+            inbox.put(("end", None))
+            return
 
 
 class _Outbox:
