@@ -15,7 +15,7 @@ import pytest
 
 from voipwatch import fastpath, media
 from voipwatch.analyze import analyze_files, write_outputs
-from voipwatch.parallel import Producer, map_forked
+from voipwatch.parallel import Producer, forked, map_forked
 
 GEN = Path(__file__).resolve().parents[1] / "scripts" / "gen_site_capture.py"
 PUBLIC = [
@@ -91,6 +91,23 @@ def test_map_forked():
     assert map_forked(_fail, [], 2) == []
     with pytest.raises(ValueError, match="unit 3"):
         map_forked(_fail, [0, 1, 2, 3, 4], 2)
+
+
+def test_forked():
+    state = {"n": 6}
+    pending = forked(lambda: state["n"] * 7)
+    state["n"] = 0                                    # the forked process works on its own copy
+    assert pending() == 42
+    with pytest.raises(ValueError, match="unit 3"):
+        forked(lambda: _fail(3))()
+
+
+def test_detectors_run_elsewhere_with_the_same_alerts(site_capture, tmp_path):
+    """With --jobs 2 the detectors run in a forked process; the result waits for them when read."""
+    one, two = analyze_files([str(site_capture)], jobs=1), analyze_files([str(site_capture)], jobs=2)
+    assert two._detectors is not None and len(two.alerts) == len(one.alerts) > 0
+    assert [(a.name, a.ts, a.identifier) for a in two.alerts] == [(a.name, a.ts, a.identifier) for a in one.alerts]
+    assert {k: v for k, v in two.summary.items() if k != "run_s"} == {k: v for k, v in one.summary.items() if k != "run_s"}
 
 
 class _Numbers:

@@ -14,6 +14,7 @@ from voipwatch.capture import read_captures
 from voipwatch.alerts import write_alerts
 from voipwatch.detect import SEVERITIES, DetectorBus
 from voipwatch.fastpath import feed_file
+from voipwatch.parallel import forked
 from voipwatch.pipeline import Analyzer
 from voipwatch.records import (Alert, Anomaly, Call, DnsMessage, FlowSeen, Frame, HostSeen, L2Control, Registration,
                                RtcpPacket, RtpStream, SipMessage, TlsFlow)
@@ -66,12 +67,36 @@ class Tee:
         return call
 
 
-@dataclass
 class AnalysisResult:
-    records: Collector
-    summary: dict
-    tables: dict = field(default_factory=dict)    # table name -> DataFrame
-    alerts: list[Alert] = field(default_factory=list)
+    """Records, tables (name -> DataFrame), alerts and summary of an analysis.
+
+    With analyze --jobs the detectors may still be running in another process when the result is
+    returned (the tables are written meanwhile): reading alerts or summary waits for them.
+    """
+
+    def __init__(self, records: Collector, summary: dict, tables: dict, alerts: list[Alert] | None = None,
+                 detectors: Callable[[], tuple[list[Alert], int]] | None = None, started: float | None = None):
+        self.records = records
+        self.tables = tables
+        self._summary = summary
+        self._alerts = alerts or []
+        self._detectors = detectors           # () -> (alerts, suppressed), once
+        self._started = started
+
+    @property
+    def alerts(self) -> list[Alert]:
+        if self._detectors is not None:
+            detectors, self._detectors = self._detectors, None
+            self._alerts, suppressed = detectors()
+            add_alert_counts(self._summary, self._alerts, suppressed)
+            if self._started is not None:
+                self._summary["run_s"] = round(time.perf_counter() - self._started, 3)
+        return self._alerts
+
+    @property
+    def summary(self) -> dict:
+        self.alerts                           # noqa: B018 - the alert counts belong to the summary
+        return self._summary
 
 
 def analyze_files(paths: list[str], settings: Settings | None = None, mode: str = "batch",
@@ -95,15 +120,28 @@ def analyze_files(paths: list[str], settings: Settings | None = None, mode: str 
         analyzer.finish()
     else:
         analyzer.run(read_captures(paths), progress)
-    bus.finish()
+
+    def detect() -> tuple[list[Alert], int]:
+        bus.finish()
+        return alerts, bus.suppressed
+
+    # With --jobs, the detectors run in a forked process while this one builds (and writes) the tables.
+    detectors = forked(detect) if vectorised and jobs > 1 else None
+    if detectors is None:
+        detect()
     sink.calls = attach_streams(sink.calls, sink.rtp_streams)
     tables = {name: to_frame(getattr(sink, name), name) for name in TABLES}
     summary = build_summary(paths, analyzer, sink, mode, time.perf_counter() - started)
+    if detectors is None:
+        add_alert_counts(summary, alerts, bus.suppressed)
+    return AnalysisResult(sink, summary, tables, alerts, detectors, started)
+
+
+def add_alert_counts(summary: dict, alerts: list[Alert], suppressed: int) -> None:
     summary["alerts_by_severity"] = {sev: n for sev in reversed(SEVERITIES)
                                      if (n := sum(1 for a in alerts if a.severity == sev))}
     summary["alerts_by_name"] = dict(sorted(Counter(a.name for a in alerts).items()))
-    summary["alerts_suppressed"] = bus.suppressed
-    return AnalysisResult(sink, summary, tables, alerts)
+    summary["alerts_suppressed"] = suppressed
 
 
 def attach_streams(calls: list[Call], streams: list[RtpStream]) -> list[Call]:

@@ -204,6 +204,21 @@ def _write_all(send, out: _Outbox) -> None:
         send.send_bytes(message)
 
 
+def forked(fn: Callable[[], Any]) -> Callable[[], Any]:
+    """fn() run by a forked process from now on; the returned function waits for its result (call it once)."""
+    recv, send = _FORK.Pipe(duplex=False)
+    worker = _FORK.Process(target=_map_part, args=(lambda _: fn(), [None], send), daemon=True)
+    worker.start()
+    send.close()
+
+    def result() -> Any:
+        with recv:
+            value = _receive(recv)[1][0]
+        worker.join()
+        return value
+    return result
+
+
 def map_forked(fn: Callable[[Any], Any], items: Sequence, jobs: int) -> list:
     """[fn(item) for item in items], the items dealt round-robin to this process and jobs - 1 forked ones."""
     jobs = min(jobs, len(items))
