@@ -19,7 +19,7 @@ from voipwatch.pipeline import Analyzer
 from voipwatch.records import (Alert, Anomaly, Call, DnsMessage, FlowSeen, Frame, HostSeen, L2Control, Registration,
                                RtcpPacket, RtpStream, SipMessage, TlsFlow)
 from voipwatch.settings import Settings, load_settings
-from voipwatch.tables import TABLES, load_pandas, to_frame, write_table
+from voipwatch.tables import TABLES, to_frame, write_records
 
 
 @dataclass
@@ -68,20 +68,26 @@ class Tee:
 
 
 class AnalysisResult:
-    """Records, tables (name -> DataFrame), alerts and summary of an analysis.
+    """Records, tables (name -> DataFrame, built when first read), alerts and summary of an analysis.
 
     With analyze --jobs the detectors may still be running in another process when the result is
     returned (the tables are written meanwhile): reading alerts or summary waits for them.
     """
 
-    def __init__(self, records: Collector, summary: dict, tables: dict, alerts: list[Alert] | None = None,
+    def __init__(self, records: Collector, summary: dict, alerts: list[Alert] | None = None,
                  detectors: Callable[[], tuple[list[Alert], int]] | None = None, started: float | None = None):
         self.records = records
-        self.tables = tables
+        self._tables: dict | None = None
         self._summary = summary
         self._alerts = alerts or []
         self._detectors = detectors           # () -> (alerts, suppressed), once
         self._started = started
+
+    @property
+    def tables(self) -> dict:
+        if self._tables is None:
+            self._tables = {name: to_frame(getattr(self.records, name), name) for name in TABLES}
+        return self._tables
 
     @property
     def alerts(self) -> list[Alert]:
@@ -116,7 +122,7 @@ def analyze_files(paths: list[str], settings: Settings | None = None, mode: str 
                       settings.alerts.suppress_for_s, call_linger_s=settings.pipeline.call_linger_s)
     analyzer = Analyzer(Tee(sink, bus), settings.pipeline, mode)
     vectorised = mode == "batch" and len(paths) == 1 and paths[0] != "-"
-    if vectorised and feed_file(paths[0], analyzer, progress, jobs, meanwhile=load_pandas):
+    if vectorised and feed_file(paths[0], analyzer, progress, jobs):
         analyzer.finish()
     else:
         analyzer.run(read_captures(paths), progress)
@@ -125,16 +131,15 @@ def analyze_files(paths: list[str], settings: Settings | None = None, mode: str 
         bus.finish()
         return alerts, bus.suppressed
 
-    # With --jobs, the detectors run in a forked process while this one builds (and writes) the tables.
+    # With --jobs, the detectors run in a forked process while this one writes the tables.
     detectors = forked(detect) if vectorised and jobs > 1 else None
     if detectors is None:
         detect()
     sink.calls = attach_streams(sink.calls, sink.rtp_streams)
-    tables = {name: to_frame(getattr(sink, name), name) for name in TABLES}
     summary = build_summary(paths, analyzer, sink, mode, time.perf_counter() - started)
     if detectors is None:
         add_alert_counts(summary, alerts, bus.suppressed)
-    return AnalysisResult(sink, summary, tables, alerts, detectors, started)
+    return AnalysisResult(sink, summary, alerts, detectors, started)
 
 
 def add_alert_counts(summary: dict, alerts: list[Alert], suppressed: int) -> None:
@@ -191,7 +196,7 @@ def build_summary(paths: list[str], analyzer: Analyzer, sink: Collector, mode: s
 def write_outputs(result: AnalysisResult, out_dir: str | Path, fmt: str = "csv") -> list[Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    written = [write_table(df, out, name, fmt) for name, df in result.tables.items()]
+    written = [write_records(getattr(result.records, name), out, name, fmt) for name in TABLES]
     write_alerts(result.alerts, out / "alerts.jsonl")
     written.append(out / "alerts.jsonl")
     summary_path = out / "summary.json"

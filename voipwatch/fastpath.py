@@ -11,7 +11,6 @@ the same records the streaming path gives; tests/test_parity.py holds both to th
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
 from itertools import islice
 from typing import Callable, Iterable, Iterator
 
@@ -270,15 +269,13 @@ def _chunk(records: Records, grouped: bool) -> Chunk:
                   int(records.file_off[last])))
 
 
-def feed_file(path: str, analyzer, progress: Callable[[Frame], None] | None = None, jobs: int = 1,
-              meanwhile: Callable[[], None] | None = None) -> bool:
+def feed_file(path: str, analyzer, progress: Callable[[Frame], None] | None = None, jobs: int = 1) -> bool:
     """Feed one capture file to a batch-mode Analyzer through the vectorised path.
 
     Returns False, having fed nothing, when the file is not an uncompressed pcap/pcapng file (the
     caller then uses the generic reader). With jobs > 1, another process scans the file and keeps
     the RTP candidates while this one runs the per-frame path; at the end of input the analyzer's
-    BatchRtp hands its share to that process, which computes the streams (with `jobs` processes)
-    while this one runs `meanwhile`.
+    BatchRtp hands its share to that process, which computes the streams (with `jobs` processes).
     """
     try:
         reader = ChunkReader(path, grouped=jobs == 1)
@@ -290,7 +287,7 @@ def feed_file(path: str, analyzer, progress: Callable[[Frame], None] | None = No
     if jobs > 1:
         source = KeptCandidates(reader, analyzer.rtp)
         chunks = producer = Producer(source, KeptCandidates.finish, KeptCandidates.settle, KeptCandidates.hear)
-        analyzer.rtp.remote = partial(producer.ask, meanwhile=meanwhile)
+        analyzer.rtp.remote = producer.ask
         analyzer.rtp.tell = producer.tell
     done = 0
     for chunk in chunks:

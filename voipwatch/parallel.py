@@ -57,15 +57,12 @@ class Producer:
         """Send the producing process a note (it takes them as they come, so this never waits long)."""
         self._ask.send_bytes(pickle.dumps(("note", note), protocol=pickle.HIGHEST_PROTOCOL))
 
-    def ask(self, question: Any, meanwhile: Callable[[], None] | None = None) -> Any:
-        """The answer of the producing process to `question`, once every item has been consumed; this
-        process runs `meanwhile` while that one answers."""
+    def ask(self, question: Any) -> Any:
+        """The answer of the producing process to `question`, once every item has been consumed."""
         if not self.ended:
             raise RuntimeError("ask() before every item was consumed")
         try:
             self._ask.send_bytes(pickle.dumps(("question", question), protocol=pickle.HIGHEST_PROTOCOL))
-            if meanwhile is not None:
-                meanwhile()
             return _receive(self._recv)[1]
         finally:
             self.close()

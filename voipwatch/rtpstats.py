@@ -367,7 +367,7 @@ def _numeric(table: Any, name: str, dtype: Any) -> np.ndarray:
 
 def _stream_ids(table: Any, n: int) -> np.ndarray:
     """A dense id per row for (vlan, src, sport, dst, dport, ssrc)."""
-    import pandas as pd      # pandas is imported when first needed (analyze --jobs does that while another process works)
+    import pandas as pd      # imported when first needed: `voipwatch analyze` runs without pandas
     ports = ((_numeric(table, "sport", np.uint64) << np.uint64(48))
              | (_numeric(table, "dport", np.uint64) << np.uint64(32)) | _numeric(table, "ssrc", np.uint64))
     key = np.zeros(n, dtype=np.int64)

@@ -6,7 +6,7 @@ deterministic and golden files need no canonifiers.
 """
 from __future__ import annotations
 
-import importlib
+import csv
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable
@@ -155,17 +155,42 @@ TABLES: dict[str, tuple[Schema, Callable[[Any], tuple]]] = {
 }
 
 
-def load_pandas() -> None:
-    """Import pandas ahead of the tables (analyze --jobs: while another process computes the RTP streams)."""
-    importlib.import_module("pandas")
+def table_columns(records: Iterable[Any], table: str) -> dict[str, list]:
+    """The table as Python values, column by column (None where a value is missing), rows sorted."""
+    schema, key = TABLES[table]
+    rows = sorted(records, key=key)
+    return {col: [get(r) for r in rows] for col, (_, get) in schema.items()}
 
 
 def to_frame(records: Iterable[Any], table: str) -> pd.DataFrame:
-    import pandas as pd      # pandas is imported when first needed (analyze --jobs does that while another process works)
-    schema, key = TABLES[table]
-    rows = sorted(records, key=key)
-    data = {col: pd.array([get(r) for r in rows], dtype=dtype) for col, (dtype, get) in schema.items()}
+    import pandas as pd      # pandas is imported when first needed: CSV and JSON lines are written without it
+    schema, _ = TABLES[table]
+    data = {col: pd.array(values, dtype=schema[col][0]) for col, values in table_columns(records, table).items()}
     return pd.DataFrame(data, columns=list(schema))
+
+
+def write_records(records: Iterable[Any], out_dir: Path, name: str, fmt: str) -> Path:
+    """Write a table straight from its records: CSV and JSON lines byte for byte as pandas writes
+    to_frame()'s DataFrame (tests/test_tables.py holds them to that), without importing pandas."""
+    if fmt == "parquet":
+        return write_table(to_frame(records, name), out_dir, name, fmt)
+    columns = table_columns(records, name)
+    rows = zip(*columns.values())
+    path = out_dir / f"{name}.{fmt}"
+    with open(path, "w", encoding="utf-8", newline="") as fh:
+        if fmt == "csv":
+            # pandas.DataFrame.to_csv: the csv module's minimal quoting, "\n" line ends, missing values
+            # empty, floats as repr() (the shortest text that reads back the same), booleans True/False.
+            writer = csv.writer(fh, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
+            writer.writerow(columns)
+            writer.writerows(rows)
+        elif fmt == "jsonl":
+            names = list(columns)
+            for row in rows:
+                fh.write(json.dumps(dict(zip(names, row)), ensure_ascii=False) + "\n")
+        else:
+            raise ValueError(f"unknown table format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    return path
 
 
 def write_table(df: pd.DataFrame, out_dir: Path, name: str, fmt: str) -> Path:

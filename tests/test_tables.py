@@ -1,0 +1,63 @@
+"""Tables written straight from records (tables.write_records) against pandas, their peer: the CSV and
+JSON lines bytes must be those of DataFrame.to_csv / the DataFrame rows, for awkward values too."""
+from __future__ import annotations
+
+import random
+from types import SimpleNamespace
+
+import pytest
+
+from voipwatch.tables import TABLES, to_frame, write_records, write_table
+
+AWKWARD_TEXT = ["", " ", "a,b", 'say "hi"', "line\nbreak", "cr\rlf\r\n", "tab\there", "ünïcødé ✓", "'", ";", None,
+                "trailing space ", "=1+1", "\x00nul", "comma, quote\" and\nnewline"]
+AWKWARD_FLOATS = [0.0, -0.0, 1e-05, 0.0001, 123456.5, 1700000000.011956, 1e16, 2.5e-07, -3.75, 0.1 + 0.2, 7.0, None]
+
+
+def _value(rng: random.Random, dtype: str):
+    if dtype == "string":
+        return rng.choice(AWKWARD_TEXT)
+    if dtype == "Float64":
+        return rng.choice(AWKWARD_FLOATS)
+    if dtype == "Int64":
+        return rng.choice([0, -1, 5060, 2**40, None])
+    if dtype == "boolean":
+        return rng.choice([True, False])
+    raise AssertionError(dtype)
+
+
+def _records(table: str, rng: random.Random, n: int) -> list[SimpleNamespace]:
+    """Rows of awkward values of each column's type, in row order (i)."""
+    schema, _ = TABLES[table]
+    return [SimpleNamespace(i=i, values={col: _value(rng, dtype) for col, (dtype, _) in schema.items()})
+            for i in range(n)]
+
+
+@pytest.fixture
+def plain_schemas(monkeypatch):
+    """Each table's columns and dtypes, its extractors reading _records' values, sorted by row number."""
+    from voipwatch import tables
+    monkeypatch.setattr(tables, "TABLES", {
+        name: ({col: (dtype, lambda r, col=col: r.values[col]) for col, (dtype, _) in schema.items()}, lambda r: (r.i,))
+        for name, (schema, _) in TABLES.items()})
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+@pytest.mark.parametrize("table", list(TABLES))
+def test_written_as_pandas_writes_them(plain_schemas, table, fmt, tmp_path):
+    records = _records(table, random.Random(f"{table}{fmt}"), 300)
+    (tmp_path / "ours").mkdir()
+    (tmp_path / "pandas").mkdir()
+    ours = write_records(records, tmp_path / "ours", table, fmt)
+    peer = write_table(to_frame(records, table), tmp_path / "pandas", table, fmt)
+    assert ours.read_bytes() == peer.read_bytes()
+    assert len(ours.read_bytes()) > 1000
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_empty_tables(fmt, tmp_path):
+    for table in TABLES:
+        (tmp_path / table).mkdir()
+        (tmp_path / f"{table}-pandas").mkdir()
+        assert write_records([], tmp_path / table, table, fmt).read_bytes() == \
+            write_table(to_frame([], table), tmp_path / f"{table}-pandas", table, fmt).read_bytes()
