@@ -57,6 +57,19 @@ def test_generated_capture(site_capture, small_units, tmp_path):
         assert outputs(site_capture, jobs, tmp_path / f"j{jobs}") == one
 
 
+def test_jobs_0_uses_every_core(site_capture, tmp_path):
+    """`voipwatch analyze --jobs 0`, one process per available core, writes what --jobs 1 writes."""
+    from click.testing import CliRunner
+
+    from voipwatch.cli import cli
+    outs = {}
+    for jobs in ("0", "1"):
+        run = CliRunner().invoke(cli, ["analyze", str(site_capture), "-o", str(tmp_path / jobs), "--jobs", jobs])
+        assert run.exit_code == 0, run.output
+        outs[jobs] = {p.name: p.read_bytes() for p in sorted((tmp_path / jobs).iterdir()) if p.name != "summary.json"}
+    assert outs["0"] == outs["1"] and "rtp_streams.csv" in outs["0"]
+
+
 def test_generated_capture_matches_the_stream_path(site_capture, tmp_path):
     batch_files, batch_summary = outputs(site_capture, 2, tmp_path / "batch")
     stream_files, stream_summary = outputs(site_capture, 1, tmp_path / "stream", mode="stream")

@@ -85,18 +85,20 @@ def cli() -> None:
 @click.option("--progress/--no-progress", default=None, help="Progress line on stderr (default: when a terminal).")
 @click.option("--fail-on", type=click.Choice(SEVERITIES), default=None,
               help="Exit with status 3 when an alert of this severity or higher was raised.")
-@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True, metavar="N",
-              help="Processes for --mode batch on one uncompressed pcap/pcapng file (same results; "
-                   "other inputs use one).")
+@click.option("--jobs", type=click.IntRange(min=0), default=1, show_default=True, metavar="N",
+              help="Processes for --mode batch on one uncompressed pcap/pcapng file, 0 for one per "
+                   "available core (same results; other inputs use one).")
 def analyze(captures, out_dir, fmt, mode, config_path, sets, progress, fail_on, jobs) -> None:
     """Analyze capture files (pcap, pcapng, gzip, or - for stdin) into tables and a summary.
 
     Several files are merged in capture-time order. Writes sip_messages, calls, registrations,
     rtp_streams, dns and anomalies tables plus summary.json into OUT.
 
-    Example:
+    Examples:
 
         voipwatch analyze capture.pcapng -o out/ --format parquet
+
+        voipwatch analyze big.pcap -o out/ --jobs 0
     """
     from voipwatch.analyze import analyze_files, write_outputs
 
@@ -105,7 +107,7 @@ def analyze(captures, out_dir, fmt, mode, config_path, sets, progress, fail_on, 
         click.echo(f"notice: {reason}", err=True)
     reporter = Progress(list(captures), sys.stderr.isatty() if progress is None else progress)
     try:
-        result = analyze_files(list(captures), settings, mode, reporter, jobs)
+        result = analyze_files(list(captures), settings, mode, reporter, jobs or len(os.sched_getaffinity(0)))
     except CaptureError as exc:
         reporter.done()
         click.echo(f"error: {exc}", err=True)
