@@ -16,10 +16,10 @@ import pytest
 
 from dissectors import rtp
 from dissectors.net import Datagram, NetworkDecoder
-from voipwatch import fastpath, fastscan
+from voipwatch import fastpath, fastscan, grouping
 from voipwatch.analyze import analyze_files
 from voipwatch.capture import read_capture
-from voipwatch.fastpath import decode_vlan, rtp_candidates
+from voipwatch.fastpath import decode_candidates, decode_vlan, group_candidates, rtp_candidates
 from voipwatch.fastscan import HEAD, Scanner
 from voipwatch.records import Frame
 from voipwatch.settings import load_settings
@@ -181,14 +181,33 @@ def ethernet_frame(rng: random.Random) -> bytes:
     return frame[:rng.randrange(14, len(frame))] if defect == "cut" else frame
 
 
-def test_rtp_candidates_decode_as_the_dissectors_do(tmp_path):
-    rng = random.Random(7)
-    frames = [ethernet_frame(rng) for _ in range(4000)]
+def _mixed_records(tmp_path, seed: int = 7, n: int = 4000):
+    rng = random.Random(seed)
+    frames = [ethernet_frame(rng) for _ in range(n)]
     path = tmp_path / "mix.pcap"
     path.write_bytes(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1) + b"".join(
         struct.pack("<IIII", 1_700_000_000, i, len(f), len(f)) + f for i, f in enumerate(frames)))
     buf = bytearray(path.read_bytes()[24:]) + bytearray(HEAD)
-    records, _ = Scanner(path.read_bytes()[:64]).scan(buf, len(buf) - HEAD, 24)
+    return frames, Scanner(path.read_bytes()[:64]).scan(buf, len(buf) - HEAD, 24)[0]
+
+
+def test_grouping_survives_stream_hash_collisions(tmp_path, monkeypatch):
+    """Streams numbered across chunks (grouping.KeyIds) group a chunk as the exact per-chunk path does,
+    which is what group_candidates falls back to when two stream keys share a hash."""
+    _, records = _mixed_records(tmp_path)
+    decoded = decode_candidates(records)
+    fields = ("index", "flow", "flows", "ssrc", "seq", "rtp_ts", "b1", "payload_len", "heuristic", "ts")
+    usual = group_candidates(decoded)
+    monkeypatch.setattr(grouping, "MIX", np.zeros(4, dtype=np.uint64))      # every key hashes to 0
+    with pytest.raises(grouping.HashCollision):
+        grouping.KeyIds(4).ids(decoded.keys)
+    colliding = group_candidates(decoded)
+    assert all(np.array_equal(getattr(usual, f), getattr(colliding, f)) for f in fields)
+    assert len(usual.flows) > 50
+
+
+def test_rtp_candidates_decode_as_the_dissectors_do(tmp_path):
+    frames, records = _mixed_records(tmp_path)
     cands = rtp_candidates(records)
     assert len(frames) // 5 < len(cands) < len(frames) // 2
     assert sorted(cands.index.tolist()) == sorted(set(cands.index.tolist()))
@@ -218,7 +237,7 @@ def test_flow_codes_survive_hash_collisions(monkeypatch):
     rng = np.random.default_rng(3)
     columns = [rng.integers(0, 5, size=2000).astype(np.uint64) << np.uint64(40) for _ in range(3)]
     codes, first = fastpath._factorize_rows(columns)
-    monkeypatch.setattr(fastpath, "_MIX", np.zeros(4, dtype=np.uint64))      # every row hashes to 0
+    monkeypatch.setattr(grouping, "MIX", np.zeros(4, dtype=np.uint64))      # every row hashes to 0
     assert [a.tolist() for a in fastpath._factorize_rows(columns)] == [codes.tolist(), first.tolist()]
     rows = list(zip(*(c.tolist() for c in columns)))
     assert [rows[i] for i in first.tolist()] == list(dict.fromkeys(rows))

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from voipwatch import grouping
-from voipwatch.grouping import factorize, stable_order
+from voipwatch.grouping import KeyIds, factorize, stable_order
 
 
 def _peer_factorize(values: np.ndarray) -> tuple[list[int], list[int]]:
@@ -42,3 +42,16 @@ def test_factorize_empty():
 def test_stable_order_matches_a_stable_argsort(high):
     key = np.random.default_rng(high).integers(0, high + 1, size=20_000).astype(np.int64)
     assert stable_order(key).tolist() == np.argsort(key, kind="stable").tolist()
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_key_ids_number_keys_in_order_of_first_appearance_across_arrays(seed):
+    """KeyIds over a sequence of arrays gives pandas.factorize's codes of their concatenation, while
+    its table grows from 4,096 slots to hold thousands of keys."""
+    rng = np.random.default_rng(seed)
+    keys = rng.integers(0, 2**40, size=(int(rng.integers(1, 6000)), 4)).astype(np.uint64)
+    ids = KeyIds(4)
+    arrays = [rng.integers(0, len(keys), size=int(rng.integers(0, 3000))) for _ in range(20)]
+    got = [ids.ids([keys[rows, k] for k in range(4)]) for rows in arrays]
+    assert np.concatenate(got).tolist() == pd.factorize(np.concatenate(arrays))[0].tolist()
+    assert ids.n == len(set(np.concatenate(arrays).tolist()))

@@ -21,7 +21,7 @@ from voipwatch.capture import read_capture
 from voipwatch.fastscan import HEAD, Records, Scanner, ScanError, gather_rows
 from voipwatch.parallel import Producer
 from voipwatch.records import Frame
-from voipwatch.grouping import factorize, stable_order
+from voipwatch.grouping import HashCollision, KeyIds, factorize, mix_columns, stable_order
 
 ETHERTYPE_IPV4 = 0x0800
 VLAN_TPIDS = (0x8100, 0x88A8, 0x9100)   # IEEE 802.1Q, 802.1ad, and the pre-standard QinQ tag
@@ -163,15 +163,26 @@ def decode_candidates(rec: Records) -> DecodedCandidates:
         payload_len=body[keep].astype(np.int32), heuristic=heuristic[keep], ts=rec.ts[index])
 
 
-def group_candidates(decoded: DecodedCandidates) -> Candidates:
+def group_candidates(decoded: DecodedCandidates, streams: KeyIds | None = None) -> Candidates:
     """Rows grouped by stream (flow, SSRC), in record order within each: the statistics at the end of
-    input read each stream's rows in runs rather than one row here and one there."""
+    input read each stream's rows in runs rather than one row here and one there.
+
+    `streams` numbers the streams of every chunk of the capture (streams seen in earlier chunks are
+    found by one vectorised lookup); the streams of a chunk come in the order of those numbers.
+    """
     keys = decoded.keys
-    stream, first = _factorize_rows(keys)
-    flow_of_stream, flow_first = _factorize_rows([key[first] for key in keys[:3]])
+    try:
+        stream = (streams if streams is not None else KeyIds(len(keys))).ids(keys)
+    except HashCollision:
+        stream = _factorize_rows(keys)[0]
     grouped = stable_order(stream)
+    n = len(grouped)
+    in_order = stream[grouped]
+    starts = np.flatnonzero(np.r_[True, in_order[1:] != in_order[:-1]]) if n else np.zeros(0, dtype=np.int64)
+    first = grouped[starts]                               # each stream's first row
+    flow_of_stream, flow_first = _factorize_rows([key[first] for key in keys[:3]])
     return Candidates(
-        index=decoded.index[grouped], flow=flow_of_stream[stream[grouped]],
+        index=decoded.index[grouped], flow=np.repeat(flow_of_stream, np.diff(np.r_[starts, n])),
         flows=np.stack([key[first[flow_first]].astype(np.uint64) for key in keys[:3]], axis=1),
         ssrc=keys[3][grouped], seq=decoded.seq[grouped], rtp_ts=decoded.rtp_ts[grouped], b1=decoded.b1[grouped],
         payload_len=decoded.payload_len[grouped], heuristic=decoded.heuristic[grouped], ts=decoded.ts[grouped])
@@ -181,9 +192,7 @@ def _factorize_rows(columns: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Codes (int32, in order of first appearance) of the rows of equal-length integer columns, and
     the row where each code first appears."""
     # One hash per row; if two distinct rows share a hash, each column is factorized in turn instead.
-    mixed = np.zeros(len(columns[0]), dtype=np.uint64)
-    for k, column in enumerate(columns):
-        mixed = (mixed ^ column.astype(np.uint64)) * _MIX[k]
+    mixed = mix_columns(columns)
     codes, first = factorize(mixed)
     if not all((column[first][codes] == column).all() for column in columns):
         codes = np.zeros(len(mixed), dtype=np.int64)
@@ -192,9 +201,6 @@ def _factorize_rows(columns: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
             codes, first = factorize(codes * len(column_first) + column_codes)
     return codes.astype(np.int32), first
 
-
-# Odd 64-bit multipliers (those of splitmix64 and of Fibonacci hashing) that spread each column over the hash.
-_MIX = np.asarray([0xBF58476D1CE4E5B9, 0x94D049BB133111EB, 0x9E3779B97F4A7C15, 0xD6E8FEB86659FD93], dtype=np.uint64)
 
 
 @dataclass
@@ -219,6 +225,7 @@ class ChunkReader:
     def __init__(self, path: str, grouped: bool = True):
         self.path = path
         self.grouped = grouped        # Chunk.cands grouped by stream (else DecodedCandidates)
+        self.streams = KeyIds(4)      # the stream keys of every chunk (group_candidates)
         with open(path, "rb") as fh:
             self.scanner = Scanner(fh.read(64))
         self.complete = False
@@ -244,16 +251,17 @@ class ChunkReader:
                     scanner.irregular = True      # a record longer than a chunk: leave it to the generic reader
                     break
                 if len(records.ts):
-                    yield _chunk(records, self.grouped)
+                    yield _chunk(records, self.streams if self.grouped else None)
                 base += used
                 kept = end - used
                 buf[:kept] = buf[used:end]
         self.complete = not scanner.irregular and not kept
 
 
-def _chunk(records: Records, grouped: bool) -> Chunk:
+def _chunk(records: Records, streams: KeyIds | None) -> Chunk:
+    """The chunk's candidates grouped with `streams`, or (None) decoded only."""
     decoded = decode_candidates(records)
-    cands = group_candidates(decoded) if grouped else decoded
+    cands = group_candidates(decoded, streams) if streams is not None else decoded
     is_cand = np.zeros(len(records.ts), dtype=bool)
     is_cand[cands.index] = True
     slow = np.flatnonzero(~is_cand)
@@ -324,7 +332,7 @@ class KeptCandidates:
     def settle(self) -> None:
         kept, self._kept = self._kept, []
         for decoded, done in kept:
-            cands = group_candidates(decoded)
+            cands = group_candidates(decoded, self.reader.streams)
             self.rtp.add_candidates(cands, done + 1 + cands.index)
 
     def hear(self, notes: list) -> None:

@@ -50,3 +50,97 @@ def _equal_values_together(values: np.ndarray) -> np.ndarray:
     if ((h[1:] == h[:-1]) & (v[1:] != v[:-1])).any():
         return np.argsort(values, kind="stable")
     return order
+
+
+class KeyIds:
+    """Dense ids (in order of first appearance) of keys made of several uint64 columns, over many
+    arrays of rows: the stream keys of every chunk of a capture.
+
+    An open-addressing hash table (linear probing, at most a quarter full) kept in numpy arrays: a
+    chunk's rows are looked up at once, probe by probe; only keys not seen before (a few per chunk)
+    are added one by one. Each key's full columns are kept, so a hash collision between different
+    keys is caught (HashCollision) rather than merging them.
+    """
+
+    _MIN_BITS = 12
+
+    def __init__(self, columns: int):
+        self.n = 0
+        self.keys = [np.zeros(16, dtype=np.uint64) for _ in range(columns)]   # per column, per id
+        self._hashes = np.zeros(16, dtype=np.uint64)              # per id
+        self._bits = self._MIN_BITS
+        self._slots = np.full(1 << self._bits, -1, dtype=np.int64)
+
+    def ids(self, columns: list[np.ndarray]) -> np.ndarray:
+        """The id of every row's key (int64); new keys get the next ids in order of their first row."""
+        hashed = mix_columns(columns)
+        ids = np.full(len(hashed), -1, dtype=np.int64)
+        mask = (1 << self._bits) - 1
+        slot = (hashed >> np.uint64(64 - self._bits)).astype(np.intp)
+        probing = np.arange(len(hashed))
+        while len(probing):                     # rows whose key sits further along its probe sequence
+            held = self._slots[slot[probing]]
+            hit = held >= 0
+            hit[hit] = self._hashes[held[hit]] == hashed[probing[hit]]
+            ids[probing[hit]] = held[hit]
+            probing = probing[~hit & (held >= 0)]
+            slot[probing] = (slot[probing] + 1) & mask
+        missing = np.flatnonzero(ids < 0)
+        if len(missing):                        # keys not seen before
+            codes, first = factorize(hashed[missing])
+            new_ids = np.asarray([self._find_or_add(int(hashed[row]), [int(c[row]) for c in columns])
+                                  for row in missing[first].tolist()], dtype=np.int64)
+            ids[missing] = new_ids[codes]
+        for kept, column in zip(self.keys, columns):
+            if not (kept[ids] == column).all():
+                raise HashCollision("two different keys share a 64-bit hash")
+        return ids
+
+    def _find_or_add(self, hashed: int, key: list[int]) -> int:
+        """Linear probing from the key's slot: its id, or a new one."""
+        mask = (1 << self._bits) - 1
+        slot = hashed >> (64 - self._bits)
+        while (found := int(self._slots[slot])) >= 0:
+            if int(self._hashes[found]) == hashed:
+                return found
+            slot = (slot + 1) & mask
+        new = self.n
+        if new == len(self._hashes):
+            self.keys = [np.concatenate([kept, np.zeros_like(kept)]) for kept in self.keys]
+            self._hashes = np.concatenate([self._hashes, np.zeros_like(self._hashes)])
+        for kept, value in zip(self.keys, key):
+            kept[new] = value
+        self._hashes[new] = hashed
+        self.n += 1
+        self._slots[slot] = new
+        if 4 * self.n > len(self._slots):          # at most a quarter full: probes stay short
+            self._grow()
+        return new
+
+    def _grow(self) -> None:
+        self._bits += 1
+        self._slots = np.full(1 << self._bits, -1, dtype=np.int64)
+        mask = (1 << self._bits) - 1
+        for i, hashed in enumerate(self._hashes[:self.n].tolist()):
+            slot = hashed >> (64 - self._bits)
+            while self._slots[slot] >= 0:
+                slot = (slot + 1) & mask
+            self._slots[slot] = i
+
+
+class HashCollision(Exception):
+    """Two different keys with the same 64-bit hash (KeyIds): the caller groups those rows another way."""
+
+
+# Odd 64-bit multipliers (those of splitmix64 and of Fibonacci hashing) that spread each column over the hash.
+MIX = np.asarray([0xBF58476D1CE4E5B9, 0x94D049BB133111EB, 0x9E3779B97F4A7C15, 0xD6E8FEB86659FD93], dtype=np.uint64)
+
+
+def mix_columns(columns: list[np.ndarray]) -> np.ndarray:
+    """One 64-bit hash per row of up to four integer columns."""
+    mixed = np.zeros(len(columns[0]), dtype=np.uint64)
+    for k, column in enumerate(columns):
+        mixed = (mixed ^ column.astype(np.uint64)) * MIX[k]
+    # splitmix64's finaliser: the top bits, which pick the slot, depend on every input bit.
+    mixed ^= mixed >> np.uint64(31)
+    return mixed
