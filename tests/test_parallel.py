@@ -149,6 +149,17 @@ def test_producer():
     assert not producer._worker.is_alive()
 
 
+def test_producer_ends_when_its_consumer_is_gone():
+    """A consumer that dies (its end of the pipe closed) must not leave the producer blocked on a
+    full pipe: it stops producing and ends."""
+    producer = Producer(_Numbers(100_000))
+    assert len(next(iter(producer))) == 0
+    producer._recv.close()                            # as a killed parent's end would be
+    producer._worker.join(timeout=20)
+    assert not producer._worker.is_alive()
+    producer._ask.close()
+
+
 class _Summing(_Numbers):
     """Remembers the sizes it produced; settle() adds them up."""
 

@@ -107,11 +107,16 @@ def _produce(source: Iterable, replies: _Replies, send, question_recv, parent_en
         for item in source:
             out.put(pickle.dumps(("item", item), protocol=pickle.HIGHEST_PROTOCOL))
         out.put(pickle.dumps(("end", source.complete)))
-    except BaseException as exc:          # noqa: BLE001 - handed to the parent, which raises it
-        out.put(pickle.dumps(("error", exc)))
-        answer = None
-    finally:
         out.put(None)
+    except ConsumerGone:
+        return
+    except BaseException as exc:          # noqa: BLE001 - handed to the parent, which raises it
+        answer = None
+        try:
+            out.put(pickle.dumps(("error", exc)))
+            out.put(None)
+        except ConsumerGone:
+            return
     try:
         if answer is not None and replies.settle is not None:
             try:
@@ -134,7 +139,10 @@ def _produce(source: Iterable, replies: _Replies, send, question_recv, parent_en
                     reply = ("answer", answer(source, value))
                 except BaseException as exc:  # noqa: BLE001 - handed to the parent, which raises it
                     reply = ("error", exc)
-                send.send_bytes(pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL))
+                try:
+                    send.send_bytes(pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL))
+                except OSError:           # the parent is gone
+                    pass
                 return
     finally:
         send.close()
@@ -171,18 +179,22 @@ def _read_all(recv, inbox: queue.SimpleQueue) -> None:
 
 
 class _Outbox:
-    """Messages between two threads, in order; put() waits while `limit` bytes or more are waiting."""
+    """Messages between two threads, in order; put() waits while `limit` bytes or more are waiting,
+    and raises ConsumerGone once the reading thread has given up (the parent is gone)."""
 
     def __init__(self, limit: int):
         self.limit = limit
         self._messages: deque[bytes | None] = deque()
         self._bytes = 0
         self._changed = threading.Condition()
+        self.gone = False
 
     def put(self, message: bytes | None) -> None:
         size = len(message) if message is not None else 0
         with self._changed:
-            self._changed.wait_for(lambda: self._bytes < self.limit or not self._messages)
+            self._changed.wait_for(lambda: self.gone or self._bytes < self.limit or not self._messages)
+            if self.gone:
+                raise ConsumerGone
             self._messages.append(message)
             self._bytes += size
             self._changed.notify_all()
@@ -196,9 +208,22 @@ class _Outbox:
             return message
 
 
+    def give_up(self) -> None:
+        with self._changed:
+            self.gone = True
+            self._changed.notify_all()
+
+
+class ConsumerGone(Exception):
+    """The process the items were for has closed its end (it ended, or was killed)."""
+
+
 def _write_all(send, out: _Outbox) -> None:
-    while (message := out.get()) is not None:
-        send.send_bytes(message)
+    try:
+        while (message := out.get()) is not None:
+            send.send_bytes(message)
+    except OSError:                       # the parent closed its end: nothing more to produce for
+        out.give_up()
 
 
 def forked(fn: Callable[[], Any]) -> Callable[[], Any]:
