@@ -109,8 +109,9 @@ def analyze_files(paths: list[str], settings: Settings | None = None, mode: str 
                   progress: Callable[[Frame], None] | None = None, jobs: int = 1) -> AnalysisResult:
     """Analyze capture files (merged in time order): records, tables, alerts and a summary.
 
-    `jobs` > 1 lets the batch path of a single uncompressed file use that many processes (the
-    results are the same); other inputs and the stream mode use one.
+    `jobs` > 1 lets the batch path use more processes (the results are the same): the detectors
+    run in a second one, and a single uncompressed file is scanned in parallel. The stream mode
+    uses one.
     """
     started = time.perf_counter()
     settings = settings or load_settings()
@@ -132,7 +133,7 @@ def analyze_files(paths: list[str], settings: Settings | None = None, mode: str 
         return alerts, bus.suppressed
 
     # With --jobs, the detectors run in a forked process while this one writes the tables.
-    detectors = forked(detect) if vectorised and jobs > 1 else None
+    detectors = forked(detect) if mode == "batch" and jobs > 1 else None
     if detectors is None:
         detect()
     sink.calls = attach_streams(sink.calls, sink.rtp_streams)

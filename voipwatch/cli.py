@@ -86,8 +86,8 @@ def cli() -> None:
 @click.option("--fail-on", type=click.Choice(SEVERITIES), default=None,
               help="Exit with status 3 when an alert of this severity or higher was raised.")
 @click.option("--jobs", type=click.IntRange(min=0), default=1, show_default=True, metavar="N",
-              help="Processes for --mode batch on one uncompressed pcap/pcapng file, 0 for one per "
-                   "available core (same results; other inputs use one).")
+              help="Processes for --mode batch, 0 for one per available core (same results; a single "
+                   "uncompressed pcap/pcapng file is the input that uses them best).")
 def analyze(captures, out_dir, fmt, mode, config_path, sets, progress, fail_on, jobs) -> None:
     """Analyze capture files (pcap, pcapng, gzip, or - for stdin) into tables and a summary.
 
