@@ -70,6 +70,21 @@ def test_jobs_0_uses_every_core(site_capture, tmp_path):
     assert outs["0"] == outs["1"] and "rtp_streams.csv" in outs["0"]
 
 
+def test_a_failure_in_the_scanning_process_is_raised_here(site_capture, small_units, monkeypatch):
+    """An error while the other process scans reaches the caller as itself, not as a broken pipe
+    from the SDP notes this process keeps sending it."""
+    decode, calls = fastpath.decode_candidates, []
+
+    def failing(records):
+        calls.append(1)
+        if len(calls) == 5:
+            raise MemoryError("chunk 5")
+        return decode(records)
+    monkeypatch.setattr(fastpath, "decode_candidates", failing)
+    with pytest.raises(MemoryError, match="chunk 5"):
+        analyze_files([str(site_capture)], jobs=2)
+
+
 def test_generated_capture_matches_the_stream_path(site_capture, tmp_path):
     batch_files, batch_summary = outputs(site_capture, 2, tmp_path / "batch")
     stream_files, stream_summary = outputs(site_capture, 1, tmp_path / "stream", mode="stream")

@@ -15,9 +15,9 @@ import numpy as np
 
 from dissectors import rtp
 from voipwatch.fastpath import Candidates, decode_vlan
+from voipwatch.grouping import factorize, stable_order
 from voipwatch.parallel import map_forked
 from voipwatch.records import RtpPacket, RtpStream
-from voipwatch.grouping import factorize, stable_order
 from voipwatch.rtpstats import RtpStreamTracker, analysis_clock_rate, segment_rows, stream_records
 from voipwatch.sessions import MediaExpectations
 

@@ -9,8 +9,8 @@ import multiprocessing
 import pickle
 import queue
 import threading
-from collections import deque
 import weakref
+from collections import deque
 from typing import Any, Callable, Iterable, Iterator, NamedTuple, Sequence
 
 _FORK = multiprocessing.get_context("fork")
@@ -55,7 +55,10 @@ class Producer:
 
     def tell(self, note: Any) -> None:
         """Send the producing process a note (it takes them as they come, so this never waits long)."""
-        self._ask.send_bytes(pickle.dumps(("note", note), protocol=pickle.HIGHEST_PROTOCOL))
+        try:
+            self._ask.send_bytes(pickle.dumps(("note", note), protocol=pickle.HIGHEST_PROTOCOL))
+        except OSError:                   # it has ended: its error, if any, is the next item read
+            pass
 
     def ask(self, question: Any) -> Any:
         """The answer of the producing process to `question`, once every item has been consumed."""
