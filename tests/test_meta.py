@@ -54,7 +54,8 @@ def test_every_command_has_help_with_an_example(name, command):
     if isinstance(command, click.Group):
         assert command.help
     else:
-        assert command.help and "Example:" in command.help, f"voipwatch {name}: help needs an Example: block"
+        assert command.help and re.search(r"^\s*Examples?:\n\n\s+voipwatch " + name, command.help, re.M), \
+            f"voipwatch {name}: help needs an Example: block"
 
 
 def test_no_wall_clock_where_capture_time_rules():
