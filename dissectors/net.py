@@ -107,6 +107,11 @@ class NetworkDecoder:
         return [Anomaly(ts, number, "ip", "ip.fragment_timeout", detail)
                 for ts, number, detail in self.fragments.expire(now)]
 
+    def finish(self) -> list[Anomaly]:
+        """End of input: fragmented datagrams still incomplete (their other fragments were not captured)."""
+        return [Anomaly(ts, number, "ip", "ip.fragment_incomplete_at_end", detail)
+                for ts, number, detail in self.fragments.expire(float("inf"))]
+
     def _decode(self, frame: Frame) -> Datagram | Skipped | Anomaly:
         """Every layer combination; the fast path above is this function's answer for its case."""
         data = frame.data

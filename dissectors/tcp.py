@@ -122,6 +122,15 @@ class TcpReassembler:
                                          " out-of-order bytes dropped", key[1], key[3]))
         return anomalies
 
+    def finish(self) -> list[Anomaly]:
+        """End of input: the bytes each direction still holds (a message cut off by the end of the capture)."""
+        anomalies = [Anomaly(st.last_ts, st.last_frame, "tcp", "tcp.unframed_bytes_at_end",
+                             f"{_name(key)}: {len(st.buf)} unframed and {st.held_bytes} out-of-order bytes "
+                             "at the end of the capture", key[1], key[3])
+                     for key, st in self._flows.items() if st.buf or st.held]
+        self._flows.clear()
+        return anomalies
+
     def _accept(self, st: _Direction, seq: int, data: bytes, ts: float) -> bool:
         """Place one segment's bytes; True when in-order bytes were added."""
         ahead = (seq - st.next_seq) % _MOD

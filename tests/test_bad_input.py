@@ -459,6 +459,22 @@ def test_malformed_sip_over_tcp(tmp_path):
     assert msgs["call_id"].tolist() == ["long@x"] and msgs["transport"].tolist() == ["tcp"]
 
 
+def test_what_the_end_of_the_capture_cuts_off_is_reported(tmp_path):
+    """A capture that ends inside a fragmented datagram and inside a TCP message: the reassemblers
+    report what they still hold, so nothing is dropped silently."""
+    datagram = pg.udp(A, 5060, B, 5060, sip("frag@x", [("X-Pad", "q" * 300)]))
+    frames = [udp_frame(sip("whole@x")),
+              pg.ethernet(pg.ipv4(A, B, 17, datagram[:256], ident=9, flags_frag=0x2000), pg.ETH_IPV4),
+              *tcp_stream(sip("cut@x", [("X-Pad", "p" * 2000)]))[:2]]     # the SYN and the first of two segments
+    got = same_in_both(analyze(tmp_path, [write(tmp_path, "cut.pcap", pcap_bytes(frames))]))
+    assert got.summary["frames_by_class"] == {"sip": 1, "ip.fragment_pending": 1, "tcp.control": 1, "tcp.sip": 1}
+    assert got.anomalies() == [(2, "ip", "ip.fragment_incomplete_at_end"), (4, "tcp", "tcp.unframed_bytes_at_end")]
+    assert got.details("ip.fragment_incomplete_at_end") == ["1 fragment(s), 256 bytes never completed"]
+    assert got.details("tcp.unframed_bytes_at_end") == [
+        f"{A}:40000 -> {B}:5060: 1400 unframed and 0 out-of-order bytes at the end of the capture"]
+    assert got.table("sip_messages")["call_id"].tolist() == ["whole@x"]
+
+
 SDP_OK = pg.sdp_body(A, A, 20000)
 
 

@@ -336,7 +336,10 @@ class Analyzer:
         self.hosts.expire(now)
 
     def finish(self) -> None:
-        """End of input: close every stream, call and registration still open."""
+        """End of input: close every stream, call and registration still open, and report what the
+        IP and TCP reassemblers still hold."""
+        for anomaly in self.net.finish() + self.tcp.finish():
+            self._anomaly(anomaly)
         not_rtp = self.rtp.finish(self._emit_streams)
         if self._candidates > not_rtp:
             self.frame_classes["rtp"] += self._candidates - not_rtp
