@@ -432,7 +432,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--workdir", default=str(REPO / "bench-out"),
                     help="captures cache, tool outputs, logs (default: bench-out/ in the checkout)")
     ap.add_argument("--jobs", type=parse_jobs, default=[1, 2], help="voipwatch --jobs values, e.g. 1,2")
-    ap.add_argument("--repeat", type=int, default=1, help="runs per tool; the median wall time is reported")
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="runs per tool, alternating; the median wall time is reported (on a shared machine one "
+                         "run can be an outlier)")
     ap.add_argument("--json", help="write the results as JSON to this file")
     ap.add_argument("--check-streams", action="store_true",
                     help="diff each voipwatch run's rtp_streams.csv with tshark's rtp,streams "
