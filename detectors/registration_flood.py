@@ -130,8 +130,8 @@ class RegistrationFlood(Detector):
     (RF-04); a stale password failing >= 10 times before it is fixed (RF-05 high, critical only when the
     failures were fast, from several sources or from a scanner); IP-trusted gateways and mTLS (RF-06); desk
     phone plus softphone on one AOR (RF-07 medium), a phone renumbered in its zone (RF-07 info); load tests
-    and failover re-registration (RF-08 medium from internal sources). A 401 to credentials may be a
-    stale-nonce re-challenge (RFC 7616 §3.3; the record has no stale flag) and counts as a failure.
+    and failover re-registration (RF-08 medium from internal sources). A 401/407 to credentials with
+    stale=true is a stale-nonce re-challenge (RFC 7616 §3.3: the credentials were valid), not a failure.
     """
     name = "registration_flood"
     family = "registration_flood"
@@ -340,7 +340,7 @@ class RegistrationFlood(Detector):
             self._registrars.set(p.src, True, ts)
             if status in CHALLENGES:
                 self._challenged.set(txn.aor, ts, ts)
-        if txn.credentials and status in (401, 403, 407):
+        if txn.credentials and status in (401, 403, 407) and not _stale_nonce(msg):
             yield from self._failure(txn, msg)
         elif 200 <= status < 300 and txn.method in ("REGISTER", "INVITE"):
             yield from self._success(txn, msg)
@@ -445,6 +445,11 @@ class RegistrationFlood(Detector):
             bindings[txn.src] = _Binding(ts + (c.default_expires_s if expires is None else expires), zone,
                                          txn.user_agent, txn.contacts)
         self._bindings.set(txn.aor, bindings, ts)
+
+
+def _stale_nonce(msg: SipMessage) -> bool:
+    """A 401/407 whose challenge says stale=true (RFC 7616 §3.3): the nonce expired, the credentials did not fail."""
+    return msg.status in CHALLENGES and any(a.stale for a in msg.auth)
 
 
 def _probed_user(msg: SipMessage) -> str | None:

@@ -202,6 +202,8 @@ def parse_auth(header: str, value: str, limit: int) -> list[SipAuth]:
             header=header, scheme=scheme, username=p.get("username"), realm=p.get("realm"),
             algorithm=p.get("algorithm"), qop=p.get("qop"), uri=p.get("uri"),
             response_sha256=digest, response_len=len(response.encode()) if response is not None else None,
+            # RFC 7616 §3.3: stale=TRUE (case-insensitive) says the nonce expired, the credentials were valid.
+            stale=p["stale"].strip().lower() == "true" if header.endswith("authenticate") and "stale" in p else None,
         ))
     return out
 

@@ -102,6 +102,7 @@ class SipAuth:
     uri: str | None = None
     response_sha256: str | None = None
     response_len: int | None = None
+    stale: bool | None = None      # a challenge's stale flag (RFC 7616 §3.3); None when absent or not a challenge
 
 
 @dataclass(frozen=True, slots=True)

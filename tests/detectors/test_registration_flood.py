@@ -2,6 +2,7 @@
 on hand-built records for behaviour no capture shows (a stale password fixed, retransmitted answers)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -145,6 +146,20 @@ def test_stale_password_fixed_after_slow_failures_is_high_not_critical():
     alerts = _run(msgs)
     assert [(a.name, a.severity) for a in alerts] == [(f"{FAMILY}.lockout_not_enforced", "high")]
     assert alerts[0].evidence["failures"] == 12 and alerts[0].evidence["brute_force_rate"] is False
+
+
+@pytest.mark.parametrize("stale,brute_force", [(True, False), (None, True)])
+def test_stale_nonce_rechallenges_are_not_failed_logins(stale, brute_force):
+    """RFC 7616 §3.3: a 401 with stale=true answers valid credentials whose nonce expired (a registrar with
+    short-lived nonces re-challenges every refresh); twelve of them in a minute are no brute force, while
+    twelve plain 401s to credentials are."""
+    challenge = (SipAuth("www-authenticate", "Digest", realm="pbx", stale=stale),)
+    msgs = []
+    for n in range(12):
+        msgs += [_register(1000.0 + 4 * n, 2 * n + 1, n + 1, auth=True),
+                 dataclasses.replace(_answer(1000.01 + 4 * n, 2 * n + 2, n + 1, 401), auth=challenge)]
+    names = [a.name for a in _run(msgs)]
+    assert (f"{FAMILY}.brute_force" in names) is brute_force
 
 
 def test_retransmitted_final_responses_count_once():

@@ -293,6 +293,17 @@ def test_challenges_with_quoted_comma_lists():
         ("proxy-authenticate", "a.example", None, "MD5")]
 
 
+def test_stale_flag_of_challenges():
+    """RFC 7616 §3.3: stale=TRUE (any case) on a challenge; absent, or on credentials, it is None."""
+    msg, _ = parse_sip(meta(), RESPONSE.replace(b"180 Ringing", b"401 Unauthorized").replace(
+        b"Server:", b'WWW-Authenticate: Digest realm="a", nonce="n2", stale=TRUE, algorithm=MD5, '
+        b'Digest realm="a", nonce="n3", stale="false", Digest realm="a", nonce="n4"\r\nServer:'))
+    assert [a.stale for a in msg.auth] == [True, False, None]
+    msg, _ = parse_sip(meta(), register('Authorization: Digest username="bob", realm="a", nonce="n", stale=true,'
+                                        ' response="00"\n'))
+    assert [a.stale for a in msg.auth] == [None]
+
+
 def test_basic_credentials_are_not_kept():
     msg, _ = parse_sip(meta(), register("Authorization: Basic Ym9iOmh1bnRlcjI=\n"))
     assert [(a.scheme, a.username, a.response_sha256) for a in msg.auth] == [("Basic", None, None)]
