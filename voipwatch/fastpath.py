@@ -3,8 +3,9 @@
 A capture file is scanned in chunks (fastscan). In each chunk the RTP candidates, frames whose
 headers numpy can decode exactly as the per-frame dissectors would, are decoded column-wise; every
 other frame (SIP, DNS, TCP, IPv6, fragments, other link types, anything unusual) goes through the
-per-frame pipeline in frame order. Candidates are classified at the end, once every SDP is known:
-a candidate sent to or from an SDP-announced endpoint set up before its frame is negotiated RTP,
+per-frame pipeline in frame order. Candidates are classified once every SDP announced before their
+frames is known (at the end of input, or with --jobs as the per-frame path's SDP log grows): a
+candidate sent to or from an SDP-announced endpoint set up before its frame is negotiated RTP,
 otherwise the header heuristic decides (dissectors.rtp.looks_like_rtp, mirrored here). The result is
 the same records the streaming path gives; tests/test_parity.py holds both to that.
 """
@@ -202,7 +203,6 @@ def _factorize_rows(columns: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return codes.astype(np.int32), first
 
 
-
 @dataclass
 class Chunk:
     """One scanned chunk, independent of the read buffer (so another process can produce it)."""
@@ -311,8 +311,8 @@ def feed_file(path: str, analyzer, progress: Callable[[Frame], None] | None = No
 class KeptCandidates:
     """The chunks of a ChunkReader (grouped=False), in the process that scans them (analyze --jobs):
     each chunk's RTP candidates stay in this process, the rest of the chunk goes on. Once every chunk
-    is sent, settle() groups them into this process's copy of the analyzer's BatchRtp, and pandas is
-    imported for finish(), while the consumer still works through the last chunks."""
+    is sent, settle() groups them into this process's copy of the analyzer's BatchRtp while the
+    consumer still works through the last chunks."""
 
     def __init__(self, reader: ChunkReader, rtp):
         self.reader, self.rtp = reader, rtp

@@ -141,6 +141,7 @@ def mix_columns(columns: list[np.ndarray]) -> np.ndarray:
     mixed = np.zeros(len(columns[0]), dtype=np.uint64)
     for k, column in enumerate(columns):
         mixed = (mixed ^ column.astype(np.uint64)) * MIX[k]
-    # splitmix64's finaliser: the top bits, which pick the slot, depend on every input bit.
+    # A closing xor-shift, as splitmix64's last step: it folds the high bits, which pick the slot, into
+    # the low ones, which the multiplications alone leave depending on few input bits.
     mixed ^= mixed >> np.uint64(31)
     return mixed
