@@ -137,11 +137,9 @@ MIX = np.asarray([0xBF58476D1CE4E5B9, 0x94D049BB133111EB, 0x9E3779B97F4A7C15, 0x
 
 
 def mix_columns(columns: list[np.ndarray]) -> np.ndarray:
-    """One 64-bit hash per row of up to four integer columns."""
+    """One 64-bit hash per row of up to four integer columns. A multiplication by an odd constant
+    carries every input bit into the bits above it, so the top bits (KeyIds' slot) depend on all."""
     mixed = np.zeros(len(columns[0]), dtype=np.uint64)
     for k, column in enumerate(columns):
         mixed = (mixed ^ column.astype(np.uint64)) * MIX[k]
-    # A closing xor-shift, as splitmix64's last step: it folds the high bits, which pick the slot, into
-    # the low ones, which the multiplications alone leave depending on few input bits.
-    mixed ^= mixed >> np.uint64(31)
     return mixed
