@@ -22,7 +22,7 @@ from voipwatch.report import (DEFAULT_TOP, ReportData, build_report, destination
                               ladder_from_rows, load_dir)
 from voipwatch.report_html import render
 from voipwatch.settings import load_settings
-from voipwatch.tables import TABLES, to_frame
+from voipwatch.tables import TABLES, to_frame, write_records
 
 REPO = Path(__file__).resolve().parents[1]
 OFFICE = REPO / "sample_captures" / "small-office.pcap"
@@ -181,9 +181,8 @@ def test_same_page_from_every_table_format(office, tmp_path):
     for fmt in ("parquet", "jsonl"):
         out = tmp_path / fmt
         out.mkdir()
-        for name, df in result.tables.items():
-            from voipwatch.tables import write_table
-            write_table(df, out, name, fmt)
+        for name in TABLES:
+            write_records(getattr(result.records, name), out, name, fmt)
         for extra in ("alerts.jsonl", "summary.json"):
             (out / extra).write_bytes((office[1] / extra).read_bytes())
         assert report_html(load_dir(out)) == from_dir, fmt

@@ -90,7 +90,6 @@ class BatchRtp:
         self.tell: Callable[[tuple], None] | None = None
         self._log_told = 0
         self._classified_blocks = 0                    # self._blocks[:n] are classified
-        self._block_last_frame: list[int] = []
         self._not_rtp = 0
         self._flows = _Interner()
         self._fast_flows: dict[tuple[int, int, int], int] = {}     # fastpath flow key -> flow code
@@ -112,7 +111,6 @@ class BatchRtp:
         """RTP candidates decoded by fastpath; classified once every SDP of the capture is known."""
         flows = np.fromiter(map(self._fast_flow, map(tuple, cands.flows.tolist())), dtype=np.int32,
                             count=len(cands.flows))
-        self._block_last_frame.append(int(frames.max(initial=0)))
         self._blocks.append({
             "ts": cands.ts, "frame": frames, "flows": flows, "local": cands.flow, "ssrc": cands.ssrc, "seq": cands.seq,
             "rtp_ts": cands.rtp_ts, "b1": cands.b1, "payload_len": cands.payload_len, "heuristic": cands.heuristic})
@@ -198,7 +196,7 @@ class BatchRtp:
         until_frame (every announcement set up before them is in the log by then): keep the RTP
         packets, with whether SDP announced them and their profile; count the others."""
         ready = self._classified_blocks
-        while ready < len(self._blocks) and self._block_last_frame[ready] <= until_frame:
+        while ready < len(self._blocks) and self._blocks[ready]["frame"].max(initial=0) <= until_frame:
             ready += 1
         if ready == self._classified_blocks:
             return
@@ -230,7 +228,7 @@ class BatchRtp:
         the per-frame path's packets; and how many fastpath candidates are not RTP: neither announced by
         SDP nor accepted by the heuristic."""
         self._classify(until_frame=float("inf"))
-        blocks, self._blocks, self._block_last_frame, self._classified_blocks = self._blocks, [], [], 0
+        blocks, self._blocks, self._classified_blocks = self._blocks, [], 0
         names = (*_DTYPES, "negotiated", "profile")
         columns = {}
         for name in names:                            # one column at a time, freeing the blocks' arrays

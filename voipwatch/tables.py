@@ -170,13 +170,17 @@ def to_frame(records: Iterable[Any], table: str) -> pd.DataFrame:
 
 
 def write_records(records: Iterable[Any], out_dir: Path, name: str, fmt: str) -> Path:
-    """Write a table straight from its records: CSV and JSON lines byte for byte as pandas writes
-    to_frame()'s DataFrame (tests/test_tables.py holds them to that), without importing pandas."""
+    """Write a table straight from its records. CSV and JSON lines are written without pandas, byte for
+    byte as pandas writes to_frame()'s DataFrame (tests/test_tables.py holds them to that); Parquet
+    goes through the DataFrame."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown table format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    path = out_dir / f"{name}.{fmt}"
     if fmt == "parquet":
-        return write_table(to_frame(records, name), out_dir, name, fmt)
+        to_frame(records, name).to_parquet(path, index=False)
+        return path
     columns = table_columns(records, name)
     rows = zip(*columns.values())
-    path = out_dir / f"{name}.{fmt}"
     with open(path, "w", encoding="utf-8", newline="") as fh:
         if fmt == "csv":
             # pandas.DataFrame.to_csv: the csv module's minimal quoting, "\n" line ends, missing values
@@ -184,31 +188,10 @@ def write_records(records: Iterable[Any], out_dir: Path, name: str, fmt: str) ->
             writer = csv.writer(fh, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
             writer.writerow(columns)
             writer.writerows(rows)
-        elif fmt == "jsonl":
+        else:
             names = list(columns)
             for row in rows:
                 fh.write(json.dumps(dict(zip(names, row)), ensure_ascii=False) + "\n")
-        else:
-            raise ValueError(f"unknown table format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    return path
-
-
-def write_table(df: pd.DataFrame, out_dir: Path, name: str, fmt: str) -> Path:
-    if fmt == "csv":
-        path = out_dir / f"{name}.csv"
-        df.to_csv(path, index=False)
-    elif fmt == "parquet":
-        path = out_dir / f"{name}.parquet"
-        df.to_parquet(path, index=False)
-    elif fmt == "jsonl":
-        path = out_dir / f"{name}.jsonl"
-        import pandas as pd
-        with open(path, "w", encoding="utf-8") as fh:
-            for row in df.to_dict(orient="records"):
-                fh.write(json.dumps({k: (None if pd.isna(v) else v) for k, v in row.items()},
-                                    ensure_ascii=False) + "\n")
-    else:
-        raise ValueError(f"unknown table format {fmt!r}; choose one of {', '.join(FORMATS)}")
     return path
 
 

@@ -1,7 +1,6 @@
 """RTCP dissector: byte-literal compound packets, SRTCP framing, peers (tshark 4.0), fuzzing."""
 from __future__ import annotations
 
-import socket
 import struct
 import subprocess
 
@@ -10,6 +9,7 @@ import pytest
 
 from dissectors import rtcp
 from voipwatch.records import PacketMeta, RtcpReportBlock
+from frames import udp_frame
 from mutate import mutations
 
 META = PacketMeta(ts=1700000000.5, frame=3, vlan=(), src="10.0.0.1", sport=40001, dst="10.0.0.2",
@@ -97,14 +97,6 @@ def test_partial_damage_keeps_the_rest():
     assert pkt.kinds == ("SR", "SDES") and len(pkt.reports) == 1 and [a.name for a in anomalies] == ["rtcp.bad_sdes"]
     pkt, anomalies = rtcp.parse_rtcp(META, SR + b"\x00\x00")                        # 2 stray octets
     assert pkt.kinds == ("SR",) and not pkt.encrypted and [a.name for a in anomalies] == ["rtcp.bad_length"]
-
-
-def udp_frame(payload: bytes, sport: int, dport: int) -> bytes:
-    udp = dpkt.udp.UDP(sport=sport, dport=dport, data=payload)
-    udp.ulen = len(udp)
-    ip = dpkt.ip.IP(src=socket.inet_aton("10.0.0.1"), dst=socket.inet_aton("10.0.0.2"), p=17, data=udp)
-    ip.len = len(ip)
-    return bytes(dpkt.ethernet.Ethernet(src=b"\x02" * 6, dst=b"\x04" * 6, type=0x0800, data=ip))
 
 
 RR_ONLY = packet(201, 0, struct.pack("!I", 0x1234))

@@ -1,7 +1,6 @@
 """RTP header dissector: byte-literal cases, the header heuristic against tshark 4.0, fuzzing."""
 from __future__ import annotations
 
-import socket
 import struct
 import subprocess
 
@@ -10,6 +9,7 @@ import pytest
 
 from dissectors import rtp
 from voipwatch.records import PacketMeta
+from frames import udp_frame
 from mutate import mutations
 
 META = PacketMeta(ts=1700000000.0, frame=7, vlan=(110,), src="10.0.0.1", sport=40000, dst="10.0.0.2",
@@ -69,14 +69,6 @@ def test_static_payload_types_and_rtpmap():
     assert rtp.codec_name(111, rtpmap) == "opus" and rtp.clock_rate(111, rtpmap) == 48000
     assert rtp.codec_name(18, rtpmap) == "G729" and rtp.clock_rate(100, rtpmap) is None
     assert rtp.codec_name(20) is None and rtp.codec_name(72) is None
-
-
-def udp_frame(payload: bytes, sport: int, dport: int) -> bytes:
-    udp = dpkt.udp.UDP(sport=sport, dport=dport, data=payload)
-    udp.ulen = len(udp)
-    ip = dpkt.ip.IP(src=socket.inet_aton("10.0.0.1"), dst=socket.inet_aton("10.0.0.2"), p=17, data=udp)
-    ip.len = len(ip)
-    return bytes(dpkt.ethernet.Ethernet(src=b"\x02" * 6, dst=b"\x04" * 6, type=0x0800, data=ip))
 
 
 # Payloads probing each clause of Wireshark 4.0's dissect_rtp_heur (packet-rtp.c).

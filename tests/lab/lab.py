@@ -43,6 +43,8 @@ from pathlib import Path
 from typing import Iterator
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parents[1] / "sample_captures" / "generators"))
+from pcapgen import linear_to_ulaw  # noqa: E402 - the sample generators' G.711 encoder
 SCENARIOS = HERE / "scenarios"
 KAMAILIO_TEMPLATE = HERE / "kamailio.cfg"
 SWITCH = HERE / "vlan_switch.py"
@@ -638,21 +640,10 @@ def parse_svmap(text: str) -> list[str]:
 
 
 # ---- audio -------------------------------------------------------------------------------------------
-def _ulaw(sample: int) -> int:
-    """ITU-T G.711 mu-law encoding of one 16-bit linear sample."""
-    bias, clip = 0x84, 32635
-    sign = 0x80 if sample < 0 else 0
-    sample = min(abs(sample), clip) + bias
-    exponent = max(0, sample.bit_length() - 8)
-    exponent = min(exponent, 7)
-    mantissa = (sample >> (exponent + 3)) & 0x0F
-    return ~(sign | (exponent << 4) | mantissa) & 0xFF
-
-
 def ulaw_tone(seconds: float) -> bytes:
     """A speech-band two-tone signal with a slow envelope, 8 kHz mu-law (what SIPp's rtp_stream plays)."""
     n = int(seconds * 8000)
-    return bytes(_ulaw(int(9000 * (0.6 + 0.4 * math.sin(2 * math.pi * 1.3 * i / 8000))
+    return bytes(linear_to_ulaw(int(9000 * (0.6 + 0.4 * math.sin(2 * math.pi * 1.3 * i / 8000))
                            * (0.7 * math.sin(2 * math.pi * 440 * i / 8000) + 0.3 * math.sin(2 * math.pi * 1170 * i / 8000))))
                  for i in range(n))
 
