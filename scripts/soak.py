@@ -4,7 +4,7 @@
   python scripts/soak.py throughput [--capture FILE]  # packets/s of the streaming path, 1,000 concurrent calls
 
 soak: generates (or takes) the 24-hour soak capture of scripts/gen_site_capture.py, replays it at full
-speed through voipwatch.monitor.Monitor (the code `voipwatch monitor` runs: streaming pipeline,
+speed through voipwatch.live.monitor.Monitor (the code `voipwatch monitor` runs: streaming pipeline,
 detectors, live table writers), samples the resident set size every 50,000 frames, and reports peak
 and final RSS and the growth after the site's steady state (the second half of the capture) — memory
 must stay flat. throughput: the same path on a busy-hour capture with 1,000 concurrent G.711 calls,
@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from voipwatch.capture import read_capture  # noqa: E402
-from voipwatch.monitor import Monitor  # noqa: E402
+from voipwatch.live.monitor import Monitor  # noqa: E402
 from voipwatch.settings import load_settings  # noqa: E402
 
 SAMPLE_EVERY = 50_000

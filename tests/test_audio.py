@@ -7,8 +7,8 @@ import wave
 import numpy as np
 import pytest
 
-from voipwatch import audio
-from voipwatch.audio import (DECODERS, decode_alaw, decode_g722, decode_ulaw, reconstruct, stereo_mix,
+from voipwatch.call import audio
+from voipwatch.call.audio import (DECODERS, decode_alaw, decode_g722, decode_ulaw, reconstruct, stereo_mix,
                              tone_metrics, write_wav)
 
 

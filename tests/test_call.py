@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from voipwatch import audio
+from voipwatch.call import audio
 from voipwatch.analyze import analyze_files
-from voipwatch.callview import investigate
-from voipwatch.investigate import protection_verdict, select_calls
+from voipwatch.call.text import investigate
+from voipwatch.call.select import protection_verdict, select_calls
 from voipwatch.settings import load_settings
 
 OFFICE = str(Path(__file__).resolve().parents[1] / "sample_captures" / "small-office.pcap")
@@ -133,7 +133,7 @@ def test_failed_call_ladder_marks_the_challenge_and_rejection(public_captures):
     result = analyze_files([str(public_captures / "sipnab/sip-488-codec-reject.pcapng")])
     (view,) = select_calls(result, call_id="NA4y5nr9Jk")
     assert (view.call.state, view.call.final_status) == ("failed", 488)
-    from voipwatch.ladder import build_ladder
+    from voipwatch.call.ladder import build_ladder
     assert [r.label.split(" (")[0] for r in build_ladder(view.messages).rows] == [
         "INVITE", "401 Unauthorized", "ACK", "INVITE", "100 Trying", "488 Not Acceptable Here", "ACK"]
     # Its only SDP offers m=audio 0 (a=inactive): no media was ever negotiated.

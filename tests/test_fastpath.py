@@ -1,7 +1,7 @@
 """The vectorised batch path against the per-frame readers and dissectors, on crafted captures.
 
-fastscan.Scanner must find exactly the records voipwatch.capture reads (whatever the timestamps,
-lengths, block types or record-like bytes inside packets), and every frame fastpath.rtp_candidates
+reader.Scanner must find exactly the records voipwatch.capture reads (whatever the timestamps,
+lengths, block types or record-like bytes inside packets), and every frame driver.rtp_candidates
 decodes must give the same fields through dissectors.net and dissectors.rtp.
 """
 from __future__ import annotations
@@ -16,11 +16,11 @@ import pytest
 
 from dissectors import rtp
 from dissectors.net import Datagram, NetworkDecoder
-from voipwatch import fastpath, fastscan, grouping
+from voipwatch.batch import driver, reader, grouping
 from voipwatch.analyze import analyze_files
 from voipwatch.capture import read_capture
-from voipwatch.fastpath import decode_candidates, decode_vlan, group_candidates, rtp_candidates
-from voipwatch.fastscan import HEAD, Scanner
+from voipwatch.batch.driver import decode_candidates, decode_vlan, group_candidates, rtp_candidates
+from voipwatch.batch.reader import HEAD, Scanner
 from voipwatch.records import Frame
 from voipwatch.settings import load_settings
 
@@ -80,7 +80,7 @@ def pcapng(rng: random.Random, n: int = 1500, jumpy: bool = False, tail: bytes =
 
 def scanned(path: Path, chunk: int) -> tuple[list[tuple], bool]:
     """(ts, linktype, data, wire_len, offset) per record the Scanner finds, reading `chunk` bytes at a
-    time as fastpath.ChunkReader does, and whether it scanned the whole file."""
+    time as driver.ChunkReader does, and whether it scanned the whole file."""
     data = path.read_bytes()
     scanner = Scanner(data[:64])
     base, rest, out = scanner.header_len, data[scanner.header_len:], []
@@ -133,8 +133,8 @@ def test_scanner_finds_the_records_capture_reads(kind, chunk, tmp_path, monkeypa
 def test_chain_skips_starts_no_record_leads_to():
     starts = np.asarray([0, 5, 10, 12, 20, 22])
     nexts = np.asarray([10, 99, 20, 22, 25, 30])
-    assert fastscan._chain(starts, nexts, 0).tolist() == [0, 10, 20]
-    assert fastscan._chain(starts, nexts, 5).tolist() == []
+    assert reader._chain(starts, nexts, 0).tolist() == [0, 10, 20]
+    assert reader._chain(starts, nexts, 5).tolist() == []
 
 
 # -- RTP candidates --------------------------------------------------------------------------------
@@ -236,9 +236,9 @@ def test_rtp_candidates_decode_as_the_dissectors_do(tmp_path):
 def test_flow_codes_survive_hash_collisions(monkeypatch):
     rng = np.random.default_rng(3)
     columns = [rng.integers(0, 5, size=2000).astype(np.uint64) << np.uint64(40) for _ in range(3)]
-    codes, first = fastpath._factorize_rows(columns)
+    codes, first = driver._factorize_rows(columns)
     monkeypatch.setattr(grouping, "MIX", np.zeros(4, dtype=np.uint64))      # every row hashes to 0
-    assert [a.tolist() for a in fastpath._factorize_rows(columns)] == [codes.tolist(), first.tolist()]
+    assert [a.tolist() for a in driver._factorize_rows(columns)] == [codes.tolist(), first.tolist()]
     rows = list(zip(*(c.tolist() for c in columns)))
     assert [rows[i] for i in first.tolist()] == list(dict.fromkeys(rows))
     assert [rows[i] for i in first[codes].tolist()] == rows

@@ -1,12 +1,12 @@
-"""voipwatch.grouping against its peers: pandas.factorize and numpy's stable argsort."""
+"""voipwatch.batch.grouping against its peers: pandas.factorize and numpy's stable argsort."""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from voipwatch import grouping
-from voipwatch.grouping import KeyIds, factorize, stable_order
+from voipwatch.batch import grouping
+from voipwatch.batch.grouping import KeyIds, factorize, stable_order
 
 
 def _peer_factorize(values: np.ndarray) -> tuple[list[int], list[int]]:

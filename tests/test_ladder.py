@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dissectors.sip import parse_sip
-from voipwatch.ladder import Ladder, LadderRow, build_ladder, render_figure, render_text, save_ladder
+from voipwatch.call.ladder import Ladder, LadderRow, build_ladder, render_figure, render_text, save_ladder
 from voipwatch.records import PacketMeta
 
 ALICE = ("192.0.2.10", 5060)

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from voipwatch import fastpath, media
+from voipwatch import media
+from voipwatch.batch import driver
 from voipwatch.analyze import analyze_files, write_outputs
-from voipwatch.parallel import Producer, forked, map_forked
+from voipwatch.batch.workers import Producer, forked, map_forked
 
 GEN = Path(__file__).resolve().parents[1] / "scripts" / "gen_site_capture.py"
 PUBLIC = [
@@ -73,7 +74,7 @@ def test_jobs_0_uses_every_core(site_capture, tmp_path):
 def test_a_failure_in_the_scanning_process_is_raised_here(site_capture, small_units, monkeypatch):
     """An error while the other process scans reaches the caller as itself, not as a broken pipe
     from the SDP notes this process keeps sending it."""
-    decode, calls = fastpath.decode_candidates, []
+    decode, calls = driver.decode_candidates, []
 
     def failing(records):
         calls.append(1)

@@ -5,7 +5,7 @@ import dataclasses
 
 import pytest
 
-from voipwatch.quality import mos_from_r, r_factor, stream_quality
+from voipwatch.call.quality import mos_from_r, r_factor, stream_quality
 from voipwatch.records import RtpStream
 
 

@@ -14,13 +14,13 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image as PILImage
 
-from voipwatch import guide
+from voipwatch.report import guide
 from voipwatch.analyze import analyze_files, write_outputs
 from voipwatch.cli import cli
-from voipwatch.ladder import build_ladder
-from voipwatch.report import (DEFAULT_TOP, ReportData, build_report, destination_classes, from_result,
+from voipwatch.call.ladder import build_ladder
+from voipwatch.report.build import (DEFAULT_TOP, ReportData, build_report, destination_classes, from_result,
                               ladder_from_rows, load_dir)
-from voipwatch.report_html import render
+from voipwatch.report.html import render
 from voipwatch.settings import load_settings
 from voipwatch.tables import TABLES, to_frame, write_records
 

@@ -26,8 +26,8 @@ import pytest
 from PIL import Image as PILImage
 
 from voipwatch.analyze import analyze_files
-from voipwatch.report import build_report, from_result
-from voipwatch.report_html import write_report
+from voipwatch.report.build import build_report, from_result
+from voipwatch.report.html import write_report
 from voipwatch.settings import load_settings
 
 REPO = Path(__file__).resolve().parents[1]

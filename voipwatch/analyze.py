@@ -13,8 +13,8 @@ from voipwatch import __version__
 from voipwatch.capture import read_captures
 from voipwatch.alerts import write_alerts
 from voipwatch.detect import SEVERITIES, DetectorBus
-from voipwatch.fastpath import feed_file
-from voipwatch.parallel import forked
+from voipwatch.batch.driver import feed_file
+from voipwatch.batch.workers import forked
 from voipwatch.pipeline import Analyzer
 from voipwatch.records import (Alert, Anomaly, Call, DnsMessage, FlowSeen, Frame, HostSeen, L2Control, Registration,
                                RtcpPacket, RtpStream, SipMessage, TlsFlow)

@@ -145,7 +145,7 @@ def call(captures, call_id, number, ip, out_dir, config_path, sets) -> None:
 
         voipwatch call capture.pcap --number 1002 -o evidence/
     """
-    from voipwatch.callview import investigate
+    from voipwatch.call.text import investigate
 
     if sum(x is not None for x in (call_id, number, ip)) != 1:
         raise click.UsageError("give exactly one of --call-id, --number, --ip")
@@ -186,8 +186,8 @@ def monitor(interfaces, replay, bpf, out_dir, config_path, sets, backend, alerts
 
         voipwatch monitor -i eth1 --bpf 'udp or tcp' -o /var/log/voipwatch --config site.toml
     """
-    from voipwatch.live import LiveError, PipeCapture, PysharkCapture
-    from voipwatch.monitor import Monitor, replay_frames
+    from voipwatch.live.sources import LiveError, PipeCapture, PysharkCapture
+    from voipwatch.live.monitor import Monitor, replay_frames
     from voipwatch.settings import load_settings
 
     if bool(interfaces) == bool(replay):
@@ -240,8 +240,8 @@ def report(captures, from_dir, out_path, config_path, sets, top) -> None:
 
         voipwatch report capture.pcap -o report.html --config site.toml
     """
-    from voipwatch import report as rpt
-    from voipwatch.report_html import write_report
+    from voipwatch.report import build as rpt
+    from voipwatch.report.html import write_report
 
     if bool(captures) == bool(from_dir):
         raise click.UsageError("give either capture files or --from-dir DIR")

@@ -14,9 +14,9 @@ from typing import Callable
 import numpy as np
 
 from dissectors import rtp
-from voipwatch.fastpath import Candidates, decode_vlan
-from voipwatch.grouping import factorize, stable_order
-from voipwatch.parallel import map_forked
+from voipwatch.batch.driver import Candidates, decode_vlan
+from voipwatch.batch.grouping import factorize, stable_order
+from voipwatch.batch.workers import map_forked
 from voipwatch.records import RtpPacket, RtpStream
 from voipwatch.rtpstats import RtpStreamTracker, analysis_clock_rate, segment_rows, stream_records
 from voipwatch.sessions import MediaExpectations

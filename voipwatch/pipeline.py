@@ -133,7 +133,7 @@ class Analyzer:
         self.frame_classes[bucket] += 1
 
     def count_candidates(self, n: int, lo: float, hi: float) -> None:
-        """n RTP candidates of capture times lo..hi, decoded by the vectorised batch path (voipwatch.fastpath)
+        """n RTP candidates of capture times lo..hi, decoded by the vectorised batch path (voipwatch.batch.driver)
         and handed to self.rtp (or kept by another process, fastpath.KeptCandidates)."""
         self._candidates += n
         self.frames_read += n

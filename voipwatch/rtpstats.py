@@ -41,7 +41,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from dissectors.rtp import STATIC_PAYLOAD_TYPES, codec_name
-from voipwatch.grouping import stable_order
+from voipwatch.batch.grouping import stable_order
 from voipwatch.records import RtpPacket, RtpStream
 
 # Wireshark 4.0 clock_map (ui/tap-rtp-analysis.c): RFC 3551 static types plus 1 (FS-1016), 2 (G.721)

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from voipwatch import ladder, quality
+from voipwatch.call import ladder, quality
 from voipwatch.analyze import analyze_files
-from voipwatch.evidence import sdp_summary, write_bundle
-from voipwatch.investigate import CallView, collect, protection_verdict, select_calls
+from voipwatch.call.bundle import sdp_summary, write_bundle
+from voipwatch.call.select import CallView, collect, protection_verdict, select_calls
 from voipwatch.settings import Settings
 
 

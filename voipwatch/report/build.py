@@ -7,7 +7,7 @@ relevance (the totals are kept), time series are binned (at most about 120 bins)
 destination chart keep their largest rows, and the ladder of the most severe call is capped.
 
 Figures use matplotlib's object API on the Agg canvas (no pyplot, no global state) and are returned as
-PNG bytes; voipwatch.report_html turns a Report into the HTML page.
+PNG bytes; voipwatch.report.html turns a Report into the HTML page.
 """
 from __future__ import annotations
 
@@ -28,9 +28,11 @@ from matplotlib import rc_context
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from voipwatch import __version__, guide, quality
+from voipwatch import __version__
+from voipwatch.call import quality
+from voipwatch.report import guide
 from voipwatch.alerts import dump_alert
-from voipwatch.ladder import AGG_MAX_PIXELS, Ladder, LadderRow, render_figure
+from voipwatch.call.ladder import AGG_MAX_PIXELS, Ladder, LadderRow, render_figure
 from voipwatch.site import Site
 from voipwatch.tables import TABLES, read_table
 
@@ -528,7 +530,7 @@ def _registrations_view(regs: pd.DataFrame, top: int, clock: Callable) -> tuple[
 
 def stream_quality_frame(streams: pd.DataFrame) -> pd.DataFrame:
     """Per stream: loss % (lost / expected, negative lost as 0), mean jitter ms and the E-model MOS
-    (voipwatch.quality, the same estimate as `voipwatch call`)."""
+    (voipwatch.call.quality, the same estimate as `voipwatch call`)."""
     if streams.empty:
         return pd.DataFrame({"loss_pct": [], "jitter_ms": [], "mos": []}, dtype=float)
     lost = streams["lost"].astype("Int64").fillna(0).astype("int64").clip(lower=0).to_numpy()
@@ -658,7 +660,7 @@ def _ladder_view(alerts: list[dict], sip: pd.DataFrame) -> LadderView | None:
 
 
 def ladder_from_rows(rows: pd.DataFrame) -> Ladder:
-    """A voipwatch.ladder.Ladder from sip_messages table rows of one call (sorted by time, frame).
+    """A voipwatch.call.ladder.Ladder from sip_messages table rows of one call (sorted by time, frame).
 
     Labels as build_ladder makes them. Without the Via branch (not in the table), a retransmission is
     the same request (CSeq, method) or response (CSeq, method, status, To tag) between the same two

@@ -31,7 +31,7 @@ from voipwatch.windows import BoundedMap
 
 ROTATED_TABLES = ("calls", "registrations", "rtp_streams", "dns")
 HOUSEKEEPING_EVERY = 256     # frames between checks of signals, reloads and the stats timer
-IDLE_STEP_S = 0.5            # a live source yields None after this long without a packet (voipwatch.live)
+IDLE_STEP_S = 0.5            # a live source yields None after this long without a packet (voipwatch.live.sources)
 
 
 class RotatingTables:

@@ -19,10 +19,10 @@ import numpy as np
 
 from dissectors.rtp import HEURISTIC_EXCLUDED_PORTS
 from voipwatch.capture import read_capture
-from voipwatch.fastscan import HEAD, Records, Scanner, ScanError, gather_rows
-from voipwatch.parallel import Producer
+from voipwatch.batch.reader import HEAD, Records, Scanner, ScanError, gather_rows
+from voipwatch.batch.workers import Producer
 from voipwatch.records import Frame
-from voipwatch.grouping import HashCollision, KeyIds, factorize, mix_columns, stable_order
+from voipwatch.batch.grouping import HashCollision, KeyIds, factorize, mix_columns, stable_order
 
 ETHERTYPE_IPV4 = 0x0800
 VLAN_TPIDS = (0x8100, 0x88A8, 0x9100)   # IEEE 802.1Q, 802.1ad, and the pre-standard QinQ tag

@@ -1,4 +1,4 @@
-"""The HTML of `voipwatch report`: one self-contained page from a voipwatch.report.Report.
+"""The HTML of `voipwatch report`: one self-contained page from a voipwatch.report.build.Report.
 
 Everything is inline: CSS in a <style> element, figures as data: URIs. There is no JavaScript, and a
 Content-Security-Policy meta element forbids scripts and every load that is not a data: image, so the
@@ -14,8 +14,8 @@ from numbers import Number
 
 import pandas as pd
 
-from voipwatch import guide
-from voipwatch.report import (DETAILED_PER_GROUP, MAX_PER_GROUP, SEVERITIES, FindingGroup, Image, Report, TableView,
+from voipwatch.report import guide
+from voipwatch.report.build import (DETAILED_PER_GROUP, MAX_PER_GROUP, SEVERITIES, FindingGroup, Image, Report, TableView,
                               time_text)
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
@@ -373,7 +373,7 @@ def section_streams(r: Report) -> str:
         out.append(empty(r.notes["streams"]))
     else:
         out.append(img(r.images.get("quality"),
-                       "MOS is the ITU-T G.107 E-model estimate from loss and jitter (voipwatch.quality); one-way "
+                       "MOS is the ITU-T G.107 E-model estimate from loss and jitter (voipwatch.call.quality); one-way "
                        "delay is not measured, so it is an upper bound."))
         out.append(_totals(list(r.stream_totals.items())))
         out.append(data_table(r.streams, "rtp_streams", "RTP streams",

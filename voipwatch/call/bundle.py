@@ -13,9 +13,10 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from dissectors.rtp import STATIC_PAYLOAD_TYPES
-from voipwatch import __version__, audio, ladder, quality
+from voipwatch import __version__
+from voipwatch.call import audio, ladder, quality
 from voipwatch.alerts import alert_event
-from voipwatch.investigate import CallView, MediaPackets, Verdict, protection_verdict
+from voipwatch.call.select import CallView, MediaPackets, Verdict, protection_verdict
 from voipwatch.records import Frame, RtpStream
 
 

@@ -1,0 +1,1 @@
+"""The live path: capture sources (tcpdump, dumpcap, pyshark) and `voipwatch monitor`."""
