@@ -117,8 +117,8 @@ CAPTURES = {
 @pytest.mark.parametrize("chunk", [4096, 20_000, 1 << 20])
 def test_scanner_finds_the_records_capture_reads(kind, chunk, tmp_path, monkeypatch):
     # Small windows and short single-step runs, so that each way of walking meets each kind of record.
-    monkeypatch.setattr(fastscan, "WINDOW_BYTES", 3000)
-    monkeypatch.setattr(fastscan, "STEP_RECORDS", 16)
+    monkeypatch.setattr(reader, "WINDOW_BYTES", 3000)
+    monkeypatch.setattr(reader, "STEP_RECORDS", 16)
     path = tmp_path / f"{kind}.cap"
     path.write_bytes(CAPTURES[kind](random.Random(kind)))
     records, complete = scanned(path, chunk)

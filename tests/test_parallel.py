@@ -38,7 +38,7 @@ def site_capture(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def small_units(monkeypatch):
-    monkeypatch.setattr(fastpath, "CHUNK_BYTES", 1 << 18)
+    monkeypatch.setattr(driver, "CHUNK_BYTES", 1 << 18)
     monkeypatch.setattr(media, "UNIT_ROWS", 4096)
 
 
@@ -81,7 +81,7 @@ def test_a_failure_in_the_scanning_process_is_raised_here(site_capture, small_un
         if len(calls) == 5:
             raise MemoryError("chunk 5")
         return decode(records)
-    monkeypatch.setattr(fastpath, "decode_candidates", failing)
+    monkeypatch.setattr(driver, "decode_candidates", failing)
     with pytest.raises(MemoryError, match="chunk 5"):
         analyze_files([str(site_capture)], jobs=2)
 

@@ -2,7 +2,7 @@
 
 StreamingRtp updates the incremental tracker packet by packet (live monitoring, --mode stream).
 BatchRtp keeps header fields in columns and computes every stream at the end with the vectorised
-twin; it also takes the column blocks that fastpath decodes without building per-packet objects.
+twin; it also takes the column blocks that the batch driver decodes without building per-packet objects.
 A stream belongs to the call whose SDP announced its flow when its first packet arrived.
 """
 from __future__ import annotations
@@ -108,7 +108,7 @@ class BatchRtp:
             self._rows[name].append(value)
 
     def add_candidates(self, cands: Candidates, frames: np.ndarray) -> None:
-        """RTP candidates decoded by fastpath; classified once every SDP of the capture is known."""
+        """RTP candidates decoded by the batch driver; classified once every SDP of the capture is known."""
         flows = np.fromiter(map(self._fast_flow, map(tuple, cands.flows.tolist())), dtype=np.int32,
                             count=len(cands.flows))
         self._blocks.append({
@@ -128,7 +128,7 @@ class BatchRtp:
         """Nothing is emitted before the end of input in batch mode."""
 
     def finish(self, emit: Emit) -> int:
-        """Emit every stream; returns how many fastpath candidates turned out not to be RTP."""
+        """Emit every stream; returns how many batch-driver candidates turned out not to be RTP."""
         if self.remote is not None:
             streams, not_rtp = self.remote(self.handover())
             emit(streams)
@@ -225,7 +225,7 @@ class BatchRtp:
 
     def _classified(self) -> tuple[dict[str, np.ndarray], int]:
         """Every RTP packet as columns (those of _DTYPES, negotiated and profile): the candidate blocks', then
-        the per-frame path's packets; and how many fastpath candidates are not RTP: neither announced by
+        the per-frame path's packets; and how many batch-driver candidates are not RTP: neither announced by
         SDP nor accepted by the heuristic."""
         self._classify(until_frame=float("inf"))
         blocks, self._blocks, self._classified_blocks = self._blocks, [], 0

@@ -134,7 +134,7 @@ class Analyzer:
 
     def count_candidates(self, n: int, lo: float, hi: float) -> None:
         """n RTP candidates of capture times lo..hi, decoded by the vectorised batch path (voipwatch.batch.driver)
-        and handed to self.rtp (or kept by another process, fastpath.KeptCandidates)."""
+        and handed to self.rtp (or kept by another process, batch.driver.KeptCandidates)."""
         self._candidates += n
         self.frames_read += n
         if self.first_ts is None or lo < self.first_ts:

@@ -1,6 +1,6 @@
 """The vectorised batch path: RTP over Ethernet[/802.1Q]/IPv4/UDP decoded with numpy, chunk by chunk.
 
-A capture file is scanned in chunks (fastscan). In each chunk the RTP candidates, frames whose
+A capture file is scanned in chunks (batch.reader). In each chunk the RTP candidates, frames whose
 headers numpy can decode exactly as the per-frame dissectors would, are decoded column-wise; every
 other frame (SIP, DNS, TCP, IPv6, fragments, other link types, anything unusual) goes through the
 per-frame pipeline in frame order. Candidates are classified once every SDP announced before their

@@ -8,7 +8,7 @@ reached from the known first one. A position a chain does not reach is never tak
 is exactly that of the one-record-at-a-time walk, which handles whatever the chain stops at (a new
 timestamp pattern, a block that is not a packet, the end of the chunk, an irregular record).
 Link, IPv4, UDP and RTP header fields are then gathered with numpy from the record offsets
-(see fastpath.py).
+(see batch/driver.py).
 """
 from __future__ import annotations
 
