@@ -6,6 +6,8 @@ import base64
 import html
 import io
 import re
+import subprocess
+import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -18,8 +20,8 @@ from voipwatch.report import guide
 from voipwatch.analyze import analyze_files, write_outputs
 from voipwatch.cli import cli
 from voipwatch.call.ladder import build_ladder
-from voipwatch.report.build import (DEFAULT_TOP, ReportData, build_report, destination_classes, from_result,
-                              ladder_from_rows, load_dir)
+from voipwatch.report.data import DEFAULT_TOP, ReportData, build_report, destination_classes, from_result, load_dir
+from voipwatch.report.figures import draw_figures, ladder_from_rows
 from voipwatch.report.html import render
 from voipwatch.settings import load_settings
 from voipwatch.tables import TABLES, to_frame, write_records
@@ -75,7 +77,8 @@ class Page(HTMLParser):
 
 
 def report_html(data: ReportData, top: int = DEFAULT_TOP) -> str:
-    return render(build_report(data, top=top))
+    report = build_report(data, top=top)
+    return render(report, draw_figures(data, report))
 
 
 @pytest.fixture(scope="module")
@@ -328,3 +331,11 @@ def test_unknown_check_points_to_the_guide_part():
     assert advice.part == "Part IV" and advice.heading == "Telnet"
     assert "ZZ-99" in advice.text and "Part IV: Telnet" in advice.text
     assert guide.advice_for(None, None).text.startswith("No specific advice")
+
+
+def test_report_data_is_built_without_matplotlib():
+    # the report's data (voipwatch.report.data) draws nothing: only voipwatch.report.figures imports matplotlib
+    probe = "import sys, voipwatch.report.data; print(sorted(m for m in sys.modules if m.startswith('matplotlib')))"
+    done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

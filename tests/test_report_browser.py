@@ -26,7 +26,8 @@ import pytest
 from PIL import Image as PILImage
 
 from voipwatch.analyze import analyze_files
-from voipwatch.report.build import build_report, from_result
+from voipwatch.report.data import build_report, from_result
+from voipwatch.report.figures import draw_figures
 from voipwatch.report.html import write_report
 from voipwatch.settings import load_settings
 
@@ -285,7 +286,9 @@ def browse(chromium: str, page: Path, workdir: Path) -> dict:
 def office_report(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("report") / "report.html"
     result = analyze_files([str(OFFICE)], load_settings())
-    write_report(build_report(from_result(result)), out)
+    data = from_result(result)
+    report = build_report(data)
+    write_report(report, draw_figures(data, report), out)
     return out
 
 

@@ -240,7 +240,8 @@ def report(captures, from_dir, out_path, config_path, sets, top) -> None:
 
         voipwatch report capture.pcap -o report.html --config site.toml
     """
-    from voipwatch.report import build as rpt
+    from voipwatch.report.data import build_report, from_result, load_dir
+    from voipwatch.report.figures import draw_figures
     from voipwatch.report.html import write_report
 
     if bool(captures) == bool(from_dir):
@@ -250,11 +251,12 @@ def report(captures, from_dir, out_path, config_path, sets, top) -> None:
     started = time.perf_counter()
     try:
         if from_dir:
-            data = rpt.load_dir(from_dir, site)
+            data = load_dir(from_dir, site)
         else:
             from voipwatch.analyze import analyze_files
-            data = rpt.from_result(analyze_files(list(captures), settings), site, ", ".join(captures))
-        built = rpt.build_report(data, top=top)
+            data = from_result(analyze_files(list(captures), settings), site, ", ".join(captures))
+        built = build_report(data, top=top)
+        figures = draw_figures(data, built)
     except CaptureError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(Exit.ERROR)
@@ -263,7 +265,7 @@ def report(captures, from_dir, out_path, config_path, sets, top) -> None:
         click.echo(f"error: {where + ': ' if where else ''}{getattr(exc, 'strerror', None) or exc}", err=True)
         sys.exit(Exit.ERROR)
     try:
-        write_report(built, out_path)
+        write_report(built, figures, out_path)
     except OSError as exc:
         click.echo(f"error: {exc.filename or out_path}: cannot write the report: {exc.strerror or exc}", err=True)
         sys.exit(Exit.ERROR)

@@ -1,4 +1,4 @@
-"""The HTML of `voipwatch report`: one self-contained page from a voipwatch.report.build.Report.
+"""The HTML of `voipwatch report`: one self-contained page from a Report and its figures.
 
 Everything is inline: CSS in a <style> element, figures as data: URIs. There is no JavaScript, and a
 Content-Security-Policy meta element forbids scripts and every load that is not a data: image, so the
@@ -15,9 +15,10 @@ from numbers import Number
 import pandas as pd
 
 from voipwatch.report import guide
-from voipwatch.report.build import (DETAILED_PER_GROUP, MAX_PER_GROUP, SEVERITIES, FindingGroup, Image, Report, TableView,
-                              time_text)
+from voipwatch.report.data import MAX_PER_GROUP, SEVERITIES, FindingGroup, Report, TableView, time_text
+from voipwatch.report.figures import Image
 
+DETAILED_PER_GROUP = 3           # alerts of a finding group shown with all their evidence, the rest in a table
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
 
 CSS = """
@@ -217,7 +218,7 @@ def data_table(view: TableView, name: str, noun: str, mono: set[str] = frozenset
 
 # ------------------------------------------------------------------------------------ sections
 
-def section_summary(r: Report) -> str:
+def section_summary(r: Report, figures: dict[str, Image]) -> str:
     meta = "".join(f"<dt>{e(k)}</dt><dd>{e(v)}</dd>" for k, v in r.meta)
     kpis = []
     for label, value, note in r.kpis:
@@ -229,7 +230,7 @@ def section_summary(r: Report) -> str:
             f'<p class="lede">Passive SIP/RTP security analysis, judged against the NSA guide '
             f'<i>{e(guide.GUIDE_TITLE)}</i>.</p>'
             f'<dl class="meta">{meta}</dl><div class="kpis">{"".join(kpis)}</div>'
-            f'{img(r.images.get("summary"))}</section>')
+            f'{img(figures.get("summary"))}</section>')
 
 
 def _facts(f) -> str:
@@ -333,16 +334,16 @@ def _totals(items) -> str:
     return '<div class="totals">' + "".join(f"<span>{e(k)} <b>{e(fmt(v))}</b></span>" for k, v in items) + "</div>"
 
 
-def section_calls(r: Report) -> str:
+def section_calls(r: Report, figures: dict[str, Image]) -> str:
     out = ['<section class="card" id="calls"><h2>Calls</h2>']
     if "activity" in r.notes:
         out.append(empty(r.notes["activity"]))
     else:
-        out.append(img(r.images.get("activity"), "Calls by start time and REGISTER requests, counted per time bin."))
+        out.append(img(figures.get("activity"), "Calls by start time and REGISTER requests, counted per time bin."))
     if "calls" in r.notes:
         out.append(empty(r.notes["calls"]))
     else:
-        out.append(img(r.images.get("destinations")))
+        out.append(img(figures.get("destinations")))
         out.append(_totals([("calls", r.calls.total)] + list(r.call_states.items())))
         out.append(data_table(r.calls, "calls", "calls", mono={"start (UTC)", "VLAN"},
                               wrap={"Call-ID", "caller → dialled", "signalling"}))
@@ -350,12 +351,12 @@ def section_calls(r: Report) -> str:
     return "".join(out)
 
 
-def section_registrations(r: Report) -> str:
+def section_registrations(r: Report, figures: dict[str, Image]) -> str:
     out = ['<section class="card" id="registrations"><h2>Registrations</h2>']
     if "register_rates" in r.notes:
         out.append(empty(r.notes["register_rates"]))
     else:
-        out.append(img(r.images.get("register_rates"),
+        out.append(img(figures.get("register_rates"),
                        "Sources sending the most REGISTER requests; answers 401/403 are counted per source."))
     if "registrations" in r.notes:
         out.append(empty(r.notes["registrations"]))
@@ -367,12 +368,12 @@ def section_registrations(r: Report) -> str:
     return "".join(out)
 
 
-def section_streams(r: Report) -> str:
+def section_streams(r: Report, figures: dict[str, Image]) -> str:
     out = ['<section class="card" id="streams"><h2>Media streams</h2>']
     if "streams" in r.notes:
         out.append(empty(r.notes["streams"]))
     else:
-        out.append(img(r.images.get("quality"),
+        out.append(img(figures.get("quality"),
                        "MOS is the ITU-T G.107 E-model estimate from loss and jitter (voipwatch.call.quality); one-way "
                        "delay is not measured, so it is an upper bound."))
         out.append(_totals(list(r.stream_totals.items())))
@@ -383,12 +384,12 @@ def section_streams(r: Report) -> str:
     return "".join(out)
 
 
-def section_network(r: Report) -> str:
+def section_network(r: Report, figures: dict[str, Image]) -> str:
     out = ['<section class="card" id="network"><h2>VLANs by protocol</h2>']
     if "vlans" in r.notes:
         out.append(empty(r.notes["vlans"]))
     else:
-        out.append(img(r.images.get("vlans"), "Shading is per column (log scale); numbers are counts."))
+        out.append(img(figures.get("vlans"), "Shading is per column (log scale); numbers are counts."))
         m = r.vlan_matrix
         head = "<th>VLAN</th>" + "".join(f'<th class="num">{e(c)}</th>' for c in m.columns)
         rows = "".join(f'<tr><td class="mono">{e(v)}</td>' + "".join(f'<td class="num">{int(x):,}</td>' for x in row)
@@ -401,7 +402,7 @@ def section_network(r: Report) -> str:
     return "".join(out)
 
 
-def section_ladder(r: Report) -> str:
+def section_ladder(r: Report, figures: dict[str, Image]) -> str:
     out = ['<section class="card ladder" id="ladder"><h2>Ladder of the most severe call</h2>']
     lv = r.ladder
     if lv is None:
@@ -411,7 +412,7 @@ def section_ladder(r: Report) -> str:
                   if lv.drawn < lv.messages else "")
         out.append(f'<p class="lede">Call <code>{e(lv.call_id)}</code>, named by a '
                    f'<span class="sev {e(lv.severity)}">{e(lv.severity)}</span> finding: {e(lv.reason)}{e(capped)}</p>')
-        out.append(img(lv.image, "Retransmissions are dashed and red. Times are seconds since the call's first "
+        out.append(img(figures.get("ladder"), "Retransmissions are dashed and red. Times are seconds since the call's first "
                                  "message."))
     out.append("</section>")
     return "".join(out)
@@ -429,11 +430,12 @@ def section_anomalies(r: Report) -> str:
     return "".join(out)
 
 
-def render(r: Report) -> str:
+def render(r: Report, figures: dict[str, Image]) -> str:
     nav = "".join(f'<a href="#{k}">{e(v)}</a>' for k, v in NAV)
     inputs = dict(r.meta).get("Inputs", "")
-    body = "".join([section_summary(r), section_findings(r), section_calls(r), section_registrations(r),
-                    section_streams(r), section_network(r), section_ladder(r), section_anomalies(r)])
+    body = "".join([section_summary(r, figures), section_findings(r), section_calls(r, figures),
+                    section_registrations(r, figures), section_streams(r, figures), section_network(r, figures),
+                    section_ladder(r, figures), section_anomalies(r)])
     return ("<!DOCTYPE html>\n"
             '<html lang="en"><head><meta charset="utf-8">'
             f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
@@ -448,6 +450,6 @@ def render(r: Report) -> str:
             "</body></html>\n")
 
 
-def write_report(report: Report, path) -> None:
+def write_report(report: Report, figures: dict[str, Image], path) -> None:
     with open(path, "w", encoding="utf-8") as fh:
-        fh.write(render(report))
+        fh.write(render(report, figures))
