@@ -687,7 +687,7 @@ def test_parquet_and_jsonl_round_trip(tmp_path, public_captures, fmt):
         for name in TABLES:
             back = read_table(run.out, name)
             if fmt == "parquet":                              # the declared dtypes are stored
-                schema = {col: dtype for col, (dtype, _) in TABLES[name][0].items()}
+                schema = {col: dtype for col, dtype, _ in TABLES[name].columns}
                 assert {c: str(t) for c, t in pd.read_parquet(run.out / f"{name}.parquet").dtypes.items()} == schema
             pd.testing.assert_frame_equal(back, csv.table(name), check_dtype=True, obj=f"{mode} {name}")
     msgs = read_table(run.out, "sip_messages")

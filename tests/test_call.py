@@ -64,7 +64,7 @@ def test_call_pcap_matches_tshark_filter(office_bundle, tshark):
 def test_stream_figures_agree_with_analyze_tables(office_bundle):
     _, _, folder = office_bundle
     summary = json.loads((folder / "summary.json").read_text())
-    table = {f"0x{s.ssrc:08x}": s for s in analyze_files([OFFICE]).records.rtp_streams}
+    table = {f"0x{s.ssrc:08x}": s for s in analyze_files([OFFICE]).records["rtp_streams"]}
     for s in summary["streams"]:
         ref = table[s["ssrc"]]
         assert (s["packets"], s["lost"], s["duplicates"], s["jitter_ms_max"]) == \

@@ -168,7 +168,7 @@ def test_sip_messages_agree_with_tshark(capture, results, public_captures, tshar
     path = str(public_captures / capture)
     theirs = peer.sip_messages(tshark, path)
     ours: Counter = Counter()
-    for msg in results(capture).records.sip_messages:
+    for msg in results(capture).records["sip_messages"]:
         ours[(msg.pkt.frame, "kind", msg.method if msg.is_request else str(msg.status))] += 1
         if msg.call_id is not None:
             ours[(msg.pkt.frame, "call_id", msg.call_id)] += 1
@@ -186,7 +186,7 @@ def _our_streams(result, negotiated_only: bool) -> dict[tuple, dict]:
     precision (3 decimals, ms).
     """
     out: dict[tuple, dict] = {}
-    for s in result.records.rtp_streams:
+    for s in result.records["rtp_streams"]:
         if negotiated_only and not s.negotiated:
             continue
         key = (s.src, s.sport, s.dst, s.dport, s.ssrc)

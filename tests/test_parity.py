@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from voipwatch.analyze import analyze_files, write_outputs
+from voipwatch.records import FlowSeen, HostSeen, L2Control
 
 SAMPLES = Path(__file__).resolve().parents[1] / "sample_captures"
 PUBLIC = [
@@ -38,9 +39,9 @@ def _tables(path: str, mode: str, out: Path) -> tuple[dict[str, str], dict]:
     write_outputs(result, out, "csv")
     tables = {p.name: p.read_text(encoding="utf-8") for p in sorted(out.glob("*.csv"))}
     # The sightings that feed the separation checks are records, not tables: compare them too.
-    tables["flows"] = sorted(map(repr, result.records.flows))
-    tables["hosts"] = sorted(map(repr, result.records.hosts))
-    tables["l2"] = sorted(map(repr, result.records.l2))
+    tables["flows"] = sorted(map(repr, result.records[FlowSeen]))
+    tables["hosts"] = sorted(map(repr, result.records[HostSeen]))
+    tables["l2"] = sorted(map(repr, result.records[L2Control]))
     return tables, {k: result.summary[k] for k in SUMMARY_KEYS}
 
 

@@ -50,6 +50,7 @@ from peer_logs import (addr_uri_tag, ipfix_time, read_ipfixprobe, read_ndpi,
                        read_snort, read_test_yaml, read_zeek_log, zeek_sip_log, zeek_unescape, zeek_value,
                        zeek_vector)
 from voipwatch.analyze import analyze_files
+from voipwatch.records import RtcpPacket
 
 # --------------------------------------------------------------------------------------------------
 # Differences between a peer and voipwatch, by peer file, each with its reason. Keys are produced by
@@ -240,7 +241,7 @@ def _normalise(ids: list) -> list[int]:
 def test_zeek_sip_log(log, capture):
     ledger = Ledger(log)
     peer_rows = read_zeek_log(peer_path(log))
-    rows, skipped = zeek_sip_log(run(capture).sip_messages)
+    rows, skipped = zeek_sip_log(run(capture)["sip_messages"])
     assert skipped == [], f"messages Zeek's UDP analyzer would not parse in this direction: {skipped}"
     ledger.same("row count", len(peer_rows), len(rows))
     columns = set(peer_rows[0])
@@ -261,7 +262,7 @@ def test_zeek_sip_path_length_limits():
     ledger = Ledger(log)
     expected = [line for line in peer_path(log).read_text().splitlines() if line and not line.startswith("###")]
     # redef SIP::max_request_path_length = 3; redef SIP::max_response_path_length = 7 (the test's script)
-    rows, _ = zeek_sip_log(run("zeek/Traces/sip/sip-long-request-response-paths.pcap").sip_messages, 3, 7)
+    rows, _ = zeek_sip_log(run("zeek/Traces/sip/sip-long-request-response-paths.pcap")["sip_messages"], 3, 7)
     printed = []
     for r in rows:      # the script prints |path| when it is above 1
         if len(r.request_path) > 1:
@@ -303,16 +304,16 @@ def test_zeek_weird_log(log, capture):
     ledger = Ledger(log)
     records = run(capture)
     weirds = read_zeek_log(peer_path(log))
-    orig = (records.sip_messages[0].pkt.src, records.sip_messages[0].pkt.sport)
-    frames = {True: [m.pkt.frame for m in records.sip_messages if m.is_request],
-              False: [m.pkt.frame for m in records.sip_messages if not m.is_request]}
+    orig = (records["sip_messages"][0].pkt.src, records["sip_messages"][0].pkt.sport)
+    frames = {True: [m.pkt.frame for m in records["sip_messages"] if m.is_request],
+              False: [m.pkt.frame for m in records["sip_messages"] if not m.is_request]}
     mapped = {name for name, _ in WEIRD_TO_ANOMALY.values()}
     matched: set[tuple[int, str]] = set()
     for w in weirds:
         if "id.orig_h" in w:
             ledger.same(f"weird {w['name']} originator", (w["id.orig_h"], int(w["id.orig_p"])), orig)
         anomaly, on_request = WEIRD_TO_ANOMALY[w["name"]]
-        ours = [a for a in records.anomalies if a.name == anomaly and a.frame in frames[on_request]]
+        ours = [a for a in records["anomalies"] if a.name == anomaly and a.frame in frames[on_request]]
         key = f"weird {w['name']} (conn {orig[0]}:{orig[1]})"
         if not ours:
             ledger.differ(key, f"no {anomaly} on frames {frames[on_request]}")
@@ -322,7 +323,7 @@ def test_zeek_weird_log(log, capture):
         addl = zeek_value(w.get("addl"))
         if addl is not None and anomaly == "sip.invalid_content_length":
             ledger.same(f"weird {w['name']} value", f"not a number: {addl!r}", ours[0].detail)
-    for a in records.anomalies:
+    for a in records["anomalies"]:
         if a.name in mapped and (a.frame, a.name) not in matched:
             ledger.differ(f"anomaly {a.name} frame {a.frame}", f"no Zeek weird for it ({a.detail})")
 
@@ -330,13 +331,13 @@ def test_zeek_weird_log(log, capture):
         # The listed difference's premise: the junk Zeek saw is exactly our frame-1 datagram.
         (w,) = weirds
         junk = zeek_unescape(zeek_value(w["addl"]))         # Render()ed bytes, then the log's escaping
-        (a,) = [a for a in records.anomalies if a.frame == 1]
+        (a,) = [a for a in records["anomalies"] if a.frame == 1]
         ledger.same("junk is the frame-1 datagram", ("sip.not_sip_on_sip_port", f"{len(junk)}-byte UDP datagram"),
                     (a.name, a.detail.split(" to or from")[0]))
         ledger.same("junk bytes are NUL", "\0" * 4, junk)
     if log.endswith("path-length-limits/weird.log"):
         # The peer's facts behind the weirds: more Via entries than its caps (3 and 7).
-        rows, _ = zeek_sip_log(records.sip_messages)
+        rows, _ = zeek_sip_log(records["sip_messages"])
         caps = {"sip_max_request_path_length_exceeded": (3, "request_path"),
                 "sip_max_response_path_length_exceeded": (7, "response_path")}
         raised = sorted(name for name, (cap, col) in caps.items() if any(len(getattr(r, col)) > cap for r in rows))
@@ -356,7 +357,7 @@ def _naptr_fields(rendered: str) -> tuple:
 def test_zeek_dns_naptr():
     capture = "zeek/Traces/dns/naptr.pcap"
     records = run(capture)
-    (response,) = [d for d in records.dns if d.is_response]
+    (response,) = [d for d in records["dns"] if d.is_response]
 
     log = "zeek/Baseline/scripts.base.protocols.dns.naptr/dns.log.cut"
     ledger = Ledger(log)
@@ -384,7 +385,7 @@ def test_zeek_dns_naptr():
     ledger.same("qtype", int(kv["qtype"]), {"NAPTR": 35}.get(response.qtype))
     ledger.same("naptr fields", (int(kv["order"]), int(kv["preference"]), kv["flags"], kv["service"], kv["regexp"],
                                  kv["replacement"]), (order, pref, flags, service, regexp, replacement))
-    (query,) = [d for d in records.dns if not d.is_response]
+    (query,) = [d for d in records["dns"] if not d.is_response]
     ledger.same("query message id/name", (int(kv["id"]), kv["query"]), (query.qid, query.qname))
     ledger.close()
 
@@ -623,9 +624,9 @@ def _client_server(key: frozenset, senders) -> tuple:
 
 
 def _events(records) -> list[Event]:
-    senders = first_senders(records.sip_messages)
-    events = [Event("sip", m, (m.pkt.src, m.pkt.sport) == senders[flow_key(m.pkt)]) for m in records.sip_messages]
-    events += [Event("dns", d) for d in records.dns]
+    senders = first_senders(records["sip_messages"])
+    events = [Event("sip", m, (m.pkt.src, m.pkt.sport) == senders[flow_key(m.pkt)]) for m in records["sip_messages"]]
+    events += [Event("dns", d) for d in records["dns"]]
     return events
 
 
@@ -636,8 +637,8 @@ def test_suricata_verify(yaml_file, capture):
     records = run(capture)
     events = _events(records)
     rules = SURICATA_RULES.get(yaml_file.split("/", 1)[1].rsplit("/", 1)[0], {})
-    sip_flows = Counter(flow_key(m.pkt) for m in records.sip_messages)
-    senders = first_senders(records.sip_messages)
+    sip_flows = Counter(flow_key(m.pkt) for m in records["sip_messages"])
+    senders = first_senders(records["sip_messages"])
     for i, check in enumerate(test["checks"]):
         f = check["filter"]
         match, count = f["match"], f["count"]
@@ -656,9 +657,9 @@ def test_suricata_verify(yaml_file, capture):
             continue
         if kind == "stats":
             ledger.same(f"filter {i} stats.app_layer.tx.sip_tcp", match["stats.app_layer.tx.sip_tcp"],
-                        sum(1 for m in records.sip_messages if m.pkt.transport == "tcp"))
+                        sum(1 for m in records["sip_messages"] if m.pkt.transport == "tcp"))
             ledger.same(f"filter {i} stats.app_layer.flow.sip_tcp", match["stats.app_layer.flow.sip_tcp"],
-                        len({flow_key(m.pkt) for m in records.sip_messages if m.pkt.transport == "tcp"}))
+                        len({flow_key(m.pkt) for m in records["sip_messages"] if m.pkt.transport == "tcp"}))
             continue
         pool = events if kind != "flow" else [Event("flow", _client_server(k, senders)) for k in sip_flows]
         if kind not in ("sip", "dns", "flow"):
@@ -688,12 +689,12 @@ def test_suricata_verify(yaml_file, capture):
     # Premises of listed differences.
     if yaml_file.endswith("sip-header-multi-value/test.yaml"):
         ledger.same("duplicate To reported", ["to"],
-                    [a.detail for a in records.anomalies if a.name == "sip.duplicate_header"])
+                    [a.detail for a in records["anomalies"] if a.name == "sip.duplicate_header"])
     if yaml_file.endswith("sip-sdp/test.yaml"):
         ledger.same("SDP cut at Content-Length", [(272, 272, True), (272, 272, True)],
-                    [(m.content_length, m.body_len, m.sdp.media == ()) for m in records.sip_messages])
+                    [(m.content_length, m.body_len, m.sdp.media == ()) for m in records["sip_messages"]])
     if yaml_file.endswith("sip-body-frames/test.yaml"):
-        against = [m.pkt.frame for m in records.sip_messages
+        against = [m.pkt.frame for m in records["sip_messages"]
                    if m.is_request != ((m.pkt.src, m.pkt.sport) == senders[flow_key(m.pkt)])]
         ledger.same("messages against the flow direction", [6, 7], against)
     ledger.close()
@@ -730,21 +731,21 @@ def _our_flows(records):
     RTCP packets, and VLAN stacks seen."""
     sip, rtp, rtcp = Counter(), Counter(), Counter()
     vlans: dict[tuple, set] = defaultdict(set)
-    for m in records.sip_messages:
+    for m in records["sip_messages"]:
         key = (m.pkt.src, m.pkt.sport, m.pkt.dst, m.pkt.dport)
         sip[key] += 1
         vlans[key].add(m.pkt.vlan)
-    for s in records.rtp_streams:
+    for s in records["rtp_streams"]:
         key = (s.src, s.sport, s.dst, s.dport)
         rtp[key] += s.packets
         vlans[key].add(s.vlan)
-    for p in records.rtcp:
+    for p in records[RtcpPacket]:
         key = (p.pkt.src, p.pkt.sport, p.pkt.dst, p.pkt.dport)
         rtcp[key] += 1
         vlans[key].add(p.pkt.vlan)
     # anomalies carry addresses, not ports: a non-SIP datagram on a SIP flow is counted on the SIP flow
     # between the same two addresses (one such flow per address pair in these captures)
-    not_sip = Counter((a.src, a.dst) for a in records.anomalies if a.name == "sip.not_sip_on_sip_port")
+    not_sip = Counter((a.src, a.dst) for a in records["anomalies"] if a.name == "sip.not_sip_on_sip_port")
     return sip, rtp, rtcp, vlans, not_sip
 
 
@@ -772,7 +773,7 @@ def test_ndpi(out, capture):
                 ledger.same(f"{name} vlan", {(fl.vlan,) if fl.vlan is not None else ()}, vlans[ab] | vlans[ba])
         if fl.l4 == "UDP" and app == "RTP" and "[Stream Content: Audio]" in fl.text:
             # RFC 3551 §6: static payload types 0-23 are audio
-            pts = {pt for s in records.rtp_streams if flow_key_of(s) == frozenset({fl.a, fl.b})
+            pts = {pt for s in records["rtp_streams"] if flow_key_of(s) == frozenset({fl.a, fl.b})
                    for pt in (s.payload_types or (s.payload_type,))}
             ledger.same(f"{name} audio payload types", True, bool(pts) and all(pt <= 23 for pt in pts))
         foreign = {other: n for other, n in ours.items() if other != app and any(n)}
@@ -786,7 +787,7 @@ def test_ndpi(out, capture):
                 ledger.differ(f"{what} on {key}", f"voipwatch has {n} {what} packets on a flow nDPI does not list")
     if out.endswith("iax.pcap.out"):
         # IAX2 full frames start like RTP v2: the heuristic must leave port 4569 to IAX2, as tshark does
-        ledger.same("no RTP on the IAX2 flow", set(), {s.ssrc for s in records.rtp_streams})
+        ledger.same("no RTP on the IAX2 flow", set(), {s.ssrc for s in records["rtp_streams"]})
     ledger.close()
 
 
@@ -801,7 +802,7 @@ def test_ipfixprobe_sip():
     out = "ipfixprobe/outputs/sip"
     ledger = Ledger(out)
     rows = read_ipfixprobe(peer_path(out))
-    messages = run("ipfixprobe/inputs/sip.pcap").sip_messages
+    messages = run("ipfixprobe/inputs/sip.pcap")["sip_messages"]
     used: set[int] = set()
     for i, row in enumerate(rows):
         forward = int(row["PACKETS"]) > 0
@@ -838,7 +839,7 @@ def test_ipfixprobe_vlan_dns():
     ledger = Ledger(out)
     rows = read_ipfixprobe(peer_path(out))
     flows: dict[tuple, list] = defaultdict(list)
-    for d in run("ipfixprobe/inputs/vlan.pcap").dns:
+    for d in run("ipfixprobe/inputs/vlan.pcap")["dns"]:
         client = (d.pkt.dst, d.pkt.dport) if d.is_response else (d.pkt.src, d.pkt.sport)
         server = (d.pkt.src, d.pkt.sport) if d.is_response else (d.pkt.dst, d.pkt.dport)
         flows[(client, server, d.pkt.vlan)].append(d)
@@ -916,7 +917,7 @@ def test_sip_attacks_notices(log, capture):
     ledger = Ledger(log)
     peer = {(round(float(r["ts"]), 6), (r["id.orig_h"], int(r["id.orig_p"])), (r["id.resp_h"], int(r["id.resp_p"])),
              r["note"]) for r in read_zeek_log(peer_path(log))}
-    ours = set(sip_attack_notices(run(capture).sip_messages))
+    ours = set(sip_attack_notices(run(capture)["sip_messages"]))
     for n in sorted(peer | ours):
         key = f"notice {n[3]} {n[0]:.6f} {n[1][0]}:{n[1][1]}"
         if n in peer and n in ours:
@@ -925,7 +926,7 @@ def test_sip_attacks_notices(log, capture):
             ledger.differ(key, "only the peer raises it" if n in peer else "only the replayed rule raises it")
     if "BadUserAgent" in log:
         # premise of the listed difference: frame 13's only 'sipvicious' is outside what we record
-        (m,) = [m for m in run(capture).sip_messages if m.pkt.frame == 13]
+        (m,) = [m for m in run(capture)["sip_messages"] if m.pkt.frame == 13]
         ledger.same("frame 13 recorded From/To/User-Agent", ("sip:100@1.1.1.1", "sip:100@1.1.1.1", "Zeeko"),
                     (m.from_uri, m.to_uri, m.user_agent))
     ledger.close()
@@ -937,7 +938,7 @@ def test_sip_attacks_notices(log, capture):
 def test_snort3_sip_max_content_len():
     out = "snort3_demo/inspectors/sip/expected"
     ledger = Ledger(out)
-    messages = run("snort3_demo/inspectors/sip/SIP_Eyebeam2Eyebeam_Video_Audio.pcap").sip_messages
+    messages = run("snort3_demo/inspectors/sip/SIP_Eyebeam2Eyebeam_Video_Audio.pcap")["sip_messages"]
     senders = first_senders(messages)
     peer = {(a.frame, a.direction, a.src, a.dst, a.rule) for a in read_snort(peer_path(out))}
     # snort.lua: sip = { max_content_len = 100 }; 140:16 = SIP_EVENT_BAD_CONTENT_LEN
@@ -955,8 +956,8 @@ def test_snort3_sip_max_content_len():
 def test_snort3_binder_user_defined_method():
     out = "snort3_demo/inspectors/binder/expected"
     ledger = Ledger(out)
-    messages = run("snort3_demo/inspectors/binder/user_defined_method.pcap").sip_messages
-    anomalies = run("snort3_demo/inspectors/binder/user_defined_method.pcap").anomalies
+    messages = run("snort3_demo/inspectors/binder/user_defined_method.pcap")["sip_messages"]
+    anomalies = run("snort3_demo/inspectors/binder/user_defined_method.pcap")["anomalies"]
     for a in read_snort(peer_path(out)):
         (m,) = [m for m in messages if m.pkt.frame == a.frame]
         ledger.same(f"alert {a.rule} frame {a.frame} endpoints", (a.src, a.dst),

@@ -185,7 +185,7 @@ def test_same_page_from_every_table_format(office, tmp_path):
         out = tmp_path / fmt
         out.mkdir()
         for name in TABLES:
-            write_records(getattr(result.records, name), out, name, fmt)
+            write_records(result.records[name], out, name, fmt)
         for extra in ("alerts.jsonl", "summary.json"):
             (out / extra).write_bytes((office[1] / extra).read_bytes())
         assert report_html(load_dir(out)) == from_dir, fmt
@@ -200,7 +200,7 @@ def test_ladder_of_the_most_severe_call(office):
     for call_id in ("call-a@small-office", "call-c@small-office"):
         rows = sip[sip["call_id"] == call_id].sort_values(["ts", "frame"])
         from_table = ladder_from_rows(rows)
-        messages = [m for m in result.records.sip_messages if m.call_id == call_id]
+        messages = [m for m in result.records["sip_messages"] if m.call_id == call_id]
         from_records = build_ladder(messages)
         assert from_table.parties == from_records.parties
         assert [(r.src, r.dst, r.label, r.is_retransmission, r.frame) for r in from_table.rows] == \

@@ -31,7 +31,7 @@ def test_every_frame_is_accounted_for(result, tshark):
 
 
 def test_calls(result):
-    calls = {c.call_id: c for c in result.records.calls}
+    calls = {c.call_id: c for c in result.records["calls"]}
     assert set(calls) == {"call-a@small-office", "call-b@small-office", "call-c@small-office",
                           "bad-length@small-office"}
     a, b, c = calls["call-a@small-office"], calls["call-b@small-office"], calls["call-c@small-office"]
@@ -44,7 +44,7 @@ def test_calls(result):
 
 
 def test_registrations(result):
-    regs = {(r.aor, r.src): r for r in result.records.registrations}
+    regs = {(r.aor, r.src): r for r in result.records["registrations"]}
     assert set(regs) == {("1001@pbx.example.com", "10.1.10.11"), ("1002@pbx.example.com", "10.1.10.12"),
                          ("1003@pbx.example.com", "10.1.10.13")}
     for reg in regs.values():
@@ -52,7 +52,7 @@ def test_registrations(result):
 
 
 def test_streams(result):
-    streams = {s.ssrc: s for s in result.records.rtp_streams}
+    streams = {s.ssrc: s for s in result.records["rtp_streams"]}
     assert set(streams) == {0x11110001, 0x22220002, 0x33330003, 0x44440004, 0x55550005}
     bob = streams[0x22220002]
     # One packet dropped and one repeated: RFC 3550 A.3 counts expected 250, received 250, lost 0.
@@ -63,8 +63,8 @@ def test_streams(result):
 
 
 def test_dns_and_anomalies(result):
-    answers = [d.answers for d in result.records.dns if d.is_response]
+    answers = [d.answers for d in result.records["dns"] if d.is_response]
     assert answers.count(("SRV 10 60 5060 pbx.example.com",)) == 3
     assert ("A 93.184.216.34",) in answers
-    assert sorted(a.name for a in result.records.anomalies) == ["sip.invalid_content_length",
+    assert sorted(a.name for a in result.records["anomalies"]) == ["sip.invalid_content_length",
                                                                  "sip.not_sip_on_sip_port"]

@@ -2,6 +2,7 @@
 JSON lines bytes must be those of DataFrame.to_csv / the DataFrame rows, for awkward values too."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 from types import SimpleNamespace
@@ -9,6 +10,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
+from voipwatch.records import Column
 from voipwatch.tables import TABLES, to_frame, write_records
 
 
@@ -44,8 +46,7 @@ def _value(rng: random.Random, dtype: str):
 
 def _records(table: str, rng: random.Random, n: int) -> list[SimpleNamespace]:
     """Rows of awkward values of each column's type, in row order (i)."""
-    schema, _ = TABLES[table]
-    return [SimpleNamespace(i=i, values={col: _value(rng, dtype) for col, (dtype, _) in schema.items()})
+    return [SimpleNamespace(i=i, values={col: _value(rng, dtype) for col, dtype, _ in TABLES[table].columns})
             for i in range(n)]
 
 
@@ -54,8 +55,9 @@ def plain_schemas(monkeypatch):
     """Each table's columns and dtypes, its extractors reading _records' values, sorted by row number."""
     from voipwatch import tables
     monkeypatch.setattr(tables, "TABLES", {
-        name: ({col: (dtype, lambda r, col=col: r.values[col]) for col, (dtype, _) in schema.items()}, lambda r: (r.i,))
-        for name, (schema, _) in TABLES.items()})
+        name: dataclasses.replace(spec, sort=lambda r: (r.i,), columns=tuple(
+            Column(col, dtype, lambda r, col=col: r.values[col]) for col, dtype, _ in spec.columns))
+        for name, spec in TABLES.items()})
 
 
 @pytest.mark.parametrize("fmt", ["csv", "jsonl"])

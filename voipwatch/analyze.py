@@ -5,7 +5,6 @@ import dataclasses
 import json
 import time
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -16,55 +15,46 @@ from voipwatch.detect import SEVERITIES, DetectorBus
 from voipwatch.batch.driver import feed_file
 from voipwatch.batch.workers import forked
 from voipwatch.pipeline import Analyzer
-from voipwatch.records import (Alert, Anomaly, Call, DnsMessage, FlowSeen, Frame, HostSeen, L2Control, Registration,
-                               RtcpPacket, RtpStream, SipMessage, TlsFlow)
+from voipwatch.records import Alert, Call, DnsMessage, Frame, Registration, RtcpPacket, RtpStream, SipMessage, TlsFlow
 from voipwatch.settings import Settings, load_settings
 from voipwatch.tables import TABLES, to_frame, write_records
 
 
-@dataclass
-class Collector:
-    """A sink that keeps every record, for offline analysis."""
-    sip_messages: list[SipMessage] = field(default_factory=list)
-    dns: list[DnsMessage] = field(default_factory=list)
-    rtcp: list[RtcpPacket] = field(default_factory=list)
-    tls: list[TlsFlow] = field(default_factory=list)
-    rtp_streams: list[RtpStream] = field(default_factory=list)
-    calls: list[Call] = field(default_factory=list)
-    registrations: list[Registration] = field(default_factory=list)
-    anomalies: list[Anomaly] = field(default_factory=list)
-    l2: list[L2Control] = field(default_factory=list)
-    flows: list[FlowSeen] = field(default_factory=list)
-    hosts: list[HostSeen] = field(default_factory=list)
+class Collector(dict):
+    """A sink that keeps every record: a mapping from record type to its records, in arrival order.
 
-    def on_sip(self, msg): self.sip_messages.append(msg)
-    def on_dns(self, msg): self.dns.append(msg)
-    def on_rtcp(self, pkt): self.rtcp.append(pkt)
-    def on_tls(self, flow): self.tls.append(flow)
-    def on_stream(self, stream): self.rtp_streams.append(stream)
-    def on_call(self, call): self.calls.append(call)
-    def on_registration(self, reg): self.registrations.append(reg)
-    def on_anomaly(self, anomaly): self.anomalies.append(anomaly)
-    def on_l2(self, control): self.l2.append(control)
-    def on_flow(self, flow): self.flows.append(flow)
-    def on_host(self, host): self.hosts.append(host)
-    def on_tick(self, now): pass
+    Read a table's records by the table's name (collector["calls"]) or any record type's by the type
+    (collector[FlowSeen]); a type that never came reads as no records.
+    """
+
+    def emit(self, record) -> None:
+        rows = self.get(type(record))
+        if rows is None:
+            self[type(record)] = [record]
+        else:
+            rows.append(record)
+
+    def tick(self, now: float) -> None:
+        pass
+
+    def __missing__(self, key: str | type) -> list:
+        return self[TABLES[key].type] if isinstance(key, str) else []
 
 
 class Tee:
     """A sink that hands every record to several sinks, in order."""
 
     def __init__(self, *sinks):
-        self._sinks = sinks
+        self._emits = tuple(sink.emit for sink in sinks)
+        self._ticks = tuple(sink.tick for sink in sinks)
 
-    def __getattr__(self, name: str):
-        methods = [getattr(sink, name) for sink in self._sinks]
+    def emit(self, record) -> None:
+        for emit in self._emits:
+            emit(record)
 
-        def call(*args):
-            for method in methods:
-                method(*args)
-        setattr(self, name, call)
-        return call
+    def tick(self, now: float) -> None:
+        for tick in self._ticks:
+            tick(now)
 
 
 class AnalysisResult:
@@ -86,7 +76,7 @@ class AnalysisResult:
     @property
     def tables(self) -> dict:
         if self._tables is None:
-            self._tables = {name: to_frame(getattr(self.records, name), name) for name in TABLES}
+            self._tables = {name: to_frame(self.records[name], name) for name in TABLES}
         return self._tables
 
     @property
@@ -136,7 +126,7 @@ def analyze_files(paths: list[str], settings: Settings | None = None, mode: str 
     detectors = forked(detect) if mode == "batch" and jobs > 1 else None
     if detectors is None:
         detect()
-    sink.calls = attach_streams(sink.calls, sink.rtp_streams)
+    sink[Call] = attach_streams(sink[Call], sink[RtpStream])
     summary = build_summary(paths, analyzer, sink, mode, time.perf_counter() - started)
     if detectors is None:
         add_alert_counts(summary, alerts, bus.suppressed)
@@ -180,14 +170,14 @@ def build_summary(paths: list[str], analyzer: Analyzer, sink: Collector, mode: s
         "first_ts": analyzer.first_ts,
         "last_ts": analyzer.last_ts,
         "counts": {
-            "sip_messages": len(sink.sip_messages),
-            "calls": len(sink.calls),
-            "registrations": len(sink.registrations),
-            "rtp_streams": len(sink.rtp_streams),
-            "rtp_streams_negotiated": sum(1 for s in sink.rtp_streams if s.negotiated),
-            "rtcp_packets": len(sink.rtcp),
-            "dns_messages": len(sink.dns),
-            "tls_flows": len(sink.tls),
+            "sip_messages": len(sink[SipMessage]),
+            "calls": len(sink[Call]),
+            "registrations": len(sink[Registration]),
+            "rtp_streams": len(sink[RtpStream]),
+            "rtp_streams_negotiated": sum(1 for s in sink[RtpStream] if s.negotiated),
+            "rtcp_packets": len(sink[RtcpPacket]),
+            "dns_messages": len(sink[DnsMessage]),
+            "tls_flows": len(sink[TlsFlow]),
         },
         "anomalies_by_reason": dict(sorted(analyzer.anomaly_counts.items())),
         "run_s": round(run_s, 3),
@@ -197,7 +187,7 @@ def build_summary(paths: list[str], analyzer: Analyzer, sink: Collector, mode: s
 def write_outputs(result: AnalysisResult, out_dir: str | Path, fmt: str = "csv") -> list[Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    written = [write_records(getattr(result.records, name), out, name, fmt) for name in TABLES]
+    written = [write_records(result.records[name], out, name, fmt) for name in TABLES]
     write_alerts(result.alerts, out / "alerts.jsonl")
     written.append(out / "alerts.jsonl")
     summary_path = out / "summary.json"

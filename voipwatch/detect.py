@@ -6,10 +6,10 @@ it may raise (a stable key per alert, with its NSA check id, severity and guide 
 
 The DetectorBus is the sink that feeds detectors. It delivers every record in one timeline order,
 by the capture time at which the record is complete (a packet's own time; an RTP stream's last
-packet plus the idle timeout; a call's last message plus the call idle time), then record kind, then
-frame. In batch mode it holds records until the end of input; in stream mode it releases them
-`horizon_s` behind the capture clock. Either way detectors see the same sequence, so the batch and
-streaming paths raise the same alerts.
+packet plus the idle timeout; a call's last message plus the call idle time), then record rank, then
+frame, as each record type declares them (voipwatch.records.declare). In batch mode it holds records
+until the end of input; in stream mode it releases them `horizon_s` behind the capture clock. Either
+way detectors see the same sequence, so the batch and streaming paths raise the same alerts.
 """
 from __future__ import annotations
 
@@ -20,9 +20,7 @@ import re
 from dataclasses import dataclass, fields, is_dataclass
 from typing import Any, Callable, ClassVar, Iterable
 
-from voipwatch.records import (Alert, Anomaly, Call, DnsMessage, FlowSeen, HostSeen, L2Control, Registration,
-                               RtcpPacket, RtpStream, SipMessage, TlsFlow)
-from voipwatch.sessions import ENDED_STATES
+from voipwatch.records import RECORDS, Alert, Timing
 from voipwatch.site import Site
 
 MAX_SUPPRESSION_KEYS = 100_000      # (name, identifier) pairs remembered for suppression before pruning
@@ -124,11 +122,6 @@ def load_detectors() -> dict[str, type[Detector]]:
     return dict(sorted(REGISTRY.items()))
 
 
-# Order of record kinds released at the same capture time: packets before what summarises them.
-_KIND_RANK = {L2Control: 0, HostSeen: 1, FlowSeen: 2, TlsFlow: 3, SipMessage: 4, DnsMessage: 5, RtcpPacket: 6,
-              Anomaly: 7, RtpStream: 8, Call: 9, Registration: 10}
-
-
 class DetectorBus:
     """A pipeline sink that feeds the detectors one timeline, suppresses repeats and reports alerts."""
 
@@ -138,9 +131,7 @@ class DetectorBus:
         self.detectors = detectors
         self.on_alert = on_alert
         self.mode = mode
-        self.rtp_idle_s = rtp_idle_s
-        self.call_idle_s = call_idle_s
-        self.call_linger_s = call_linger_s
+        self.timing = Timing(rtp_idle_s, call_idle_s, call_linger_s)
         self.suppress_for_s = suppress_for_s
         self.horizon_s = horizon_s
         self.suppressed = 0
@@ -151,48 +142,41 @@ class DetectorBus:
         self._handlers: dict[type, list[Callable]] = {}
         for det in detectors:
             for record_type in det.consumes:
+                if record_type not in RECORDS:
+                    raise TypeError(f"detector {det.name} consumes {record_type.__name__}, which is no declared "
+                                    f"record (voipwatch.records.declare)")
                 self._handlers.setdefault(record_type, []).append(getattr(det, f"on_{snake(record_type.__name__)}"))
+        # record type -> (its timeline function, its rank), for the types some detector consumes
+        self._timeline = {t: (RECORDS[t].timeline, RECORDS[t].rank) for t in self._handlers}
 
     # -- Sink -------------------------------------------------------------------------------
-    def on_sip(self, msg: SipMessage) -> None: self._push(msg.pkt.ts, msg.pkt.frame, msg)
-    def on_dns(self, msg: DnsMessage) -> None: self._push(msg.pkt.ts, msg.pkt.frame, msg)
-    def on_rtcp(self, pkt: RtcpPacket) -> None: self._push(pkt.pkt.ts, pkt.pkt.frame, pkt)
-    def on_tls(self, flow: TlsFlow) -> None: self._push(flow.pkt.ts, flow.pkt.frame, flow)
-    def on_flow(self, flow: FlowSeen) -> None: self._push(flow.pkt.ts, flow.pkt.frame, flow)
-    def on_host(self, host: HostSeen) -> None: self._push(host.ts, host.frame, host)
-    def on_l2(self, control: L2Control) -> None: self._push(control.ts, control.frame, control)
-    def on_anomaly(self, anomaly: Anomaly) -> None: self._push(anomaly.ts, anomaly.frame, anomaly)
-    def on_stream(self, stream: RtpStream) -> None: self._push(stream.last_ts + self.rtp_idle_s, stream.first_frame, stream)
-    def on_call(self, call: Call) -> None:
-        # When the call tracker closes it (voipwatch.sessions.CallTracker.expire), computed from the record.
-        wait = self.call_linger_s if call.state in ENDED_STATES else self.call_idle_s
-        self._push(call.last_ts + wait, call.first_frame, call)
-    def on_registration(self, reg: Registration) -> None: self._push(reg.last_ts, reg.first_frame, reg)
+    def emit(self, record: Any) -> None:
+        declared = self._timeline.get(type(record))
+        if declared is None:                  # no detector consumes it
+            return
+        timeline, rank = declared
+        release_ts, frame = timeline(record, self.timing)
+        self._seq += 1
+        heapq.heappush(self._heap, (release_ts, rank, frame, self._seq, record))
 
-    def on_tick(self, now: float) -> None:
+    def tick(self, now: float) -> None:
         if self.mode == "stream":
             self._release(now - self.horizon_s)
 
     def finish(self) -> None:
         self._release(float("inf"))
         for det in self.detectors:
-            self._emit(det.finish())
+            self._report(det.finish())
 
     # -- internals --------------------------------------------------------------------------
-    def _push(self, release_ts: float, frame: int, record: Any) -> None:
-        if not self._handlers.get(type(record)):
-            return
-        self._seq += 1
-        heapq.heappush(self._heap, (release_ts, _KIND_RANK.get(type(record), 99), frame, self._seq, record))
-
     def _release(self, until: float) -> None:
         heap = self._heap
         while heap and heap[0][0] <= until:
             record = heapq.heappop(heap)[4]
             for handler in self._handlers[type(record)]:
-                self._emit(handler(record))
+                self._report(handler(record))
 
-    def _emit(self, alerts: Iterable[Alert] | None) -> None:
+    def _report(self, alerts: Iterable[Alert] | None) -> None:
         for alert in alerts or ():
             key = (alert.name, alert.identifier)
             last = self._last_alert.get(key)

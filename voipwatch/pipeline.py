@@ -17,8 +17,7 @@ from voipwatch.capture import FRAME_NOTES
 from voipwatch.config import PipelineConfig
 from voipwatch.flows import FirstSeen
 from voipwatch.media import BatchRtp, StreamingRtp
-from voipwatch.records import (Anomaly, Call, DnsMessage, FlowSeen, Frame, HostSeen, L2Control, Registration,
-                               RtcpPacket, RtpStream, SipMessage, TlsFlow)
+from voipwatch.records import Anomaly, DnsMessage, FlowSeen, Frame, HostSeen, L2Control, RtpStream, SipMessage, TlsFlow
 from voipwatch.sessions import CallTracker, MediaExpectations, RegistrationTracker
 
 # Buckets of frames that RtpStream records describe (no flow or host sightings for them).
@@ -37,19 +36,10 @@ TLS_CONTENT_TYPES = range(20, 24)
 
 
 class Sink(Protocol):
-    """Where records go: a collector for analyze, writers for monitor, detectors for both."""
-    def on_sip(self, msg: SipMessage) -> None: ...
-    def on_dns(self, msg: DnsMessage) -> None: ...
-    def on_rtcp(self, pkt: RtcpPacket) -> None: ...
-    def on_tls(self, flow: TlsFlow) -> None: ...
-    def on_stream(self, stream: RtpStream) -> None: ...
-    def on_call(self, call: Call) -> None: ...
-    def on_registration(self, reg: Registration) -> None: ...
-    def on_anomaly(self, anomaly: Anomaly) -> None: ...
-    def on_l2(self, control: L2Control) -> None: ...
-    def on_flow(self, flow: FlowSeen) -> None: ...
-    def on_host(self, host: HostSeen) -> None: ...
-    def on_tick(self, now: float) -> None: ...
+    """Where records go: a collector for analyze, writers for monitor, detectors for both. Every record
+    type emitted is declared in voipwatch.records (declare())."""
+    def emit(self, record: object) -> None: ...
+    def tick(self, now: float) -> None: ...
 
 
 class Analyzer:
@@ -59,7 +49,7 @@ class Analyzer:
         if mode not in ("batch", "stream"):
             raise ValueError(f"mode must be batch or stream, not {mode!r}")
         self.config = config or PipelineConfig()
-        self.sink = sink
+        self.connect(sink)
         self.mode = mode
         self.net = NetworkDecoder()
         self.tcp = TcpReassembler(max_flows=self.config.max_tcp_flows)
@@ -84,6 +74,11 @@ class Analyzer:
         self._tcp_framers: OrderedDict[tuple, list] = OrderedDict()
         self.flows = FirstSeen(self.config.max_flows, self.config.sighting_idle_s)
         self.hosts = FirstSeen(self.config.max_hosts, self.config.sighting_idle_s)
+
+    def connect(self, sink: Sink) -> None:
+        """Send every record from now on to `sink` (monitor's reload gives it new detectors)."""
+        self.sink = sink
+        self.emit = sink.emit
 
     # -- input -------------------------------------------------------------------------------
     def run(self, items: Iterable[Frame | Anomaly], progress: Callable[[Frame], None] | None = None) -> None:
@@ -123,9 +118,9 @@ class Analyzer:
         elif kind is Skipped:
             bucket = decoded.bucket
             if self.hosts.add((decoded.src_mac, None, decoded.vlan), ts):
-                self.sink.on_host(HostSeen(ts, frame.frame, decoded.vlan, decoded.src_mac, None))
+                self.emit(HostSeen(ts, frame.frame, decoded.vlan, decoded.src_mac, None))
             if decoded.payload and bucket in ("lldp", "cdp"):
-                self.sink.on_l2(L2Control(ts, frame.frame, decoded.vlan, decoded.src_mac, bucket, decoded.payload))
+                self.emit(L2Control(ts, frame.frame, decoded.vlan, decoded.src_mac, bucket, decoded.payload))
         else:
             bucket = decoded.name
             self.frames_undecoded += 1
@@ -154,10 +149,10 @@ class Analyzer:
         key = (meta.vlan, meta.transport, meta.src, meta.sport, meta.dst, meta.dport)
         if self.flows.add(key, meta.ts):
             reverse = (meta.vlan, meta.transport, meta.dst, meta.dport, meta.src, meta.sport)
-            self.sink.on_flow(FlowSeen(meta, bucket, self.flows.seen(reverse, meta.ts), dgram.src_mac,
-                                       dgram.dst_mac, dgram.tcp_flags))
+            self.emit(FlowSeen(meta, bucket, self.flows.seen(reverse, meta.ts), dgram.src_mac, dgram.dst_mac,
+                               dgram.tcp_flags))
         if self.hosts.add((dgram.src_mac, meta.src, meta.vlan), meta.ts):
-            self.sink.on_host(HostSeen(meta.ts, meta.frame, meta.vlan, dgram.src_mac, meta.src))
+            self.emit(HostSeen(meta.ts, meta.frame, meta.vlan, dgram.src_mac, meta.src))
 
     # -- UDP ---------------------------------------------------------------------------------
     def _udp(self, dgram: Datagram) -> str:
@@ -220,7 +215,7 @@ class Analyzer:
         return "udp.other"
 
     def _dns(self, msg: DnsMessage) -> None:
-        self.sink.on_dns(msg)
+        self.emit(msg)
         if msg.malformed is not None:           # the answers before the damage are kept in the record
             self._anomaly(Anomaly(msg.pkt.ts, msg.pkt.frame, "dns", "dns.malformed_section", msg.malformed,
                                   msg.pkt.src, msg.pkt.dst))
@@ -231,7 +226,7 @@ class Analyzer:
             self._anomaly(anomaly)
         if pkt is None:
             return "rtcp.malformed"
-        self.sink.on_rtcp(pkt)
+        self.emit(pkt)
         return "rtcp"
 
     # -- TCP ---------------------------------------------------------------------------------
@@ -252,7 +247,7 @@ class Analyzer:
             if len(self._tcp_framers) > self.config.max_tcp_flows:
                 self._tcp_framers.popitem(last=False)
             if choice[0] == "tls":
-                self.sink.on_tls(TlsFlow(meta))
+                self.emit(TlsFlow(meta))
             elif choice[0] == "other" and (meta.sport in SIP_PORTS or meta.dport in SIP_PORTS):
                 self._anomaly(Anomaly(meta.ts, meta.frame, "sip", "sip.not_sip_on_sip_port",
                                       f"TCP stream to or from a SIP port does not start with a SIP message "
@@ -291,23 +286,20 @@ class Analyzer:
 
     # -- SIP and sessions --------------------------------------------------------------------
     def _sip(self, msg: SipMessage) -> None:
-        self.sink.on_sip(msg)
+        self.emit(msg)
         self.expectations.announce(msg)
         for call in self.calls.on_sip(msg):
-            self._emit_call(call)
+            self.emit(call)
         for reg in self.registrations.on_sip(msg):
-            self.sink.on_registration(reg)
+            self.emit(reg)
 
     def _emit_streams(self, streams: list[RtpStream]) -> None:
         for stream in streams:
-            self.sink.on_stream(stream)
-
-    def _emit_call(self, call: Call) -> None:
-        self.sink.on_call(call)
+            self.emit(stream)
 
     def _anomaly(self, anomaly: Anomaly) -> None:
         self.anomaly_counts[anomaly.name] += 1
-        self.sink.on_anomaly(anomaly)
+        self.emit(anomaly)
 
     def advance(self, now: float) -> None:
         """Let capture time pass without a frame (a live source that has been quiet): expire state."""
@@ -321,11 +313,11 @@ class Analyzer:
             self._anomaly(anomaly)
         for anomaly in self.net.expire(now):
             self._anomaly(anomaly)
-        self.sink.on_tick(now)
+        self.sink.tick(now)
         for call in self.calls.expire(now):
-            self._emit_call(call)
+            self.emit(call)
         for reg in self.registrations.expire(now):
-            self.sink.on_registration(reg)
+            self.emit(reg)
         self.expectations.expire(now)
         while self._tcp_framers:
             flow, (_, last) = next(iter(self._tcp_framers.items()))
@@ -346,9 +338,9 @@ class Analyzer:
         if not_rtp:
             self.frame_classes["udp.other"] += not_rtp
         for call in self.calls.finish():
-            self._emit_call(call)
+            self.emit(call)
         for reg in self.registrations.finish():
-            self.sink.on_registration(reg)
+            self.emit(reg)
         for name, count in (("sessions.media_expectations_overflow", self.expectations.overflows),
                             ("sessions.calls_overflow", self.calls.overflows),
                             ("sessions.registrations_overflow", self.registrations.overflows),

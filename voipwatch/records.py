@@ -1,15 +1,104 @@
 """The event contract: frozen records passed from dissectors to sessions, detectors and outputs.
 
-Dissectors and detectors import from here, never from each other. Field order is column order in
-outputs; optional fields default to None; units are in the names (ts is seconds since the epoch,
-capture time, never the wall clock).
+Dissectors and detectors import from here, never from each other. Optional fields default to None;
+units are in the names (ts is seconds since the epoch, capture time, never the wall clock).
+
+Every record type that the pipeline emits is declared once with `declare()` (the role of Zeek's
+events.bif; the core types at the end of this file): where it falls on the detectors' timeline and,
+if it is written as a table, the table's name, columns and row order. The sinks
+(voipwatch.analyze.Collector, the DetectorBus, the live writers) and voipwatch.tables read these
+declarations; a record type defined in another module (a new dissector's) is declared the same way
+in that module, with no list to edit.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Any, Callable, Iterable, Mapping, NamedTuple
+
+# -- declarations --------------------------------------------------------------------------------
+DTYPES = ("string", "Int64", "Float64", "boolean")     # pandas nullable dtypes of table columns
 
 
+class Column(NamedTuple):
+    """One table column: its name, pandas dtype and the value a record gives (None when missing)."""
+    name: str
+    dtype: str
+    get: Callable[[Any], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """The waits after which the session trackers close a summary record (voipwatch.config
+    PipelineConfig), handed by the DetectorBus to the timeline functions."""
+    rtp_idle_s: float
+    call_idle_s: float
+    call_linger_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class RecordSpec:
+    """How one record type is ordered for the detectors and written as a table."""
+    type: type
+    rank: int                      # order among records released at the same capture time
+    timeline: Callable[[Any, Timing], tuple[float, int]]   # record -> (release capture time, frame)
+    table: str | None = None       # table name when the record type is written as a table
+    columns: tuple[Column, ...] = ()
+    sort: Callable[[Any], tuple] | None = None               # row order of the table
+
+
+RECORDS: dict[type, RecordSpec] = {}      # every declared record type
+TABLES: dict[str, RecordSpec] = {}        # table name -> its record type's declaration, in declaration order
+
+
+def declare(record_type: type, *, rank: int, timeline: Callable[[Any, Timing], tuple[float, int]],
+            table: str | None = None, sort: Callable[[Any], tuple] | None = None,
+            columns: Iterable[tuple[str, str, Callable[[Any], Any]]] = ()) -> RecordSpec:
+    """Declare a record type that the pipeline emits. `timeline(record, timing)` gives the capture time
+    at which the record is complete and the frame that orders it; `rank` orders records released at
+    the same time (packets before what summarises them). A table needs `sort` and `columns`
+    ((name, dtype, extractor), in column order)."""
+    spec = RecordSpec(record_type, rank, timeline, table, tuple(Column(*c) for c in columns), sort)
+    problems = []
+    if record_type in RECORDS:
+        problems.append("declared twice")
+    if (table is None) != (sort is None) or (table is None) != (not spec.columns):
+        problems.append("a table needs a name, a sort key and columns; a record that is no table has none")
+    if table is not None and table in TABLES:
+        problems.append(f"table {table!r} is already declared by {TABLES[table].type.__name__}")
+    names = [c.name for c in spec.columns]
+    if len(set(names)) != len(names):
+        problems.append("column names repeat")
+    problems += [f"column {c.name!r} has dtype {c.dtype!r}, not one of {DTYPES}" for c in spec.columns
+                 if c.dtype not in DTYPES]
+    if problems:
+        raise TypeError(f"record {record_type.__name__}: " + "; ".join(problems))
+    RECORDS[record_type] = spec
+    if table is not None:
+        TABLES[table] = spec
+    return spec
+
+
+def at_packet(record: Any, timing: Timing) -> tuple[float, int]:
+    """A record of one packet (it has .pkt) is complete at that packet."""
+    return record.pkt.ts, record.pkt.frame
+
+
+def at_ts(record: Any, timing: Timing) -> tuple[float, int]:
+    """A record with its own .ts and .frame is complete then."""
+    return record.ts, record.frame
+
+
+def vlan_text(vlan: tuple[int, ...]) -> str:
+    """A VLAN stack outer -> inner as text: "" untagged, "110", "10/20" for QinQ."""
+    return "/".join(str(v) for v in vlan)
+
+
+def r6(x: float | None) -> float | None:
+    """Rounded to microseconds (table floats)."""
+    return None if x is None else round(x, 6)
+
+
+# -- records -------------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class Frame:
     """One captured frame as read from a capture file or interface."""
@@ -248,6 +337,9 @@ class Call:
     ruri_user: str | None = None
 
 
+ENDED_STATES = ("ended", "failed", "cancelled")     # Call.state values of a call that is over
+
+
 @dataclass(frozen=True, slots=True)
 class Registration:
     """REGISTER transactions of one address-of-record from one source."""
@@ -317,3 +409,144 @@ class L2Control:
     src_mac: str | None
     protocol: str                  # "lldp" | "cdp"
     payload: bytes
+
+
+# -- the core record types, declared ---------------------------------------------------------------
+# The tables, in the order they are written; then the records that only feed the detectors. Ranks
+# leave room between them for the record types of new dissectors.
+def call_closed(call: Call, timing: Timing) -> tuple[float, int]:
+    """When voipwatch.sessions.CallTracker.expire closes the call, computed from the record."""
+    wait = timing.call_linger_s if call.state in ENDED_STATES else timing.call_idle_s
+    return call.last_ts + wait, call.first_frame
+
+
+declare(SipMessage, rank=50, timeline=at_packet, table="sip_messages", sort=lambda m: (m.pkt.ts, m.pkt.frame),
+        columns=(
+    ("ts", "Float64", lambda m: r6(m.pkt.ts)),
+    ("frame", "Int64", lambda m: m.pkt.frame),
+    ("src", "string", lambda m: m.pkt.src),
+    ("sport", "Int64", lambda m: m.pkt.sport),
+    ("dst", "string", lambda m: m.pkt.dst),
+    ("dport", "Int64", lambda m: m.pkt.dport),
+    ("vlan", "string", lambda m: vlan_text(m.pkt.vlan)),
+    ("transport", "string", lambda m: m.pkt.transport),
+    ("method", "string", lambda m: m.method),
+    ("status", "Int64", lambda m: m.status),
+    ("call_id", "string", lambda m: m.call_id),
+    ("cseq", "Int64", lambda m: m.cseq),
+    ("cseq_method", "string", lambda m: m.cseq_method),
+    ("from_user", "string", lambda m: m.from_user),
+    ("to_user", "string", lambda m: m.to_user),
+    ("ruri_user", "string", lambda m: m.ruri_user),
+    ("user_agent", "string", lambda m: m.user_agent or m.server),
+    ("reason", "string", lambda m: m.reason),
+    ("from_tag", "string", lambda m: m.from_tag),
+    ("to_tag", "string", lambda m: m.to_tag),
+    ("contact", "string", lambda m: ",".join(m.contact) or None),
+    ("expires", "Int64", lambda m: m.expires),
+    ("auth_user", "string", lambda m: next((a.username for a in m.auth if a.username), None)),
+    ("has_sdp", "boolean", lambda m: m.sdp is not None),
+    ("body_len", "Int64", lambda m: m.body_len),
+))
+
+
+declare(Call, rank=100, timeline=call_closed, table="calls", sort=lambda c: (c.first_ts, c.first_frame, c.call_id),
+        columns=(
+    ("call_id", "string", lambda c: c.call_id),
+    ("first_ts", "Float64", lambda c: r6(c.first_ts)),
+    ("last_ts", "Float64", lambda c: r6(c.last_ts)),
+    ("caller", "string", lambda c: c.caller),
+    ("callee", "string", lambda c: c.callee),
+    ("src", "string", lambda c: c.src),
+    ("dst", "string", lambda c: c.dst),
+    ("vlan", "string", lambda c: vlan_text(c.vlan)),
+    ("transport", "string", lambda c: c.transport),
+    ("state", "string", lambda c: c.state),
+    ("final_status", "Int64", lambda c: c.final_status),
+    ("setup_s", "Float64", lambda c: r6(c.setup_s)),
+    ("duration_s", "Float64", lambda c: r6(c.duration_s)),
+    ("user_agent", "string", lambda c: c.user_agent),
+    ("media_protection", "string", lambda c: c.media_protection),
+    ("n_streams", "Int64", lambda c: c.n_streams),
+    ("ruri_user", "string", lambda c: c.ruri_user),
+    ("first_frame", "Int64", lambda c: c.first_frame),
+))
+
+
+declare(Registration, rank=110, timeline=lambda r, timing: (r.last_ts, r.first_frame), table="registrations",
+        sort=lambda r: (r.first_ts, r.first_frame, r.aor, r.src), columns=(
+    ("aor", "string", lambda r: r.aor),
+    ("src", "string", lambda r: r.src),
+    ("vlan", "string", lambda r: vlan_text(r.vlan)),
+    ("attempts", "Int64", lambda r: r.attempts),
+    ("challenges", "Int64", lambda r: r.challenges),
+    ("successes", "Int64", lambda r: r.successes),
+    ("failures", "Int64", lambda r: r.failures),
+    ("first_ts", "Float64", lambda r: r6(r.first_ts)),
+    ("last_ts", "Float64", lambda r: r6(r.last_ts)),
+    ("user_agent", "string", lambda r: r.user_agent),
+    ("first_frame", "Int64", lambda r: r.first_frame),
+))
+
+
+declare(RtpStream, rank=90, timeline=lambda s, timing: (s.last_ts + timing.rtp_idle_s, s.first_frame),
+        table="rtp_streams", sort=lambda s: (s.first_ts, s.first_frame, s.ssrc), columns=(
+    ("src", "string", lambda s: s.src),
+    ("sport", "Int64", lambda s: s.sport),
+    ("dst", "string", lambda s: s.dst),
+    ("dport", "Int64", lambda s: s.dport),
+    ("vlan", "string", lambda s: vlan_text(s.vlan)),
+    ("ssrc", "string", lambda s: f"0x{s.ssrc:08x}"),
+    ("payload_type", "Int64", lambda s: s.payload_type),
+    ("codec", "string", lambda s: s.codec),
+    ("packets", "Int64", lambda s: s.packets),
+    ("lost", "Int64", lambda s: s.lost),
+    ("duplicates", "Int64", lambda s: s.duplicates),
+    ("out_of_order", "Int64", lambda s: s.out_of_order),
+    ("jitter_ms_mean", "Float64", lambda s: r6(s.jitter_ms_mean)),
+    ("jitter_ms_max", "Float64", lambda s: r6(s.jitter_ms_max)),
+    ("first_ts", "Float64", lambda s: r6(s.first_ts)),
+    ("last_ts", "Float64", lambda s: r6(s.last_ts)),
+    ("call_id", "string", lambda s: s.call_id),
+    ("negotiated", "boolean", lambda s: s.negotiated),
+    ("expected", "Int64", lambda s: s.expected),
+    ("max_delta_ms", "Float64", lambda s: r6(s.max_delta_ms)),
+    ("payload_types", "string", lambda s: ",".join(str(p) for p in s.payload_types)),
+    ("bytes", "Int64", lambda s: s.bytes),
+    ("first_frame", "Int64", lambda s: s.first_frame),
+))
+
+
+declare(DnsMessage, rank=60, timeline=at_packet, table="dns", sort=lambda d: (d.pkt.ts, d.pkt.frame), columns=(
+    ("ts", "Float64", lambda d: r6(d.pkt.ts)),
+    ("frame", "Int64", lambda d: d.pkt.frame),
+    ("src", "string", lambda d: d.pkt.src),
+    ("dst", "string", lambda d: d.pkt.dst),
+    ("vlan", "string", lambda d: vlan_text(d.pkt.vlan)),
+    ("qname", "string", lambda d: d.qname),
+    ("qtype", "string", lambda d: d.qtype),
+    ("rcode", "string", lambda d: d.rcode),
+    ("answers", "string", lambda d: "; ".join(d.answers) or None),
+    ("qid", "Int64", lambda d: d.qid),
+    ("is_response", "boolean", lambda d: d.is_response),
+    ("transport", "string", lambda d: d.pkt.transport),
+    ("malformed", "string", lambda d: d.malformed),
+))
+
+
+declare(Anomaly, rank=80, timeline=at_ts, table="anomalies", sort=lambda a: (a.frame, a.name), columns=(
+    ("ts", "Float64", lambda a: r6(a.ts)),
+    ("frame", "Int64", lambda a: a.frame),
+    ("layer", "string", lambda a: a.layer),
+    ("name", "string", lambda a: a.name),
+    ("detail", "string", lambda a: a.detail),
+    ("src", "string", lambda a: a.src),
+    ("dst", "string", lambda a: a.dst),
+))
+
+
+declare(L2Control, rank=10, timeline=at_ts)
+declare(HostSeen, rank=20, timeline=at_ts)
+declare(FlowSeen, rank=30, timeline=at_packet)
+declare(TlsFlow, rank=40, timeline=at_packet)
+declare(RtcpPacket, rank=70, timeline=at_packet)

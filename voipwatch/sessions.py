@@ -7,12 +7,11 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from voipwatch.records import Call, Registration, SdpSession, SipMessage
+from voipwatch.records import ENDED_STATES, Call, Registration, SdpSession, SipMessage
 
 # RFC 3261 §17.1.1.2: an INVITE client transaction gives up after 64*T1 = 32 s; a dialog with no
 # signalling for far longer than that and no media is treated as gone.
 CALL_IDLE_S = 3600.0
-ENDED_STATES = ("ended", "failed", "cancelled")
 # RFC 3261 §17.1.2.2: a non-INVITE client transaction lives 64*T1 = 32 s; a response later than that
 # belongs to no transaction still open.
 TRANSACTION_S = 32.0

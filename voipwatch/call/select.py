@@ -48,18 +48,18 @@ def select_calls(result: AnalysisResult, call_id: str | None = None, number: str
     """Calls matching a Call-ID, a number (caller, callee, R-URI, PAI, Diversion) or an address
     (signalling or media), in order of their first message."""
     messages: dict[str, list[SipMessage]] = {}
-    for msg in result.records.sip_messages:
+    for msg in result.records["sip_messages"]:
         if msg.call_id is not None:
             messages.setdefault(msg.call_id, []).append(msg)
     streams: dict[str, list[RtpStream]] = {}
-    for stream in result.records.rtp_streams:
+    for stream in result.records["rtp_streams"]:
         if stream.call_id is not None:
             streams.setdefault(stream.call_id, []).append(stream)
     wanted_digits = _digits(number)
     if number is not None and len(wanted_digits) < MIN_NUMBER_DIGITS:
         raise ValueError(f"--number needs at least {MIN_NUMBER_DIGITS} digits")
     views = []
-    for call in sorted(result.records.calls, key=lambda c: (c.first_ts, c.first_frame)):
+    for call in sorted(result.records["calls"], key=lambda c: (c.first_ts, c.first_frame)):
         msgs = sorted(messages.get(call.call_id, []), key=lambda m: (m.pkt.ts, m.pkt.frame))
         media = streams.get(call.call_id, [])
         if call_id is not None and call.call_id != call_id:

@@ -24,12 +24,11 @@ from voipwatch.analyze import Tee
 from voipwatch.capture import read_captures
 from voipwatch.detect import SEVERITIES, DetectorBus
 from voipwatch.pipeline import Analyzer
-from voipwatch.records import Alert, Anomaly, Frame
+from voipwatch.records import RECORDS, Alert, Anomaly, Call, DnsMessage, Frame, Registration, RtpStream
 from voipwatch.settings import Settings
-from voipwatch.tables import TABLES
+from voipwatch.tables import TABLES, write_csv_rows
 from voipwatch.windows import BoundedMap
 
-ROTATED_TABLES = ("calls", "registrations", "rtp_streams", "dns")
 HOUSEKEEPING_EVERY = 256     # frames between checks of signals, reloads and the stats timer
 IDLE_STEP_S = 0.5            # a live source yields None after this long without a packet (voipwatch.live.sources)
 
@@ -46,7 +45,7 @@ class RotatingTables:
         self._serial: dict[str, int] = {}
 
     def write(self, table: str, record, ts: float) -> None:
-        schema, _ = TABLES[table]
+        columns = TABLES[table].columns
         current = self._files.get(table)
         if current is not None and (ts - current[1] > self.rotate_s or current[0].tell() > self.rotate_bytes):
             current[0].close()
@@ -54,10 +53,10 @@ class RotatingTables:
         if current is None:
             self._serial[table] = self._serial.get(table, 0) + 1
             fh = open(self.out / f"{table}-{self._serial[table]:04d}.csv", "w", encoding="utf-8", newline="")
-            fh.write(",".join(schema) + "\n")
+            write_csv_rows(fh, [[name for name, _, _ in columns]])
             current = (fh, ts, self._serial[table])
             self._files[table] = current
-        current[0].write(",".join(_csv(get(record)) for _, get in schema.values()) + "\n")
+        write_csv_rows(current[0], [[get(record) for _, _, get in columns]])
         current[0].flush()
 
     def close(self) -> None:
@@ -66,45 +65,39 @@ class RotatingTables:
         self._files.clear()
 
 
-def _csv(value) -> str:
-    if value is None:
-        return ""
-    text = str(value)
-    return '"' + text.replace('"', '""') + '"' if any(c in text for c in ',"\n\r') else text
-
-
 class LiveSink:
     """Writes tables as records complete; keeps only a bounded count of streams per call."""
 
     def __init__(self, tables: RotatingTables):
         self.tables = tables
-        self.counts = {name: 0 for name in ROTATED_TABLES}
+        # record type -> its writer; the rotation time of each record is when it completed
+        self._writers = {Call: self._call, Registration: lambda reg: self._put(reg, reg.last_ts),
+                         RtpStream: self._stream, DnsMessage: lambda msg: self._put(msg, msg.pkt.ts)}
+        self.counts = {RECORDS[t].table: 0 for t in self._writers}
         # A call's streams close (RTP idle timeout) before the call does (its linger), so they are counted first.
         self.call_streams: BoundedMap[list] = BoundedMap(100_000, 3 * 3600.0, lambda: [0])
 
-    def _put(self, table, record, ts):
+    def emit(self, record) -> None:
+        writer = self._writers.get(type(record))
+        if writer is not None:
+            writer(record)
+
+    def tick(self, now: float) -> None:
+        pass
+
+    def _put(self, record, ts: float) -> None:
+        table = RECORDS[type(record)].table
         self.counts[table] += 1
         self.tables.write(table, record, ts)
 
-    def on_call(self, call):
+    def _call(self, call: Call) -> None:
         counted = self.call_streams.pop(call.call_id, [0])[0]
-        self._put("calls", dataclasses.replace(call, n_streams=counted), call.last_ts)
+        self._put(dataclasses.replace(call, n_streams=counted), call.last_ts)
 
-    def on_stream(self, stream):
+    def _stream(self, stream: RtpStream) -> None:
         if stream.call_id is not None:
             self.call_streams.touch(stream.call_id, stream.last_ts)[0] += 1
-        self._put("rtp_streams", stream, stream.last_ts)
-
-    def on_registration(self, reg): self._put("registrations", reg, reg.last_ts)
-    def on_dns(self, msg): self._put("dns", msg, msg.pkt.ts)
-    def on_sip(self, msg): pass
-    def on_rtcp(self, pkt): pass
-    def on_tls(self, flow): pass
-    def on_anomaly(self, anomaly): pass
-    def on_l2(self, control): pass
-    def on_flow(self, flow): pass
-    def on_host(self, host): pass
-    def on_tick(self, now): pass
+        self._put(stream, stream.last_ts)
 
 
 class AlertWriter:
@@ -164,7 +157,7 @@ class Monitor:
         if not hasattr(self, "analyzer"):
             self.analyzer = Analyzer(Tee(self.sink, self.bus), settings.pipeline, "stream")
         else:
-            self.analyzer.sink = Tee(self.sink, self.bus)
+            self.analyzer.connect(Tee(self.sink, self.bus))
 
     def install_signals(self) -> None:
         signal.signal(signal.SIGINT, lambda *_: setattr(self, "stop_requested", True))
