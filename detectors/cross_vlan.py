@@ -6,10 +6,9 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from detectors import _l2
 from voipwatch.config import opt
 from voipwatch.detect import AlertSpec, Detector, register
-from voipwatch.records import DnsMessage, FlowSeen, HostSeen, L2Control, RtpStream, SipMessage
+from voipwatch.records import DnsMessage, FlowSeen, HostSeen, L2Neighbor, RtpStream, SipMessage
 from voipwatch.windows import BoundedMap
 
 SEP = "Part I: Accessibility and network separation"
@@ -26,6 +25,7 @@ UNSPECIFIED = ("0.0.0.0", "::")
 PHONE_SERVERS = ("esc", "sbc", "prov_servers", "dns_voice", "ntp_voice", "dhcp_voice")
 SIGNALLING_PEERS = ("esc", "sbc", "pstn_gw", "trusted_trunks")
 USER_ZONES = ("data", "softphone", "wlan")
+CLAIM_TEXT = 64                              # characters of a claimed platform kept per host for the evidence
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,8 @@ class Config:
 @dataclass
 class _Host:
     sightings: dict = field(default_factory=dict)   # (vlan, ip) -> first ts, the host's own frames
-    claim: tuple | None = None                       # (ts, vlan, L2Claim) of a voice VLAN discovery frame
+    claim: tuple | None = None                       # (ts, vlan, protocol, phone, platform, med_class): the
+                                                     # host's first voice VLAN discovery frame
     dual_alerted: bool = False
     hop_alerted: bool = False
 
@@ -71,6 +72,15 @@ def _ip(text: str):
 
 def _mac(text: str) -> str:
     return text.lower().replace("-", ":")
+
+
+def _asks_voice_vlan(n: L2Neighbor) -> bool:
+    """A CDP VoIP VLAN Query, or LLDP-MED from an endpoint: a class I-III device type, or a network policy
+    from a sender that does not claim to be a switch/router (TIA-1057 §10.2.3: endpoints learn their voice
+    VLAN from the switch's policy)."""
+    if n.protocol == "cdp":
+        return n.voice_vlan_query
+    return n.med_class in (1, 2, 3) or (n.med_policy and not n.network_device)
 
 
 @register
@@ -119,7 +129,7 @@ class CrossVlan(Detector):
     """
     name = "cross_vlan"
     family = "cross_vlan"
-    consumes = (SipMessage, RtpStream, FlowSeen, HostSeen, L2Control, DnsMessage)
+    consumes = (SipMessage, RtpStream, FlowSeen, HostSeen, L2Neighbor, DnsMessage)
     Config = Config
     alerts = {
         "voip_in_data_zone": AlertSpec("XV-01", "high", SEP, "SIP or RTP with an endpoint in the data zone"),
@@ -278,14 +288,14 @@ class CrossVlan(Detector):
         yield from self._hop_check(key, host)
         yield from self._dual_role(key, host, h)
 
-    def on_l2_control(self, c: L2Control):
-        claim = _l2.parse(c.protocol, c.payload)
-        if not claim.asks_voice_vlan or claim.network_device or c.src_mac is None or _mac(c.src_mac) in self._gw_macs:
+    def on_l2_neighbor(self, n: L2Neighbor):
+        if not _asks_voice_vlan(n) or n.network_device or n.src_mac is None or _mac(n.src_mac) in self._gw_macs:
             return
-        host = self._hosts.touch(c.src_mac, c.ts)
+        host = self._hosts.touch(n.src_mac, n.ts)
         if host.claim is None:
-            host.claim = (c.ts, c.vlan, claim)
-        yield from self._hop_check(c.src_mac, host)
+            platform = n.platform[:CLAIM_TEXT] if n.platform is not None else None
+            host.claim = (n.ts, n.vlan, n.protocol, n.phone, platform, n.med_class)
+        yield from self._hop_check(n.src_mac, host)
 
     def finish(self):
         yield from self._flush(float("inf"))
@@ -490,20 +500,20 @@ class CrossVlan(Detector):
     def _hop_check(self, key: str, host: _Host):
         if host.claim is None or host.hop_alerted:
             return
-        ts, vlan, claim = host.claim
+        ts, vlan, protocol, phone, platform, med_class = host.claim
         other = next(((v, ip, t) for (v, ip), t in host.sightings.items() if self._user_side(v, ip)), None)
-        if other is None and claim.phone is not False:
+        if other is None and phone is not False:
             return
         host.hop_alerted = True
         why = (f"also sends IP traffic as {other[1]} on VLAN {'/'.join(map(str, other[0])) or 'untagged'}"
                if other else "does not claim to be a phone")
         yield self._raise("vlan_hopping", ts=ts, identifier=f"{key}:voice_vlan_discovery",
                           severity="critical" if other else "high", src=other[1] if other else None, vlan=vlan,
-                          msg=f"{key} asked for the voice VLAN by {claim.protocol.upper()} and {why}: "
+                          msg=f"{key} asked for the voice VLAN by {protocol.upper()} and {why}: "
                               "voice VLAN hopping (e.g. VoIP Hopper).",
-                          evidence={"indicator": "voice_vlan_discovery", "mac": key, "protocol": claim.protocol,
-                                    "claims_phone": claim.phone, "platform": claim.platform,
-                                    "med_class": claim.med_class, "data_ip": other[1] if other else None,
+                          evidence={"indicator": "voice_vlan_discovery", "mac": key, "protocol": protocol,
+                                    "claims_phone": phone, "platform": platform, "med_class": med_class,
+                                    "data_ip": other[1] if other else None,
                                     "data_vlan": list(other[0]) if other else None, "first_ts": ts})
 
     def _dual_role(self, key: str, host: _Host, h: HostSeen):

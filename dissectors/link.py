@@ -62,6 +62,7 @@ class Link:
     src_mac: str | None = None
     dst_mac: str | None = None
     bucket: str | None = None      # non-IP payload: "arp", "lldp", "cdp", "stp", "llc", "other_ethertype", ...
+    end: int | None = None         # payload end when the link layer states it (an 802.3 length), else the frame's
 
 
 def mac_pair(dst_src: bytes) -> tuple[str, str]:
@@ -134,8 +135,8 @@ def _after_ethertype(data: bytes, off: int, end: int, ethertype: int, outer: tup
         if type(inner) is Link:
             inner.vlan, inner.src_mac, inner.dst_mac = tags, src_mac, dst_mac
         return inner
-    if ethertype <= 1500:                         # IEEE 802.3 length field: an LLC frame follows
-        return _decode_llc(data, off, end, tags, src_mac, dst_mac)
+    if ethertype <= 1500:                         # IEEE 802.3 §3.2.6 length field: an LLC frame of that many
+        return _decode_llc(data, off, min(end, off + ethertype), tags, src_mac, dst_mac)   # bytes, then padding
     return Link(ethertype, off, tags, src_mac, dst_mac, _ETHERTYPE_BUCKETS.get(ethertype, "other_ethertype"))
 
 
@@ -148,7 +149,7 @@ def _decode_llc(data: bytes, off: int, end: int, vlan: tuple[int, ...],
         dsap, ssap, _, oui, pid = _SNAP.unpack_from(data, off)
         if dsap == 0xAA and ssap == 0xAA:
             if oui == _OUI_CISCO and pid == _PID_CDP:
-                return Link(pid, off + 8, vlan, src_mac, dst_mac, "cdp")
+                return Link(pid, off + 8, vlan, src_mac, dst_mac, "cdp", end)
             if oui == _OUI_ENCAP_ETHERTYPE:
                 return _after_ethertype(data, off + 8, end, pid, vlan, src_mac, dst_mac) if pid > 1500 else \
                     Link(pid, off + 8, vlan, src_mac, dst_mac, "llc")

@@ -228,7 +228,7 @@ def _transport(frame: Frame, pkt: ip.IpPacket, vlan: tuple[int, ...], src_mac: s
 
 def _skipped(bucket: str, lk: link.Link, buf: bytes, end: int, vlan: tuple[int, ...],
              src_mac: str | None) -> Skipped:
-    payload = buf[lk.offset:end] if bucket in link.RAW_PAYLOAD_BUCKETS else b""
+    payload = buf[lk.offset:end if lk.end is None else lk.end] if bucket in link.RAW_PAYLOAD_BUCKETS else b""
     return Skipped(bucket, payload, src_mac, vlan)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from voipwatch.analyze import analyze_files, write_outputs
-from voipwatch.records import FlowSeen, HostSeen, L2Control
+from voipwatch.records import FlowSeen, HostSeen, L2Neighbor
 
 SAMPLES = Path(__file__).resolve().parents[1] / "sample_captures"
 PUBLIC = [
@@ -41,7 +41,7 @@ def _tables(path: str, mode: str, out: Path) -> tuple[dict[str, str], dict]:
     # The sightings that feed the separation checks are records, not tables: compare them too.
     tables["flows"] = sorted(map(repr, result.records[FlowSeen]))
     tables["hosts"] = sorted(map(repr, result.records[HostSeen]))
-    tables["l2"] = sorted(map(repr, result.records[L2Control]))
+    tables["l2"] = sorted(map(repr, result.records[L2Neighbor]))
     return tables, {k: result.summary[k] for k in SUMMARY_KEYS}
 
 

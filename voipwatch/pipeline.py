@@ -10,14 +10,14 @@ from __future__ import annotations
 from collections import Counter, OrderedDict
 from typing import Callable, Iterable, Protocol
 
-from dissectors import dns, rtcp, rtp, sip
+from dissectors import dns, l2, rtcp, rtp, sip
 from dissectors.net import Datagram, NetworkDecoder, Skipped
 from dissectors.tcp import TcpReassembler
 from voipwatch.capture import FRAME_NOTES
 from voipwatch.config import PipelineConfig
 from voipwatch.flows import FirstSeen
 from voipwatch.media import BatchRtp, StreamingRtp
-from voipwatch.records import Anomaly, DnsMessage, FlowSeen, Frame, HostSeen, L2Control, RtpStream, SipMessage, TlsFlow
+from voipwatch.records import Anomaly, DnsMessage, FlowSeen, Frame, HostSeen, RtpStream, SipMessage, TlsFlow
 from voipwatch.sessions import CallTracker, MediaExpectations, RegistrationTracker
 
 # Buckets of frames that RtpStream records describe (no flow or host sightings for them).
@@ -119,8 +119,12 @@ class Analyzer:
             bucket = decoded.bucket
             if self.hosts.add((decoded.src_mac, None, decoded.vlan), ts):
                 self.emit(HostSeen(ts, frame.frame, decoded.vlan, decoded.src_mac, None))
-            if decoded.payload and bucket in ("lldp", "cdp"):
-                self.emit(L2Control(ts, frame.frame, decoded.vlan, decoded.src_mac, bucket, decoded.payload))
+            if bucket in ("lldp", "cdp"):
+                neighbor, anomalies = l2.parse_l2(bucket, decoded.payload, ts, frame.frame, decoded.vlan,
+                                                  decoded.src_mac)
+                for anomaly in anomalies:
+                    self._anomaly(anomaly)
+                self.emit(neighbor)
         else:
             bucket = decoded.name
             self.frames_undecoded += 1

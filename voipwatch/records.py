@@ -129,7 +129,7 @@ class Anomaly:
     """A frame or message that could not be (fully) decoded: Zeek's weird, EVE's anomaly."""
     ts: float
     frame: int
-    layer: str                     # "capture" | "link" | "ip" | "udp" | "tcp" | "sip" | "sdp" | "rtp" | "rtcp" | "dns"
+    layer: str                     # "capture" | "link" | "ip" | "udp" | "tcp" | "sip" | "sdp" | "rtp" | "rtcp" | "dns" | "cdp" | "lldp"
     name: str                      # stable dotted reason, e.g. "sip.invalid_content_length"
     detail: str = ""               # human-readable specifics (never a secret)
     src: str | None = None
@@ -401,14 +401,32 @@ class HostSeen:
 
 
 @dataclass(frozen=True, slots=True)
-class L2Control:
-    """A link-layer control frame worth judging: LLDP (IEEE 802.1AB, LLDP-MED) or CDP."""
+class L2Neighbor:
+    """A CDP or LLDP(-MED) advertisement: what its sender says about itself (dissectors/l2.py).
+
+    Cisco CDP as Wireshark decodes it; IEEE 802.1AB-2016 LLDP; ANSI/TIA-1057 LLDP-MED. Claims, not facts:
+    any host can send these frames.
+    """
     ts: float
     frame: int
     vlan: tuple[int, ...]
     src_mac: str | None
-    protocol: str                  # "lldp" | "cdp"
-    payload: bytes
+    protocol: str                  # "cdp" | "lldp"
+    device_id: str | None = None   # CDP Device ID; LLDP Chassis ID (a MAC, an address, else text or hex)
+    port_id: str | None = None     # CDP Port ID; LLDP Port ID: the sender's port the frame left by
+    system_name: str | None = None  # CDP System Name; LLDP System Name
+    platform: str | None = None    # CDP Platform; LLDP-MED inventory Model Name, e.g. "Cisco IP Phone 7940"
+    description: str | None = None  # CDP Software Version; LLDP System Description
+    mgmt_address: str | None = None  # first CDP (management) address or LLDP management address
+    capabilities: tuple[str, ...] = ()  # enabled capabilities: router, bridge, switch, phone, ...
+    phone: bool | None = None      # claims to be a phone (CDP capability, LLDP telephone or LLDP-MED class III)
+    network_device: bool = False   # claims to be a switch/router (CDP/LLDP capability or LLDP-MED class 4)
+    med_class: int | None = None   # LLDP-MED device type: 1-3 endpoint class I-III, 4 network connectivity
+    med_policy: bool = False       # carries an LLDP-MED network policy TLV
+    voice_vlan: int | None = None  # CDP VoIP VLAN Reply, or the VLAN of an LLDP-MED tagged voice policy
+    voice_vlan_query: bool = False  # carries a CDP VoIP VLAN Query: the sender asks for the voice VLAN
+    native_vlan: int | None = None  # CDP Native VLAN; LLDP 802.1 Port VLAN ID (untagged VLAN of the port)
+    ttl: int | None = None         # seconds the receiver may keep this information
 
 
 # -- the core record types, declared ---------------------------------------------------------------
@@ -545,7 +563,7 @@ declare(Anomaly, rank=80, timeline=at_ts, table="anomalies", sort=lambda a: (a.f
 ))
 
 
-declare(L2Control, rank=10, timeline=at_ts)
+declare(L2Neighbor, rank=10, timeline=at_ts)
 declare(HostSeen, rank=20, timeline=at_ts)
 declare(FlowSeen, rank=30, timeline=at_packet)
 declare(TlsFlow, rank=40, timeline=at_packet)

@@ -6,10 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from detectors import _l2
-from detectors.cross_vlan import Config, CrossVlan
+from detectors.cross_vlan import Config, CrossVlan, _asks_voice_vlan
 from voipwatch.analyze import analyze_files
-from voipwatch.records import FlowSeen, HostSeen, L2Control, PacketMeta, RtpStream, SdpMedia, SdpSession, SipMessage
+from voipwatch.records import FlowSeen, HostSeen, L2Neighbor, PacketMeta, RtpStream, SdpMedia, SdpSession, SipMessage
 from voipwatch.settings import load_settings
 from voipwatch.site import Site
 
@@ -52,9 +51,9 @@ def test_benign_calls_raise_nothing_above_low(public_captures, capture):
 
 def test_catalyst_cdp_is_a_network_device(public_captures):
     result = analyze_files([str(public_captures / "sipnab/SIP_CALL_RTP_G711")], load_settings(None), mode="stream")
-    claims = [_l2.parse(c.protocol, c.payload) for c in result.records[L2Control]]
+    claims = result.records[L2Neighbor]
     assert len(claims) == 9
-    assert all(c.network_device and not c.asks_voice_vlan and c.phone is False for c in claims)
+    assert all(c.network_device and not _asks_voice_vlan(c) and c.phone is False for c in claims)
     assert {c.platform for c in claims} == {"cisco 1900"}
 
 
