@@ -128,7 +128,6 @@ class CrossVlan(Detector):
     vendor agents sending LLDP-MED from PCs (XV-12).
     """
     name = "cross_vlan"
-    family = "cross_vlan"
     consumes = (SipMessage, RtpStream, FlowSeen, HostSeen, L2Neighbor, DnsMessage)
     Config = Config
     alerts = {

@@ -6,10 +6,10 @@ import re
 from collections import Counter, namedtuple
 from dataclasses import dataclass, field
 
+from dissectors.sip import address_of_record
 from voipwatch.config import ConfigError, opt
 from voipwatch.detect import AlertSpec, Detector, register
 from voipwatch.records import SipMessage
-from voipwatch.sessions import address_of_record
 from voipwatch.windows import BoundedMap, KeyedWindows, SlidingWindow
 
 ACCOUNTS = "Part III: User accounts and passwords"
@@ -134,7 +134,6 @@ class RegistrationFlood(Detector):
     stale=true is a stale-nonce re-challenge (RFC 7616 §3.3: the credentials were valid), not a failure.
     """
     name = "registration_flood"
-    family = "registration_flood"
     consumes = (SipMessage,)
     alerts = {
         "scanner": AlertSpec("RF-01", "medium", REGISTRATION, "A SIP attack tool fingerprint was seen"),

@@ -104,7 +104,6 @@ class TollFraud(Detector):
     counts as 'new' until learning_s after the first record.
     """
     name = "toll_fraud"
-    family = "toll_fraud"
     consumes = (SipMessage,)
     Config = Config
     alerts = {

@@ -144,7 +144,6 @@ class UnencryptedMedia(Detector):
     VPN/IPsec gateway sees cleartext that is encrypted further on.
     """
     name = "unencrypted_media"
-    family = "unencrypted_media"
     consumes = (SipMessage, RtpStream, Call)
     Config = Config
     alerts = {

@@ -345,6 +345,16 @@ def parse_sip(meta: PacketMeta, payload: bytes) -> tuple[SipMessage | None, list
     return msg, notes.records()
 
 
+def address_of_record(msg: SipMessage) -> str:
+    """RFC 3261 §10.2: the To header of a REGISTER names the address-of-record (scheme and parameters cut)."""
+    uri = msg.to_uri or msg.request_uri or ""
+    for scheme in ("sips:", "sip:"):
+        if uri.lower().startswith(scheme):
+            uri = uri[len(scheme):]
+            break
+    return uri.split(";", 1)[0].split("?", 1)[0]
+
+
 def frame_sip_stream(buf: bytes) -> tuple[list[bytes], int]:
     """Split a reassembled SIP/TCP byte stream into whole messages (§18.3): (messages, bytes consumed).
 

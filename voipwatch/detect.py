@@ -2,7 +2,9 @@
 
 A detector declares the records it consumes (a handler `on_<record_in_snake_case>` each), the alerts
 it may raise (a stable key per alert, with its NSA check id, severity and guide section) and a frozen
-`Config` dataclass whose fields are `opt(default, doc)`. `@register` checks that contract.
+`Config` dataclass whose fields are `opt(default, doc)`. `@register` checks that contract. The registry
+is open: `load_detectors` imports every module of the detectors package and every module a site
+declares under the entry point group `voipwatch.detectors`; nothing else lists the detectors.
 
 The DetectorBus is the sink that feeds detectors. It delivers every record in one timeline order,
 by the capture time at which the record is complete (a packet's own time; an RTP stream's last
@@ -13,20 +15,23 @@ way detectors see the same sequence, so the batch and streaming paths raise the 
 """
 from __future__ import annotations
 
+import functools
 import heapq
 import importlib
+import importlib.metadata
 import pkgutil
 import re
 from dataclasses import dataclass, fields, is_dataclass
 from typing import Any, Callable, ClassVar, Iterable
 
+from voipwatch.config import ConfigError
 from voipwatch.records import RECORDS, Alert, Timing
 from voipwatch.site import Site
 
 MAX_SUPPRESSION_KEYS = 100_000      # (name, identifier) pairs remembered for suppression before pruning
 PRUNE_EVERY = 1_000                 # alerts between prunes of expired suppression entries
 SEVERITIES = ("info", "low", "medium", "high", "critical")
-FAMILIES = ("unencrypted_media", "toll_fraud", "registration_flood", "cross_vlan")
+PLUGIN_GROUP = "voipwatch.detectors"  # entry point group of detectors shipped outside this package
 # Evidence keys that could carry a secret; only "<name>_sha256" and "<name>_len" forms are allowed.
 _SECRET_KEY = re.compile(r"(password|passwd|secret|inline|srtp_key|digest_response|^response$|^key$|community)", re.I)
 
@@ -44,9 +49,12 @@ def snake(name: str) -> str:
 
 
 class Detector:
-    """Base class. Subclasses set name, consumes, alerts, Config and write on_* handlers (generators)."""
+    """Base class. Subclasses set name, consumes, alerts, Config and write on_* handlers (generators).
+
+    A detector is one family of checks: its name (= its module's name) is the `family` of its alerts
+    and the prefix of their names.
+    """
     name: ClassVar[str]
-    family: ClassVar[str]
     consumes: ClassVar[tuple[type, ...]]
     alerts: ClassVar[dict[str, AlertSpec]]
     Config: ClassVar[type]
@@ -71,7 +79,7 @@ class Detector:
         for name in evidence:
             if _SECRET_KEY.search(name) and not name.endswith(("_sha256", "_len")):
                 raise ValueError(f"{self.name}.{key}: evidence key {name!r} may carry a secret")
-        return Alert(ts=ts, family=self.family, name=f"{self.family}.{key}", check=spec.check,
+        return Alert(ts=ts, family=self.name, name=f"{self.name}.{key}", check=spec.check,
                      severity=severity, guide_ref=spec.guide_ref, msg=msg, identifier=identifier, src=src,
                      sport=sport, dst=dst, dport=dport, vlan=tuple(vlan), call_id=call_id, evidence=evidence)
 
@@ -89,8 +97,6 @@ def register(cls: type[Detector]) -> type[Detector]:
     problems = []
     if getattr(cls, "name", None) != module_name:
         problems.append(f"name must equal its module name {module_name!r}")
-    if getattr(cls, "family", None) not in FAMILIES:
-        problems.append(f"family must be one of {FAMILIES}")
     if not cls.__doc__ or not cls.__doc__.strip():
         problems.append("needs a docstring")
     for record_type in getattr(cls, "consumes", ()):
@@ -115,11 +121,30 @@ def register(cls: type[Detector]) -> type[Detector]:
 
 
 def load_detectors() -> dict[str, type[Detector]]:
-    """Import every module of the detectors package so that @register runs."""
-    import detectors
+    """Every registered detector by name: the modules of the detectors package, then the site's plugins.
+
+    A plugin is a module named by an entry point of the group `voipwatch.detectors` in any installed
+    distribution (pyproject.toml: [project.entry-points."voipwatch.detectors"] name = "package.module");
+    importing it runs its @register. A plugin that cannot be imported or breaks the contract is a
+    ConfigError that names it.
+    """
+    _import_detector_modules()
+    return dict(sorted(REGISTRY.items()))
+
+
+@functools.cache
+def _import_detector_modules() -> None:
+    import detectors                 # the one import of detectors/ outside it (tests/test_layers.py)
     for info in pkgutil.iter_modules(detectors.__path__):
         importlib.import_module(f"detectors.{info.name}")
-    return dict(sorted(REGISTRY.items()))
+    for entry in sorted(importlib.metadata.entry_points(group=PLUGIN_GROUP), key=lambda e: e.name):
+        origin = f"detector plugin {entry.name} = {entry.value!r} (from {entry.dist.name if entry.dist else '?'})"
+        try:
+            importlib.import_module(entry.module)
+        except Exception as exc:     # a site's module: any failure is reported, with its origin
+            raise ConfigError(f"{origin}: {type(exc).__name__}: {exc}") from exc
+        if not any(cls.__module__ == entry.module for cls in REGISTRY.values()):
+            raise ConfigError(f"{origin}: the module registers no detector (@register)")
 
 
 class DetectorBus:

@@ -360,7 +360,7 @@ class Registration:
 class Alert:
     """A detector's finding (EVE alert)."""
     ts: float
-    family: str                    # detector name: unencrypted_media | toll_fraud | registration_flood | cross_vlan
+    family: str                    # the name of the detector that raised it, e.g. "toll_fraud"
     name: str                      # stable dotted id, e.g. "registration_flood.brute_force"
     check: str                     # nsa-checks.md id, e.g. "RF-03"
     severity: str                  # critical | high | medium | low | info

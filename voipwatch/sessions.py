@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
+from dissectors.sip import address_of_record
 from voipwatch.records import ENDED_STATES, Call, Registration, SdpSession, SipMessage
 
 # RFC 3261 §17.1.1.2: an INVITE client transaction gives up after 64*T1 = 32 s; a dialog with no
@@ -279,16 +280,6 @@ def top_branch(msg: SipMessage) -> str | None:
         if name.strip().lower() == "branch":
             return value.strip()
     return msg.via[0]
-
-
-def address_of_record(msg: SipMessage) -> str:
-    """RFC 3261 §10.2: the To header of a REGISTER names the address-of-record."""
-    uri = msg.to_uri or msg.request_uri or ""
-    for scheme in ("sips:", "sip:"):
-        if uri.lower().startswith(scheme):
-            uri = uri[len(scheme):]
-            break
-    return uri.split(";", 1)[0].split("?", 1)[0]
 
 
 class RegistrationTracker:

@@ -353,7 +353,7 @@ def _alert_titles() -> dict[str, str]:
     """Alert name -> its one-line title from the detectors' AlertSpecs (empty if detectors cannot load)."""
     try:
         from voipwatch.detect import load_detectors
-        return {f"{cls.family}.{key}": spec.title for cls in load_detectors().values()
+        return {f"{cls.name}.{key}": spec.title for cls in load_detectors().values()
                 for key, spec in cls.alerts.items()}
     except Exception:          # a detector being edited must not break the report
         return {}
