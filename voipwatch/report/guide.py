@@ -1,7 +1,8 @@
 """What the NSA guide advises for each check: one or two sentences per check id, with the guide part and heading.
 
 Source: NSA Cybersecurity Technical Report "Deploying Secure Unified Communications/Voice and Video over IP
-Systems" (U/OO/153515-21, June 2021), Parts I-IV; the check ids are those of ../shared/design/nsa-checks.md.
+Systems" (U/OO/153515-21, June 2021), Parts I-IV; the check ids are those of ../shared/design/nsa-checks.md,
+all 70 of them, so that a new detector family finds the advice for its checks here.
 The advice is paraphrased from the guide's mitigations; where a check is derived (the guide states the goal,
 the signature is ours) the advice restates the guide's goal, not a claim the guide makes about the signature.
 `advice_for` gives every check something: a check without an entry gets a pointer to the guide part and
@@ -205,6 +206,58 @@ ADVICE: dict[str, Advice] = {
     "XV-16": _a(IV, "Convergence features",
                 "Data must not move directly between endpoints and other devices: use a firewall or SBC as gateway "
                 "and a DMZ messaging server, with strong authentication for convergence services."),
+    # ------------------------------------------------------------------------------------------ other
+    "OT-01": _a(I, "DHCP",
+                "Employ DHCP snooping on the LAN switches so that messages from unauthorized DHCP servers are "
+                "dropped, and give the UC network its own DHCP server that only UC clients may use."),
+    "OT-02": _a(IV, "Downloading firmware and configuration files",
+                "Use endpoints that process cryptographically signed firmware and configuration files and reject "
+                "any file with an invalid signature; keep the signing key off the download server."),
+    "OT-03": _a(IV, "Web-based management interface",
+                "Deactivate the phones' web interface and configure them through signed configuration files; turn "
+                "off SNMP (or use SNMPv3 over TLS or DTLS) and disable Telnet in favour of SSHv2."),
+    "OT-04": _a(III, "Network services",
+                "Disable every network service on the ESC that is not needed for its function (DHCP, DNS, FTP, "
+                "SMTP and the like); ask the vendor which services the system requires."),
+    "OT-05": _a(III, "Malicious software",
+                "Do not use ESCs for general Internet activities such as email and web applications; run "
+                "anti-virus and a host-based firewall where the ESC sits on a general-purpose operating system."),
+    "OT-06": _a(I, "DNS",
+                "Disable zone transfers: allow them only to servers with a specific need for the data, since a "
+                "transfer hands an attacker a map of the internal servers to target."),
+    "OT-07": _a(I, "DNS",
+                "Enable DNSSEC validation at the recursive resolvers at the enterprise boundary, so that DNS data "
+                "that fails authentication or integrity checks is dropped."),
+    "OT-08": _a(I, "DNS",
+                "Use forward-confirmed reverse DNS: each server's forward (name to address) and reverse (address "
+                "to name) entries should match each other."),
+    "OT-09": _a(I, "NTP",
+                "Give UC clients a dedicated NTP server running the latest NTP version with authentication and "
+                "integrity, behind a firewall that lets only the UC VLAN request time."),
+    "OT-10": _a(I, "Network availability protections",
+                "Enable quality of service on the network hardware that carries UC traffic and give that traffic "
+                "a higher priority than less time-sensitive traffic."),
+    "OT-11": _a(II, "Protections for public IP networks functioning as voice carriers",
+                "Hide the internal network topology with NAT and non-routable addresses; an SBC at the perimeter "
+                "rewrites the internal addresses carried inside the signalling."),
+    "OT-12": _a(III, "Emergency Services",
+                "Subscribe to an E911 service and route only emergency calls that originate within the network to "
+                "it; keep location information current and group numbers into DIDs by physical location."),
+    "OT-13": _a(III, "Software vulnerabilities",
+                "Apply security patches to the ESC and endpoints as soon as they are available, using updates and "
+                "firmware signed by the vendor and downloaded from a trusted central server."),
+    "OT-14": _a(IV, "Embedded microphones",
+                "In sensitive areas remove or disable the speakerphone microphone and use push-to-talk handsets or "
+                "headsets, so that software cannot turn a microphone on without the user knowing."),
+    "OT-15": _a(IV, "Softphones",
+                "Place PCs with softphones in their own VLAN and filter what reaches the UC VLANs; the call "
+                "server cannot ensure that softphones that users install are configured securely."),
+    "OT-16": _a(I, "Call eavesdropping protections",
+                "Enable port security and 802.1X device authentication on all switches, so that clients must "
+                "authenticate before they are allowed onto the network."),
+    "OT-17": _a(II, "PSTN gateway protections",
+                "Gateways must validate and terminate all PSTN signalling and convert it to UC signalling, so that "
+                "PSTN messages never pass directly to the internal ESCs."),
 }
 
 _PART = re.compile(r"^\s*(Part\s+(?:IV|III|II|I))\b\s*[:\-\u2013\u00b7]?\s*(.*)$")
