@@ -4,13 +4,10 @@ path holds a temporary package and its dist-info (what `pip install` leaves behi
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 from peer import run
+from site_package import install, voipwatch
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "sample_captures" / "rf-benign.pcap"
@@ -45,26 +42,6 @@ REGISTER_WATCH = '''
                 yield self.alert("client", ts=msg.pkt.ts, identifier=msg.pkt.src, src=msg.pkt.src,
                                  msg=f"{msg.pkt.src} sends {msg.method}")
 '''
-
-
-def install(root: Path, package: str, modules: dict[str, str], entry_points: dict[str, dict[str, str]]) -> None:
-    """A package and the dist-info `pip install` would write for it, entry points included."""
-    (root / package).mkdir()
-    (root / package / "__init__.py").write_text("", encoding="utf-8")
-    for name, source in modules.items():
-        (root / package / f"{name}.py").write_text(textwrap.dedent(source), encoding="utf-8")
-    dist = root / f"{package}-0.1.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {package}\nVersion: 0.1\n", encoding="utf-8")
-    (dist / "entry_points.txt").write_text("".join(
-        f"[{group}]\n" + "".join(f"{name} = {target}\n" for name, target in targets.items()) + "\n"
-        for group, targets in entry_points.items()), encoding="utf-8")
-
-
-def voipwatch(root: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{REPO}"}
-    return subprocess.run([sys.executable, "-m", "voipwatch", *args], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=300)
 
 
 def test_a_site_detector_is_found_configured_and_run(tmp_path, tshark):
