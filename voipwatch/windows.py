@@ -32,11 +32,11 @@ class BoundedMap(Generic[V]):
         return default if item is None else item[1]
 
     def touch(self, key: Hashable, now: float) -> V:
-        """The value for key (created by the factory if new), marked as used at `now`."""
+        """The value for key (created by the factory if new or idle), marked as used at `now`."""
+        self.expire(now)                       # first, so that an idle entry is not revived
         item = self._data.pop(key, None)
         value = self.factory() if item is None else item[1]
         self._data[key] = (now, value)
-        self.expire(now)
         if len(self._data) > self.cap:
             self._data.popitem(last=False)
             self.overflows += 1
