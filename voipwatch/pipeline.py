@@ -348,6 +348,7 @@ class Analyzer:
         for name, count in (("sessions.media_expectations_overflow", self.expectations.overflows),
                             ("sessions.calls_overflow", self.calls.overflows),
                             ("sessions.registrations_overflow", self.registrations.overflows),
+                            ("sessions.register_transactions_overflow", self.registrations.transaction_overflows),
                             ("rtp.streams_overflow", self.rtp.overflows),
                             ("sessions.flows_overflow", self.flows.overflows),
                             ("sessions.hosts_overflow", self.hosts.overflows)):

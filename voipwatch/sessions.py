@@ -294,6 +294,7 @@ class RegistrationTracker:
         # to match responses (RFC 3261 §17.1.3) within a transaction's lifetime
         self._transactions: OrderedDict[tuple, list] = OrderedDict()
         self.overflows = 0
+        self.transaction_overflows = 0      # transactions forgotten by the cap: their responses go unmatched
 
     def __len__(self) -> int:
         return len(self._regs)
@@ -321,6 +322,7 @@ class RegistrationTracker:
                 self._transactions.move_to_end(txn)
                 while len(self._transactions) > self.max_transactions:
                     self._transactions.popitem(last=False)
+                    self.transaction_overflows += 1
         elif not msg.is_request and msg.cseq_method == "REGISTER" and msg.status and msg.status >= 200:
             txn = (msg.call_id, msg.cseq, top_branch(msg))
             known = self._transactions.get(txn)
@@ -331,6 +333,7 @@ class RegistrationTracker:
                 return evicted
             known[2] = True
             reg.last_ts = msg.pkt.ts
+            self._regs.move_to_end(known[0])    # least recently active first, as expire() reads them
             if msg.status in (401, 407):
                 reg.challenges += 1
             elif msg.status < 300:
