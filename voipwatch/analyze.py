@@ -65,13 +65,15 @@ class AnalysisResult:
     """
 
     def __init__(self, records: Collector, summary: dict, alerts: list[Alert] | None = None,
-                 detectors: Callable[[], tuple[list[Alert], int]] | None = None, started: float | None = None):
+                 detectors: Callable[[], tuple[list[Alert], int, dict]] | None = None, started: float | None = None,
+                 delivered: dict[str, dict[str, int]] | None = None):
         self.records = records
         self._tables: dict | None = None
         self._summary = summary
         self._alerts = alerts or []
-        self._detectors = detectors           # () -> (alerts, suppressed), once
+        self._detectors = detectors           # () -> (alerts, suppressed, delivered), once
         self._started = started
+        self._delivered = delivered or {}
 
     @property
     def tables(self) -> dict:
@@ -83,11 +85,17 @@ class AnalysisResult:
     def alerts(self) -> list[Alert]:
         if self._detectors is not None:
             detectors, self._detectors = self._detectors, None
-            self._alerts, suppressed = detectors()
+            self._alerts, suppressed, self._delivered = detectors()
             add_alert_counts(self._summary, self._alerts, suppressed)
             if self._started is not None:
                 self._summary["run_s"] = round(time.perf_counter() - self._started, 3)
         return self._alerts
+
+    @property
+    def records_delivered(self) -> dict[str, dict[str, int]]:
+        """Detector name -> record type name -> records the detectors were given (an idle one is absent)."""
+        self.alerts                           # noqa: B018 - known once the detectors have finished
+        return self._delivered
 
     @property
     def summary(self) -> dict:
@@ -118,9 +126,9 @@ def analyze_files(paths: list[str], settings: Settings | None = None, mode: str 
     else:
         analyzer.run(read_captures(paths), progress)
 
-    def detect() -> tuple[list[Alert], int]:
+    def detect() -> tuple[list[Alert], int, dict[str, dict[str, int]]]:
         bus.finish()
-        return alerts, bus.suppressed
+        return alerts, bus.suppressed, bus.records_delivered()
 
     # With --jobs, the detectors run in a forked process while this one writes the tables.
     detectors = forked(detect) if mode == "batch" and jobs > 1 else None
@@ -128,9 +136,10 @@ def analyze_files(paths: list[str], settings: Settings | None = None, mode: str 
         detect()
     sink[Call] = attach_streams(sink[Call], sink[RtpStream])
     summary = build_summary(paths, analyzer, sink, mode, time.perf_counter() - started)
-    if detectors is None:
-        add_alert_counts(summary, alerts, bus.suppressed)
-    return AnalysisResult(sink, summary, alerts, detectors, started)
+    if detectors is not None:                 # alerts, counts and deliveries come from the forked process
+        return AnalysisResult(sink, summary, detectors=detectors, started=started)
+    add_alert_counts(summary, alerts, bus.suppressed)
+    return AnalysisResult(sink, summary, alerts, delivered=bus.records_delivered())
 
 
 def add_alert_counts(summary: dict, alerts: list[Alert], suppressed: int) -> None:

@@ -21,6 +21,7 @@ import importlib
 import importlib.metadata
 import pkgutil
 import re
+from collections import Counter
 from dataclasses import dataclass, fields, is_dataclass
 from typing import Any, Callable, ClassVar, Iterable
 
@@ -160,6 +161,7 @@ class DetectorBus:
         self.suppress_for_s = suppress_for_s
         self.horizon_s = horizon_s
         self.suppressed = 0
+        self._released: Counter[type] = Counter()    # records handed to the detectors, by type
         self._heap: list = []
         self._seq = 0
         self._last_alert: dict[tuple[str, str], float] = {}
@@ -193,11 +195,16 @@ class DetectorBus:
         for det in self.detectors:
             self._report(det.finish())
 
+    def records_delivered(self) -> dict[str, dict[str, int]]:
+        """Detector name -> record type name -> records delivered to it so far (shows that it ran)."""
+        return {det.name: {t.__name__: self._released[t] for t in det.consumes} for det in self.detectors}
+
     # -- internals --------------------------------------------------------------------------
     def _release(self, until: float) -> None:
-        heap = self._heap
+        heap, released = self._heap, self._released
         while heap and heap[0][0] <= until:
             record = heapq.heappop(heap)[4]
+            released[type(record)] += 1
             for handler in self._handlers[type(record)]:
                 self._report(handler(record))
 
