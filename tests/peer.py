@@ -56,3 +56,26 @@ def sip_messages(tshark: str, capture: str) -> Counter:
         for call_id in [v for v in call_ids.split("\x1f") if v]:
             facts[(int(frame), "call_id", call_id)] += 1
     return facts
+
+
+def frame_counts(tshark: str, capture: str, display_filters: list[str], args: tuple[str, ...] = ()) -> list[int]:
+    """Frames matching each display filter, all counted in one pass (`-z io,stat,0,FILTER,...`);
+    `args` are more tshark options (e.g. --enable-heuristic rtp_udp)."""
+    for display_filter in display_filters:
+        if "," in display_filter:
+            raise ValueError(f"io,stat splits filters on commas: {display_filter!r}")
+    out = run(tshark, [*args, "-q", "-r", capture, "-z", ",".join(["io,stat,0", *display_filters])])
+    # The one interval row: "| 0.0 <> 2110.1 | frames | bytes | frames | bytes | ... |" (padded to the
+    # width of the header box with empty cells).
+    row = next(line for line in out.splitlines() if "<>" in line)
+    cells = [cell.strip() for cell in row.split("|")[2:2 + 2 * len(display_filters)]]
+    return [int(frames) for frames in cells[0::2]]
+
+
+def distinct_values(tshark: str, capture: str, display_filter: str, fields: list[str],
+                    args: tuple[str, ...] = ()) -> int:
+    """How many distinct combinations of `fields` the frames matching `display_filter` carry."""
+    command = [*args, "-r", capture, "-Y", display_filter, "-T", "fields", "-E", "separator=\t"]
+    for name in fields:
+        command += ["-e", name]
+    return len({line for line in run(tshark, command).splitlines() if line.strip()})

@@ -51,6 +51,7 @@ def test_ladder_and_verdict_of_a_cleartext_call(office_bundle):
     assert "Verdict: media readable by anyone on the path" in text
 
 
+@pytest.mark.peer
 def test_call_pcap_matches_tshark_filter(office_bundle, tshark):
     _, _, folder = office_bundle
     ours = tshark_count(tshark, str(folder / "call.pcap"), "frame")
@@ -61,10 +62,10 @@ def test_call_pcap_matches_tshark_filter(office_bundle, tshark):
     assert tshark_count(tshark, str(folder / "call.pcap"), "vlan.id == 110") == 507
 
 
-def test_stream_figures_agree_with_analyze_tables(office_bundle):
+def test_stream_figures_agree_with_analyze_tables(office_bundle, analysis):
     _, _, folder = office_bundle
     summary = json.loads((folder / "summary.json").read_text())
-    table = {f"0x{s.ssrc:08x}": s for s in analyze_files([OFFICE]).records["rtp_streams"]}
+    table = {f"0x{s.ssrc:08x}": s for s in analysis(OFFICE).records["rtp_streams"]}
     for s in summary["streams"]:
         ref = table[s["ssrc"]]
         assert (s["packets"], s["lost"], s["duplicates"], s["jitter_ms_max"]) == \
@@ -105,13 +106,14 @@ def test_sdes_over_cleartext_sip_is_readable_but_never_decoded(tmp_path):
     assert "inline" not in (tmp_path / "1-call-c@small-office" / "summary.json").read_text()
 
 
-def test_number_selects_every_call_of_that_party():
-    result = analyze_files([OFFICE])
+def test_number_selects_every_call_of_that_party(analysis):
+    result = analysis(OFFICE)
     assert [v.call.call_id for v in select_calls(result, number="1002")] == [
         "call-a@small-office", "call-c@small-office", "bad-length@small-office"]
     assert [v.call.call_id for v in select_calls(result, ip="10.1.20.50")] == []
 
 
+@pytest.mark.peer
 def test_real_g711_call(public_captures, tshark, tmp_path):
     capture = str(public_captures / "sipnab/sip-rtp-g711.pcap")
     text, found = investigate([capture], load_settings(), call_id="1-1966@10.0.2.20", out_dir=str(tmp_path))
@@ -142,6 +144,7 @@ def test_failed_call_ladder_marks_the_challenge_and_rejection(public_captures):
     assert "no active RTP media" in verdict.reason
 
 
+@pytest.mark.cli
 def test_cli_reports_no_match_with_exit_1(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "voipwatch", "call", OFFICE, "--call-id", "nope"],
                           capture_output=True, text=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from voipwatch.analyze import analyze_files, write_outputs
+from voipwatch.analyze import write_outputs
 from voipwatch.records import FlowSeen, HostSeen, L2Neighbor
 
 SAMPLES = Path(__file__).resolve().parents[1] / "sample_captures"
@@ -34,8 +34,7 @@ SUMMARY_KEYS = ("frames_read", "frames_undecoded", "frames_by_class", "counts", 
                 "first_ts", "last_ts")
 
 
-def _tables(path: str, mode: str, out: Path) -> tuple[dict[str, str], dict]:
-    result = analyze_files([path], mode=mode)
+def _tables(result, out: Path) -> tuple[dict[str, str], dict]:
     write_outputs(result, out, "csv")
     tables = {p.name: p.read_text(encoding="utf-8") for p in sorted(out.glob("*.csv"))}
     # The sightings that feed the separation checks are records, not tables: compare them too.
@@ -46,10 +45,10 @@ def _tables(path: str, mode: str, out: Path) -> tuple[dict[str, str], dict]:
 
 
 @pytest.mark.parametrize("capture", PUBLIC + ["sample:" + p.name for p in sorted(SAMPLES.glob("*.pcap"))])
-def test_batch_and_stream_agree(capture, public_captures, tmp_path):
-    path = str(SAMPLES / capture[7:]) if capture.startswith("sample:") else str(public_captures / capture)
-    batch, batch_summary = _tables(path, "batch", tmp_path / "batch")
-    stream, stream_summary = _tables(path, "stream", tmp_path / "stream")
+def test_batch_and_stream_agree(capture, public_captures, tmp_path, analysis):
+    path = SAMPLES / capture[7:] if capture.startswith("sample:") else public_captures / capture
+    batch, batch_summary = _tables(analysis(path, mode="batch"), tmp_path / "batch")
+    stream, stream_summary = _tables(analysis(path, mode="stream"), tmp_path / "stream")
     assert batch_summary == stream_summary
     assert batch.keys() == stream.keys()
     for name in batch:

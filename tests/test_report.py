@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from PIL import Image as PILImage
 
 from voipwatch.report import guide
-from voipwatch.analyze import analyze_files, write_outputs
+from voipwatch.analyze import write_outputs
 from voipwatch.cli import cli
 from voipwatch.call.ladder import build_ladder
 from voipwatch.report.data import DEFAULT_TOP, ReportData, build_report, destination_classes, from_result, load_dir
@@ -82,9 +82,9 @@ def report_html(data: ReportData, top: int = DEFAULT_TOP) -> str:
 
 
 @pytest.fixture(scope="module")
-def office(tmp_path_factory):
+def office(tmp_path_factory, analysis):
     out = tmp_path_factory.mktemp("office") / "out"
-    result = analyze_files([str(OFFICE)], load_settings())
+    result = analysis(OFFICE)
     write_outputs(result, out)
     return result, out, report_html(from_result(result)), report_html(load_dir(out))
 
@@ -220,9 +220,9 @@ def test_top_n_keeps_the_totals(office):
 
 
 @pytest.mark.parametrize("name", PUBLIC)
-def test_public_captures(public_captures, tmp_path, name):
+def test_public_captures(public_captures, tmp_path, name, analysis):
     capture = public_captures / name
-    result = analyze_files([str(capture)], load_settings())
+    result = analysis(capture)
     out = tmp_path / "out"
     write_outputs(result, out)
     text = report_html(from_result(result))

@@ -10,16 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from voipwatch.analyze import analyze_files
-
 CAPTURE = Path(__file__).resolve().parents[1] / "sample_captures" / "small-office.pcap"
 
 
 @pytest.fixture(scope="module", params=["batch", "stream"])
-def result(request):
-    return analyze_files([str(CAPTURE)], mode=request.param)
+def result(request, analysis):
+    return analysis(CAPTURE, mode=request.param)
 
 
+@pytest.mark.peer
 def test_every_frame_is_accounted_for(result, tshark):
     frames = int(subprocess.run([tshark, "-r", str(CAPTURE), "-T", "fields", "-e", "frame.number"],
                                 capture_output=True, text=True, check=True).stdout.split()[-1])

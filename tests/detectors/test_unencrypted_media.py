@@ -95,13 +95,13 @@ def test_protected_media_never_above_low(public_captures, capture):
     assert all(SEVERITIES.index(a.severity) <= SEVERITIES.index("low") for a in media)
 
 
-def test_benign_sample_raises_nothing():
-    assert _alerts(SAMPLES / "um-benign.pcap") == []
+def test_benign_sample_raises_nothing(analysis):
+    assert [a for a in analysis(SAMPLES / "um-benign.pcap").alerts if a.family == FAMILY] == []
 
 
-def test_no_key_material_in_alerts():
+def test_no_key_material_in_alerts(analysis):
     """The attacks sample carries SDES inline keys; alerts hold only their SHA-256 and length."""
-    alerts = _alerts(SAMPLES / "um-attacks.pcap")
+    alerts = [a for a in analysis(SAMPLES / "um-attacks.pcap").alerts if a.family == FAMILY]
     text = json.dumps([a.evidence for a in alerts]) + " ".join(a.msg for a in alerts)
     for key in ("YUJjZGVmZ2hpamtsbW5vcHFyc3R1dnd4eXoxMjM0", "MDEyMzQ1Njc4OUFCQ0RFRkdISUpLTE1OT1BRUlNU", "inline:"):
         assert key not in text
