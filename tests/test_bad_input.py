@@ -32,6 +32,8 @@ import pytest
 
 from voipwatch.tables import TABLES, read_table
 
+pytestmark = pytest.mark.cli   # every test runs `python -m voipwatch`
+
 REPO = Path(__file__).resolve().parents[1]
 MODES = ("batch", "stream")
 G711 = "sipnab/sip-rtp-g711.pcap"          # 852 frames: 2 calls, G.711 RTP, little-endian µs pcap

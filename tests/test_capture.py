@@ -82,6 +82,7 @@ RAW_FRAME = bytes([0x45]) + bytes(39)
 
 # --- public captures ------------------------------------------------------------------------------
 
+@pytest.mark.peer
 def test_every_public_capture_reads_like_capinfos(public_captures: Path, tshark: str) -> None:
     capinfos = shutil.which("capinfos") or str(Path(tshark).with_name("capinfos"))
     checked = 0
@@ -115,6 +116,7 @@ def test_every_public_capture_reads_like_capinfos(public_captures: Path, tshark:
     "suricata-verify/sip-body-large/sip-body-large.pcap", "heplify/ipip0.pcap",
     "zeek/Traces/sip/sip-long-request-response-paths.pcap", "sipnab/sip-488-codec-reject.pcapng",
 ])
+@pytest.mark.peer
 def test_frames_match_tshark(public_captures: Path, tshark: str, rel: str) -> None:
     """Per-frame timestamp, lengths and link type; pcapng and nanosecond files included."""
     path = public_captures / rel

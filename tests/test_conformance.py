@@ -18,6 +18,8 @@ import pytest
 import peer
 from voipwatch.analyze import analyze_files
 
+pytestmark = pytest.mark.peer   # every test here runs tshark
+
 CAPTURES = [
     "zeek/Traces/sip/wireshark.pcap",
     "zeek/Traces/sip/sip-junk-before-request.pcap",

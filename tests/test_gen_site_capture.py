@@ -105,6 +105,7 @@ def test_truth_is_rich_enough(case):
         assert statuses.get("200", 0) and statuses.get("486", 0) + statuses.get("404", 0) + statuses.get("487", 0)
 
 
+@pytest.mark.peer
 def test_tshark_agrees_with_truth(case, tshark):
     pcap, t = case
     rows = tshark_fields(tshark, pcap)

@@ -23,6 +23,8 @@ from lab.lab import (ATTACKER_IPS, CRACKED_USER, DATA_HOST_IP, DATA_VLAN, DMZ_VL
                      INTL_NUMBERS, KAMAILIO_IP, LAB_CIDRS, OUTSIDE_NET, PHONE_CALLS, PHONES, PSTN_GW_IP,
                      SCANNER_IP, USERS, VOICE_VLAN, preflight, running_lab, site_toml)
 
+pytestmark = [pytest.mark.lab, pytest.mark.peer]   # network namespaces; tshark reads the lab capture
+
 REPO = Path(__file__).resolve().parents[1]
 TIME_BUDGET_S = 180            # lab + analysis, the whole module
 PHONE_IPS = {p.ip for p in PHONES}

@@ -20,6 +20,8 @@ import pytest
 
 from lab.lab import FLOODER_IP, SCANNER_IP, Lab, preflight, running_lab, site_toml
 
+pytestmark = pytest.mark.live   # voipwatch monitor on a lab interface
+
 REPO = Path(__file__).resolve().parents[1]
 MAX_LATENCY_S = 10.0      # bus horizon (5 s) + tick (1 s) + write, with margin for a loaded CI machine
 EXPECTED_LIVE = {"registration_flood.scanner": SCANNER_IP, "registration_flood.brute_force": SCANNER_IP,

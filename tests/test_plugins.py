@@ -6,8 +6,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from peer import run
 from site_package import install, voipwatch
+
+pytestmark = pytest.mark.cli   # every test runs `python -m voipwatch`
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "sample_captures" / "rf-benign.pcap"
@@ -44,6 +48,7 @@ REGISTER_WATCH = '''
 '''
 
 
+@pytest.mark.peer
 def test_a_site_detector_is_found_configured_and_run(tmp_path, tshark):
     install(tmp_path, "site_checks", {"register_watch": REGISTER_WATCH},
             {"voipwatch.detectors": {"register_watch": "site_checks.register_watch"}})

@@ -31,6 +31,8 @@ from voipwatch.report.figures import draw_figures
 from voipwatch.report.html import write_report
 from voipwatch.settings import load_settings
 
+pytestmark = pytest.mark.browser   # headless chromium
+
 REPO = Path(__file__).resolve().parents[1]
 OFFICE = REPO / "sample_captures" / "small-office.pcap"
 WIDTH, HEIGHT = 1280, 3000

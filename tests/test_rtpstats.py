@@ -297,6 +297,7 @@ def assert_agree_with_tshark(tshark: str, path: str, heuristic: bool) -> int:
     ("sipnab/SIP_CALL_RTP_G711", True), ("voipshark/SIP-over-TLS-RSA-SRTP_Normal_Call_two_parties.pcap", True),
     ("ndpi/pcap/stun.pcap", True), ("ndpi/pcap/skinny.pcap", True),
 ])
+@pytest.mark.peer
 def test_agrees_with_tshark(capture, heuristic, public_captures, tshark):
     assert assert_agree_with_tshark(tshark, str(public_captures / capture), heuristic) > 0
 
@@ -338,6 +339,7 @@ def write_edge_capture(path, seed: int) -> None:
             writer.writepkt(data, ts=when)
 
 
+@pytest.mark.peer
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_agrees_with_tshark_on_edge_cases(seed, tmp_path, tshark):
     path = tmp_path / f"edge-{seed}.pcap"

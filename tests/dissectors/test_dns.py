@@ -147,6 +147,7 @@ RCODES = {"0": "NOERROR", "3": "NXDOMAIN", "2": "SERVFAIL"}
     "zeek/Traces/dns/naptr.pcap", "suricata-verify/dns/dns-udp-eve-log-srv/input.pcap",
     "suricata-verify/dns/dns-corrupt-additionals/input.pcap", "sngrep/aaa.pcap", "rtp-pcap/nb6-startup.pcap",
 ])
+@pytest.mark.peer
 def test_agrees_with_tshark(capture, public_captures, tshark):
     names = ["udp.payload", "udp.srcport", "udp.dstport", "dns.id", "dns.flags.response", "dns.qry.name",
              "dns.qry.type", "dns.flags.rcode", "dns.count.answers", "dns.resp.type", "dns.a", "dns.aaaa",
@@ -174,6 +175,7 @@ def test_agrees_with_tshark(capture, public_captures, tshark):
         assert (msg.malformed is not None) == bool(fields["_ws.malformed"])
 
 
+@pytest.mark.peer
 def test_sip_and_rtp_payloads_are_not_dns(public_captures, tshark):
     out = subprocess.run([tshark, "-n", "-r", str(public_captures / "sngrep/aaa.pcap"), "-Y", "udp && !dns",
                           "-T", "fields", "-e", "udp.srcport", "-e", "udp.dstport", "-e", "udp.payload"],

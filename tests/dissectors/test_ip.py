@@ -76,6 +76,7 @@ def call_id(message: bytes) -> str:
 
 # --- real captures --------------------------------------------------------------------------------
 
+@pytest.mark.peer
 def test_ipv6_fragments_reassemble_to_the_sip_messages_tshark_shows(public_captures: Path, tshark: str) -> None:
     path = public_captures / "sngrep/ipv6frag.pcap"
     rows = tshark_fields(tshark, path, "frame.number", "udp.length", "sip.Request-Line", "sip.Status-Line",
@@ -101,6 +102,7 @@ def test_ipv6_fragments_reassemble_to_the_sip_messages_tshark_shows(public_captu
     assert got[2].meta.src == "fd17:625c:f037:2:a00:27ff:feb9:1521" and got[2].anomaly is None
 
 
+@pytest.mark.peer
 def test_ip_in_ip_uses_the_inner_addresses(public_captures: Path, tshark: str) -> None:
     path = public_captures / "sngrep/ipip.pcap"
     rows = tshark_fields(tshark, path, "ip.src", "ip.dst", "tcp.srcport", "tcp.len")
@@ -123,6 +125,7 @@ def test_gre_ppp_to_sip(public_captures: Path) -> None:
     assert result.src_mac == "9c:37:f4:7c:6e:91"
 
 
+@pytest.mark.peer
 def test_icmp_and_igmp_buckets_match_tshark(public_captures: Path, tshark: str) -> None:
     path = public_captures / "ipfixprobe/inputs/sip.pcap"
     protocols = [r[0] for r in tshark_fields(tshark, path, "frame.protocols")]

@@ -110,6 +110,7 @@ def _records(capture: Path):
     return {n.frame: n for n in result.records[L2Neighbor]}, result.records[Anomaly]
 
 
+@pytest.mark.peer
 @pytest.mark.parametrize("capture", CAPTURES, ids=lambda p: p.name)
 def test_every_advertisement_matches_tshark(tshark, capture):
     expected = _tshark_l2(tshark, capture)
@@ -132,6 +133,7 @@ def test_every_advertisement_matches_tshark(tshark, capture):
     assert in_gre == {a.frame for a in every_anomaly if a.detail == "GRE protocol type 0x2000"}
 
 
+@pytest.mark.peer
 def test_the_comparison_reaches_every_claim(tshark):
     """The captures above exercise each field: the tshark comparison is not vacuous."""
     seen: dict[str, set] = {}

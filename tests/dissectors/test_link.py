@@ -50,6 +50,7 @@ def tshark_fields(tshark: str, path: Path, *fields: str) -> list[list[str]]:
     "arkime/twovlan.pcap", "pcapplusplus/QinQ_802.1_AD.pcapng", "ipfixprobe/inputs/vlan.pcap",
     "ndpi/pcap/stun.pcap", "ndpi/pcap/gre.pcapng",
 ])
+@pytest.mark.peer
 def test_vlan_stacks_match_tshark(public_captures: Path, tshark: str, rel: str) -> None:
     path = public_captures / rel
     expected = []
@@ -62,6 +63,7 @@ def test_vlan_stacks_match_tshark(public_captures: Path, tshark: str, rel: str) 
     assert any(expected)
 
 
+@pytest.mark.peer
 def test_macs_match_tshark(public_captures: Path, tshark: str) -> None:
     path = public_captures / "zeek/Traces/vlan-collisions.pcap"
     expected = [tuple(r) for r in tshark_fields(tshark, path, "eth.src", "eth.dst")]
@@ -70,6 +72,7 @@ def test_macs_match_tshark(public_captures: Path, tshark: str) -> None:
     assert got == expected
 
 
+@pytest.mark.peer
 def test_linux_cooked_keeps_sender_mac(public_captures: Path, tshark: str) -> None:
     path = public_captures / "sngrep/ipv6frag.pcap"
     expected = [r[0] for r in tshark_fields(tshark, path, "sll.src.eth")]
@@ -84,6 +87,7 @@ def test_linux_cooked_keeps_sender_mac(public_captures: Path, tshark: str) -> No
     ("zeek/Traces/sip/sip-long-request-response-paths.pcap", 228),
     ("suricata-verify/sip-body-large/sip-body-large.pcap", 0), ("sipnab/h263-over-rtp.pcap", 0),
 ])
+@pytest.mark.peer
 def test_public_link_types_reach_the_transport(public_captures: Path, tshark: str, rel: str, linktype: int) -> None:
     path = public_captures / rel
     expected = [(r[0] or r[1], int(r[2] or r[3])) for r in
@@ -170,6 +174,7 @@ def test_pppoe_session_carries_ip(public_captures: Path) -> None:
     assert {"pppoe_discovery", "ppp.other_proto", "arp"} <= buckets
 
 
+@pytest.mark.peer
 def test_non_ip_buckets_keep_lldp_and_cdp_payloads(public_captures: Path, tshark: str) -> None:
     lldp_payload = b"\x02\x07\x04" + MAC_A + b"\x00\x00"
     lldp = decode(eth(0x88CC, lldp_payload, ((0x8100, 30),)))

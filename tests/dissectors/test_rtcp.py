@@ -108,6 +108,7 @@ HEURISTIC_CASES = [
 ]
 
 
+@pytest.mark.peer
 def test_heuristic_matches_tshark(tmp_path, tshark):
     """tshark 4.0's rtcp_udp heuristic (on by default) takes the same payloads, but for a bare 4-octet
     header, which looks_like_rtcp refuses since every first packet type it accepts carries an SSRC."""
@@ -131,6 +132,7 @@ NAMES = {str(pt): name for pt, name in rtcp.PACKET_TYPES.items()}
     "ndpi/pcap/rtcp_multiple_pkts_in_the_same_datagram.pcap", "sipnab/SIP_CALL_RTP_G711",
     "voipshark/SIP-RTP-Normal_Call_two_parties.pcap", "sngrep/aaa.pcap",
 ])
+@pytest.mark.peer
 def test_agrees_with_tshark(capture, public_captures, tshark):
     fields = ["udp.payload", "rtcp.pt", "rtcp.senderssrc", "rtcp.ssrc.identifier", "rtcp.ssrc.fraction",
               "rtcp.ssrc.cum_nr", "rtcp.ssrc.high_cycles", "rtcp.ssrc.high_seq", "rtcp.ssrc.jitter",
@@ -163,6 +165,7 @@ def test_agrees_with_tshark(capture, public_captures, tshark):
         assert list(pkt.cnames) == [text for kind, text in zip(items, texts) if kind == "1"]
 
 
+@pytest.mark.peer
 def test_srtcp_of_a_real_call_is_flagged(public_captures, tshark):
     """SIP over TLS with SRTP/SRTCP: tshark cannot see the SDP; every SR/RR-looking datagram is SRTCP."""
     capture = public_captures / "voipshark/SIP-over-TLS-RSA-SRTP_Normal_Call_two_parties.pcap"

@@ -95,6 +95,7 @@ HEURISTIC_CASES = [
 ]
 
 
+@pytest.mark.peer
 def test_heuristic_matches_tshark(tmp_path, tshark):
     """Each crafted payload is RTP for tshark --enable-heuristic rtp_udp exactly when looks_like_rtp says so."""
     path = tmp_path / "heuristic.pcap"
@@ -126,6 +127,7 @@ HEURISTIC_CAPTURES = [
 ]
 
 
+@pytest.mark.peer
 @pytest.mark.parametrize("capture", HEURISTIC_CAPTURES)
 def test_heuristic_agrees_with_tshark_on_public_captures(capture, public_captures, tshark):
     out = subprocess.run([tshark, "-n", "-r", str(public_captures / capture), "--enable-heuristic", "rtp_udp",
@@ -151,6 +153,7 @@ def test_heuristic_agrees_with_tshark_on_public_captures(capture, public_capture
     ("sipnab/SIP_CALL_RTP_G711", False), ("rtp-pcap/sip-rtp-opus.pcap", False), ("sipp/dtmf_2833_1.pcap", True),
     ("snort3_demo/inspectors/sip/SIP_Eyebeam2Eyebeam_Video_Audio.pcap", False),
 ])
+@pytest.mark.peer
 def test_header_fields_agree_with_tshark(capture, heuristic, public_captures, tshark):
     args = [tshark, "-n", "-r", str(public_captures / capture), "-Y", "rtp.ssrc", "-T", "fields",
             "-e", "udp.payload", "-e", "rtp.seq", "-e", "rtp.timestamp", "-e", "rtp.ssrc", "-e", "rtp.p_type",

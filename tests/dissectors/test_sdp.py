@@ -285,6 +285,7 @@ def _expected_rtpmap(formats: list[str], proto: str, attrs: list[str]) -> tuple:
     return tuple(out)
 
 
+@pytest.mark.peer
 @pytest.mark.parametrize("capture", SDP_CAPTURES)
 def test_sdp_media_agree_with_tshark(capture, public_captures, tshark):
     path = public_captures / capture

@@ -619,6 +619,7 @@ def _compare_with_tshark(tshark: str, path: Path, label: str, udp_packets) -> in
     return len(ours)
 
 
+@pytest.mark.peer
 @pytest.mark.parametrize("capture", UDP_CAPTURES)
 def test_capture_fields_agree_with_tshark(capture, public_captures, tshark):
     path = public_captures / capture
@@ -626,6 +627,7 @@ def test_capture_fields_agree_with_tshark(capture, public_captures, tshark):
     assert _compare_with_tshark(tshark, path, capture, udp) > 0
 
 
+@pytest.mark.peer
 def test_protos_c07_fuzz_capture(public_captures, tshark, tmp_path):
     """PROTOS c07-sip-r2 (NetMon 2.x, converted to pcap for dpkt): never raises; agrees with tshark."""
     converted = tmp_path / "c07-sip-r2.pcap"
@@ -662,6 +664,7 @@ def test_tcp_large_body_capture(public_captures):
     assert (msg.method, msg.content_length, msg.body_len) == ("INVITE", 65536, 65536)
 
 
+@pytest.mark.peer
 @pytest.mark.parametrize("capture", ["sipnab/sip-over-tcp.pcap", "suricata-verify/sip-tcp-method/sip-tcp.pcap",
                                      "suricata-verify/sip-tcp-pattern-matching/sip.pcap"])
 def test_tcp_captures_agree_with_tshark(capture, public_captures, tshark):

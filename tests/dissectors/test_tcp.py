@@ -78,6 +78,7 @@ def tshark_sip(tshark: str, path: Path) -> list[tuple[int, str]]:
     "suricata-verify/sip-tcp-method/sip-tcp.pcap", "suricata-verify/sip-tcp-pattern-matching/sip.pcap",
     "sngrep/ipip.pcap",
 ])
+@pytest.mark.peer
 def test_sip_over_tcp_matches_tshark(public_captures: Path, tshark: str, rel: str) -> None:
     path = public_captures / rel
     messages, anomalies = sip_over_tcp(path)
