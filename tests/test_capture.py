@@ -354,6 +354,13 @@ def test_pcapng_bad_blocks(tmp_path: Path) -> None:
     path.write_bytes(good + bytes(epb) + ng_epb(0, 10**15, ETH_FRAME))
     items = list(read_capture(str(path)))
     assert len(frames(items)) == 2 and [a.name for a in anomalies(items)] == ["capture.bad_record_length"]
+    # an interface option whose value runs past its block (if_tsoffset of 8 bytes, none left): reading stops
+    for code in (9, 14):
+        idb = ng_block(1, struct.pack("<HHI", 1, 0, 0) + struct.pack("<HH", code, 8))
+        path.write_bytes(good + idb + ng_epb(1, 10**15, ETH_FRAME))
+        items = list(read_capture(str(path)))
+        assert len(frames(items)) == 1 and [a.name for a in anomalies(items)] == ["capture.bad_record_length"]
+        assert "option" in anomalies(items)[0].detail
 
 
 # --- merging --------------------------------------------------------------------------------------

@@ -110,6 +110,9 @@ CAPTURES = {
     "pcapng-jumpy-ts": lambda rng: pcapng(rng, jumpy=True),
     "pcapng-simple-packet": lambda rng: pcapng(rng, tail=_block(3, struct.pack("<I", 4) + b"abcd")),
     "pcapng-short-interface-block": lambda rng: pcapng(rng, tail=_block(1, struct.pack("<HH", 1, 0)) + pcapng(rng, 5)),
+    "pcapng-option-past-block": lambda rng: pcapng(rng, tail=_block(1, struct.pack("<HHIHH", 1, 0, 0, 14, 8))
+                                                  + pcapng(rng, 5)[28:]),
+    "pcapng-bad-byte-order": lambda rng: pcapng(rng, tail=_block(0x0A0D0D0A, struct.pack("<IHHq", 0x11223344, 1, 0, -1))),
 }
 
 

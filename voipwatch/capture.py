@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import gzip
 import heapq
-import struct
 import sys
 import zlib
 from typing import BinaryIO, Callable, Iterator
 
+from voipwatch.capture_format import (BLOCK_HEADER, BYTE_ORDER_MAGICS, EPB, EPB_BODY, IDB, IDB_BODY, IDB_OPTIONS_AT,
+                                      LINKTYPE_MASK, MAX_CAPLEN, MIN_ANY_BLOCK, MIN_BLOCK, PB, PB_BODY, PCAP_HEADER,
+                                      PCAP_MAGICS, PCAP_RECORD, SHB, SHB_BODY, SHB_MAGIC, SPB, SPB_BODY, BadOption,
+                                      idb_options)
 from voipwatch.records import Anomaly, Frame
 
 CHUNK_BYTES = 1 << 20            # read size of the buffered loop
-MAX_CAPLEN = 256 * 1024          # larger captured lengths are corrupt records (libpcap's own maximum)
 MAX_BLOCK_BYTES = 16 << 20       # larger pcapng blocks are corrupt (the packet cap plus generous options)
 
 # Every Anomaly.name the readers produce (layer "capture").
@@ -25,39 +27,6 @@ ANOMALIES = frozenset(("capture.truncated_record", "capture.bad_record_length", 
 # Those that describe a frame also yielded (just before them); every other one stands for a record
 # that never became a frame.
 FRAME_NOTES = frozenset(("capture.caplen_exceeds_snaplen",))
-
-# pcap (draft-ietf-opsawg-pcap §4): magic(4) major(2) minor(2) thiszone(4) sigfigs(4) snaplen(4) linktype(4)
-_PCAP_HDR = {"<": struct.Struct("<IHHiIII"), ">": struct.Struct(">IHHiIII")}
-# pcap record header (§5): ts_sec(4) ts_frac(4) caplen(4) wire_len(4); ts_frac is µs or ns per magic
-_PCAP_REC = {"<": struct.Struct("<IIII"), ">": struct.Struct(">IIII")}
-# magic as stored on disk -> (byte order, divisor of ts_frac)
-_PCAP_MAGICS = {
-    b"\xd4\xc3\xb2\xa1": ("<", 1_000_000), b"\xa1\xb2\xc3\xd4": (">", 1_000_000),
-    b"\x4d\x3c\xb2\xa1": ("<", 1_000_000_000), b"\xa1\xb2\x3c\x4d": (">", 1_000_000_000),
-}
-_LINKTYPE_MASK = 0xFFFF          # upper bits of the pcap LinkType field carry FCS length flags (§4)
-
-# pcapng (draft-ietf-opsawg-pcapng §3.1): block type(4) total length(4) ... total length(4)
-_SHB, _IDB, _PB, _SPB, _EPB = 0x0A0D0D0A, 1, 2, 3, 6
-_SHB_MAGIC = b"\x0a\x0d\x0d\x0a"             # the SHB type reads the same in both byte orders
-_BLOCK_HDR = {"<": struct.Struct("<II"), ">": struct.Struct(">II")}
-# SHB (§4.1) after type/length: byte-order magic(4) major(2) minor(2) section length(8)
-_SHB_BODY = {"<": struct.Struct("<IHHq"), ">": struct.Struct(">IHHq")}
-_BOM = 0x1A2B3C4D
-# IDB (§4.2) after type/length: linktype(2) reserved(2) snaplen(4)
-_IDB_BODY = {"<": struct.Struct("<HHI"), ">": struct.Struct(">HHI")}
-# EPB (§4.3) after type/length: interface id(4) ts high(4) ts low(4) caplen(4) wire_len(4)
-_EPB_BODY = {"<": struct.Struct("<IIIII"), ">": struct.Struct(">IIIII")}
-# SPB (§4.4) after type/length: wire_len(4)
-_SPB_BODY = {"<": struct.Struct("<I"), ">": struct.Struct(">I")}
-# obsolete Packet Block (Appendix A): interface id(2) drops(2) ts high(4) ts low(4) caplen(4) wire_len(4)
-_PB_BODY = {"<": struct.Struct("<HHIIII"), ">": struct.Struct(">HHIIII")}
-# option header (§3.5): code(2) length(2), value padded to 32 bits
-_OPT = {"<": struct.Struct("<HH"), ">": struct.Struct(">HH")}
-_OPT_TSRESOL, _OPT_TSOFFSET = 9, 14
-# smallest valid total length per block type (header, fixed fields, trailer)
-_MIN_BLOCK = {_SHB: 28, _IDB: 20, _PB: 32, _SPB: 16, _EPB: 32}
-_I64 = {"<": struct.Struct("<q"), ">": struct.Struct(">q")}
 
 _GZIP_MAGIC = b"\x1f\x8b"
 # Formats recognised only to name them in the error.
@@ -153,9 +122,9 @@ def _read_stream(path: str, raw: BinaryIO, source: int) -> Iterator[Frame | Anom
 def _dispatch(path: str, read: _Read, state: _State, head: bytes, source: int) -> Iterator[Frame | Anomaly]:
     if len(head) < 4:
         raise CaptureError(path, 0, "file too short for a capture header" if head else "empty file")
-    if head in _PCAP_MAGICS:
+    if head in PCAP_MAGICS:
         return _read_pcap(path, read, state, head, source)
-    if head == _SHB_MAGIC:
+    if head == SHB_MAGIC:
         return _read_pcapng(path, read, state, head, source)
     name = _OTHER_FORMATS.get(head)
     kind = f"unsupported format {name}" if name else "unknown file format"
@@ -194,16 +163,16 @@ def _stop(path: str, name: str, ts: float, n: int, off: int, detail: str, state:
 
 
 def _read_pcap(path: str, read: _Read, state: _State, head: bytes, source: int) -> Iterator[Frame | Anomaly]:
-    endian, div = _PCAP_MAGICS[head]
-    hdr = head + read(_PCAP_HDR[endian].size - 4)
-    if len(hdr) < _PCAP_HDR[endian].size:
+    endian, div = PCAP_MAGICS[head]
+    hdr = head + read(PCAP_HEADER[endian].size - 4)
+    if len(hdr) < PCAP_HEADER[endian].size:
         raise CaptureError(path, len(hdr), "truncated pcap file header")
-    _, major, minor, _, _, snaplen, network = _PCAP_HDR[endian].unpack(hdr)
+    _, major, minor, _, _, snaplen, network = PCAP_HEADER[endian].unpack(hdr)
     if major != 2:
         raise CaptureError(path, 4, f"unsupported pcap version {major}.{minor}")
-    linktype = network & _LINKTYPE_MASK
+    linktype = network & LINKTYPE_MASK
     limit = min(snaplen, MAX_CAPLEN) if snaplen else MAX_CAPLEN
-    unpack = _PCAP_REC[endian].unpack_from
+    unpack = PCAP_RECORD[endian].unpack_from
     new, set_ts, set_frame, set_lt, set_data = _new, _set_ts, _set_frame, _set_lt, _set_data
     set_wl, set_src, set_off = _set_wl, _set_src, _set_off
     buf, pos, base, end_buf = b"", 0, len(hdr), 0
@@ -253,26 +222,6 @@ class _Iface:
         self.linktype, self.snaplen, self.units, self.offset_s = linktype, snaplen, units, offset_s
 
 
-def _idb_options(block: bytes, endian: str) -> tuple[int, int]:
-    """(units per second, if_tsoffset seconds) from IDB options (§4.2); defaults 10^6 and 0."""
-    units, offset_s = 1_000_000, 0
-    pos, end = 16, len(block) - 4
-    opt = _OPT[endian]
-    while pos + 4 <= end:
-        code, length = opt.unpack_from(block, pos)
-        if code == 0:                             # opt_endofopt
-            break
-        value = block[pos + 4:pos + 4 + length]
-        if code == _OPT_TSRESOL and length >= 1:
-            # if_tsresol: MSB clear -> 10^-v seconds, MSB set -> 2^-v seconds
-            v = value[0]
-            units = 1 << (v & 0x7F) if v & 0x80 else 10 ** v
-        elif code == _OPT_TSOFFSET and length >= 8:
-            offset_s = _I64[endian].unpack_from(value)[0]
-        pos += 4 + ((length + 3) & ~3)
-    return units, offset_s
-
-
 class _Damaged(Exception):
     """A pcapng block that cannot be framed: reading stops with this anomaly."""
 
@@ -283,10 +232,9 @@ class _Damaged(Exception):
 
 def _section_order(path: str, bom: bytes, off: int) -> str:
     """Byte order of a section from its SHB byte-order magic (§4.1)."""
-    if bom == b"\x4d\x3c\x2b\x1a":
-        return "<"
-    if bom == b"\x1a\x2b\x3c\x4d":
-        return ">"
+    order = BYTE_ORDER_MAGICS.get(bom)
+    if order is not None:
+        return order
     if off == 0:
         raise CaptureError(path, 8, f"bad pcapng byte-order magic 0x{bom.hex()}")
     raise _Damaged("capture.bad_section_header", off, f"byte-order magic 0x{bom.hex()}")
@@ -295,7 +243,7 @@ def _section_order(path: str, bom: bytes, off: int) -> str:
 def _read_pcapng(path: str, read: _Read, state: _State, head: bytes, source: int) -> Iterator[Frame | Anomaly]:
     buf, pos, base, end_buf = head, 0, 0, len(head)
     endian = "<"
-    block_hdr, epb = _BLOCK_HDR[endian].unpack_from, _EPB_BODY[endian].unpack_from
+    block_hdr, epb = BLOCK_HEADER[endian].unpack_from, EPB_BODY[endian].unpack_from
     ifaces: list[_Iface] = []
     n, ts = 0, 0.0
     try:
@@ -309,11 +257,11 @@ def _read_pcapng(path: str, read: _Read, state: _State, head: bytes, source: int
                         raise _Damaged("capture.truncated_record", base, f"block header needs 12 bytes, {end_buf} left")
                     return
             off = base + pos
-            if buf[pos:pos + 4] == _SHB_MAGIC:             # a section fixes its own byte order
+            if buf[pos:pos + 4] == SHB_MAGIC:             # a section fixes its own byte order
                 endian = _section_order(path, buf[pos + 8:pos + 12], off)
-                block_hdr, epb = _BLOCK_HDR[endian].unpack_from, _EPB_BODY[endian].unpack_from
+                block_hdr, epb = BLOCK_HEADER[endian].unpack_from, EPB_BODY[endian].unpack_from
             btype, blen = block_hdr(buf, pos)
-            if blen % 4 or not _MIN_BLOCK.get(btype, 12) <= blen <= MAX_BLOCK_BYTES:
+            if blen % 4 or not MIN_BLOCK.get(btype, MIN_ANY_BLOCK) <= blen <= MAX_BLOCK_BYTES:
                 if off == 0:
                     raise CaptureError(path, 4, f"bad section header length {blen}")
                 raise _Damaged("capture.bad_record_length", off, f"block type 0x{btype:x} has bad length {blen}")
@@ -329,23 +277,27 @@ def _read_pcapng(path: str, read: _Read, state: _State, head: bytes, source: int
             if block_hdr(buf, pos - 8)[1] != blen:
                 raise _Damaged("capture.bad_record_length", off,
                                f"block type 0x{btype:x}: trailing length differs from {blen}")
-            if btype == _EPB:
+            if btype == EPB:
                 iface_id, hi, lo, caplen, wire_len = epb(buf, start + 8)
                 data_at = start + 28
-            elif btype == _PB:
-                iface_id, _, hi, lo, caplen, wire_len = _PB_BODY[endian].unpack_from(buf, start + 8)
+            elif btype == PB:
+                iface_id, _, hi, lo, caplen, wire_len = PB_BODY[endian].unpack_from(buf, start + 8)
                 data_at = start + 28
-            elif btype == _SPB:
+            elif btype == SPB:
                 # no interface id (always the first) and no timestamp: the previous packet's ts is kept
                 iface_id, hi, lo, data_at = 0, -1, 0, start + 12
-                wire_len = _SPB_BODY[endian].unpack_from(buf, start + 8)[0]
+                wire_len = SPB_BODY[endian].unpack_from(buf, start + 8)[0]
                 caplen = min(wire_len, blen - 16)
-            elif btype == _IDB:
-                linktype, _, snaplen = _IDB_BODY[endian].unpack_from(buf, start + 8)
-                ifaces.append(_Iface(linktype, snaplen, *_idb_options(buf[start:pos], endian)))
+            elif btype == IDB:
+                linktype, _, snaplen = IDB_BODY[endian].unpack_from(buf, start + 8)
+                try:
+                    options = idb_options(buf[start + IDB_OPTIONS_AT:pos - 4], endian)
+                except BadOption as exc:
+                    raise _Damaged("capture.bad_record_length", off, f"interface description block: {exc}") from None
+                ifaces.append(_Iface(linktype, snaplen, *options))
                 continue
-            elif btype == _SHB:
-                major = _SHB_BODY[endian].unpack_from(buf, start + 8)[1]
+            elif btype == SHB:
+                major = SHB_BODY[endian].unpack_from(buf, start + 8)[1]
                 if major != 1:
                     if off == 0:
                         raise CaptureError(path, 12, f"unsupported pcapng version {major}")
@@ -363,7 +315,7 @@ def _read_pcapng(path: str, read: _Read, state: _State, head: bytes, source: int
                               f"{_display(path)}: offset {off}: captured length {caplen} in a block of {blen}")
                 continue
             iface = ifaces[iface_id]
-            if btype == _SPB and iface.snaplen:       # §4.4: the SPB's data is cut at interface 0's snaplen
+            if btype == SPB and iface.snaplen:       # §4.4: the SPB's data is cut at interface 0's snaplen
                 caplen = min(caplen, iface.snaplen)
             if hi >= 0:
                 q, r = divmod((hi << 32) | lo, iface.units)

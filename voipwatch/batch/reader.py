@@ -12,22 +12,15 @@ Link, IPv4, UDP and RTP header fields are then gathered with numpy from the reco
 """
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 
 import numpy as np
 
-PCAP_MAGICS = {   # magic -> (byte order, timestamp units per second)
-    b"\xd4\xc3\xb2\xa1": ("<", 1_000_000), b"\xa1\xb2\xc3\xd4": (">", 1_000_000),
-    b"\x4d\x3c\xb2\xa1": ("<", 1_000_000_000), b"\xa1\xb2\x3c\x4d": (">", 1_000_000_000),
-}
-PCAPNG_SHB = b"\x0a\x0d\x0d\x0a"
-# pcapng block types (draft-ietf-opsawg-pcapng §4): SHB, IDB, EPB; PB (2) and SPB (3) are left to the
-# generic reader, like every irregular record.
-BT_SHB, BT_IDB, BT_PB, BT_SPB, BT_EPB = 0x0A0D0D0A, 1, 2, 3, 6
-MAX_CAPLEN = 256 * 1024          # voipwatch.capture.MAX_CAPLEN: larger lengths are corrupt records
-# voipwatch.capture._MIN_BLOCK: the smallest total length of each block type (header, fixed fields, trailer).
-MIN_BLOCK = {BT_SHB: 28, BT_IDB: 20, BT_PB: 32, BT_SPB: 16, BT_EPB: 32}
+from voipwatch.capture_format import (BLOCK_HEADER, BYTE_ORDER_MAGICS, DEFAULT_UNITS, EPB, EPB_BODY, IDB, IDB_BODY,
+                                      IDB_OPTIONS_AT, LINKTYPE_MASK, MAX_CAPLEN, MIN_ANY_BLOCK, MIN_BLOCK, PB,
+                                      PCAP_HEADER, PCAP_MAGICS, PCAP_RECORD, SHB, SHB_BODY, SHB_MAGIC, SPB, BadOption,
+                                      idb_options)
+
 # Bytes of packet data the batch path may read per record: enough for Ethernet + 3 VLAN tags + IPv4 +
 # UDP + the RTP fixed header with CSRCs. Chunks are padded with this many zero bytes.
 HEAD = 128
@@ -62,23 +55,6 @@ class _Interface:
     offset_s: int             # if_tsoffset
 
 
-def _idb_options(options: bytes, order: str) -> tuple[int, int]:
-    """IDB options if_tsresol (9) and if_tsoffset (14) as (units per second, offset seconds)."""
-    units, offset, pos = 1_000_000, 0, 0
-    while pos + 4 <= len(options):
-        code, length = struct.unpack_from(order + "HH", options, pos)
-        value = options[pos + 4:pos + 4 + length]
-        if code == 0:
-            break
-        if code == 9 and length >= 1:
-            v = value[0]
-            units = 1 << (v & 0x7F) if v & 0x80 else 10 ** v
-        elif code == 14 and length >= 8:
-            offset = struct.unpack_from(order + "q", value)[0]
-        pos += 4 + ((length + 3) & ~3)
-    return units, offset
-
-
 class Scanner:
     """Walks a pcap or pcapng byte stream chunk by chunk.
 
@@ -90,16 +66,16 @@ class Scanner:
     def __init__(self, head: bytes):
         magic = head[:4]
         self.irregular = False
-        if magic in PCAP_MAGICS and len(head) >= 24:
+        if magic in PCAP_MAGICS and len(head) >= PCAP_HEADER["<"].size:
             self.kind = "pcap"
             self.order, self.units = PCAP_MAGICS[magic]
-            major, _, _, _, snaplen, network = struct.unpack_from(self.order + "HHiIII", head, 4)
+            _, major, _, _, _, snaplen, network = PCAP_HEADER[self.order].unpack_from(head)
             if major != 2:
                 raise ScanError(f"pcap version {major}")
-            self.linktype = network & 0xFFFF
+            self.linktype = network & LINKTYPE_MASK
             self.limit = min(snaplen, MAX_CAPLEN) if snaplen else MAX_CAPLEN
-            self.header_len = 24
-        elif magic == PCAPNG_SHB:
+            self.header_len = PCAP_HEADER["<"].size
+        elif magic == SHB_MAGIC:
             self.kind = "pcapng"
             self.order = "<"
             self.interfaces: list[_Interface] = []
@@ -146,11 +122,11 @@ class Scanner:
 
     def _pcap_steps(self, buf: bytearray, off: int, end: int) -> tuple[list[int], int, bool]:
         """Up to STEP_RECORDS records one at a time: (offsets, next offset, whether the chunk is done)."""
-        caplen_at = struct.Struct(self.order + "I").unpack_from
+        record = PCAP_RECORD[self.order].unpack_from
         limit = self.limit
         offs: list[int] = []
         while off + 16 <= end and len(offs) < STEP_RECORDS:
-            caplen = caplen_at(buf, off + 8)[0]
+            caplen = record(buf, off)[2]
             if caplen > limit:
                 self.irregular = True
                 return offs, off, True
@@ -165,7 +141,7 @@ class Scanner:
         rec, used = self._walk(buf, end, self._pcapng_chain,
                                lambda buf, off, end: self._pcapng_steps(buf, off, end, base))
         fields = gather_rows(buf, rec + 8, 20).view(np.dtype(self.order + "u4")).astype(np.int64)
-        table = self.interfaces or [_Interface(0, 0, 1_000_000, 0)]
+        table = self.interfaces or [_Interface(0, 0, DEFAULT_UNITS, 0)]
         iface = fields[:, 0]
         linktype = np.asarray([i.linktype for i in table], dtype=np.int64)[iface]
         units = np.asarray([i.units for i in table], dtype=np.int64)[iface]
@@ -177,7 +153,7 @@ class Scanner:
 
     def _pcapng_chain(self, u8: np.ndarray, off: int, end: int) -> np.ndarray:
         """Offsets of the enhanced packet blocks chained from the one at `off` within one window."""
-        last = min(end, off + WINDOW_BYTES) - 32          # the smallest EPB is 32 bytes
+        last = min(end, off + WINDOW_BYTES) - MIN_BLOCK[EPB]
         if last < off or not self.interfaces:
             return _EMPTY
         # Block type 6 and the timestamp's upper 32 bits of the block at `off`, byte for byte.
@@ -191,7 +167,7 @@ class Scanner:
         btype, blen, iface, caplen = fields[:, 0], fields[:, 1], fields[:, 2], fields[:, 5]
         nxt = hits + blen
         snaplen = np.asarray([i.snaplen for i in self.interfaces], dtype=np.int64)
-        ok = ((btype == BT_EPB) & (blen >= 32) & (blen % 4 == 0) & (nxt <= end) & (iface < len(snaplen))
+        ok = ((btype == EPB) & (blen >= MIN_BLOCK[EPB]) & (blen % 4 == 0) & (nxt <= end) & (iface < len(snaplen))
               & (caplen <= blen - 32) & (caplen <= MAX_CAPLEN))
         hits, nxt, blen, iface, caplen = hits[ok], nxt[ok], blen[ok], iface[ok], caplen[ok]
         snap = snaplen[iface]
@@ -205,35 +181,42 @@ class Scanner:
         blocks = 0
         while off + 12 <= end and blocks < STEP_RECORDS:
             blocks += 1
+            if buf[off:off + 4] == SHB_MAGIC:               # a section fixes its own byte order
+                order = BYTE_ORDER_MAGICS.get(bytes(buf[off + 8:off + 12]))
+                if order is None:
+                    self.irregular = True
+                    return offs, off, True
+                self.order = order
             order = self.order
-            btype = struct.unpack_from(order + "I", buf, off)[0]
-            if btype == BT_SHB:
-                order = self.order = "<" if buf[off + 8:off + 12] == b"\x4d\x3c\x2b\x1a" else ">"
-            blen = struct.unpack_from(order + "I", buf, off + 4)[0]
-            if blen < MIN_BLOCK.get(btype, 12) or blen % 4 or btype in (BT_PB, BT_SPB):
+            btype, blen = BLOCK_HEADER[order].unpack_from(buf, off)
+            if blen < MIN_BLOCK.get(btype, MIN_ANY_BLOCK) or blen % 4 or btype in (PB, SPB):
                 self.irregular = True
                 return offs, off, True
             if off + blen > end:
                 if blen > MAX_CAPLEN + 4096:
                     self.irregular = True
                 return offs, off, True
-            if struct.unpack_from(order + "I", buf, off + blen - 4)[0] != blen:
+            if BLOCK_HEADER[order].unpack_from(buf, off + blen - 8)[1] != blen:
                 self.irregular = True
                 return offs, off, True
-            if btype == BT_EPB:
-                iface, _, _, caplen = struct.unpack_from(order + "IIII", buf, off + 8)
+            if btype == EPB:
+                iface, _, _, caplen, _ = EPB_BODY[order].unpack_from(buf, off + 8)
                 if (iface >= len(self.interfaces) or caplen > blen - 32 or caplen > MAX_CAPLEN
                         or (self.interfaces[iface].snaplen and caplen > self.interfaces[iface].snaplen)):
                     self.irregular = True
                     return offs, off, True
                 offs.append(off)
-            elif btype == BT_IDB:
-                linktype, _, snaplen = struct.unpack_from(order + "HHI", buf, off + 8)
-                options = _idb_options(buf[off + 16:off + blen - 4], order)
+            elif btype == IDB:
+                linktype, _, snaplen = IDB_BODY[order].unpack_from(buf, off + 8)
+                try:
+                    options = idb_options(buf[off + IDB_OPTIONS_AT:off + blen - 4], order)
+                except BadOption:
+                    self.irregular = True
+                    return offs, off, True
                 self.interfaces.append(_Interface(linktype, snaplen, *options))
-            elif btype == BT_SHB:
+            elif btype == SHB:
                 # A second section (new interfaces, maybe another byte order) goes to the generic reader.
-                if base + off != 0 or struct.unpack_from(order + "H", buf, off + 12)[0] != 1:
+                if base + off != 0 or SHB_BODY[order].unpack_from(buf, off + 8)[1] != 1:
                     self.irregular = True
                     return offs, off, True
             off += blen
@@ -260,8 +243,8 @@ class Scanner:
     def _length(self, buf: bytearray, off: int) -> int:
         """Total length of the record at `off` (header included)."""
         if self.kind == "pcap":
-            return 16 + struct.unpack_from(self.order + "I", buf, off + 8)[0]
-        return struct.unpack_from(self.order + "I", buf, off + 4)[0]
+            return PCAP_RECORD["<"].size + PCAP_RECORD[self.order].unpack_from(buf, off)[2]
+        return BLOCK_HEADER[self.order].unpack_from(buf, off)[1]
 
 
 _EMPTY = np.zeros(0, dtype=np.int64)

@@ -11,18 +11,15 @@ import queue
 import re
 import shutil
 import signal
-import struct
 import subprocess
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+from voipwatch.capture_format import LINKTYPE_MASK, MAX_CAPLEN, PCAP_HEADER, PCAP_MAGICS, PCAP_RECORD
 from voipwatch.records import Frame
 
-PCAP_MAGICS = {b"\xd4\xc3\xb2\xa1": ("<", 1_000_000), b"\xa1\xb2\xc3\xd4": (">", 1_000_000),
-               b"\x4d\x3c\xb2\xa1": ("<", 1_000_000_000), b"\xa1\xb2\x3c\x4d": (">", 1_000_000_000)}
-MAX_CAPLEN = 256 * 1024
 # tcpdump prints its counters on SIGUSR1 (Linux) and at exit: "N packets dropped by kernel".
 _DROPPED = re.compile(rb"(\d+) packets? dropped by kernel")
 _CAPTURED = re.compile(rb"(\d+) packets? captured")
@@ -123,7 +120,7 @@ class PipeCapture:
         fd = proc.stdout.fileno()
         buf = b""
         try:
-            while len(buf) < 24:
+            while len(buf) < PCAP_HEADER["<"].size:
                 more = os.read(fd, 65536)
                 if not more:
                     raise LiveError(self._startup_failure(interface, proc))
@@ -131,9 +128,9 @@ class PipeCapture:
             if buf[:4] not in PCAP_MAGICS:
                 raise LiveError(f"{interface}: the capture tool did not write pcap (magic {buf[:4].hex()})")
             order, units = PCAP_MAGICS[buf[:4]]
-            linktype = struct.unpack_from(order + "I", buf, 20)[0] & 0xFFFF
-            record = struct.Struct(order + "IIII")
-            pos, count = 24, 0
+            linktype = PCAP_HEADER[order].unpack_from(buf)[6] & LINKTYPE_MASK
+            record = PCAP_RECORD[order]
+            pos, count = PCAP_HEADER[order].size, 0
             while True:
                 batch = []                      # one queue hand-off per read, not per frame
                 while len(buf) - pos >= 16:
