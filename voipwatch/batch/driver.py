@@ -17,26 +17,26 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from dissectors.rtp import HEURISTIC_EXCLUDED_PORTS
+from dissectors.dns import DNS_PORTS
+from dissectors.ip import PROTO_UDP
+from dissectors.link import ETHERTYPE_IPV4, LINKTYPE_ETHERNET, VLAN_TPIDS
+from dissectors.rtp import (CC_MASK, EXTENSION_BIT, HEURISTIC_EXCLUDED_PORTS, PADDING_BIT, PT_MASK,
+                           RTCP_CONFLICT_PT_FIRST, RTCP_CONFLICT_PT_LAST, RTCP_MUX_FIRST, RTCP_MUX_LAST, VERSION)
 from voipwatch.capture import read_capture
 from voipwatch.batch.reader import HEAD, Records, Scanner, ScanError, gather_rows
 from voipwatch.batch.workers import Producer
 from voipwatch.records import Frame
 from voipwatch.batch.grouping import HashCollision, KeyIds, factorize, mix_columns, stable_order
 
-ETHERTYPE_IPV4 = 0x0800
-VLAN_TPIDS = (0x8100, 0x88A8, 0x9100)   # IEEE 802.1Q, 802.1ad, and the pre-standard QinQ tag
-MAX_TAGS = 3
-UDP = 17
-LINKTYPE_ETHERNET = 1
+MAX_TAGS = 3                            # deeper VLAN stacks go per-frame (the headers must fit in HEAD)
 # Per UDP port: DNS_PORT when dissectors.dns.looks_like_dns may claim it (such datagrams go per-frame),
 # EXCLUDED_PORT when dissectors.rtp.heuristic_ports_ok refuses it.
 DNS_PORT, EXCLUDED_PORT = 1, 2
 PORT_FLAGS = np.zeros(1 << 16, dtype=np.uint8)
-PORT_FLAGS[[53, 5353]] |= DNS_PORT
+PORT_FLAGS[list(DNS_PORTS)] |= DNS_PORT
 PORT_FLAGS[sorted(HEURISTIC_EXCLUDED_PORTS)] |= EXCLUDED_PORT
 IS_TPID = np.zeros(1 << 16, dtype=bool)
-IS_TPID[list(VLAN_TPIDS)] = True
+IS_TPID[sorted(VLAN_TPIDS)] = True
 CHUNK_BYTES = 8 << 20                   # file bytes read and scanned at a time
 
 
@@ -125,7 +125,7 @@ def decode_candidates(rec: Records) -> DecodedCandidates:
     ihl = (ip[:, 0] & 0x0F).astype(np.int64) * 4
     total = _be(ip, 2, 2).astype(np.int64)
     ok = ((ethertype == ETHERTYPE_IPV4) & ((ip[:, 0] >> 4) == 4) & (ihl >= 20) & (l3 + ihl + 8 + 12 + 4 * 15 <= HEAD)
-          & ((_be(ip, 6, 2) & 0x3FFF) == 0) & (ip[:, 9] == UDP) & (l3 + total <= caplen))
+          & ((_be(ip, 6, 2) & 0x3FFF) == 0) & (ip[:, 9] == PROTO_UDP) & (l3 + total <= caplen))
     # UDP (RFC 768): a length that disagrees with the IP datagram is an anomaly the per-frame path
     # reports. RTP (RFC 3550 §5.1): version 2; a second octet 192..223 is multiplexed RTCP (RFC 5761 §4).
     p = l3 + ihl + 8                                     # the RTP header's offset in the packet
@@ -133,10 +133,11 @@ def decode_candidates(rec: Records) -> DecodedCandidates:
     ulen = _be(udp, 4, 2).astype(np.int64)
     port_flags = PORT_FLAGS[_be(udp, 0, 2)] | PORT_FLAGS[_be(udp, 2, 2)]
     b0, b1 = udp[:, 8], udp[:, 9]
-    header = 12 + 4 * (b0 & 0x0F).astype(np.int64)
-    has_ext = (b0 & 0x10) != 0
-    ok &= ((ulen == total - ihl) & (ulen >= 8 + 12) & ((port_flags & DNS_PORT) == 0) & ((b0 >> 6) == 2)
-           & ((b1 < 192) | (b1 > 223)) & (header <= ulen - 8) & (~has_ext | (p + header + 4 <= HEAD)))
+    header = 12 + 4 * (b0 & CC_MASK).astype(np.int64)
+    has_ext = (b0 & EXTENSION_BIT) != 0
+    ok &= ((ulen == total - ihl) & (ulen >= 8 + 12) & ((port_flags & DNS_PORT) == 0) & ((b0 >> 6) == VERSION)
+           & ((b1 < RTCP_MUX_FIRST) | (b1 > RTCP_MUX_LAST)) & (header <= ulen - 8)
+           & (~has_ext | (p + header + 4 <= HEAD)))
     u8 = np.frombuffer(rec.buf, dtype=np.uint8)
     # RFC 3550 §5.3.1: the extension header's length counts 32-bit words after its 4 octets.
     ext = np.flatnonzero(ok & has_ext)
@@ -145,9 +146,9 @@ def decode_candidates(rec: Records) -> DecodedCandidates:
         header[ext] += 4 + 4 * ((u8[at].astype(np.int64) << 8) | u8[at + 1])
         ok &= header <= ulen - 8
     body = ulen - 8 - header
-    pt = b1 & 0x7F
-    heuristic = ((pt < 72) | (pt > 76)) & ((port_flags & EXCLUDED_PORT) == 0)
-    padded = np.flatnonzero(ok & ((b0 & 0x20) != 0))
+    pt = b1 & PT_MASK
+    heuristic = ((pt < RTCP_CONFLICT_PT_FIRST) | (pt > RTCP_CONFLICT_PT_LAST)) & ((port_flags & EXCLUDED_PORT) == 0)
+    padded = np.flatnonzero(ok & ((b0 & PADDING_BIT) != 0))
     if len(padded):
         # RFC 3550 §5.1: with P set, the last octet counts the padding octets (itself included).
         count = u8[data[padded] + p[padded] + ulen[padded] - 8 - 1].astype(np.int64)
