@@ -1,7 +1,7 @@
 """The vectorised batch path against the per-frame readers and dissectors, on crafted captures.
 
 reader.Scanner must find exactly the records voipwatch.capture reads (whatever the timestamps,
-lengths, block types or record-like bytes inside packets), and every frame driver.rtp_candidates
+lengths, block types or record-like bytes inside packets), and every frame candidates.rtp_candidates
 decodes must give the same fields through dissectors.net and dissectors.rtp.
 """
 from __future__ import annotations
@@ -16,10 +16,10 @@ import pytest
 
 from dissectors import rtp
 from dissectors.net import Datagram, NetworkDecoder
-from voipwatch.batch import driver, reader, grouping
+from voipwatch.batch import candidates, reader, grouping
 from voipwatch.analyze import analyze_files
 from voipwatch.capture import read_capture
-from voipwatch.batch.driver import decode_candidates, decode_vlan, group_candidates, rtp_candidates
+from voipwatch.batch.candidates import decode_candidates, decode_vlan, group_candidates, rtp_candidates
 from voipwatch.batch.reader import HEAD, Scanner
 from voipwatch.records import Frame
 from voipwatch.settings import load_settings
@@ -239,9 +239,9 @@ def test_rtp_candidates_decode_as_the_dissectors_do(tmp_path):
 def test_flow_codes_survive_hash_collisions(monkeypatch):
     rng = np.random.default_rng(3)
     columns = [rng.integers(0, 5, size=2000).astype(np.uint64) << np.uint64(40) for _ in range(3)]
-    codes, first = driver._factorize_rows(columns)
+    codes, first = candidates._factorize_rows(columns)
     monkeypatch.setattr(grouping, "MIX", np.zeros(4, dtype=np.uint64))      # every row hashes to 0
-    assert [a.tolist() for a in driver._factorize_rows(columns)] == [codes.tolist(), first.tolist()]
+    assert [a.tolist() for a in candidates._factorize_rows(columns)] == [codes.tolist(), first.tolist()]
     rows = list(zip(*(c.tolist() for c in columns)))
     assert [rows[i] for i in first.tolist()] == list(dict.fromkeys(rows))
     assert [rows[i] for i in first[codes].tolist()] == rows

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from voipwatch import media
+from voipwatch.batch import rtp as batch_rtp
 from voipwatch.batch import driver
 from voipwatch.analyze import analyze_files, write_outputs
 from voipwatch.batch.workers import Producer, forked, map_forked
@@ -39,7 +39,7 @@ def site_capture(tmp_path_factory) -> Path:
 @pytest.fixture
 def small_units(monkeypatch):
     monkeypatch.setattr(driver, "CHUNK_BYTES", 1 << 18)
-    monkeypatch.setattr(media, "UNIT_ROWS", 4096)
+    monkeypatch.setattr(batch_rtp, "UNIT_ROWS", 4096)
 
 
 def outputs(path: Path, jobs: int, out: Path, mode: str = "batch") -> tuple[dict[str, bytes], dict]:

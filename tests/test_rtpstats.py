@@ -15,7 +15,8 @@ import pytest
 
 from dissectors import rtp
 from voipwatch.records import PacketMeta, RtpPacket, RtpStream
-from voipwatch.rtpstats import RtpStreamTracker, analysis_clock_rate, streams_from_table
+from voipwatch.batch.stream_stats import streams_from_table
+from voipwatch.rtpstats import RtpStreamTracker, analysis_clock_rate
 
 T0 = 1700000000.0
 MS = 1e-3      # epoch seconds as doubles are exact to ~0.24 us: compare milliseconds to 1 us

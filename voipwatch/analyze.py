@@ -13,6 +13,7 @@ from voipwatch.capture import read_captures
 from voipwatch.alerts import write_alerts
 from voipwatch.detect import SEVERITIES, DetectorBus
 from voipwatch.batch.driver import feed_file
+from voipwatch.batch.rtp import BatchRtp
 from voipwatch.batch.workers import forked
 from voipwatch.pipeline import Analyzer
 from voipwatch.records import Alert, Call, DnsMessage, Frame, Registration, RtcpPacket, RtpStream, SipMessage, TlsFlow
@@ -111,6 +112,8 @@ def analyze_files(paths: list[str], settings: Settings | None = None, mode: str 
     run in a second one, and a single uncompressed file is scanned in parallel. The stream mode
     uses one.
     """
+    if mode not in ("batch", "stream"):
+        raise ValueError(f"mode must be batch or stream, not {mode!r}")
     started = time.perf_counter()
     settings = settings or load_settings()
     sink = Collector()
@@ -119,9 +122,10 @@ def analyze_files(paths: list[str], settings: Settings | None = None, mode: str 
     bus = DetectorBus(settings.detectors(), lambda a: alerts.append(a) if SEVERITIES.index(a.severity) >= floor
                       else None, mode, settings.pipeline.rtp_idle_timeout_s, settings.pipeline.call_idle_s,
                       settings.alerts.suppress_for_s, call_linger_s=settings.pipeline.call_linger_s)
-    analyzer = Analyzer(Tee(sink, bus), settings.pipeline, mode)
-    vectorised = mode == "batch" and len(paths) == 1 and paths[0] != "-"
-    if vectorised and feed_file(paths[0], analyzer, progress, jobs):
+    rtp = BatchRtp(settings.pipeline, jobs) if mode == "batch" else None
+    analyzer = Analyzer(Tee(sink, bus), settings.pipeline, rtp)
+    vectorised = rtp is not None and len(paths) == 1 and paths[0] != "-"
+    if vectorised and feed_file(paths[0], analyzer, rtp, progress):
         analyzer.finish()
     else:
         analyzer.run(read_captures(paths), progress)

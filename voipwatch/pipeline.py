@@ -1,9 +1,10 @@
 """The analysis pipeline: frames -> network decoding -> classification -> dissectors -> sessions -> sink.
 
-One `Analyzer` serves both execution paths. In "stream" mode every RTP packet updates an incremental
-tracker (live monitoring, or a file replayed with --mode stream); in "batch" mode RTP header fields go
-into columns and streams are computed at the end by the vectorised twin. Both give identical records.
-All time is capture time.
+One `Analyzer` serves both execution paths; they differ only in the RTP collector it is given. By
+default every RTP packet updates an incremental tracker (voipwatch.media.StreamingRtp: live
+monitoring, or a file replayed with --mode stream); analyze's batch mode gives it the batch room's
+BatchRtp (voipwatch.batch.rtp), which keeps RTP header fields in columns and computes the streams at
+the end. Both give identical records. All time is capture time.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from dissectors.tcp import TcpReassembler
 from voipwatch.capture import FRAME_NOTES
 from voipwatch.config import PipelineConfig
 from voipwatch.flows import FirstSeen
-from voipwatch.media import BatchRtp, StreamingRtp
+from voipwatch.media import FramesTaken, RtpCollector, StreamingRtp
 from voipwatch.records import Anomaly, DnsMessage, FlowSeen, Frame, HostSeen, RtpStream, SipMessage, TlsFlow
 from voipwatch.sessions import CallTracker, MediaExpectations, RegistrationTracker
 
@@ -45,24 +46,18 @@ class Sink(Protocol):
 class Analyzer:
     """Feed it frames in capture order; it tells its sink what it found."""
 
-    def __init__(self, sink: Sink, config: PipelineConfig | None = None, mode: str = "batch"):
-        if mode not in ("batch", "stream"):
-            raise ValueError(f"mode must be batch or stream, not {mode!r}")
+    def __init__(self, sink: Sink, config: PipelineConfig | None = None, rtp: RtpCollector | None = None):
         self.config = config or PipelineConfig()
         self.connect(sink)
-        self.mode = mode
+        self.rtp = rtp if rtp is not None else StreamingRtp(self.config.rtp_idle_timeout_s, self.config.max_rtp_streams)
         self.net = NetworkDecoder()
         self.tcp = TcpReassembler(max_flows=self.config.max_tcp_flows)
-        self.expectations = MediaExpectations(self.config.max_media_expectations, keep_log=mode == "batch",
-                                              max_age_s=self.config.media_binding_max_s)
+        self.expectations = MediaExpectations(self.config.max_media_expectations, self.config.media_binding_max_s,
+                                              log=self.rtp.announcements)
         self.calls = CallTracker(self.config.max_calls, self.config.call_idle_s, self.config.call_linger_s)
         self.registrations = RegistrationTracker(self.config.max_registrations,
                                                  self.config.max_register_transactions,
                                                  self.config.registration_idle_s)
-        rtp_cls = StreamingRtp if mode == "stream" else BatchRtp
-        self.rtp = rtp_cls(self.config.rtp_idle_timeout_s, self.config.max_rtp_streams, self.expectations,
-                           self.config.rtp_heuristic)
-        self._candidates = 0
         self.frames_read = 0
         self.frames_undecoded = 0                       # frames whose link/IP/transport layer failed
         self.frame_classes: Counter[str] = Counter()   # every frame lands in exactly one bucket
@@ -130,18 +125,6 @@ class Analyzer:
             self.frames_undecoded += 1
             self._anomaly(decoded)
         self.frame_classes[bucket] += 1
-
-    def count_candidates(self, n: int, lo: float, hi: float) -> None:
-        """n RTP candidates of capture times lo..hi, decoded by the vectorised batch path (voipwatch.batch.driver)
-        and handed to self.rtp (or kept by another process, batch.driver.KeptCandidates)."""
-        self._candidates += n
-        self.frames_read += n
-        if self.first_ts is None or lo < self.first_ts:
-            self.first_ts = lo
-        if self.last_ts is None or hi > self.last_ts:
-            self.last_ts = hi
-        if self._next_tick is None:
-            self._next_tick = lo + TICK_S
 
     def _sightings(self, dgram: Datagram, bucket: str) -> None:
         """First sightings of this flow direction and of its source host.
@@ -336,11 +319,9 @@ class Analyzer:
         IP and TCP reassemblers still hold."""
         for anomaly in self.net.finish() + self.tcp.finish():
             self._anomaly(anomaly)
-        not_rtp = self.rtp.finish(self._emit_streams)
-        if self._candidates > not_rtp:
-            self.frame_classes["rtp"] += self._candidates - not_rtp
-        if not_rtp:
-            self.frame_classes["udp.other"] += not_rtp
+        taken = self.rtp.finish(self._emit_streams)
+        if taken is not None:
+            self._count_taken(taken)
         for call in self.calls.finish():
             self.emit(call)
         for reg in self.registrations.finish():
@@ -354,3 +335,12 @@ class Analyzer:
                             ("sessions.hosts_overflow", self.hosts.overflows)):
             if count:
                 self.anomaly_counts[name] += count
+
+    def _count_taken(self, taken: FramesTaken) -> None:
+        """Frames the RTP collector took from the capture itself join the frame counts and the capture span."""
+        self.frames_read += taken.frames
+        self.frame_classes.update(taken.classes)
+        if taken.first_ts is not None and (self.first_ts is None or taken.first_ts < self.first_ts):
+            self.first_ts = taken.first_ts
+        if taken.last_ts is not None and (self.last_ts is None or taken.last_ts > self.last_ts):
+            self.last_ts = taken.last_ts

@@ -31,20 +31,39 @@ class MediaEndpoint:
     payload_types: dict = field(default_factory=dict)   # pt -> (clock rate, codec name), filled on first use
 
 
+def endpoints_in_lookup_order(sent_from, sent_to) -> tuple:
+    """The endpoints a media packet is looked up by, in order: the one it is sent to, then the one it
+    is sent from. SDP announces where its author receives media (RFC 3264 §5), and symmetric RTP sends
+    from that same port (RFC 4961 §3). The first endpoint whose binding holds wins.
+
+    The one statement of this rule: MediaExpectations.lookup applies it to (address, port) keys, the
+    batch path's vectorised twin (voipwatch.batch.announcements) to arrays of endpoint keys.
+    """
+    return sent_to, sent_from
+
+
+def binding_holds(setup_frame, setup_ts, frame, ts, max_age_s):
+    """Whether an announcement binds a packet: set up in an earlier frame than the packet's, and no
+    more than max_age_s before the packet's capture time (so both execution paths judge a binding by
+    the packet alone). Element-wise on numpy arrays, for the vectorised twin."""
+    return (setup_frame < frame) & (ts - setup_ts <= max_age_s)
+
+
 class MediaExpectations:
     """(address, port) -> what SDP last said will arrive there.
 
     An endpoint stays bound until another SDP announces the same address:port (a later call reusing
-    the port), until `max_age_s` after its SDP (a binding is judged by the packet's own time, so both
-    execution paths agree), or until the LRU cap evicts it. With `keep_log`, every announcement is
-    also kept in order for the vectorised batch path.
+    the port), until `max_age_s` after its SDP (binding_holds), or until the LRU cap evicts it. Given
+    a `log`, every announcement is also appended to it in order (the batch path's vectorised lookup
+    reads it).
     """
 
-    def __init__(self, max_entries: int, keep_log: bool = False, max_age_s: float = 21600.0):
+    def __init__(self, max_entries: int, max_age_s: float = 21600.0,
+                 log: list[tuple[tuple[str, int], MediaEndpoint]] | None = None):
         self.max_entries = max_entries
         self.max_age_s = max_age_s
         self._table: OrderedDict[tuple[str, int], MediaEndpoint] = OrderedDict()
-        self.log: list[tuple[tuple[str, int], MediaEndpoint]] | None = [] if keep_log else None
+        self.log = log
         self.overflows = 0
 
     def __len__(self) -> int:
@@ -78,11 +97,12 @@ class MediaExpectations:
             self.overflows += 1
 
     def lookup(self, src: str, sport: int, dst: str, dport: int, frame: int, ts: float) -> MediaEndpoint | None:
-        """The announced endpoint this packet is sent to or from, set up before this frame and no more
-        than max_age_s before its time."""
-        for key in ((dst, dport), (src, sport)):
-            endpoint = self._table.get(key)
-            if endpoint is not None and endpoint.setup_frame < frame and ts - endpoint.setup_ts <= self.max_age_s:
+        """The announced endpoint this packet belongs to (endpoints_in_lookup_order, binding_holds)."""
+        table = self._table
+        for key in endpoints_in_lookup_order((src, sport), (dst, dport)):
+            endpoint = table.get(key)
+            if endpoint is not None and binding_holds(endpoint.setup_frame, endpoint.setup_ts, frame, ts,
+                                                      self.max_age_s):
                 return endpoint
         return None
 

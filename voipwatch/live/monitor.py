@@ -155,7 +155,7 @@ class Monitor:
                                settings.pipeline.call_idle_s, settings.alerts.suppress_for_s,
                                call_linger_s=settings.pipeline.call_linger_s)
         if not hasattr(self, "analyzer"):
-            self.analyzer = Analyzer(Tee(self.sink, self.bus), settings.pipeline, "stream")
+            self.analyzer = Analyzer(Tee(self.sink, self.bus), settings.pipeline)
         else:
             self.analyzer.connect(Tee(self.sink, self.bus))
 
