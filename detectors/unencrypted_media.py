@@ -6,14 +6,14 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
+from dissectors.sdp import is_secure_profile, line_protection
 from voipwatch.config import ConfigError, opt
 from voipwatch.detect import SEVERITIES, AlertSpec, Detector, register
-from voipwatch.records import Call, RtpStream, SdpCrypto, SdpMedia, SdpSession, SipMessage
+from voipwatch.records import Call, RtpStream, SdpCrypto, SdpSession, SipMessage
 from voipwatch.windows import BoundedMap
 
 EAVES, TRUST = "Part I: Call eavesdropping protections", "Part I: Trusted path and channel protections"
 SG, PUBLIC = "Part II: Signaling gateway protections", "Part II: Protections for public IP networks functioning as voice carriers"
-CLEAR_PROTOS = ("RTP/AVP", "RTP/AVPF")      # RFC 3551 / RFC 4585 profiles; SRTP ones are .../SAVP(F) (RFC 3711)
 MEDIA_KINDS = ("audio", "video")
 # G.711 (RFC 3551 §4.5.14) and G.722 (§4.5.2) fill 8 bits per 8 kHz sample period, 40 bytes per 5 ms: a
 # cleartext payload is a whole number of 40-byte units at any ptime. Compressed codecs (Opus, G.729, Speex)
@@ -71,17 +71,6 @@ class _Group:
     counts: Counter = field(default_factory=Counter)
     items: list = field(default_factory=list)
     notes: set = field(default_factory=set)
-
-
-def _protection(sdp: SdpSession, media: SdpMedia) -> str:
-    """clear | zrtp | dtls | sdes | srtp for one negotiated m= line (nsa-checks UM-01 rule)."""
-    if media.zrtp_hash or sdp.zrtp_hash:
-        return "zrtp"                            # RFC 6189 §8.1: ZRTP negotiates over RTP/AVP
-    if media.fingerprint or sdp.fingerprint:
-        return "dtls"                            # RFC 5763
-    if media.crypto or sdp.crypto:
-        return "sdes"                            # RFC 4568
-    return "clear" if media.proto.upper() in CLEAR_PROTOS else "srtp"
 
 
 def _step(severity: str, n: int) -> str:
@@ -276,8 +265,8 @@ class UnencryptedMedia(Detector):
             if media.port == 0 or media.kind not in MEDIA_KINDS or media.direction == "inactive":
                 continue                         # rejected or held lines carry no media (RFC 3264 §6, §8.4)
             offered = offer.media[i] if i < len(offer.media) else None
-            if offered and ("SAVP" in offered.proto.upper() or offered.crypto or offer.crypto) \
-                    and _protection(answer, media) == "clear":
+            if offered and (is_secure_profile(offered.proto) or offered.crypto or offer.crypto) \
+                    and line_protection(answer, media) == "clear":
                 downgraded.append(f"{media.kind} {offered.proto} -> {media.proto}")
             for crypto in media.crypto or answer.crypto:
                 weak.update({f"{crypto.suite} {p}": WEAK_PARAMS[p] for p in crypto.session_params if p in WEAK_PARAMS})
@@ -370,7 +359,7 @@ class UnencryptedMedia(Detector):
             return "none", set()
         events = {pt for sdp in (offer, answer) if sdp and index < len(sdp.media)
                   for pt, name, _ in sdp.media[index].rtpmap if name.lower() == "telephone-event"}
-        return _protection(chosen, chosen.media[index]), events
+        return line_protection(chosen, chosen.media[index]), events
 
     def on_call(self, call: Call):
         """An answered call whose SDP negotiated cleartext media, but no stream of it was captured."""
@@ -381,7 +370,7 @@ class UnencryptedMedia(Detector):
         lines, ends = [], set()
         for _, offer, answer in state.sdps:
             clear = [m for m in (answer.media if answer else ()) if m.kind in MEDIA_KINDS and m.port
-                     and m.direction != "inactive" and _protection(answer, m) == "clear"]
+                     and m.direction != "inactive" and line_protection(answer, m) == "clear"]
             lines += [m for m in clear if m not in lines]
             ends |= {m.connection or sdp.connection for sdp in (offer, answer) if clear for m in sdp.media}
         if not lines:

@@ -222,3 +222,62 @@ def parse_sdp(body: bytes | str) -> tuple[SdpSession | None, list[str]]:
         direction=session.direction,
         crypto=tuple(session.crypto),
     ), names
+
+
+# -- media protection ------------------------------------------------------------------------------
+# What an m= line's profile and keying attributes say about how its media is protected (a
+# session-level a=crypto, a=fingerprint or a=zrtp-hash applies to every line). One home for this
+# fact: the calls table (voipwatch.sessions), the unencrypted_media detector and `voipwatch call`
+# all judge protection through these functions.
+
+
+def is_secure_profile(proto: str) -> bool:
+    """RTP/SAVP, RTP/SAVPF and their UDP/TLS/ forms: the SRTP profiles (RFC 3711 §12, RFC 5124)."""
+    return "SAVP" in proto.upper()
+
+
+def active_rtp_lines(sdp: SdpSession) -> list[SdpMedia]:
+    """The m= lines that carry RTP: an RTP profile and a port other than 0 (RFC 3264 §6 rejects a line
+    with port 0)."""
+    return [m for m in sdp.media if m.port != 0 and "RTP" in m.proto.upper()]
+
+
+def line_protection(sdp: SdpSession, media: SdpMedia) -> str:
+    """How one m= line says its media is keyed, the first that applies:
+
+    zrtp   a=zrtp-hash: ZRTP keys SRTP on the media path (RFC 6189 §8), over the plain RTP/AVP profile;
+    dtls   UDP/TLS/RTP/SAVP(F) with a=fingerprint (RFC 5763 §5, RFC 5764 §8);
+    sdes   a=crypto (RFC 4568);
+    dtls   a=fingerprint on another profile (RTP/SAVPF as early WebRTC offered DTLS-SRTP);
+    srtp   a secure profile whose key exchange SDP does not show (e.g. MIKEY, RFC 4567);
+    clear  a plain profile with none of these attributes.
+    A plain profile (RTP/AVP, RTP/AVPF) with a=crypto or a=fingerprint is "best-effort SRTP": outside
+    RFC 4568 and RFC 5763, which key only the secure profiles, yet used by endpoints that encrypt when
+    both ends can. It is named by its keying here; session_protection counts it as unprotected.
+    """
+    if media.zrtp_hash or sdp.zrtp_hash:
+        return "zrtp"
+    fingerprint = media.fingerprint or sdp.fingerprint
+    if fingerprint and "TLS" in media.proto.upper() and is_secure_profile(media.proto):
+        return "dtls"
+    if media.crypto or sdp.crypto:
+        return "sdes"
+    if fingerprint:
+        return "dtls"
+    return "srtp" if is_secure_profile(media.proto) else "clear"
+
+
+def session_protection(sdp: SdpSession | None) -> str:
+    """none | sdes | dtls | zrtp | unknown for a whole SDP, over its active RTP lines: zrtp when any line
+    is keyed by ZRTP; none when any line has a plain profile (RFC 4568 and RFC 5763 key only the secure
+    ones); sdes or dtls when every line is keyed that way; else unknown (no SDP, no active RTP line, a
+    secure line without a visible key exchange, or lines keyed in different ways)."""
+    lines = active_rtp_lines(sdp) if sdp is not None else []
+    kinds = {line_protection(sdp, m) for m in lines}
+    if "zrtp" in kinds:
+        return "zrtp"
+    if any(not is_secure_profile(m.proto) for m in lines):
+        return "none"
+    if kinds == {"sdes"} or kinds == {"dtls"}:
+        return kinds.pop()
+    return "unknown"

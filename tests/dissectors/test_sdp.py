@@ -10,7 +10,7 @@ from pathlib import Path
 import dpkt
 import pytest
 
-from dissectors.sdp import MAX_MEDIA, STATIC_PAYLOAD_TYPES, parse_sdp
+from dissectors.sdp import MAX_MEDIA, STATIC_PAYLOAD_TYPES, line_protection, parse_sdp, session_protection
 from dissectors.sip import looks_like_sip, parse_sip
 from voipwatch.records import PacketMeta
 
@@ -362,3 +362,51 @@ def test_fuzz_never_raises():
             session, anomalies = parse_sdp(candidate)
             assert session is not None or anomalies
             assert all(a.startswith("sdp.") for a in anomalies)
+
+
+# -- media protection (one home for the calls table, the unencrypted_media detector and `voipwatch call`) --
+
+FP = "a=fingerprint:sha-256 4A:AD:B9:B1:3F:82:18:3B:54:02:12:DF:3E:5D:49:6B:19:E5:7C:AB:3B:FD:0A:1A:4D:04:6B:5F:C4:1E:F2:A0"
+CRYPTO = f"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{INLINE}"
+ZRTP = "a=zrtp-hash:1.10 fe30efd02423cb054e50efd0248742ac7a52c8f91bc2df881ae642c371ba46df"
+
+
+@pytest.mark.parametrize("proto, attributes, line, session", [
+    ("RTP/AVP", [], "clear", "none"),                                # RFC 3551: plain RTP
+    ("RTP/AVPF", [], "clear", "none"),                               # RFC 4585
+    ("RTP/AVP", [ZRTP], "zrtp", "zrtp"),                             # RFC 6189 §8: ZRTP over RTP/AVP
+    ("RTP/SAVP", [CRYPTO, ZRTP], "zrtp", "zrtp"),
+    ("RTP/SAVP", [CRYPTO], "sdes", "sdes"),                          # RFC 4568
+    ("RTP/SAVPF", [CRYPTO], "sdes", "sdes"),                         # RFC 5124
+    ("UDP/TLS/RTP/SAVP", [FP], "dtls", "dtls"),                      # RFC 5763 §5, RFC 5764 §8
+    ("UDP/TLS/RTP/SAVPF", [FP, CRYPTO], "dtls", "dtls"),             # a=crypto has no meaning on a DTLS transport
+    ("RTP/SAVPF", [FP], "dtls", "dtls"),                             # DTLS-SRTP as early WebRTC offered it
+    ("RTP/SAVP", [FP, CRYPTO], "sdes", "sdes"),                      # RTP/SAVP is SDES's transport
+    ("RTP/SAVP", [], "srtp", "unknown"),                             # keys exchanged outside SDP (MIKEY...)
+    # best-effort SRTP: keying attributes on a plain profile. Named by their keying for the
+    # unencrypted_media detector (nsa-checks UM-01 exempts them); unprotected for RFC 4568/5763.
+    ("RTP/AVP", [CRYPTO], "sdes", "none"),
+    ("RTP/AVP", [FP], "dtls", "none"),
+])
+def test_protection_of_one_line(proto, attributes, line, session):
+    parsed, _ = parse_sdp(sdp(HEAD + f"m=audio 49170 {proto} 0\n" + "".join(a + "\n" for a in attributes)))
+    assert line_protection(parsed, parsed.media[0]) == line
+    assert session_protection(parsed) == session
+
+
+def test_session_level_keying_applies_to_every_line():
+    parsed, _ = parse_sdp(sdp(HEAD + CRYPTO + "\nm=audio 49170 RTP/SAVP 0\nm=video 51372 RTP/SAVP 99\n"))
+    assert [line_protection(parsed, m) for m in parsed.media] == ["sdes", "sdes"]
+    assert session_protection(parsed) == "sdes"
+
+
+def test_session_protection_over_several_lines():
+    def session_of(*lines: str) -> str:
+        return session_protection(parse_sdp(sdp(HEAD + "".join(lines)))[0])
+    audio_sdes = f"m=audio 49170 RTP/SAVP 0\n{CRYPTO}\n"
+    assert session_of(audio_sdes, "m=video 51372 RTP/AVP 99\n") == "none"          # one plain line is enough
+    assert session_of(audio_sdes, f"m=video 51372 UDP/TLS/RTP/SAVP 99\n{FP}\n") == "unknown"   # keyed two ways
+    assert session_of(audio_sdes, "m=video 0 RTP/AVP 99\n") == "sdes"              # RFC 3264 §6: port 0 is no media
+    assert session_of(audio_sdes, "m=image 6000 udptl t38\n") == "sdes"            # T.38 is not RTP
+    assert session_of("m=audio 0 RTP/AVP 0\n") == "unknown"
+    assert session_protection(None) == "unknown"

@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass, field
 
 from dissectors import rtp
+from dissectors.sdp import active_rtp_lines, is_secure_profile, line_protection, session_protection
 from dissectors.net import Datagram, NetworkDecoder
 from voipwatch.analyze import AnalysisResult
 from voipwatch.capture import read_captures
@@ -115,25 +116,27 @@ class Verdict:
 
 
 def protection_verdict(view: CallView) -> Verdict:
+    """The call's media protection (dissectors.sdp.session_protection of its answer, else its offer),
+    and whether anyone on the path could listen to it."""
     sdp = view.answer or view.offer
     if sdp is None:
         return Verdict("unknown", None, "no SDP was seen for this call, so its media protection is unknown")
-    media = [m for m in sdp.media if m.port and "RTP" in m.proto.upper()]
+    media = active_rtp_lines(sdp)
     if not media:
         return Verdict("unknown", None, "the SDP offers no active RTP media (none, or only port 0: RFC 3264 §6)")
-    if sdp.zrtp_hash or any(m.zrtp_hash for m in media):
+    protection = session_protection(sdp)
+    if protection == "zrtp":
         return Verdict("ZRTP", False, "ZRTP (RFC 6189) keys the media end to end; nothing on the path can decrypt it")
-    plain = [m for m in media if "SAVP" not in m.proto.upper()]
-    if plain and any(a.name == "unencrypted_media.zrtp_suspected" for a in view.alerts):
-        return Verdict("ZRTP (inferred)", False,
-                       "the SDP offered plain RTP/AVP, but every payload carries an SRTP authentication tag "
-                       "(frame + 4/10 bytes, RFC 3711 §4.2): the keys were negotiated on the media path, "
-                       "most likely by ZRTP (RFC 6189), so the path sees ciphertext")
-    if plain:
-        protos = ", ".join(sorted({m.proto for m in plain}))
+    if protection == "none":
+        if any(a.name == "unencrypted_media.zrtp_suspected" for a in view.alerts):
+            return Verdict("ZRTP (inferred)", False,
+                           "the SDP offered plain RTP/AVP, but every payload carries an SRTP authentication tag "
+                           "(frame + 4/10 bytes, RFC 3711 §4.2): the keys were negotiated on the media path, "
+                           "most likely by ZRTP (RFC 6189), so the path sees ciphertext")
+        protos = ", ".join(sorted({m.proto for m in media if not is_secure_profile(m.proto)}))
         return Verdict("none", True, f"media readable by anyone on the path: the SDP negotiated {protos}, "
                                      "plain RTP with no encryption (RFC 3550)")
-    if any(m.crypto or sdp.crypto for m in media):
+    if protection == "sdes":
         cleartext = [m for m in view.messages if m.sdp is not None and any(x.crypto for x in m.sdp.media)]
         if cleartext:
             transports = sorted({m.pkt.transport.upper() for m in cleartext})
@@ -141,10 +144,13 @@ def protection_verdict(view: CallView) -> Verdict:
                            f"media readable by anyone on the path: the SRTP keys (RFC 4568 a=crypto) travelled in "
                            f"SIP over {'/'.join(transports)} without TLS, so whoever captured the SIP can decrypt it")
         return Verdict("SDES over TLS", False, "SRTP keyed by SDES inside TLS-protected signalling")
-    if any(m.fingerprint or sdp.fingerprint for m in media):
+    if protection == "dtls":
         return Verdict("DTLS-SRTP", False, "DTLS-SRTP (RFC 5763/5764) derives the keys in a DTLS handshake "
                                            "between the endpoints; the path sees only ciphertext")
-    return Verdict("unknown", None, "secure RTP profile without a visible key exchange")
+    kinds = sorted({line_protection(sdp, m) for m in media})
+    if kinds == ["srtp"]:
+        return Verdict("unknown", None, "secure RTP profile without a visible key exchange")
+    return Verdict("unknown", None, f"the m= lines are protected in different ways ({', '.join(kinds)})")
 
 
 @dataclass
