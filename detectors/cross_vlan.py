@@ -6,7 +6,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from voipwatch.config import opt
+from voipwatch.config_schema import opt
 from voipwatch.detect import AlertSpec, Detector, register
 from voipwatch.records import DnsMessage, FlowSeen, HostSeen, L2Neighbor, RtpStream, SipMessage
 from voipwatch.windows import BoundedMap

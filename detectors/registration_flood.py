@@ -7,7 +7,7 @@ from collections import Counter, namedtuple
 from dataclasses import dataclass, field
 
 from dissectors.sip import address_of_record
-from voipwatch.config import ConfigError, opt
+from voipwatch.config_schema import ConfigError, opt
 from voipwatch.detect import AlertSpec, Detector, register
 from voipwatch.records import SipMessage
 from voipwatch.windows import BoundedMap, KeyedWindows, SlidingWindow

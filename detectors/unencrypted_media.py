@@ -7,7 +7,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from dissectors.sdp import is_secure_profile, line_protection
-from voipwatch.config import ConfigError, opt
+from voipwatch.config_schema import ConfigError, opt
 from voipwatch.detect import SEVERITIES, AlertSpec, Detector, register
 from voipwatch.records import Call, RtpStream, SdpCrypto, SdpSession, SipMessage
 from voipwatch.windows import BoundedMap

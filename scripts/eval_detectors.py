@@ -30,7 +30,7 @@ from test_golden import _matches  # noqa: E402
 from voipwatch.alerts import alert_event  # noqa: E402
 from voipwatch.analyze import analyze_files  # noqa: E402
 from voipwatch.detect import SEVERITIES  # noqa: E402
-from voipwatch.settings import load_settings  # noqa: E402
+from voipwatch.config import load_settings  # noqa: E402
 
 SAMPLES = REPO / "sample_captures"
 BENIGN = {"rf": ("registration_flood", "registration_flood.toml"), "tf": ("toll_fraud", "toll_fraud.toml"),

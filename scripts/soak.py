@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO))
 
 from voipwatch.capture import read_capture  # noqa: E402
 from voipwatch.live.monitor import Monitor  # noqa: E402
-from voipwatch.settings import load_settings  # noqa: E402
+from voipwatch.config import load_settings  # noqa: E402
 
 SAMPLE_EVERY = 50_000
 PAGE_MB = os.sysconf("SC_PAGE_SIZE") / (1 << 20)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from voipwatch.analyze import AnalysisResult, analyze_files
-from voipwatch.settings import load_settings
+from voipwatch.config import load_settings
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "sample_captures"

@@ -19,7 +19,7 @@ from voipwatch.call import audio
 from voipwatch.analyze import analyze_files
 from voipwatch.call.text import investigate
 from voipwatch.call.select import protection_verdict, select_calls
-from voipwatch.settings import load_settings
+from voipwatch.config import load_settings
 
 OFFICE = str(Path(__file__).resolve().parents[1] / "sample_captures" / "small-office.pcap")
 

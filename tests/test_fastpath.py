@@ -22,7 +22,7 @@ from voipwatch.capture import read_capture
 from voipwatch.batch.candidates import decode_candidates, decode_vlan, group_candidates, rtp_candidates
 from voipwatch.batch.reader import HEAD, Scanner
 from voipwatch.records import Frame
-from voipwatch.settings import load_settings
+from voipwatch.config import load_settings
 
 
 # -- captures --------------------------------------------------------------------------------------

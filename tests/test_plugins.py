@@ -22,7 +22,7 @@ REGISTER_WATCH = '''
 
     from dataclasses import dataclass
 
-    from voipwatch.config import opt
+    from voipwatch.config_schema import opt
     from voipwatch.detect import AlertSpec, Detector, register
     from voipwatch.records import SipMessage
 

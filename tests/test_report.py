@@ -23,7 +23,7 @@ from voipwatch.call.ladder import build_ladder
 from voipwatch.report.data import DEFAULT_TOP, ReportData, build_report, destination_classes, from_result, load_dir
 from voipwatch.report.figures import draw_figures, ladder_from_rows
 from voipwatch.report.html import render
-from voipwatch.settings import load_settings
+from voipwatch.config import load_settings
 from voipwatch.tables import TABLES, to_frame, write_records
 
 REPO = Path(__file__).resolve().parents[1]

@@ -29,7 +29,7 @@ from voipwatch.analyze import analyze_files
 from voipwatch.report.data import build_report, from_result
 from voipwatch.report.figures import draw_figures
 from voipwatch.report.html import write_report
-from voipwatch.settings import load_settings
+from voipwatch.config import load_settings
 
 pytestmark = pytest.mark.browser   # headless chromium
 

@@ -17,7 +17,7 @@ from voipwatch.batch.rtp import BatchRtp
 from voipwatch.batch.workers import forked
 from voipwatch.pipeline import Analyzer
 from voipwatch.records import Alert, Call, DnsMessage, Frame, Registration, RtcpPacket, RtpStream, SipMessage, TlsFlow
-from voipwatch.settings import Settings, load_settings
+from voipwatch.config import Settings, load_settings
 from voipwatch.tables import TABLES, to_frame, write_records
 
 

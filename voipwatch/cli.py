@@ -12,7 +12,7 @@ from pathlib import Path
 
 from voipwatch import __version__
 from voipwatch.capture import CaptureError
-from voipwatch.config import ConfigError
+from voipwatch.config_schema import ConfigError
 from voipwatch.detect import SEVERITIES
 from voipwatch.tables import FORMATS
 
@@ -188,7 +188,7 @@ def monitor(interfaces, replay, bpf, out_dir, config_path, sets, backend, alerts
     """
     from voipwatch.live.sources import LiveError, PipeCapture, PysharkCapture
     from voipwatch.live.monitor import Monitor, replay_frames
-    from voipwatch.settings import load_settings
+    from voipwatch.config import load_settings
 
     if bool(interfaces) == bool(replay):
         raise click.UsageError("give either -i INTERFACE (live) or -r CAPTURE (replay)")
@@ -276,7 +276,7 @@ def report(captures, from_dir, out_path, config_path, sets, top) -> None:
 
 def settings_or_exit(config_path: str | None, sets: tuple[str, ...]):
     """The run's settings, or one `error:` line and exit status 1 for a configuration that does not fit."""
-    from voipwatch.settings import load_settings
+    from voipwatch.config import load_settings
 
     try:
         return load_settings(config_path, sets)
@@ -304,7 +304,7 @@ def config_show(config_path, sets) -> None:
 
         voipwatch config show --config site.toml > effective.toml
     """
-    from voipwatch.settings import load_settings, render_toml
+    from voipwatch.config import load_settings, render_toml
 
     try:
         click.echo(render_toml(load_settings(config_path, sets)))

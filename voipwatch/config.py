@@ -1,28 +1,19 @@
-"""Configuration: typed defaults with a doc line at their point of use, overridden by one TOML file.
+"""Every setting of a run, from one TOML file plus --set overrides: pipeline, site model, detectors, alerts.
 
-Every knob is `opt(default, doc)` on a frozen dataclass. A TOML file (read with stdlib tomllib)
-overrides only what differs; unknown sections or keys are errors that name the valid ones.
+Sections: [pipeline], [alerts], [site], [zones.<zone>], [roles], [dialplan], [detectors.<name>].
+Unknown sections and keys are errors that name the valid ones. `render_toml` prints the effective
+configuration with each setting's documentation (`voipwatch config show`). How a setting is
+declared and checked is voipwatch.config_schema's (opt, build).
 """
 from __future__ import annotations
 
-import dataclasses
-import tomllib
-import types
-import typing
-from dataclasses import dataclass, field, fields
-from pathlib import Path
+import json
+from dataclasses import dataclass, fields
 from typing import Any
 
-
-class ConfigError(ValueError):
-    """A configuration file or override that does not fit the schema."""
-
-
-def opt(default: Any, doc: str):
-    """A configuration field: its default and the one line that documents it."""
-    if isinstance(default, (list, tuple, dict, set)):
-        return field(default_factory=lambda: default, metadata={"doc": doc})
-    return field(default=default, metadata={"doc": doc})
+from voipwatch.config_schema import ConfigError, build, load_toml, merge, opt, parse_set
+from voipwatch.detect import SEVERITIES, Detector, load_detectors
+from voipwatch.site import ZONE_NAMES, DialplanConfig, RolesConfig, Site, SiteConfig, ZoneConfig
 
 
 @dataclass(frozen=True)
@@ -54,77 +45,90 @@ class PipelineConfig:
                 raise ConfigError(f"[pipeline] {f.name}: must not be negative, got {value!r}")
 
 
-def _coerce(value: Any, annotation: Any, where: str) -> Any:
-    """Check a TOML value against a field annotation; lists become tuples."""
-    origin = typing.get_origin(annotation)
-    if origin in (tuple, list):
-        if not isinstance(value, list):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
-        (item_type, *_) = typing.get_args(annotation) or (Any,)
-        return tuple(_coerce(v, item_type, where) for v in value)
-    if origin in (typing.Union, types.UnionType):
-        for option in typing.get_args(annotation):
-            if option is type(None) and value is None:
-                return None
-            try:
-                return _coerce(value, option, where)
-            except ConfigError:
-                continue
-        raise ConfigError(f"{where}: {value!r} does not fit {annotation}")
-    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if annotation in (int, float, str, bool) and not (isinstance(value, annotation) and
-                                                      (annotation is bool or not isinstance(value, bool))):
-        raise ConfigError(f"{where}: expected {annotation.__name__}, got {value!r}")
-    return value
+
+@dataclass(frozen=True)
+class AlertsConfig:
+    """Alert output."""
+    suppress_for_s: float = opt(3600.0, "Repeats of one alert name and identifier within this many capture seconds are suppressed.")
+    min_severity: str = opt("info", "Alerts below this severity are not written (info, low, medium, high, critical).")
 
 
-def build(cls: type, overrides: dict[str, Any], where: str):
-    """An instance of config dataclass `cls` with `overrides` applied, validated."""
-    hints = typing.get_type_hints(cls)
-    valid = {f.name for f in fields(cls)}
-    unknown = sorted(set(overrides) - valid)
+@dataclass
+class Settings:
+    pipeline: PipelineConfig
+    alerts: AlertsConfig
+    site: Site
+    detector_configs: dict[str, Any]
+    enabled: dict[str, bool]
+    tree: dict
+
+    def detectors(self) -> list[Detector]:
+        registry = load_detectors()
+        return [registry[name](self.detector_configs[name], self.site)
+                for name in registry if self.enabled.get(name, True)]
+
+
+TOP_LEVEL = ("pipeline", "alerts", "site", "zones", "roles", "dialplan", "detectors")
+
+
+def load_settings(path: str | None = None, sets: tuple[str, ...] = ()) -> Settings:
+    tree = merge(load_toml(path), parse_set(sets))
+    unknown = sorted(set(tree) - set(TOP_LEVEL))
     if unknown:
-        raise ConfigError(f"[{where}]: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(valid))}")
-    values = {k: _coerce(v, hints[k], f"[{where}] {k}") for k, v in overrides.items()}
-    return dataclasses.replace(cls(), **values)
+        raise ConfigError(f"unknown section(s) {', '.join(unknown)}; valid sections: {', '.join(TOP_LEVEL)}")
+    pipeline = build(PipelineConfig, tree.get("pipeline", {}), "pipeline")
+    alerts = build(AlertsConfig, tree.get("alerts", {}), "alerts")
+    if alerts.min_severity not in SEVERITIES:
+        raise ConfigError(f"[alerts] min_severity: {alerts.min_severity!r} is not one of {', '.join(SEVERITIES)}")
+    site = Site({k: tree[k] for k in ("site", "zones", "roles", "dialplan") if k in tree})
+    registry = load_detectors()
+    sections = tree.get("detectors", {})
+    unknown = sorted(set(sections) - set(registry))
+    if unknown:
+        raise ConfigError(f"[detectors]: unknown detector(s) {', '.join(unknown)}; valid: {', '.join(registry)}")
+    configs, enabled = {}, {}
+    for name, cls in registry.items():
+        section = dict(sections.get(name, {}))
+        enabled[name] = bool(section.pop("enabled", True))
+        configs[name] = build(cls.Config, section, f"detectors.{name}")
+    return Settings(pipeline, alerts, site, configs, enabled, tree)
 
 
-def load_toml(path: str | Path | None) -> dict[str, Any]:
-    if path is None:
-        return {}
-    try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: {exc}") from exc
-    except UnicodeDecodeError as exc:           # TOML is UTF-8 (toml.io v1.0.0)
-        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
-    except OSError as exc:
-        raise ConfigError(f"{path}: {exc.strerror}") from exc
+def _value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (tuple, list)):
+        return "[" + ", ".join(_value(v) for v in value) + "]"
+    if isinstance(value, str):
+        return json.dumps(value)
+    return repr(value)
 
 
-def parse_set(assignments: tuple[str, ...]) -> dict[str, Any]:
-    """`section.key=value` overrides (Suricata's --set) as a nested dict; values are TOML literals."""
-    tree: dict[str, Any] = {}
-    for item in assignments:
-        dotted, sep, raw = item.partition("=")
-        if not sep or "." not in dotted:
-            raise ConfigError(f"--set {item!r}: expected section.key=value")
-        try:
-            value = tomllib.loads(f"v = {raw}")["v"]
-        except tomllib.TOMLDecodeError:
-            value = raw
-        *sections, key = dotted.split(".")
-        node = tree
-        for section in sections:
-            node = node.setdefault(section, {})
-        node[key] = value
-    return tree
+def _section(title: str, doc: str | None, config: Any, extra: list[str] = ()) -> list[str]:
+    lines = [f"[{title}]"]
+    if doc:
+        lines.insert(0, f"# {doc.strip().splitlines()[0]}")
+    lines += list(extra)
+    for f in fields(config):
+        lines.append(f"# {f.metadata.get('doc', '')}")
+        lines.append(f"{f.name} = {_value(getattr(config, f.name))}")
+    return lines + [""]
 
 
-def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in extra.items():
-        out[key] = merge(out.get(key, {}), value) if isinstance(value, dict) else value
-    return out
+def render_toml(settings: Settings) -> str:
+    """The effective configuration as TOML, each setting preceded by its documentation."""
+    out = ["# voipwatch effective configuration (voipwatch config show)", ""]
+    out += _section("pipeline", PipelineConfig.__doc__, settings.pipeline)
+    out += _section("alerts", AlertsConfig.__doc__, settings.alerts)
+    out += _section("site", SiteConfig.__doc__, settings.site.site)
+    for zone in ZONE_NAMES:
+        out += _section(f"zones.{zone}", ZoneConfig.__doc__ if zone == ZONE_NAMES[0] else None,
+                        settings.site.zones[zone])
+    out += _section("roles", RolesConfig.__doc__, settings.site.roles)
+    out += _section("dialplan", DialplanConfig.__doc__, settings.site.dialplan)
+    for name, cls in load_detectors().items():
+        det = cls(settings.detector_configs[name], settings.site)
+        extra = ["# Whether this detector runs.", f"enabled = {_value(settings.enabled[name])}"]
+        extra += [f"# IDLE until configured: {reason}" for reason in det.idle_reasons()]
+        out += _section(f"detectors.{name}", cls.__doc__, settings.detector_configs[name], extra)
+    return "\n".join(out)

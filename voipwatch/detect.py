@@ -25,7 +25,7 @@ from collections import Counter
 from dataclasses import dataclass, fields, is_dataclass
 from typing import Any, Callable, ClassVar, Iterable
 
-from voipwatch.config import ConfigError
+from voipwatch.config_schema import ConfigError
 from voipwatch.records import RECORDS, Alert, Timing
 from voipwatch.site import Site
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime, timezone
 from functools import lru_cache
 
-from voipwatch.config import ConfigError, build, opt
+from voipwatch.config_schema import ConfigError, build, opt
 
 ZONE_NAMES = ("voice", "softphone", "data", "mgmt", "uc_dmz", "wlan")
 # RFC 1918 and RFC 4193 private ranges, loopback and link-local: "internal" unless configured otherwise.

@@ -9,7 +9,7 @@ import pytest
 from detectors.cross_vlan import Config, CrossVlan, _asks_voice_vlan
 from voipwatch.analyze import analyze_files
 from voipwatch.records import FlowSeen, HostSeen, L2Neighbor, PacketMeta, RtpStream, SdpMedia, SdpSession, SipMessage
-from voipwatch.settings import load_settings
+from voipwatch.config import load_settings
 from voipwatch.site import Site
 
 FAMILY = "cross_vlan"

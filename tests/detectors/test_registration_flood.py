@@ -13,7 +13,7 @@ import pytest
 from voipwatch.analyze import analyze_files
 from voipwatch.detect import SEVERITIES, load_detectors
 from voipwatch.records import PacketMeta, SipAuth, SipMessage
-from voipwatch.settings import load_settings
+from voipwatch.config import load_settings
 
 FAMILY = "registration_flood"
 

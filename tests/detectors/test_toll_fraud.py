@@ -8,10 +8,10 @@ import pytest
 
 from detectors.toll_fraud import TollFraud
 from voipwatch.analyze import analyze_files
-from voipwatch.config import ConfigError
+from voipwatch.config_schema import ConfigError
 from voipwatch.detect import SEVERITIES
 from voipwatch.records import PacketMeta, SipAuth, SipMessage
-from voipwatch.settings import load_settings
+from voipwatch.config import load_settings
 
 FAMILY = "toll_fraud"
 SIP_3700 = "sip-attacks/Traces/SIP-3700-unauthorized-401.pcap"

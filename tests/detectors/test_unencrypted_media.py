@@ -9,10 +9,10 @@ import pytest
 
 from detectors.unencrypted_media import Config, UnencryptedMedia
 from voipwatch.analyze import analyze_files
-from voipwatch.config import ConfigError, build
+from voipwatch.config_schema import ConfigError, build
 from voipwatch.detect import SEVERITIES
 from voipwatch.records import PacketMeta, RtpStream, SdpCrypto, SdpMedia, SdpSession, SipMessage
-from voipwatch.settings import load_settings
+from voipwatch.config import load_settings
 from voipwatch.site import Site
 
 FAMILY = "unencrypted_media"

@@ -10,7 +10,7 @@ import pytest
 from dissectors.l2 import ANOMALIES, parse_l2
 from voipwatch.analyze import analyze_files
 from voipwatch.records import Anomaly, L2Neighbor
-from voipwatch.settings import load_settings
+from voipwatch.config import load_settings
 from mutate import mutations
 from peer import run
 

@@ -7,7 +7,7 @@ from voipwatch.call import ladder, quality
 from voipwatch.analyze import analyze_files
 from voipwatch.call.bundle import sdp_summary, write_bundle
 from voipwatch.call.select import CallView, collect, protection_verdict, select_calls
-from voipwatch.settings import Settings
+from voipwatch.config import Settings
 
 
 def investigate(paths: list[str], settings: Settings, call_id: str | None = None, number: str | None = None,

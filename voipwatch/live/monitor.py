@@ -25,7 +25,7 @@ from voipwatch.capture import read_captures
 from voipwatch.detect import SEVERITIES, DetectorBus
 from voipwatch.pipeline import Analyzer
 from voipwatch.records import RECORDS, Alert, Anomaly, Call, DnsMessage, Frame, Registration, RtpStream
-from voipwatch.settings import Settings
+from voipwatch.config import Settings
 from voipwatch.tables import TABLES, write_csv_rows
 from voipwatch.windows import BoundedMap
 
