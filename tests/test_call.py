@@ -6,7 +6,9 @@ with the analyze tables, and decoded audio with the tones the small-office gener
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
+import struct
 import subprocess
 import sys
 import wave
@@ -161,3 +163,65 @@ def test_real_zrtp_call_is_not_readable_and_not_decoded(public_captures, tmp_pat
     assert (summary["protection"], summary["media_readable_on_path"]) == ("ZRTP (inferred)", False)
     assert summary["streams"] and all(s["audio"] is None and "encrypted" in s["not_decoded_because"]
                                       for s in summary["streams"])
+
+
+def _pcapgen():
+    spec = importlib.util.spec_from_file_location("voipwatch_call_test_pcapgen",
+                                                  Path(OFFICE).parent / "generators" / "pcapgen.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module                   # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def rtcp_sender_report(ssrc: int, ntp: int, rtp_ts: int, packets: int) -> bytes:
+    """RFC 3550 §6.4.1: an SR with no report block (V=2, RC=0, PT=200, length 6 words)."""
+    return struct.pack("!BBHIQIII", 0x80, 200, 6, ssrc, ntp, rtp_ts, packets, packets * 160)
+
+
+def test_rtcp_comes_from_the_ports_sdp_announced(tmp_path, tshark):
+    """RFC 3605 a=rtcp puts each side's RTCP away from RTP port + 1. The bundle holds the RTCP sent to
+    those ports, and not an RTCP-looking datagram between the two RTP ports + 1 (the old guess)."""
+    pg = _pcapgen()
+    cap, a, b, t0 = pg.PcapWriter(), "10.0.0.1", "10.0.0.2", 1_700_000_000.0
+    call_id = "rtcp-elsewhere@test"
+
+    def send(ts, src, sport, dst, dport, payload):
+        cap.add(ts, pg.ethernet(pg.ipv4(src, dst, 17, pg.udp(src, sport, dst, dport, payload)), pg.ETH_IPV4))
+
+    headers = [("Via", f"SIP/2.0/UDP {a}:5060;branch=z9hG4bKrtcp1"), ("From", "<sip:alice@example.com>;tag=1"),
+               ("To", "<sip:bob@example.com>"), ("Call-ID", call_id), ("CSeq", "1 INVITE"),
+               ("Contact", f"<sip:alice@{a}:5060>")]
+    send(t0, a, 5060, b, 5060, pg.sip_message("INVITE sip:bob@example.com SIP/2.0", headers,
+                                              pg.sdp_body(a, a, 40000, extra=("a=rtcp:40010",))))
+    answer = [h if h[0] != "To" else ("To", "<sip:bob@example.com>;tag=2") for h in headers]
+    send(t0 + 1, b, 5060, a, 5060, pg.sip_message("SIP/2.0 200 OK", answer,
+                                                  pg.sdp_body(b, b, 50000, extra=("a=rtcp:50020",), session_id=2)))
+    ack = [h if h[0] != "CSeq" else ("CSeq", "1 ACK") for h in answer]
+    send(t0 + 1.1, a, 5060, b, 5060, pg.sip_message("ACK sip:bob@10.0.0.2 SIP/2.0", ack))
+    for i in range(150):
+        ts = t0 + 1.2 + i * 0.02
+        send(ts, a, 40000, b, 50000, pg.rtp(i, i * 160, 0x1111, 0, bytes(160)))
+        send(ts + 0.005, b, 50000, a, 40000, pg.rtp(i, i * 160, 0x2222, 0, bytes(160)))
+        if i % 50 == 25:
+            send(ts + 0.01, a, 40010, b, 50020, rtcp_sender_report(0x1111, i, i * 160, i))
+            send(ts + 0.015, b, 50020, a, 40010, rtcp_sender_report(0x2222, i, i * 160, i))
+            send(ts + 0.018, a, 40001, b, 50001, rtcp_sender_report(0x3333, i, i * 160, i))   # not this call's
+    bye = [("Via", f"SIP/2.0/UDP {b}:5060;branch=z9hG4bKrtcp2"), ("From", "<sip:bob@example.com>;tag=2"),
+           ("To", "<sip:alice@example.com>;tag=1"), ("Call-ID", call_id), ("CSeq", "2 BYE")]
+    send(t0 + 4.5, b, 5060, a, 5060, pg.sip_message("BYE sip:alice@10.0.0.1 SIP/2.0", bye))
+    send(t0 + 4.51, a, 5060, b, 5060, pg.sip_message("SIP/2.0 200 OK", bye))
+    capture = tmp_path / "rtcp-elsewhere.pcap"
+    cap.save(capture)
+
+    _, found = investigate([str(capture)], load_settings(), call_id=call_id, out_dir=str(tmp_path / "out"))
+    call_pcap = str(tmp_path / "out" / f"1-{call_id}" / "call.pcap")
+    assert found == 1
+    # tshark ties RTCP to a call by the SDP frame that set up its conversation (rtcp.setup-frame); its
+    # RTCP heuristic also decodes the datagrams between the ports + 1, with no setup frame.
+    assert tshark_count(tshark, call_pcap, "frame") == tshark_count(
+        tshark, str(capture), f'sip.Call-ID == "{call_id}" || rtp.ssrc == 0x1111 || rtp.ssrc == 0x2222 '
+                              '|| rtcp.setup-frame') == 5 + 300 + 6
+    assert tshark_count(tshark, call_pcap, "rtcp && udp.port == 40010 && udp.port == 50020") == 6
+    assert tshark_count(tshark, str(capture), "rtcp && udp.port == 40001") == 3
+    assert tshark_count(tshark, call_pcap, "udp.port == 40001") == 0

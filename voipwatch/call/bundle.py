@@ -16,7 +16,8 @@ from dissectors.rtp import STATIC_PAYLOAD_TYPES
 from voipwatch import __version__
 from voipwatch.call import audio, ladder, quality
 from voipwatch.alerts import alert_event
-from voipwatch.call.select import CallView, MediaPackets, Verdict, protection_verdict
+from voipwatch.call.packets import MediaPackets
+from voipwatch.call.select import CallView, Verdict, protection_verdict
 from voipwatch.records import Frame, RtpStream
 
 

@@ -1,20 +1,17 @@
-"""Investigating one call: find it, judge its media protection, and gather its evidence.
+"""Investigating one call: find it and judge its media protection.
 
-The library behind `voipwatch call`. It starts from an analysis (voipwatch.analyze), selects calls
-by Call-ID, number or address, then reads the captures once more to collect the call's own packets
-(every SIP message, RTP and RTCP packet, in original order and link layer) and its media payloads.
+The library behind `voipwatch call`. It starts from an analysis (voipwatch.analyze) and selects calls
+by Call-ID, number or address; voipwatch.call.packets then reads the captures once more for each
+call's own packets.
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
 
-from dissectors import rtp
 from dissectors.sdp import active_rtp_lines, is_secure_profile, line_protection, session_protection
-from dissectors.net import Datagram, NetworkDecoder
 from voipwatch.analyze import AnalysisResult
-from voipwatch.capture import read_captures
-from voipwatch.records import Alert, Call, Frame, RtpStream, SdpSession, SipMessage
+from voipwatch.records import Alert, Call, RtpStream, SdpSession, SipMessage
 
 MIN_NUMBER_DIGITS = 3     # shorter --number values would match almost anything
 
@@ -151,66 +148,3 @@ def protection_verdict(view: CallView) -> Verdict:
     if kinds == ["srtp"]:
         return Verdict("unknown", None, "secure RTP profile without a visible key exchange")
     return Verdict("unknown", None, f"the m= lines are protected in different ways ({', '.join(kinds)})")
-
-
-@dataclass
-class MediaPackets:
-    """The RTP packets of one stream, as read back from the capture."""
-    stream: RtpStream
-    packets: list[tuple[float, int, int, bytes]] = field(default_factory=list)   # (ts, seq, rtp_ts, payload)
-
-
-def collect(paths: list[str], views: list[CallView]) -> tuple[dict[str, list[Frame]], dict[tuple, MediaPackets]]:
-    """Read the captures again: each call's frames (SIP, RTP, RTCP) and each stream's payloads."""
-    sip_frames = {m.pkt.frame: v.call.call_id for v in views for m in v.messages}
-    sip_flows: dict[tuple, tuple[str, float, float]] = {}
-    for v in views:
-        for m in v.messages:
-            if m.pkt.transport == "tcp":
-                key = (m.pkt.vlan, m.pkt.src, m.pkt.sport, m.pkt.dst, m.pkt.dport)
-                sip_flows[key] = (v.call.call_id, v.call.first_ts - 1.0, v.call.last_ts + 1.0)
-    media: dict[tuple, MediaPackets] = {}
-    rtcp_ends: dict[tuple[str, int], tuple[str, float, float]] = {}
-    for v in views:
-        for s in v.streams:
-            media[(s.vlan, s.src, s.sport, s.dst, s.dport, s.ssrc)] = MediaPackets(s)
-            window = (v.call.call_id, s.first_ts - 1.0, s.last_ts + 10.0)
-            rtcp_ends[(s.src, s.sport + 1)] = window
-            rtcp_ends[(s.dst, s.dport + 1)] = window
-        for addr, port in v.offered:
-            rtcp_ends.setdefault((addr, port), (v.call.call_id, v.call.first_ts, v.call.last_ts + 10.0))
-    frames: dict[str, list[Frame]] = {v.call.call_id: [] for v in views}
-    decoder = NetworkDecoder()
-    for item in read_captures(paths):
-        if type(item) is not Frame:
-            continue
-        if item.frame in sip_frames:
-            frames[sip_frames[item.frame]].append(item)
-            continue
-        dgram = decoder.decode(item)
-        if type(dgram) is not Datagram:
-            continue
-        meta = dgram.meta
-        if meta.transport == "tcp":
-            hit = sip_flows.get((meta.vlan, meta.src, meta.sport, meta.dst, meta.dport)) or \
-                sip_flows.get((meta.vlan, meta.dst, meta.dport, meta.src, meta.sport))
-            if hit and hit[1] <= meta.ts <= hit[2]:
-                frames[hit[0]].append(item)
-            continue
-        payload = dgram.payload
-        if rtp.is_rtcp_payload(payload):
-            hit = rtcp_ends.get((meta.dst, meta.dport)) or rtcp_ends.get((meta.src, meta.sport))
-            if hit and hit[1] <= meta.ts <= hit[2]:
-                frames[hit[0]].append(item)
-            continue
-        pkt = rtp.parse_rtp(meta, payload, True)
-        if pkt is None:
-            continue
-        found = media.get((meta.vlan, meta.src, meta.sport, meta.dst, meta.dport, pkt.ssrc))
-        if found and found.stream.first_ts <= meta.ts <= found.stream.last_ts:
-            header = len(payload) - pkt.payload_len - (payload[-1] if payload[0] & 0x20 and payload else 0)
-            found.packets.append((meta.ts, pkt.seq, pkt.rtp_ts, payload[header:header + pkt.payload_len]))
-            frames[found.stream.call_id].append(item)
-    for call_frames in frames.values():
-        call_frames.sort(key=lambda f: f.frame)
-    return frames, media

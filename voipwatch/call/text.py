@@ -6,7 +6,8 @@ from pathlib import Path
 from voipwatch.call import ladder, quality
 from voipwatch.analyze import analyze_files
 from voipwatch.call.bundle import sdp_summary, write_bundle
-from voipwatch.call.select import CallView, collect, protection_verdict, select_calls
+from voipwatch.call.packets import collect
+from voipwatch.call.select import CallView, protection_verdict, select_calls
 from voipwatch.config import Settings
 
 
@@ -25,7 +26,7 @@ def investigate(paths: list[str], settings: Settings, call_id: str | None = None
             lines.append(f"  {i}. {c.call_id}  {c.caller} -> {c.callee}  {c.state} {c.final_status or ''}  "
                          f"{c.src} -> {c.dst}")
         lines.append("")
-    frames, media = collect(paths, views) if out_dir else ({}, {})
+    frames, media = collect(paths, views, settings.pipeline) if out_dir else ({}, {})
     for i, view in enumerate(views, 1):
         lines += describe(view)
         if out_dir:
