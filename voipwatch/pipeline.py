@@ -49,7 +49,9 @@ class Analyzer:
     def __init__(self, sink: Sink, config: PipelineConfig | None = None, rtp: RtpCollector | None = None):
         self.config = config or PipelineConfig()
         self.connect(sink)
-        self.rtp = rtp if rtp is not None else StreamingRtp(self.config.rtp_idle_timeout_s, self.config.max_rtp_streams)
+        if rtp is None:
+            rtp = StreamingRtp(self.config.rtp_idle_timeout_s, self.config.max_rtp_streams)
+        self.rtp = rtp
         self.net = NetworkDecoder()
         self.tcp = TcpReassembler(max_flows=self.config.max_tcp_flows)
         self.expectations = MediaExpectations(self.config.max_media_expectations, self.config.media_binding_max_s,
