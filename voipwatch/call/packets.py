@@ -53,20 +53,20 @@ class _CallPackets:
             frames[self.frame.frame] = self.frame
 
     # -- as the pipeline's sink ----------------------------------------------------------------
-    def on_sip(self, msg: SipMessage) -> None:
-        self._keep(msg.call_id)
+    def emit(self, record: object) -> None:
+        """A SIP message of a call, or RTCP sent to or from one of its SDP-announced endpoints, puts
+        the frame in that call; other records put no packet in a call."""
+        kind = type(record)
+        if kind is SipMessage:
+            self._keep(record.call_id)
+        elif kind is RtcpPacket:
+            m = record.pkt
+            endpoint = self.bindings.lookup(m.src, m.sport, m.dst, m.dport, m.frame, m.ts)
+            if endpoint is not None:
+                self._keep(endpoint.call_id)
 
-    def on_rtcp(self, pkt: RtcpPacket) -> None:
-        m = pkt.pkt
-        endpoint = self.bindings.lookup(m.src, m.sport, m.dst, m.dport, m.frame, m.ts)
-        if endpoint is not None:
-            self._keep(endpoint.call_id)
-
-    def _ignore(self, record) -> None:
-        """Records that put no packet in a call."""
-
-    on_dns = on_tls = on_stream = on_call = on_registration = on_anomaly = on_l2 = on_flow = on_host = _ignore
-    on_tick = _ignore
+    def tick(self, now: float) -> None:
+        """Nothing here depends on the passing of time."""
 
     # -- as the pipeline's RTP collector -------------------------------------------------------
     def add(self, pkt: RtpPacket, call_id: str | None, clock_rate_hz: int | None, codec: str | None) -> None:
