@@ -179,6 +179,7 @@ def rtcp_sender_report(ssrc: int, ntp: int, rtp_ts: int, packets: int) -> bytes:
     return struct.pack("!BBHIQIII", 0x80, 200, 6, ssrc, ntp, rtp_ts, packets, packets * 160)
 
 
+@pytest.mark.peer
 def test_rtcp_comes_from_the_ports_sdp_announced(tmp_path, tshark):
     """RFC 3605 a=rtcp puts each side's RTCP away from RTP port + 1. The bundle holds the RTCP sent to
     those ports, and not an RTCP-looking datagram between the two RTP ports + 1 (the old guess)."""
