@@ -4,6 +4,8 @@
     python scripts/benchmark.py                       # generate (cached) a 2M-packet site capture
     python scripts/benchmark.py --capture FILE --jobs 1,2 --repeat 3 --json bench.json
     python scripts/benchmark.py --check-streams       # also diff voipwatch's rtp_streams.csv vs tshark
+    python scripts/benchmark.py --matrix [--lab-capture LAB.pcap]   # every capture shape (matrix.py)
+    python scripts/benchmark.py --hostile             # adversarial input, both paths (hostile.py)
 
 Each tool runs as its own child process, one at a time, so that its peak RSS is its own:
 wall time from time.perf_counter around Popen .. os.wait4(pid), CPU time and ru_maxrss from the
@@ -114,20 +116,31 @@ def parse_jobs(s: str) -> list[int]:
     return jobs
 
 
+DEFAULT_PACKETS = {"single": 2_000_000, "matrix": 300_000}
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description="Offline throughput and peak memory of voipwatch vs tshark.")
+    mode = ap.add_mutually_exclusive_group()
+    mode.add_argument("--matrix", action="store_true",
+                      help="every capture shape (pcap/pcapng variants, link types, IPv6, QinQ, compressed) of the "
+                           "generated capture and of --lab-capture, tshark and voipwatch on each (scripts/matrix.py)")
+    mode.add_argument("--hostile", action="store_true",
+                      help="voipwatch analyze and monitor -r on one-packet RTP-like flows, an INVITE flood and a "
+                           "REGISTER flood (scripts/hostile.py)")
     src = ap.add_mutually_exclusive_group()
     src.add_argument("--capture", help="capture to measure (default: generate one with gen_site_capture.py)")
-    src.add_argument("--packets", type=int, default=2_000_000, help="size of the generated capture")
+    src.add_argument("--packets", type=int,
+                     help="size of the generated capture (default 2,000,000; 300,000 with --matrix)")
     ap.add_argument("--seed", type=int, default=1, help="generator seed")
     ap.add_argument("--profile", default="bench", choices=("bench", "soak"), help="generator profile")
     ap.add_argument("--gen-args", default="", help="more generator options, one string (part of the cache key)")
     ap.add_argument("--workdir", default=str(REPO / "bench-out"),
                     help="captures cache, tool outputs, logs (default: bench-out/ in the checkout)")
     ap.add_argument("--jobs", type=parse_jobs, default=[1, 2], help="voipwatch --jobs values, e.g. 1,2")
-    ap.add_argument("--repeat", type=int, default=3,
+    ap.add_argument("--repeat", type=int,
                     help="runs per tool, alternating; the median wall time is reported (on a shared machine one "
-                         "run can be an outlier)")
+                         "run can be an outlier); default 3, 1 with --hostile")
     ap.add_argument("--json", help="write the results as JSON to this file")
     ap.add_argument("--check-streams", action="store_true",
                     help="diff each voipwatch run's rtp_streams.csv with tshark's rtp,streams "
@@ -140,16 +153,37 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--timeout", type=float, default=0,
                     help="kill a run (its whole process group) after this many seconds (0 = never)")
     ap.add_argument("--fail-on-target", action="store_true", help="exit 1 unless every target passes")
+    matrix = ap.add_argument_group("--matrix")
+    matrix.add_argument("--lab-capture", help="also the shapes of this capture (Ethernet pcap/pcapng of real SIPp "
+                                              "traffic, e.g. the lab trunk's)")
+    matrix.add_argument("--shapes", help="comma-separated subset of the shapes (the original is always measured)")
+    matrix.add_argument("--capinfos", default=shutil.which("capinfos") or "capinfos", help="capinfos binary")
+    hostile = ap.add_argument_group("--hostile")
+    hostile.add_argument("--hostile-count", type=int, default=1_000_000, help="packets per hostile capture")
+    hostile.add_argument("--hostile-kinds", default="rtp_like,invite,register",
+                         help="comma-separated subset of rtp_like,invite,register")
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = build_parser()
     args = ap.parse_args(argv)
+    if args.repeat is None:
+        args.repeat = 1 if args.hostile else 3
     if args.repeat < 1:
         ap.error("--repeat must be >= 1")
+    if args.packets is None:
+        args.packets = DEFAULT_PACKETS["matrix" if args.matrix else "single"]
+    if args.lab_capture and not args.matrix:
+        ap.error("--lab-capture goes with --matrix")
     workdir = Path(args.workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
+    if args.matrix:
+        import matrix
+        return matrix.run(args, workdir)
+    if args.hostile:
+        import hostile
+        return hostile.run(args, workdir)
     if args.capture:
         capture = Path(args.capture).resolve()
         if not capture.is_file():

@@ -234,7 +234,7 @@ def map_ipv4(addr4: bytes, _cache: dict[bytes, bytes] = {}) -> bytes:
     if v6 is None:
         internal = any(ipaddress.IPv4Address(addr4) in n for n in _INTERNAL_V4)
         v6 = (ULA_PREFIX if internal else DOC_PREFIX).packed[:12] + addr4
-        if len(_cache) < 1 << 20:
+        if len(_cache) < 1 << 16:
             _cache[addr4] = v6
     return v6
 
@@ -337,6 +337,8 @@ def ipv4_to_ipv6(l3: bytes, stats: Counter) -> bytes | None:
         new = _udp_ipv6(payload, complete and not more, pseudo4, addrs6, stats)
     elif offset == 0 and proto == 6 and len(payload) >= 18:
         new = _tcp_ipv6(payload, total - ihl, pseudo4, addrs6)
+        if _SIP_START.match(payload, (payload[12] >> 4) * 4):
+            stats["sip_over_tcp_left_ipv4"] += 1   # rewriting it would move every later sequence number
     else:
         new = payload
     length = total - ihl + len(new) - len(payload)
@@ -431,38 +433,40 @@ def to_ipv6(rec: Record, stats: Counter) -> Record:
 class Shape:
     name: str
     title: str
-    encapsulation: str                # capinfos "File encapsulation"
+    encapsulation: str                # what `capinfos -M -E` says
+    file_type: str = "pcap"           # what `capinfos -M -t` says (None: capinfos cannot read it)
     suffix: str = ".pcap"
     source: str = "original"          # the shape it is made from
     vlan: str = "keep"                # keep | drop (no VLAN tags) | qinq (two outer tags added)
     ipv6: bool = False                # addresses mapped (compare through map_back_ipv6)
-    compressor: tuple[str, ...] = ()  # CLI that compresses the source to stdout
-    tshark_reads: bool = True         # else: tshark reads it through `<decompressor> | tshark -r -`
+    compressor: tuple[str, ...] = ()  # the tool that compresses the source to stdout
     decompressor: tuple[str, ...] = ()
-    note: str = ""
+    tshark_reads: bool = True         # else tshark reads it through `decompressor FILE | tshark -r -`
+    per_packet: tuple[str, ...] = ()  # capinfos' "Encapsulation in use by packets" (several link types)
 
 
 SHAPES: tuple[Shape, ...] = (
-    Shape("original", "pcap, Ethernet, IPv4 (the original)", "Ethernet"),
-    Shape("pcap-be", "pcap big-endian (us)", "Ethernet"),
-    Shape("pcap-ns", "pcap nanosecond", "Ethernet"),
-    Shape("pcapng", "pcapng", "Ethernet", ".pcapng"),
-    Shape("pcapng-2if", "pcapng, Ethernet + Linux cooked interfaces", "Per packet", ".pcapng",
-          note="frames alternate between interface 0 (Ethernet) and 1 (Linux cooked v1)"),
-    Shape("sll", "Linux cooked v1 (113)", "Linux cooked-mode capture v1"),
-    Shape("sll2", "Linux cooked v2 (276)", "Linux cooked-mode capture v2"),
-    Shape("raw", "raw IP (101)", "Raw IP", vlan="drop"),
-    Shape("raw4", "raw IPv4 (228)", "Raw IPv4", vlan="drop"),
-    Shape("null", "BSD null (0)", "NULL/Loopback", vlan="drop"),
-    Shape("loop", "OpenBSD loopback (108)", "OpenBSD loopback", vlan="drop"),
-    Shape("qinq", "QinQ (802.1ad + 802.1Q added)", "Ethernet", vlan="qinq"),
-    Shape("ipv6", "IPv6 (same traffic)", "Ethernet", ipv6=True),
-    Shape("raw6", "raw IPv6 (229)", "Raw IPv6", source="ipv6", vlan="drop", ipv6=True),
-    Shape("gz", "pcap.gz", "Ethernet", ".pcap.gz", compressor=("gzip", "-c"), decompressor=("gzip", "-dc")),
-    Shape("zst", "pcap.zst", "Ethernet", ".pcap.zst", compressor=("zstd", "-q", "-c"),
+    Shape("original", "pcap, Ethernet, IPv4 (the original)", "ether"),
+    Shape("pcap-be", "pcap, big-endian", "ether"),
+    Shape("pcap-ns", "pcap, nanosecond", "ether", "nsecpcap"),
+    Shape("pcapng", "pcapng", "ether", "pcapng", ".pcapng"),
+    Shape("pcapng-2if", "pcapng, Ethernet + Linux cooked v1", "per-packet", "pcapng", ".pcapng",
+          per_packet=("Ethernet", "Linux cooked-mode capture v1")),
+    Shape("sll", "Linux cooked v1 (113)", "linux-sll"),
+    Shape("sll2", "Linux cooked v2 (276)", "linux-sll2"),
+    Shape("raw", "raw IP (101)", "rawip", vlan="drop"),
+    Shape("raw4", "raw IPv4 (228)", "rawip4", vlan="drop"),
+    Shape("null", "BSD null (0)", "null", vlan="drop"),
+    Shape("loop", "BSD loopback (108)", "loop", vlan="drop"),
+    Shape("qinq", "QinQ (802.1ad + 802.1Q added)", "ether", vlan="qinq"),
+    Shape("ipv6", "IPv6 (same traffic)", "ether", ipv6=True),
+    Shape("raw6", "raw IPv6 (229)", "rawip6", source="ipv6", vlan="drop", ipv6=True),
+    Shape("gz", "pcap.gz", "ether", "pcap (gzip compressed)", ".pcap.gz", compressor=("gzip", "-c"),
+          decompressor=("gzip", "-dc")),
+    Shape("zst", "pcap.zst", "ether", "pcap (zstd compressed)", ".pcap.zst", compressor=("zstd", "-q", "-c"),
           decompressor=("zstd", "-q", "-dc")),
-    Shape("xz", "pcap.xz", "Ethernet", ".pcap.xz", compressor=("xz", "-c", "-T1"), tshark_reads=False,
-          decompressor=("xz", "-dc")),
+    Shape("xz", "pcap.xz", "ether", None, ".pcap.xz", compressor=("xz", "-c", "-T1"),
+          decompressor=("xz", "-dc"), tshark_reads=False),
 )
 BY_NAME = {s.name: s for s in SHAPES}
 
@@ -621,15 +625,38 @@ def build_shapes(src: Path, cache: Path, names: list[str] | None = None, log=pri
 # ----------------------------------------------------------------------------- checking with capinfos
 
 def capinfos(path: Path, capinfos_bin: str = "capinfos") -> dict:
-    """capinfos' frame count and encapsulation (None when it cannot read the file, e.g. xz)."""
-    p = subprocess.run([capinfos_bin, "-c", "-E", "-M", str(path)], capture_output=True, text=True, timeout=600)
+    """capinfos' file type, encapsulation(s) and frame count; `error` when it cannot read the file."""
+    p = subprocess.run([capinfos_bin, "-t", "-E", "-c", "-M", str(path)], capture_output=True, text=True,
+                       timeout=900)
     if p.returncode != 0:
-        return dict(frames=None, encapsulation=None, error=(p.stderr.strip().splitlines() or [""])[-1])
-    info = {}
+        return dict(error=(p.stderr.strip().splitlines() or ["capinfos failed"])[-1])
+    info: dict = dict(per_packet=[])
     for line in p.stdout.splitlines():
-        k, _, v = line.partition(":")
-        info[k.strip()] = v.strip()
-    return dict(frames=int(info.get("Number of packets", "-1")), encapsulation=info.get("File encapsulation"))
+        key, sep, value = line.partition(":")
+        if line.startswith(" ") and not sep:                       # "  Ethernet (1500)" under "in use by"
+            info["per_packet"].append(re.sub(r"\s*\(\d+\)$", "", line.strip()))
+        elif sep:
+            info[key.strip()] = value.strip()
+    return dict(file_type=info.get("File type"), encapsulation=info.get("File encapsulation"),
+                per_packet=info["per_packet"], frames=int(info.get("Number of packets", "-1")))
+
+
+def check_shape(shape: Shape, path: Path, frames: int, capinfos_bin: str = "capinfos") -> list[str]:
+    """What capinfos says that a shape should not be (file type, link type(s), frame count); []: right."""
+    if shape.file_type is None:
+        return []                                                 # capinfos cannot read it (xz)
+    got = capinfos(path, capinfos_bin)
+    if "error" in got:
+        return [f"capinfos: {got['error']}"]
+    problems = []
+    for what, want in (("file type", shape.file_type), ("encapsulation", shape.encapsulation),
+                       ("frames", frames)):
+        have = got[what.replace(" ", "_")]
+        if have != want:
+            problems.append(f"{what} {have!r}, expected {want!r}")
+    if shape.per_packet and sorted(got["per_packet"]) != sorted(shape.per_packet):
+        problems.append(f"link types in use {got['per_packet']}, expected {list(shape.per_packet)}")
+    return problems
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -637,10 +664,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("source", type=Path, help="an Ethernet pcap/pcapng capture")
     ap.add_argument("-o", "--out", type=Path, required=True, help="cache folder")
     ap.add_argument("--shapes", help=f"comma-separated subset of {','.join(BY_NAME)}")
+    ap.add_argument("--json", type=Path, help="also write {shape: {path, stats}} to this file")
     args = ap.parse_args(argv)
     names = args.shapes.split(",") if args.shapes else None
-    for name, info in build_shapes(args.source.resolve(), args.out.resolve(), names).items():
-        print(f"{name:12} {info['path']}  {info['stats']}")
+    unknown = sorted(set(names or ()) - set(BY_NAME))
+    if unknown:
+        ap.error(f"unknown shapes: {', '.join(unknown)}")
+    made = build_shapes(args.source.resolve(), args.out.resolve(), names)
+    for name, info in made.items():
+        print(f"  {name:12} {info['path']}  {info['stats']}")
+    if args.json:
+        args.json.write_text(json.dumps(made, indent=1) + "\n")
     return 0
 
 
