@@ -7,12 +7,8 @@
     python scripts/benchmark.py --matrix [--lab-capture LAB.pcap]   # every capture shape (matrix.py)
     python scripts/benchmark.py --hostile             # adversarial input, both paths (hostile.py)
 
-Each tool runs as its own child process, one at a time, so that its peak RSS is its own:
-wall time from time.perf_counter around Popen .. os.wait4(pid), CPU time and ru_maxrss from the
-rusage that os.wait4 returns for that child. A sampler thread also sums the proportional set size
-(PSS, /proc/PID/smaps_rollup) of the child's whole process tree 10 times a second, because
-ru_maxrss is the peak of the largest single process, not of a parent and its workers together
-(voipwatch --jobs N). "peak MB" = max(ru_maxrss, sampled tree PSS); the memory target uses it.
+Each tool runs as its own child process, one at a time, measured by measure.run_measured (wall,
+CPU, peak memory of the whole process tree; see measure.py).
 
 Packets per second = frames in the file (counted from the pcap/pcapng record headers) / wall s.
 """

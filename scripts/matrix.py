@@ -212,8 +212,11 @@ def print_table(result: dict, multi: int | None) -> None:
             notes.append(f"{row['shape']}: tshark streams: {row['tshark_streams']}")
         vs = row["outputs"].get("vs_original")
         if vs and (vs["tables"] or vs["others"]):
+            vlan_only = BY_NAME[row["shape"]].vlan != "keep" and vs["alerts"] and not vs["tables"] and \
+                all(k.startswith("cross_vlan.") for k in vs["alerts"])
             notes.append(f"{row['shape']}: differs from the original: {', '.join(vs['tables'] + vs['others'])}"
-                         + (f"; alerts only one side raised: {vs['alerts']}" if vs["alerts"] else ""))
+                         + (f"; alerts only one side raised: {vs['alerts']}" if vs["alerts"] else "")
+                         + (" (cross_vlan judges the VLAN stacks, which this shape changes)" if vlan_only else ""))
         for key, cmp_ in row["outputs"].items():
             if key != "vs_original" and (cmp_["tables"] or cmp_["others"]):
                 notes.append(f"{row['shape']}: {key}: {', '.join(cmp_['tables'] + cmp_['others'])}")

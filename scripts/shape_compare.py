@@ -145,6 +145,10 @@ def map_streams(streams: dict[tuple, dict], shape: Shape) -> dict[tuple, dict]:
 
 def compare_streams(reference: dict[tuple, dict], other: dict[tuple, dict], shape: Shape) -> str | None:
     """None when the shape's streams (packets, lost) are the original's, else what differs."""
+    if shape.ipv6:
+        ipv4 = sum(1 for k in other if ":" not in k[0] or ":" not in k[2])
+        if ipv4:
+            return f"{ipv4} of {len(other)} streams have IPv4 addresses in the IPv6 shape"
     mapped = map_streams(other, shape)
     figures = lambda s: {k: (v["packets"], v["lost"]) for k, v in s.items()}      # noqa: E731
     a, b = figures(reference), figures(mapped)

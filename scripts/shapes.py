@@ -18,7 +18,10 @@ whatever the size of the capture. The traffic is the same in every shape; only i
   (RFC 3849), so that what is internal stays internal. The SIP messages over UDP are rewritten to
   match (URI and Via hosts as IPv6 references in brackets, RFC 3261 §25.1 and RFC 5118 §4; SDP
   `IN IP6`, RFC 8866 §5.7; Content-Length fixed), because a peer follows RTP through the SDP, and the
-  UDP checksum is recomputed over the IPv6 pseudo-header, which it must carry (RFC 8200 §8.1).
+  UDP checksum is recomputed over the IPv6 pseudo-header, which it must carry (RFC 8200 §8.1); a
+  wrong checksum stays wrong by the same amount. SIP over TCP keeps its IPv4 text (counted as
+  sip_over_tcp_left_ipv4: rewriting it would move every later sequence number), and packets with
+  no IPv6 equivalent (ICMP, ...) stay IPv4 (counted).
 
 `map_back_ipv6` undoes the address mapping in text, for comparing the outputs of two shapes.
 """
