@@ -24,6 +24,7 @@ import hostile  # noqa: E402
 N = 1000
 
 
+@pytest.mark.peer
 @pytest.mark.parametrize("kind", hostile.KINDS)
 def test_hostile_capture_is_what_it_claims(kind, tshark, tmp_path):
     path = tmp_path / f"{kind}.pcap"
@@ -63,6 +64,8 @@ def _bench(args: list[str], tmp_path: Path) -> dict:
     return json.loads(report.read_text())
 
 
+@pytest.mark.peer
+@pytest.mark.cli
 def test_matrix_compares_shapes_and_fails_what_voipwatch_cannot_read(tmp_path):
     capture = tmp_path / "site.pcap"
     subprocess.run([sys.executable, str(REPO / "scripts" / "gen_site_capture.py"), "-o", str(capture), "-q",
@@ -80,6 +83,7 @@ def test_matrix_compares_shapes_and_fails_what_voipwatch_cannot_read(tmp_path):
     assert rows["xz"]["targets"] == dict(one_core="FAIL", multi="FAIL", memory="FAIL")
 
 
+@pytest.mark.cli
 def test_hostile_reports_caps_and_alerts_from_both_paths(tmp_path):
     doc = _bench(["--hostile", "--hostile-count", "400", "--hostile-kinds", "invite"], tmp_path)
     runs = {r["path"]: r for r in doc["results"]}

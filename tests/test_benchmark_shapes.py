@@ -65,6 +65,7 @@ def _path(made: dict, name: str) -> Path:
     return Path(made[name]["path"])
 
 
+@pytest.mark.peer
 @pytest.mark.parametrize("name", OTHERS)
 def test_capinfos_reads_the_shape(name, made):
     shape = BY_NAME[name]
@@ -81,6 +82,7 @@ def test_capinfos_reads_the_shape(name, made):
         assert raw == _path(made, "original").read_bytes()
 
 
+@pytest.mark.peer
 @pytest.mark.parametrize("name", OTHERS)
 def test_tshark_finds_the_same_rtp_streams(name, made, tshark, original_streams, tmp_path):
     shape = BY_NAME[name]
@@ -95,6 +97,7 @@ def test_tshark_finds_the_same_rtp_streams(name, made, tshark, original_streams,
                    for k in streams)
 
 
+@pytest.mark.peer
 @pytest.mark.parametrize("name", ["ipv6", "raw6"])
 def test_ipv6_shapes_have_valid_udp_checksums(name, made, tshark):
     """RFC 8200 §8.1: the UDP checksum covers the IPv6 pseudo-header; tshark verifies every one."""
