@@ -153,7 +153,7 @@ def test_reconstruct_loss_reordering_duplicates_and_wraps():
                sent[4], (0.09, 2, sent[4][2], b"\x63" * 160),      # seq 2 duplicated: first copy wins
                sent[5]]                                            # seq 1 lost
     arrived = [(0.01 * i, *pkt[1:]) for i, pkt in enumerate(arrived)]
-    pcm = reconstruct(arrived, 8000, 8000, octets)
+    pcm = reconstruct(arrived, 8000, 8000, octets).pcm
     expected = np.concatenate([np.full(160, v, np.int16) for v in (1, 2, 3, 0, 5, 6)])
     assert pcm.dtype == np.int16
     assert (pcm == expected).all()
@@ -164,22 +164,64 @@ def test_reconstruct_g722_clock_is_half_the_sample_rate():
     def two_per_octet(payload):
         return np.repeat(octets(payload), 2)
     packets = [(0.0, 10, 1000, b"\x01" * 160), (0.04, 12, 1320, b"\x03" * 160)]
-    pcm = reconstruct(packets, 8000, 16000, two_per_octet)
+    pcm = reconstruct(packets, 8000, 16000, two_per_octet).pcm
     assert pcm.tolist() == [1] * 320 + [0] * 320 + [3] * 320
 
 
 def test_reconstruct_g722_keeps_decoder_state_across_packets():
     data = encode_g722(tone(1000, -6.0, 16000, 0.1))
     packets = [(k * 0.02, k, 160 * k, data[160 * k:160 * (k + 1)]) for k in range(5)]
-    assert (reconstruct(packets, 8000, 16000, decode_g722) == decode_g722(data)).all()
+    assert (reconstruct(packets, 8000, 16000, decode_g722).pcm == decode_g722(data)).all()
 
 
 def test_reconstruct_edges():
-    assert reconstruct([], 8000, 8000, octets).size == 0
-    with pytest.raises(ValueError, match="span"):
-        reconstruct([(0.0, 1, 0, b"\x01"), (0.02, 2, 1 << 31, b"\x01")], 8000, 8000, octets)
+    assert reconstruct([], 8000, 8000, octets).pcm.size == 0
     with pytest.raises(ValueError, match="fixed ratio"):
         reconstruct([(0.0, 1, 0, b"\x01\x02")], 8000, 8000, lambda p: np.zeros(3, np.int16))
+
+
+def steady(n: int, start_seq: int = 100, start_ts: int = 5000) -> list[tuple[float, int, int, bytes]]:
+    """n packets of 20 ms (160 octets at 8000 Hz), packet k holding the octet value k + 1."""
+    return [(0.02 * k, start_seq + k, start_ts + 160 * k, bytes([k + 1]) * 160) for k in range(n)]
+
+
+def test_one_wild_timestamp_is_placed_at_its_arrival_and_the_rest_stays_on_the_clock():
+    for jump in ((1 << 31) - 1, -(1 << 31)):          # as far as a 32-bit timestamp can say, later or earlier
+        packets = steady(10)
+        packets[4] = (packets[4][0], packets[4][1], (packets[4][2] + jump) & 0xFFFFFFFF, packets[4][3])
+        result = reconstruct(packets, 8000, 8000, octets)
+        # placed where it arrived, 80 ms in, like the others; the packets after it stay on the clock
+        assert result.pcm.tolist() == [v for k in range(10) for v in [k + 1] * 160]
+        assert (result.placed_by_arrival, result.placed_by_arrival_seq, result.cut_s) == (1, [104], 0.0)
+
+
+def test_a_timestamp_rebase_starts_a_new_timeline_at_its_arrival():
+    """RFC 3550 §5.1 leaves the timestamp base free: a sender that jumps it mid-stream (same SSRC)
+    is followed on its new clock from where the jump arrived."""
+    packets = steady(4) + [(0.02 * k, 100 + k, 900_000_000 + 160 * (k - 4), bytes([k + 1]) * 160) for k in (4, 5, 7)]
+    result = reconstruct(packets, 8000, 8000, octets)
+    assert result.pcm.tolist() == [v for k in (0, 1, 2, 3, 4, 5) for v in [k + 1] * 160] + [0] * 160 + [8] * 160
+    assert (result.placed_by_arrival, result.placed_by_arrival_seq) == (1, [104])
+
+
+def test_within_the_allowed_deviation_timestamps_rule(monkeypatch):
+    """A burst after a network stall arrives late but is played where its timestamps say."""
+    packets = [(t + (3.0 if k >= 5 else 0.0), seq, ts, data) for k, (t, seq, ts, data) in enumerate(steady(8))]
+    result = reconstruct(packets, 8000, 8000, octets)
+    assert result.pcm.tolist() == [v for k in range(8) for v in [k + 1] * 160]
+    assert result.placed_by_arrival == 0
+    monkeypatch.setattr(audio, "MAX_CLOCK_DEVIATION_S", 2.0)
+    late = reconstruct(packets, 8000, 8000, octets)
+    assert (late.placed_by_arrival, late.placed_by_arrival_seq) == (1, [105])
+    assert len(late.pcm) == round(3.0 * 8000) + 8 * 160
+
+
+def test_output_beyond_the_longest_duration_is_cut_and_counted(monkeypatch):
+    monkeypatch.setattr(audio, "MAX_DURATION_S", 0.1)                # 800 samples: 5 of the 8 packets
+    result = reconstruct(steady(8), 8000, 8000, octets)
+    assert result.pcm.tolist() == [v for k in range(5) for v in [k + 1] * 160]
+    assert result.cut_s == pytest.approx(3 * 0.02)
+    assert result.notes()["cut_s"] == 0.06
 
 
 def test_stereo_mix_aligns_and_pads():

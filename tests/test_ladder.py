@@ -1,8 +1,12 @@
-"""SIP ladder: rows, labels, parties and retransmission flags; terminal golden; PNG and SVG figures."""
+"""SIP ladder: rows, labels, parties and retransmission flags; terminal golden; PNG and SVG figures;
+the bounds of a drawing (lifelines grouped by host, rows left out, labels escaped and cut)."""
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET
+
 from dissectors.sip import parse_sip
-from voipwatch.call.ladder import Ladder, LadderRow, build_ladder, render_figure, render_text, save_ladder
+from voipwatch.call.ladder import (MAX_LABEL, MAX_LIFELINES, MAX_ROWS, Gap, Ladder, LadderRow, bounded_view,
+                                   build_ladder, render_figure, render_text, save_ladder)
 from voipwatch.records import PacketMeta
 
 ALICE = ("192.0.2.10", 5060)
@@ -160,3 +164,40 @@ def test_figure_png_and_svg(tmp_path):
         assert label in text
     save_ladder(ladder, tmp_path / "again.png", tmp_path / "again.svg")
     assert (tmp_path / "again.svg").read_text() == text           # deterministic SVG
+
+
+def rows_between(pairs: list[tuple[int, int]]) -> list[LadderRow]:
+    return [LadderRow(10.0 + 0.01 * i, i + 1, a, b, "INFO", False) for i, (a, b) in enumerate(pairs)]
+
+
+def test_at_the_limits_everything_is_drawn():
+    parties = [f"192.0.2.{i}:5060" for i in range(1, MAX_LIFELINES + 1)]
+    view = bounded_view(Ladder(parties, rows_between([(i % MAX_LIFELINES, 0) for i in range(MAX_ROWS)])))
+    assert (view.lifelines, view.grouping, view.drawn, view.limits()) == (parties, "address", MAX_ROWS, [])
+    assert not any(isinstance(row, Gap) for row in view.rows)
+
+
+def test_parties_beyond_the_limit_are_grouped_by_host():
+    parties = ["192.0.2.10:5060", "[2001:db8::1]:5060", "[2001:db8::1]:5062", "192.0.2.20:5060",
+               "192.0.2.20:5070", "192.0.2.20:5080", "192.0.2.30:5060"]
+    ladder = Ladder(parties, rows_between([(0, 1), (2, 0), (3, 0), (4, 5), (5, 6)]))
+    view = bounded_view(ladder)
+    assert view.lifelines == ["192.0.2.10:5060", "2001:db8::1 (2 ports)", "192.0.2.20 (3 ports)", "192.0.2.30:5060"]
+    assert view.lane == [0, 1, 1, 2, 2, 2, 3]
+    assert view.limits() == ["7 addresses drawn as 4 lifelines, grouped by host (at most 6 lifelines)"]
+    text = render_text(ladder)
+    assert text.splitlines()[0].split() == ["192.0.2.10:5060", "2001:db8::1", "(2", "ports)", "192.0.2.20", "(3",
+                                            "ports)", "192.0.2.30:5060"]
+    assert text.splitlines()[-1] == f"(ladder limited: {view.limits()[0]})"
+    assert text.splitlines()[4].endswith("│ ↻ INFO")          # 192.0.2.20:5070 -> :5080, one lifeline
+
+
+def test_hostile_labels_are_drawn_escaped_and_never_read_as_tex(tmp_path):
+    label = "180 \x1b]0;owned\x07 $\\frac{1}{0}$ $x^ \x0c\x9b" + "x" * 200
+    ladder = Ladder(["a:1", "b:2"], [LadderRow(1.0, 1, 0, 1, label, False), LadderRow(1.1, 2, 1, 1, label, True)])
+    save_ladder(ladder, tmp_path / "l.png", tmp_path / "l.svg")
+    shown = "180 \\x1b]0;owned\\x07 $\\frac{1}{0}$ $x^ \\x0c\\x9b" + "x" * 12 + "…"
+    assert len(shown) == MAX_LABEL
+    texts = [t.text for t in ET.parse(tmp_path / "l.svg").iter("{http://www.w3.org/2000/svg}text")]
+    assert shown in texts and f"{shown} [retrans]" in texts
+    assert f"↻ {shown}  [retrans]" in render_text(ladder)

@@ -1,12 +1,12 @@
 """Alerts as EVE-like JSON lines: common fields first, then an "alert" object (Suricata's eve.json shape)."""
 from __future__ import annotations
 
-import json
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Iterable
 
 from voipwatch.records import Alert
+from voipwatch.safe_text import json_line
 
 
 def alert_event(alert: Alert) -> dict:
@@ -26,8 +26,14 @@ def alert_event(alert: Alert) -> dict:
     }
 
 
+def alert_line(alert: Alert) -> str:
+    """One alert as a JSON line (no line end), as alerts.jsonl and monitor --alerts-stdout write it:
+    UTF-8, with controls and other invisible characters escaped (safe_text.json_line)."""
+    return json_line(alert_event(alert), sort_keys=False, default=_jsonable)
+
+
 def dump_alert(alert: Alert, fh: IO[str]) -> None:
-    fh.write(json.dumps(alert_event(alert), ensure_ascii=False, sort_keys=False, default=_jsonable) + "\n")
+    fh.write(alert_line(alert) + "\n")
 
 
 def write_alerts(alerts: Iterable[Alert], path: Path) -> None:

@@ -197,13 +197,18 @@ def build_summary(paths: list[str], analyzer: Analyzer, sink: Collector, mode: s
     }
 
 
-def write_outputs(result: AnalysisResult, out_dir: str | Path, fmt: str = "csv") -> list[Path]:
+def write_outputs(result: AnalysisResult, out_dir: str | Path, fmt: str = "csv", csv_raw: bool = False) -> list[Path]:
+    """Tables, alerts.jsonl and summary.json; with CSV tables the summary states how their text cells
+    were written (csv_cells: "neutralised", see tables.csv_cell, or "raw")."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    written = [write_records(result.records[name], out, name, fmt) for name in TABLES]
+    written = [write_records(result.records[name], out, name, fmt, csv_raw) for name in TABLES]
     write_alerts(result.alerts, out / "alerts.jsonl")
     written.append(out / "alerts.jsonl")
+    summary = result.summary
+    if fmt == "csv":
+        summary = {**summary, "csv_cells": "raw" if csv_raw else "neutralised"}
     summary_path = out / "summary.json"
-    summary_path.write_text(json.dumps(result.summary, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    summary_path.write_text(json.dumps(summary, indent=2, sort_keys=False) + "\n", encoding="utf-8")
     written.append(summary_path)
     return written

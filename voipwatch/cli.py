@@ -14,7 +14,13 @@ from voipwatch import __version__
 from voipwatch.capture import CaptureError
 from voipwatch.config_schema import ConfigError
 from voipwatch.detect import SEVERITIES
+from voipwatch.safe_text import visible_lines
 from voipwatch.tables import FORMATS
+
+
+CSV_RAW_HELP = ("Write CSV text cells exactly as decoded, for tools that need the raw values (by default a "
+                "cell that a spreadsheet would run as a formula, and every control character, is neutralised; "
+                "see the README).")
 
 
 class Exit(enum.IntEnum):
@@ -88,7 +94,8 @@ def cli() -> None:
 @click.option("--jobs", type=click.IntRange(min=0), default=1, show_default=True, metavar="N",
               help="Processes for --mode batch, 0 for one per available core (same results; a single "
                    "uncompressed pcap/pcapng file is the input that uses them best).")
-def analyze(captures, out_dir, fmt, mode, config_path, sets, progress, fail_on, jobs) -> None:
+@click.option("--csv-raw", is_flag=True, help=CSV_RAW_HELP)
+def analyze(captures, out_dir, fmt, mode, config_path, sets, progress, fail_on, jobs, csv_raw) -> None:
     """Analyze capture files (pcap, pcapng, gzip, or - for stdin) into tables and a summary.
 
     Several files are merged in capture-time order. Writes sip_messages, calls, registrations,
@@ -118,7 +125,7 @@ def analyze(captures, out_dir, fmt, mode, config_path, sets, progress, fail_on, 
         sys.exit(Exit.ERROR)
     reporter.done()
     try:
-        write_outputs(result, out_dir, fmt)
+        write_outputs(result, out_dir, fmt, csv_raw)
     except OSError as exc:
         click.echo(f"error: {exc.filename or out_dir}: cannot write output: {exc.strerror or exc}", err=True)
         sys.exit(Exit.ERROR)
@@ -176,8 +183,9 @@ def call(captures, call_id, number, ip, out_dir, config_path, sets) -> None:
 @click.option("--rotate-s", default=3600.0, show_default=True, help="Start new table files after this many capture seconds.")
 @click.option("--rotate-mb", default=64, show_default=True, help="Start new table files after this many MB.")
 @click.option("--stats-every", default=10.0, show_default=True, help="Seconds between status lines / stats records.")
+@click.option("--csv-raw", is_flag=True, help=CSV_RAW_HELP)
 def monitor(interfaces, replay, bpf, out_dir, config_path, sets, backend, alerts_stdout, syslog, rotate_s, rotate_mb,
-            stats_every) -> None:
+            stats_every, csv_raw) -> None:
     """Watch a SPAN/mirror port for days: alerts as they happen, tables as records complete, bounded memory.
 
     SIGINT/SIGTERM flush everything and exit 0; SIGHUP reloads --config.
@@ -203,7 +211,8 @@ def monitor(interfaces, replay, bpf, out_dir, config_path, sets, backend, alerts
             source.start()
         mon = Monitor(settings, Path(out_dir), reload=lambda: load_settings(config_path, sets),
                       alerts_stdout=alerts_stdout, syslog=syslog, rotate_s=rotate_s, rotate_bytes=rotate_mb << 20,
-                      stats_every_s=stats_every, status=lambda text: click.echo(f"[voipwatch] {text}", err=True))
+                      stats_every_s=stats_every, status=lambda text: click.echo(f"[voipwatch] {text}", err=True),
+                      csv_raw=csv_raw)
         mon.install_signals()
         frames = source.frames() if source else replay_frames(list(replay))
         on_stats = (lambda: (source.request_stats(), vars(source.stats))[1]) if source else None
@@ -331,7 +340,7 @@ def terminal_summary(summary: dict, out_dir: str) -> str:
                  ("" if not anomalies else "  (" + ", ".join(
                      f"{k} {v}" for k, v in sorted(anomalies.items(), key=lambda kv: -kv[1])[:5]) + ")"))
     lines.append(f"tables and alerts.jsonl written to {out_dir}")
-    return "\n".join(lines)
+    return visible_lines("\n".join(lines))
 
 
 def main() -> None:

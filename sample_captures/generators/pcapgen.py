@@ -122,6 +122,23 @@ class PcapWriter:
             fh.write(b"".join(out))
 
 
+@dataclass
+class UdpCapture:
+    """Ethernet/IPv4/UDP frames into a PcapWriter: IP identifications count up, each MAC is made from
+    the last two octets of its IPv4 address."""
+    pcap: PcapWriter = field(default_factory=PcapWriter)
+    ident: int = 0
+
+    def udp(self, ts: float, src: str, sport: int, dst: str, dport: int, payload: bytes) -> None:
+        self.ident += 1
+        packet = ipv4(src, dst, 17, udp(src, sport, dst, dport, payload), ident=self.ident & 0xFFFF)
+        self.pcap.add(ts, ethernet(packet, ETH_IPV4, _host_mac(src), _host_mac(dst)))
+
+
+def _host_mac(address: str) -> bytes:
+    return mac(int.from_bytes(ipaddress.IPv4Address(address).packed[2:], "big"))
+
+
 def sip_message(start_line: str, headers: list[tuple[str, str]], body: str = "") -> bytes:
     """A SIP message with CRLF line ends and a correct Content-Length (RFC 3261 §7)."""
     lines = [start_line] + [f"{name}: {value}" for name, value in headers]

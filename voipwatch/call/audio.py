@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import os
 import wave
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 
 Decoder = Callable[[bytes], np.ndarray]
 
-MAX_DURATION_S = 4 * 3600   # longest reconstruction accepted: bounds memory on a corrupt RTP timestamp
+MAX_DURATION_S = 4 * 3600      # longest reconstruction written: bounds memory; a longer stream is cut (stated)
+MAX_CLOCK_DEVIATION_S = 10.0   # how far a packet's RTP time may stray from its arrival time, see reconstruct
+MAX_LISTED = 20                # sequence numbers listed of the packets placed by arrival time
 
 
 # ------------------------------------------------------------------------------------------ G.711
@@ -185,44 +188,91 @@ def _unwrap(value: int, previous: int | None, modulus: int) -> int:
     return previous + delta
 
 
+@dataclass
+class Reconstruction:
+    """One direction as PCM, and what the RTP timestamps did not allow to place as they said."""
+    pcm: np.ndarray
+    placed_by_arrival: int = 0                       # packets whose RTP time strayed from their arrival
+    placed_by_arrival_seq: list[int] = field(default_factory=list)   # their sequence numbers, the first MAX_LISTED
+    cut_s: float = 0.0                               # seconds beyond MAX_DURATION_S not written
+
+    def notes(self) -> dict:
+        """What summary.json states about the placement."""
+        return {"max_clock_deviation_s": MAX_CLOCK_DEVIATION_S, "packets_placed_by_arrival": self.placed_by_arrival,
+                "placed_by_arrival_seq": self.placed_by_arrival_seq, "max_duration_s": MAX_DURATION_S,
+                "cut_s": round(self.cut_s, 3)}
+
+
 def reconstruct(packets: list[tuple[float, int, int, bytes]], clock_rate: int, sample_rate: int,
-                decoder: Decoder) -> np.ndarray:
+                decoder: Decoder) -> Reconstruction:
     """One direction of a call as PCM, each packet placed at its RTP timestamp; gaps are silence.
 
     `packets` are (arrival_ts, seq, rtp_timestamp, payload) of one SSRC and one payload type, in
-    any order. Sequence numbers (16-bit) and timestamps (32-bit) are unwrapped in arrival order;
-    a repeated sequence number is a duplicate and dropped. Payloads are decoded in sequence order as
+    any order. Sequence numbers (16-bit) are unwrapped in arrival order, a repeated one is a
+    duplicate and dropped; timestamps (32-bit) are unwrapped against the first packet's, so that one
+    wild timestamp cannot shift the later ones by 2^32 (unambiguous for 2^31 units, 74 h at 8000 Hz). Payloads are decoded in sequence order as
     one bitstream, as a receiver's decoder would run (ADPCM state carries across packets), so the
     decoder must emit a fixed number of samples per octet (G.711: 1, G.722: 2). Timestamps count
     `clock_rate` units per second and samples are `sample_rate` per second: for G.722 the RTP clock
     is 8000 Hz though the codec samples at 16000 Hz (RFC 3551 §4.5.2).
+
+    A timestamp is trusted while it keeps the packet within MAX_CLOCK_DEVIATION_S of its arrival
+    time (both counted from the first packet): a sender may jump its timestamps (RFC 3550 §5.1 lets
+    the base be anything) and one corrupt or hostile packet may say any time at all. Such a packet
+    is placed at its arrival time instead; the packets after it follow its timestamp from there, or
+    the earlier timeline when they fit it again (a lone stray packet). So the output is never longer
+    than the stream's arrival span plus twice that deviation. Beyond
+    MAX_DURATION_S the output is cut. Both are counted in the result.
     """
-    by_seq: dict[int, tuple[int, bytes]] = {}
-    seq = ts = None
-    for _, raw_seq, raw_ts, payload in sorted(packets, key=lambda pkt: pkt[0]):
+    by_seq: dict[int, tuple[float, int, int, bytes]] = {}
+    seq = first_ts = None
+    for arrival, raw_seq, raw_ts, payload in sorted(packets, key=lambda pkt: pkt[0]):
         seq = _unwrap(raw_seq, seq, 1 << 16)
-        ts = _unwrap(raw_ts, ts, 1 << 32)
-        by_seq.setdefault(seq, (ts, payload))
+        first_ts = raw_ts if first_ts is None else first_ts
+        by_seq.setdefault(seq, (arrival, raw_seq, _unwrap(raw_ts, first_ts, 1 << 32), payload))
     ordered = [by_seq[s] for s in sorted(by_seq)]
-    stream = b"".join(payload for _, payload in ordered)
+    stream = b"".join(payload for *_, payload in ordered)
     if not stream:
-        return np.zeros(0, dtype=np.int16)
+        return Reconstruction(np.zeros(0, dtype=np.int16))
     pcm = decoder(stream)
     per_octet, rest = divmod(len(pcm), len(stream))
     if rest:
         raise ValueError(f"decoder gave {len(pcm)} samples for {len(stream)} octets: not a fixed ratio")
-    origin = min(ts for ts, _ in ordered)
-    offsets = [(ts - origin) * sample_rate // clock_rate for ts, _ in ordered]
-    length = max(off + len(payload) * per_octet for off, (_, payload) in zip(offsets, ordered))
-    if length > MAX_DURATION_S * sample_rate:
-        raise ValueError(f"RTP timestamps span {length / sample_rate:.0f} s (> {MAX_DURATION_S} s)")
+    result = Reconstruction(pcm)
+    first_arrival = ordered[0][0]
+    anchor = before = (ordered[0][2], 0)          # (RTP timestamp, sample) the timeline follows, and the one before
+    positions = []
+    for arrival, raw_seq, ts, _ in ordered:
+        arrived = arrival - first_arrival
+        position = anchor[1] + (ts - anchor[0]) * sample_rate // clock_rate
+        if abs(position / sample_rate - arrived) > MAX_CLOCK_DEVIATION_S:
+            back = before[1] + (ts - before[0]) * sample_rate // clock_rate
+            if abs(back / sample_rate - arrived) <= MAX_CLOCK_DEVIATION_S:
+                anchor, position = before, back    # the stray packet was alone: back on the earlier timeline
+            else:
+                before, anchor = anchor, (ts, int(round(arrived * sample_rate)))
+                position = anchor[1]
+                result.placed_by_arrival += 1
+                if len(result.placed_by_arrival_seq) < MAX_LISTED:
+                    result.placed_by_arrival_seq.append(raw_seq)
+        positions.append(position)
+    origin = min(positions)
+    offsets = [p - origin for p in positions]
+    length = max(off + len(payload) * per_octet for off, (*_, payload) in zip(offsets, ordered))
+    limit = int(MAX_DURATION_S * sample_rate)
+    if length > limit:
+        result.cut_s = (length - limit) / sample_rate
+        length = limit
     out = np.zeros(length, dtype=np.int16)
     cursor = 0
-    for off, (_, payload) in zip(offsets, ordered):
+    for off, (*_, payload) in zip(offsets, ordered):
         n = len(payload) * per_octet
-        out[off:off + n] = pcm[cursor:cursor + n]
+        end = min(off + n, length)
+        if off < end:
+            out[off:end] = pcm[cursor:cursor + end - off]
         cursor += n
-    return out
+    result.pcm = out
+    return result
 
 
 def stereo_mix(a: np.ndarray, b: np.ndarray, offset_a: int = 0, offset_b: int = 0) -> np.ndarray:

@@ -9,6 +9,7 @@ import hashlib
 import json
 import struct
 from pathlib import Path
+from typing import Callable, TypeVar
 
 from matplotlib.figure import Figure
 
@@ -19,6 +20,10 @@ from voipwatch.alerts import alert_event
 from voipwatch.call.packets import MediaPackets
 from voipwatch.call.select import CallView, Verdict, protection_verdict
 from voipwatch.records import Frame, RtpStream
+from voipwatch.safe_text import json_line, visible
+
+
+T = TypeVar("T")
 
 
 def write_pcap(frames: list[Frame], path: Path) -> None:
@@ -84,8 +89,9 @@ def quality_figure(stream: RtpStream, series: dict) -> Figure:
     top, bottom = fig.subplots(2, 1, sharex=True)
     top.plot(series["t_s"], series["jitter_ms"], color="tab:blue", linewidth=1)
     top.set_ylabel("jitter (ms)")
+    # The codec name comes from the SDP: shown with visible escapes, and never read as TeX ("$...$").
     top.set_title(f"{stream.src}:{stream.sport} → {stream.dst}:{stream.dport}  SSRC 0x{stream.ssrc:08x}  "
-                  f"{stream.codec or stream.payload_type}", fontsize=9)
+                  f"{visible(stream.codec or str(stream.payload_type))}", fontsize=9, parse_math=False)
     bottom.bar(series["loss_t_s"], series["lost"], width=0.8, color="tab:red")
     bottom.set_ylabel("lost / s")
     bottom.set_xlabel("seconds since the stream's first packet")
@@ -105,30 +111,49 @@ def decodable(stream: RtpStream, verdict: Verdict) -> tuple[bool, str]:
     return True, ""
 
 
+class _Parts:
+    """The bundle's files, each written on its own: a part that fails is recorded (and whatever it
+    left behind removed), and the rest of the bundle is still written."""
+
+    def __init__(self, out: Path):
+        self.out = out
+        self.failed: list[dict] = []
+
+    def write(self, names: list[str], writer: Callable[..., T], *args) -> T | None:
+        """writer(*args), which writes the files `names`; None when it failed."""
+        try:
+            return writer(*args)
+        except Exception as exc:      # noqa: BLE001 - any failure of one part is reported, never a lost bundle
+            for name in names:
+                (self.out / name).unlink(missing_ok=True)
+            self.failed.append({"files": names, "error": f"{type(exc).__name__}: {exc}"})
+            return None
+
+
 def write_bundle(view: CallView, frames: list[Frame], media: dict[tuple, MediaPackets], out: Path) -> dict:
-    """Write the bundle for one call into `out`; returns the JSON summary written."""
+    """Write the bundle for one call into `out`; returns the JSON summary written. A part that cannot be
+    written is listed under failed_parts in the summary, and the bundle is complete without it."""
     out.mkdir(parents=True, exist_ok=True)
+    parts = _Parts(out)
     verdict = protection_verdict(view)
-    write_pcap(frames, out / "call.pcap")
+    parts.write(["call.pcap"], write_pcap, frames, out / "call.pcap")
     lad = ladder.build_ladder(view.messages)
-    ladder.save_ladder(lad, out / "ladder.png", out / "ladder.svg")
+    parts.write(["ladder.png", "ladder.svg"], ladder.save_ladder, lad, out / "ladder.png", out / "ladder.svg")
     streams_out, pcm = [], []
     for i, stream in enumerate(view.streams):
         mp = media.get((stream.vlan, stream.src, stream.sport, stream.dst, stream.dport, stream.ssrc),
                        MediaPackets(stream))
         clock = _clock(stream)
-        series = stream_series(mp, clock)
         name = f"stream{i + 1}"
-        fig = quality_figure(stream, series)
-        fig.savefig(out / f"{name}-quality.png")
+        parts.write([f"{name}-quality.png"], _save_quality, stream, stream_series(mp, clock), out / f"{name}-quality.png")
         ok, why = decodable(stream, verdict)
-        wav = None
+        wav = timing = None
         if ok and mp.packets:
             rate, decoder = audio.DECODERS[stream.codec.upper()]
-            samples = audio.reconstruct(mp.packets, clock or 8000, rate, decoder)
-            wav = f"{name}.wav"
-            audio.write_wav(out / wav, samples, rate)
-            pcm.append((stream, samples, rate))
+            rebuilt = parts.write([f"{name}.wav"], _save_audio, mp, clock or 8000, rate, decoder, out / f"{name}.wav")
+            if rebuilt is not None:
+                wav, timing = f"{name}.wav", rebuilt.notes()
+                pcm.append((stream, rebuilt.pcm, rate))
         streams_out.append({
             "file_prefix": name, "src": stream.src, "sport": stream.sport, "dst": stream.dst, "dport": stream.dport,
             "ssrc": f"0x{stream.ssrc:08x}", "codec": stream.codec, "packets": stream.packets, "lost": stream.lost,
@@ -137,14 +162,15 @@ def write_bundle(view: CallView, frames: list[Frame], media: dict[tuple, MediaPa
             **quality.stream_quality(stream),
             "offered_in_sdp": {"src": (stream.src, stream.sport) in view.offered,
                                "dst": (stream.dst, stream.dport) in view.offered},
-            "audio": wav, "not_decoded_because": None if ok else why,
+            "audio": wav, "audio_timing": timing, "not_decoded_because": None if ok else why,
         })
     if len(pcm) >= 2 and pcm[0][2] == pcm[1][2]:
         (s_a, a, rate), (s_b, b, _) = pcm[0], pcm[1]
         start = min(s_a.first_ts, s_b.first_ts)
         mix = audio.stereo_mix(a, b, int(round((s_a.first_ts - start) * rate)), int(round((s_b.first_ts - start) * rate)))
-        audio.write_wav(out / "mix-stereo.wav", mix, rate, channels=2)
+        parts.write(["mix-stereo.wav"], audio.write_wav, out / "mix-stereo.wav", mix, rate, 2)
     call = view.call
+    drawn = ladder.bounded_view(lad)
     summary = {
         "tool": "voipwatch", "version": __version__, "call_id": call.call_id, "caller": call.caller,
         "callee": call.callee, "state": call.state, "final_status": call.final_status,
@@ -155,15 +181,27 @@ def write_bundle(view: CallView, frames: list[Frame], media: dict[tuple, MediaPa
         "ladder": [{"t_s": round(r.ts - lad.rows[0].ts, 6), "frame": r.frame, "from": lad.parties[r.src],
                     "to": lad.parties[r.dst], "label": r.label, "retransmission": r.is_retransmission}
                    for r in lad.rows],
+        "ladder_drawn": drawn.summary(),
         "streams": streams_out,
         "alerts": [alert_event(a) for a in view.alerts],
         "call_pcap_packets": len(frames),
+        "failed_parts": parts.failed,
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
+    (out / "summary.json").write_text(json_line(summary, indent=2, default=str) + "\n", encoding="utf-8")
     manifest = {p.name: {"sha256": hashlib.sha256(p.read_bytes()).hexdigest(), "bytes": p.stat().st_size}
                 for p in sorted(out.iterdir()) if p.is_file() and p.name != "manifest.json"}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return summary
+
+
+def _save_quality(stream: RtpStream, series: dict, path: Path) -> None:
+    quality_figure(stream, series).savefig(path)
+
+
+def _save_audio(mp: MediaPackets, clock: int, rate: int, decoder: audio.Decoder, path: Path) -> audio.Reconstruction:
+    rebuilt = audio.reconstruct(mp.packets, clock, rate, decoder)
+    audio.write_wav(path, rebuilt.pcm, rate)
+    return rebuilt
 
 
 def _clock(stream: RtpStream) -> int | None:

@@ -1,4 +1,8 @@
-"""`voipwatch call`: the terminal account of one or more calls, and their evidence bundles."""
+"""`voipwatch call`: the terminal account of one or more calls, and their evidence bundles.
+
+Call-IDs, numbers, reason phrases, SDP fields and alert messages come from the capture: every line
+goes out through safe_text.visible, so no control character reaches the terminal.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,6 +13,7 @@ from voipwatch.call.bundle import sdp_summary, write_bundle
 from voipwatch.call.packets import collect
 from voipwatch.call.select import CallView, protection_verdict, select_calls
 from voipwatch.config import Settings
+from voipwatch.safe_text import visible_lines
 
 
 def investigate(paths: list[str], settings: Settings, call_id: str | None = None, number: str | None = None,
@@ -34,8 +39,24 @@ def investigate(paths: list[str], settings: Settings, call_id: str | None = None
             summary = write_bundle(view, frames[view.call.call_id], media, folder)
             lines.append(f"evidence bundle: {folder} ({summary['call_pcap_packets']} packets in call.pcap, "
                          f"manifest.json lists SHA-256 of every file)")
+            lines += bundle_notes(summary)
         lines.append("")
-    return "\n".join(lines).rstrip() + "\n", len(views)
+    return visible_lines("\n".join(lines).rstrip()) + "\n", len(views)
+
+
+def bundle_notes(summary: dict) -> list[str]:
+    """What the bundle could not write, or wrote other than the capture said (from its summary)."""
+    lines = [f"   NOT WRITTEN: {', '.join(part['files'])}: {part['error']} (listed in summary.json)"
+             for part in summary["failed_parts"]]
+    for stream in summary["streams"]:
+        timing = stream["audio_timing"]
+        if timing and timing["packets_placed_by_arrival"]:
+            lines.append(f"   {stream['audio']}: {timing['packets_placed_by_arrival']} packet(s) placed at their arrival "
+                         f"time, the RTP timestamp being more than {timing['max_clock_deviation_s']:g} s from it "
+                         f"(sequence numbers {', '.join(map(str, timing['placed_by_arrival_seq']))})")
+        if timing and timing["cut_s"]:
+            lines.append(f"   {stream['audio']}: cut after {timing['max_duration_s']:,} s ({timing['cut_s']:,} s not written)")
+    return lines
 
 
 def describe(view: CallView) -> list[str]:

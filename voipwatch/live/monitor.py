@@ -19,13 +19,14 @@ import time
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, TextIO
 
-from voipwatch.alerts import alert_event, dump_alert
+from voipwatch.alerts import alert_line, dump_alert
 from voipwatch.analyze import Tee
 from voipwatch.capture import read_captures
 from voipwatch.detect import SEVERITIES, DetectorBus
 from voipwatch.pipeline import Analyzer
 from voipwatch.records import RECORDS, Alert, Anomaly, Call, DnsMessage, Frame, Registration, RtpStream
 from voipwatch.config import Settings
+from voipwatch.safe_text import visible
 from voipwatch.tables import TABLES, write_csv_rows
 from voipwatch.windows import BoundedMap
 
@@ -35,10 +36,12 @@ IDLE_STEP_S = 0.5            # a live source yields None after this long without
 
 class RotatingTables:
     """Each completed record appended as a CSV row to <table>-<n>.csv; a new file after rotate_s of
-    capture time or rotate_bytes, whichever comes first."""
+    capture time or rotate_bytes, whichever comes first. Text cells are neutralised as analyze writes
+    them (tables.write_csv_rows) unless csv_raw."""
 
-    def __init__(self, out: Path, rotate_s: float, rotate_bytes: int):
+    def __init__(self, out: Path, rotate_s: float, rotate_bytes: int, csv_raw: bool = False):
         self.out = out
+        self.csv_raw = csv_raw
         self.rotate_s = rotate_s
         self.rotate_bytes = rotate_bytes
         self._files: dict[str, tuple[TextIO, float, int]] = {}
@@ -56,7 +59,7 @@ class RotatingTables:
             write_csv_rows(fh, [[name for name, _, _ in columns]])
             current = (fh, ts, self._serial[table])
             self._files[table] = current
-        write_csv_rows(current[0], [[get(record) for _, _, get in columns]])
+        write_csv_rows(current[0], [[get(record) for _, _, get in columns]], self.csv_raw)
         current[0].flush()
 
     def close(self) -> None:
@@ -106,12 +109,12 @@ class AlertWriter:
         self.to_stdout = to_stdout
         self.floor = SEVERITIES.index(min_severity)
         self.count = 0
-        self.logger = None
+        self.logger = self.handler = None
         if syslog:
             self.logger = logging.getLogger("voipwatch.alerts")
-            handler = logging.handlers.SysLogHandler(address=syslog)
-            handler.setFormatter(logging.Formatter("voipwatch: %(message)s"))
-            self.logger.addHandler(handler)
+            self.handler = logging.handlers.SysLogHandler(address=syslog)
+            self.handler.setFormatter(logging.Formatter("voipwatch: %(message)s"))
+            self.logger.addHandler(self.handler)
             self.logger.setLevel(logging.INFO)
 
     def __call__(self, alert: Alert) -> None:
@@ -121,13 +124,18 @@ class AlertWriter:
         dump_alert(alert, self.fh)
         self.fh.flush()
         if self.to_stdout:
-            sys.stdout.write(json.dumps(alert_event(alert), default=str) + "\n")
+            sys.stdout.write(alert_line(alert) + "\n")
             sys.stdout.flush()
         if self.logger:
-            self.logger.warning("%s %s %s", alert.severity.upper(), alert.name, alert.msg)
+            # Log readers show syslog messages on terminals: the capture's text goes as visible escapes
+            # (a newline would also forge a second log line).
+            self.logger.warning("%s %s %s", alert.severity.upper(), alert.name, visible(alert.msg))
 
     def close(self) -> None:
         self.fh.close()
+        if self.handler is not None:
+            self.logger.removeHandler(self.handler)
+            self.handler.close()
 
 
 class Monitor:
@@ -135,12 +143,13 @@ class Monitor:
 
     def __init__(self, settings: Settings, out: Path, reload: Callable[[], Settings] | None = None,
                  alerts_stdout: bool = False, syslog: str | None = None, rotate_s: float = 3600.0,
-                 rotate_bytes: int = 64 << 20, stats_every_s: float = 10.0, status: Callable[[str], None] | None = None):
+                 rotate_bytes: int = 64 << 20, stats_every_s: float = 10.0, status: Callable[[str], None] | None = None,
+                 csv_raw: bool = False):
         out.mkdir(parents=True, exist_ok=True)
         self.out = out
         self.settings = settings
         self.reload_settings = reload
-        self.tables = RotatingTables(out, rotate_s, rotate_bytes)
+        self.tables = RotatingTables(out, rotate_s, rotate_bytes, csv_raw)
         self.sink = LiveSink(self.tables)
         self.alerts = AlertWriter(out / "alerts.jsonl", alerts_stdout, syslog, settings.alerts.min_severity)
         self.stats_fh = open(out / "stats.jsonl", "a", encoding="utf-8")
@@ -217,7 +226,7 @@ class Monitor:
 
     def _say(self, text: str) -> None:
         if self.status:
-            self.status(text)
+            self.status(visible(text))
 
     def close(self) -> None:
         self.tables.close()

@@ -38,6 +38,7 @@ STYLE = {
     "axes.edgecolor": "#9aa4b2", "axes.labelcolor": "#344054", "axes.grid": True, "axes.axisbelow": True,
     "grid.color": "#e4e7ec", "grid.linewidth": 0.8, "xtick.color": "#475467", "ytick.color": "#475467",
     "legend.frameon": False, "legend.fontsize": 8, "figure.facecolor": "white", "savefig.facecolor": "white",
+    "text.parse_math": False,        # labels may hold text from the capture: "$...$" is not TeX here
 }
 
 

@@ -17,6 +17,7 @@ import pandas as pd
 from voipwatch.report import guide
 from voipwatch.report.data import MAX_PER_GROUP, SEVERITIES, FindingGroup, Report, TableView, time_text
 from voipwatch.report.figures import Image
+from voipwatch.safe_text import markup_text
 
 DETAILED_PER_GROUP = 3           # alerts of a finding group shown with all their evidence, the rest in a table
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
@@ -149,12 +150,13 @@ NAV = (("summary", "Summary"), ("findings", "Findings"), ("calls", "Calls"), ("r
 
 
 def e(value) -> str:
-    """Escaped text of any cell value; missing values are empty."""
+    """Escaped text of any cell value; missing values are empty. Controls and other invisible
+    characters from the capture are shown as visible escapes (safe_text.markup_text)."""
     if value is None or value is pd.NA:
         return ""
     if isinstance(value, float) and math.isnan(value):
         return ""
-    return html.escape(str(value), quote=True)
+    return html.escape(markup_text(str(value)), quote=True)
 
 
 def fmt(value) -> str:
