@@ -31,6 +31,31 @@ _AUTH_HEADERS = ("authorization", "proxy-authorization", "www-authenticate", "pr
 _DTMF_TYPES = ("application/dtmf-relay", "application/dtmf")
 
 
+def _quoted_nuls(payload: bytes, start: int, end: int) -> int:
+    """NUL octets that stand as the escaped character of a quoted-pair inside a quoted-string or a
+    comment: RFC 3261 §25.1, quoted-pair = "\\" (%x00-09 / %x0B-0C / %x0E-7F), the one place a NUL is legal."""
+    legal = 0
+    quoted = False
+    comment = 0
+    i = start
+    while i < end:
+        byte = payload[i]
+        if byte == 0x5C and (quoted or comment) and i + 1 < end:      # backslash: the next octet is escaped
+            legal += payload[i + 1] == 0
+            i += 2
+            continue
+        if byte == 0x22 and not comment:                                # DQUOTE opens or closes a quoted-string
+            quoted = not quoted
+        elif byte == 0x28 and not quoted:                               # "(" opens a (nested) comment
+            comment += 1
+        elif byte == 0x29 and comment:
+            comment -= 1
+        elif byte == 0x0A and payload[i + 1:i + 2] not in (b" ", b"\t"):   # §7.3.1: only a folded line continues
+            quoted, comment = False, 0
+        i += 1
+    return legal
+
+
 class _StartLine:
     """A Request-Line (§7.1) or Status-Line (§7.2) found at `skip` bytes into a line."""
     __slots__ = ("skip", "method", "uri", "status", "reason")
@@ -286,7 +311,9 @@ def parse_sip(meta: PacketMeta, payload: bytes) -> tuple[SipMessage | None, list
     else:
         head, body_start = payload[head_start:blank.start()], blank.end()
     nul = payload.count(b"\0", msg_start, body_start)
-    if nul:                    # §25.1: no header-field or start-line element admits a NUL octet
+    if nul:
+        nul -= _quoted_nuls(payload, msg_start, body_start)
+    if nul:                    # §25.1: only a quoted-pair admits a NUL octet; no other element does
         notes.add("sip.nul_byte", f"{nul} NUL bytes in the start line and header fields")
     fields = _headers(_decode(head, notes, "header fields"), notes)
     for name in _SINGLETONS:

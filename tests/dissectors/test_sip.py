@@ -773,3 +773,22 @@ def test_fuzz_never_raises(public_captures):
         stream = data + rng.choice(seeds)
         messages, used = frame_sip_stream(stream)
         assert 0 <= used <= len(stream) and sum(map(len, messages)) <= used
+
+
+def test_nul_in_a_quoted_pair_is_legal():
+    """RFC 3261 §25.1: quoted-pair = "\\" (%x00-09 / %x0B-0C / %x0E-7F): an escaped NUL inside a quoted-string
+    (here a display name) or a comment (User-Agent) is allowed, so it is no sip.nul_byte."""
+    message = INVITE.replace(b"To: Bob <", b'To: "B\\\x00b" <').replace(b"softphone/1.0",
+                                                                         b"softphone/1.0 (build \\\x00 1)")
+    msg, anomalies = parse_sip(meta(), message)
+    assert msg.to_user == "bob" and msg.user_agent == "softphone/1.0 (build \\\x00 1)"
+    assert "sip.nul_byte" not in names(anomalies)
+
+
+def test_nul_outside_a_quoted_pair_is_counted():
+    """A NUL escaped outside any quoted-string or comment, or bare inside one, is still an anomaly."""
+    message = INVITE.replace(b"Max-Forwards: 70", b"Max-Forwards: 7\\\x000").replace(
+        b"To: Bob <", b'To: "B\x00b" <')
+    _, anomalies = parse_sip(meta(), message)
+    found = [a for a in anomalies if a.name == "sip.nul_byte"]
+    assert [a.detail for a in found] == ["2 NUL bytes in the start line and header fields"]
