@@ -33,6 +33,7 @@ TOKENS = (b"\r\n", b"\r\n\r\n", b"\n", b" ", b"\t", b":", b";", b",", b"<", b">"
           b"l: -1\r\n", b"CSeq: 4294967296 INVITE\r\n", b"v=0\r\nm=audio 0 RTP/AVP\r\n", b"=" * 300)
 UDP_FRAMES = 90_000
 TCP_CONNECTIONS = 3_000
+pytestmark = pytest.mark.slow                # about a minute of CPU: not in the core tier
 
 
 def _mutate(rng: random.Random, data: bytes) -> bytes:
