@@ -14,7 +14,7 @@ parser `(meta, payload) -> (record or None, [Anomaly])` and its ANOMALIES (name 
 one entry below. The pipeline emits the records the parser returns; the frame class and anomaly
 names reach the README through `python -m voipwatch.docs`.
 
-One rule binds UDP entries without ports: the batch path (voipwatch/batch/driver.py) decodes UDP
+One rule binds UDP entries without ports: the batch path (voipwatch/batch/candidates.py) decodes UDP
 datagrams whose first two bits are RTP's version 2 and whose second octet is not 192..223 (RTCP,
 RFC 5761 §4) column-wise, without this table, except on the ports it names (`ports`, `home`); so no
 such entry but RTP's may claim one (tests/dissectors/test_dispatch.py checks it).

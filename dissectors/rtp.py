@@ -123,11 +123,6 @@ HEURISTIC_EXCLUDED_PORTS = frozenset({53, 67, 68, 69, 123, 137, 138, 161, 162, 5
                                       1719, 1900, 2427, 2727, 4500, 4569, 5353, 5355})
 
 
-def heuristic_ports_ok(sport: int, dport: int) -> bool:
-    """False when either port belongs to a LAN service whose datagrams are never RTP/RTCP."""
-    return sport not in HEURISTIC_EXCLUDED_PORTS and dport not in HEURISTIC_EXCLUDED_PORTS
-
-
 def looks_like_rtp(payload: bytes) -> bool:
     """True when Wireshark 4.0 would decode this UDP payload as RTP through its `rtp_udp` heuristic.
 

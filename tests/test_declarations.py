@@ -97,7 +97,7 @@ def test_the_product_counts_only_declared_classes_and_anomalies():
     """Every sample capture and every capture in ../shared/captures, through the per-frame pipeline."""
     classes, reasons, analysed = set(), set(), 0
     for path in _captures():
-        analyzer = Analyzer(_Nothing(), PipelineConfig(), "stream")
+        analyzer = Analyzer(_Nothing(), PipelineConfig())
         try:
             analyzer.run(read_captures([str(path)]))
         except CaptureError:

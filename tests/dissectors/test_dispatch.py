@@ -144,7 +144,7 @@ def _run(table, payloads: list[tuple[int, int, bytes]], monkeypatch) -> Analyzer
         def __getattr__(self, name):
             return lambda *args: None
 
-    analyzer = Analyzer(Nothing(), PipelineConfig(), "stream")
+    analyzer = Analyzer(Nothing(), PipelineConfig())
     for n, (sport, dport, payload) in enumerate(payloads, 1):
         data = udp_frame(payload, sport, dport)
         analyzer.process(Frame(1.0 + n, n, 1, data, len(data)))
@@ -190,5 +190,5 @@ def test_batch_and_stream_agree_on_version_2_datagrams_the_table_names(tmp_path)
     for result in results:
         assert result.summary["frames_by_class"] == {"rtp": 3, "udp.other": 6}
         assert result.summary["anomalies_by_reason"] == {"sip.not_sip_on_sip_port": 3}
-        assert [(s.sport, s.dport, s.packets) for s in result.records.rtp_streams] == [(40002, 5060, 3)]
-    assert results[0].records.anomalies == results[1].records.anomalies
+        assert [(s.sport, s.dport, s.packets) for s in result.records["rtp_streams"]] == [(40002, 5060, 3)]
+    assert results[0].records["anomalies"] == results[1].records["anomalies"]

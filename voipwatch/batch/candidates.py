@@ -23,7 +23,7 @@ MAX_TAGS = 3                            # deeper VLAN stacks go per-frame (the h
 # Per UDP port: OWNED_PORT when the dispatch table names it, so that datagrams with RTP's version bits
 # go per-frame (an entry bound to the port may claim them; on a protocol's default port, one that is
 # not RTP is an anomaly); EXCLUDED_PORT when the RTP heuristic never runs there
-# (dissectors.rtp.heuristic_ports_ok).
+# (dissectors.rtp.HEURISTIC_EXCLUDED_PORTS, the not_ports of the table's RTP entry).
 OWNED_PORT, EXCLUDED_PORT = 1, 2
 PORT_FLAGS = np.zeros(1 << 16, dtype=np.uint8)
 PORT_FLAGS[sorted({port for entry in UDP_DISPATCH for port in entry.ports | entry.home})] |= OWNED_PORT
