@@ -24,8 +24,9 @@ RCODE_MASK = 0xF
 # RFC 1035 §4.2.2: over TCP each message is preceded by a two-octet length.
 TCP_LENGTH = struct.Struct("!H")
 
-DNS_PORTS = (53, 5353)              # DNS (RFC 1035), multicast DNS (RFC 6762)
-MDNS_PORT = 5353
+DNS_PORT = 53                       # RFC 1035 §4.2: over UDP and TCP
+MDNS_PORT = 5353                    # RFC 6762 §3: multicast DNS, over UDP
+DNS_PORTS = (DNS_PORT, MDNS_PORT)
 # Opcodes a DNS message over UDP may carry: QUERY, IQUERY (obsolete, RFC 3425), STATUS, NOTIFY
 # (RFC 1996), UPDATE (RFC 2136). DSO (6, RFC 8490) is TCP-only.
 UDP_OPCODES = frozenset({0, 1, 2, 4, 5})
@@ -53,6 +54,13 @@ NAPTR_FIXED = struct.Struct("!HH")
 # dpkt raises these on malformed input (R2: NeedData < UnpackError; UnicodeDecodeError < ValueError);
 # struct.error and IndexError come from short RDATA (seen when fuzzing).
 DECODE_ERRORS = (dpkt.UnpackError, ValueError, struct.error, IndexError)
+
+# Every Anomaly.name of this module (layer "dns").
+ANOMALIES = {
+    "dns.malformed": "the header or question section cannot be decoded (RFC 1035 §4.1): not described",
+    "dns.malformed_section": "an answer, authority or additional record cannot be decoded; the answers before it "
+                             "are kept",
+}
 
 
 def _character_strings(data: bytes) -> list[str]:
@@ -170,20 +178,41 @@ def parse_dns(meta: PacketMeta, payload: bytes) -> DnsMessage | Anomaly:
         answers=tuple(answers), malformed=malformed)
 
 
-def looks_like_dns(payload: bytes, sport: int, dport: int) -> bool:
-    """A DNS message on port 53 or 5353 with a sane header: Z bit clear, a UDP opcode, 1..4 questions.
+def parse(meta: PacketMeta, payload: bytes) -> tuple[DnsMessage | None, list[Anomaly]]:
+    """The dispatch table's parser: parse_dns, with a damaged later section as its own anomaly."""
+    msg = parse_dns(meta, payload)
+    if type(msg) is Anomaly:
+        return None, [msg]
+    if msg.malformed is None:
+        return msg, []
+    return msg, [Anomaly(meta.ts, meta.frame, "dns", "dns.malformed_section", msg.malformed, meta.src, meta.dst)]
 
-    Multicast DNS responses carry no question (RFC 6762 §6): on 5353 a response with answers and
-    no question is accepted too.
+
+def looks_like_dns(payload: bytes) -> bool:
+    """A DNS message with a sane header: Z bit clear, an opcode of UDP, 1..4 questions.
+
+    Only on ports 53 and 5353: the dispatch table's port rule (dissectors.dispatch).
     """
-    if (sport not in DNS_PORTS and dport not in DNS_PORTS) or len(payload) < HEADER.size:
+    if len(payload) < HEADER.size:
+        return False
+    _, flags, qdcount, _, _, _ = HEADER.unpack_from(payload)
+    return _sane(flags) and 1 <= qdcount <= MAX_QUESTIONS
+
+
+def looks_like_mdns_answer(payload: bytes) -> bool:
+    """A multicast DNS response, which carries no question (RFC 6762 §6): a sane header with answers.
+
+    Only on port 5353: the dispatch table's port rule (dissectors.dispatch).
+    """
+    if len(payload) < HEADER.size:
         return False
     _, flags, qdcount, ancount, _, _ = HEADER.unpack_from(payload)
-    if flags & Z_BIT or (flags >> OPCODE_SHIFT) & OPCODE_MASK not in UDP_OPCODES:
-        return False
-    if 1 <= qdcount <= MAX_QUESTIONS:
-        return True
-    return qdcount == 0 and bool(flags & QR_BIT) and ancount > 0 and MDNS_PORT in (sport, dport)
+    return _sane(flags) and qdcount == 0 and bool(flags & QR_BIT) and ancount > 0
+
+
+def _sane(flags: int) -> bool:
+    """The Z bit clear (RFC 1035 §4.1.1) and an opcode a message over UDP may carry."""
+    return not flags & Z_BIT and (flags >> OPCODE_SHIFT) & OPCODE_MASK in UDP_OPCODES
 
 
 def frame_dns_tcp(buf: bytes) -> tuple[list[bytes], int]:

@@ -42,6 +42,17 @@ UDP = struct.Struct("!HHHH")
 TCP = struct.Struct("!HHIIHHHH")
 TCP_FIN, TCP_SYN, TCP_RST = 0x01, 0x02, 0x04
 
+# Every anomaly name these parsers return (layer "ip"); a raw-IP link frame reports ip.bad_version too.
+ANOMALIES = {
+    "ip.truncated": "an IPv4 or IPv6 header, or a fragment to reassemble, cut short by the capture",
+    "ip.bad_version": "an IP version that is not the one the link layer announces (neither 4 nor 6 on a raw-IP link)",
+    "ip.bad_header_length": "an IPv4 IHL below 5, or a header longer than the total length (RFC 791 §3.1)",
+    "ipv6.bad_ext_header": f"an IPv6 extension header cut short, a second fragment header, or more than "
+                           f"{MAX_IPV6_EXT_HEADERS} of them (RFC 8200 §4)",
+    "gre.truncated": "a GRE header cut short (RFC 2784)",
+    "gre.unsupported": "GRE with source routing, an unknown version, or a payload that is not IP, PPP or Ethernet",
+}
+
 _ADDR_CACHE_MAX = 4096
 _addr_cache: dict[bytes, str] = {}
 

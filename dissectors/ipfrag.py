@@ -14,6 +14,17 @@ MAX_FRAGMENTS_PER_DATAGRAM = 256    # more pieces than this is an attack, not a 
 FRAGMENT_TIMEOUT_S = 30.0           # capture seconds from the first fragment (RFC 8200 §4.5: 60 s max)
 MAX_DATAGRAM_BYTES = 65535          # RFC 791 total length / RFC 8200 payload length ceiling
 
+# Every anomaly name of fragment reassembly (layer "ip"); dissectors.net reports the last two.
+ANOMALIES = {
+    "ip.fragment_overlap": "fragments overlap (RFC 5722): the datagram is dropped",
+    "ip.fragment_oversize": f"a fragment ending past {MAX_DATAGRAM_BYTES} bytes: the datagram is dropped",
+    "ip.fragment_too_many": f"more than {MAX_FRAGMENTS_PER_DATAGRAM} fragments: the datagram is dropped",
+    "ip.fragment_table_full": f"{MAX_PENDING_DATAGRAMS} datagrams or {MAX_PENDING_BYTES >> 20} MiB pending: "
+                              "the oldest dropped",
+    "ip.fragment_timeout": f"a datagram still incomplete {FRAGMENT_TIMEOUT_S:g} s after its first fragment: dropped",
+    "ip.fragment_incomplete_at_end": "a datagram still incomplete at the end of the capture",
+}
+
 
 class _Pending:
     __slots__ = ("first_ts", "first_frame", "frags", "nbytes", "total", "proto")

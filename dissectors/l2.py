@@ -11,7 +11,13 @@ import struct
 
 from voipwatch.records import Anomaly, L2Neighbor
 
-ANOMALIES = frozenset(("cdp.truncated", "cdp.bad_tlv", "lldp.truncated", "lldp.bad_tlv"))
+# Every Anomaly.name parse_l2 gives (layer "cdp" or "lldp").
+ANOMALIES = {
+    "cdp.truncated": "a CDP header or TLV cut short: the TLVs before it are kept",
+    "cdp.bad_tlv": "a CDP TLV whose length is wrong for its type (or shorter than its header): skipped",
+    "lldp.truncated": "an LLDP TLV cut short: the TLVs before it are kept",
+    "lldp.bad_tlv": "an LLDP TLV whose length is wrong for its type (IEEE 802.1AB §8, ANSI/TIA-1057): skipped",
+}
 
 _U16 = struct.Struct("!H")
 _U32 = struct.Struct("!I")

@@ -49,6 +49,25 @@ _PPPOE_SESSION, _PPPOE_HEADER = 0x8864, 6
 _ETHERTYPE_BUCKETS = {0x0806: "arp", 0x88CC: "lldp", 0x8863: "pppoe_discovery"}
 RAW_PAYLOAD_BUCKETS = frozenset(("lldp", "cdp"))          # buckets whose L2 payload is returned
 
+# Every Link.bucket: frames that carry no IP, each counted under its name (a frame class).
+BUCKETS = {
+    "arp": "ARP (EtherType 0x0806)",
+    "lldp": "LLDP (EtherType 0x88cc, IEEE 802.1AB)",
+    "cdp": "CDP (802.2 SNAP, Cisco OUI, protocol 0x2000)",
+    "stp": "spanning tree BPDUs (802.2 SAP 0x42, IEEE 802.1D)",
+    "llc": "other 802.2 LLC frames",
+    "pppoe_discovery": "PPPoE discovery (EtherType 0x8863, RFC 2516)",
+    "other_ethertype": "any other EtherType that is not IP",
+    "other_family": "a loopback (BSD null) frame of an address family that is not IP",
+    "ppp.other_proto": "a PPP frame (PPPoE, PPTP) of a protocol that is not IP (RFC 1661)",
+}
+# Every link anomaly name the decoders return (layer "link").
+ANOMALIES = {
+    "link.truncated": "the link header (Ethernet, VLAN tag, cooked, loopback, PPP, PPPoE) is cut short",
+    "link.unknown_linktype": "a LINKTYPE this decoder does not know",
+    "link.vlan_too_deep": f"more than {MAX_VLAN_TAGS} VLAN tags",
+}
+
 _MAC_CACHE_MAX = 4096
 _mac_pairs: dict[bytes, tuple[str, str]] = {}
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from dissectors import ip, link
+from dissectors import ip, ipfrag, link
 from dissectors.ipfrag import FragmentReassembler
 from voipwatch.records import Anomaly, Frame, PacketMeta
 
@@ -32,22 +32,29 @@ _SET_SRC, _SET_SPORT = PacketMeta.src.__set__, PacketMeta.sport.__set__  # type:
 _SET_DST, _SET_DPORT = PacketMeta.dst.__set__, PacketMeta.dport.__set__  # type: ignore[attr-defined]
 _SET_TRANSPORT = PacketMeta.transport.__set__  # type: ignore[attr-defined]
 
-# Every name decode() can put in Skipped.bucket or Anomaly.name (a contract: tests hold decode to it).
-BUCKETS = frozenset((
-    "arp", "lldp", "cdp", "stp", "llc", "pppoe_discovery", "other_ethertype",   # link: not IP
-    "other_family", "ppp.other_proto",                                          # loopback / PPP: not IP
-    "icmp", "icmpv6", "igmp", "ip.other_proto", "ip.fragment_pending",          # IP: not UDP/TCP (yet)
-))
-ANOMALIES = frozenset((
-    "link.truncated", "link.unknown_linktype", "link.vlan_too_deep",
-    "ip.truncated", "ip.bad_version", "ip.bad_header_length", "ip.encap_too_deep", "ipv6.bad_ext_header",
-    "ip.bad_length",                                                            # rides on a Datagram
-    "ip.fragment_overlap", "ip.fragment_oversize", "ip.fragment_too_many", "ip.fragment_table_full",
-    "ip.fragment_timeout",                                                      # from expire()
-    "gre.truncated", "gre.unsupported",
-    "udp.truncated", "udp.bad_length",                                          # bad_length rides on a Datagram
-    "tcp.truncated", "tcp.bad_header_length",
-))
+# Every name decode() can put in Skipped.bucket (a frame class) or Anomaly.name, with its meaning
+# (a contract: tests hold decode to it). A frame decode() returns as an Anomaly is counted under its name.
+BUCKETS = {
+    **link.BUCKETS,
+    "icmp": "ICMP (IP protocol 1)",
+    "icmpv6": "ICMPv6 (IP protocol 58)",
+    "igmp": "IGMP (IP protocol 2)",
+    "ip.other_proto": "any other IP protocol that is not UDP or TCP",
+    "ip.fragment_pending": "an IP fragment held until its datagram is whole (the frame completing it is counted "
+                           "as the datagram)",
+}
+ANOMALIES = {
+    **link.ANOMALIES, **ip.ANOMALIES, **ipfrag.ANOMALIES,
+    "ip.encap_too_deep": f"more than {MAX_ENCAP_DEPTH} nested IP headers (tunnels)",
+    "ip.bad_length": "an IP length field reaching past a frame the capture holds whole (decoded anyway)",
+    "udp.truncated": "a UDP header cut short",
+    "udp.bad_length": "a UDP length below 8 or past the IP payload (RFC 768; decoded to the IP payload's end)",
+    "tcp.truncated": "a TCP header cut short",
+    "tcp.bad_header_length": "a TCP data offset below 5 (RFC 9293 §3.1)",
+}
+# The names above that never stand for a frame: they ride on a decoded Datagram, or come from
+# expire() and finish(). decode() returns the others in place of a frame.
+NOT_FRAMES = frozenset(("ip.bad_length", "udp.bad_length", "ip.fragment_timeout", "ip.fragment_incomplete_at_end"))
 
 _PROTO_BUCKETS = {ip.PROTO_ICMP: "icmp", ip.PROTO_ICMPV6: "icmpv6", ip.PROTO_IGMP: "igmp"}
 _LAYER = {"link": "link", "ip": "ip", "ipv6": "ip", "gre": "ip", "udp": "udp", "tcp": "tcp"}

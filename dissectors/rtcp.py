@@ -60,6 +60,14 @@ PT_FIRST, PT_LAST = 192, 223
 # octets (header and sender SSRC) of the compound packet are left in clear.
 SRTCP_INDEX_LEN = 4
 
+# Every Anomaly.name parse_rtcp gives (layer "rtcp").
+ANOMALIES = {
+    "rtcp.bad_version": "a datagram taken as RTCP whose version is not 2 (RFC 3550 §6.4.1)",
+    "rtcp.bad_length": "shorter than a header, a length field overrunning the datagram, stray trailing octets, "
+                       "or report blocks overrunning their packet (RFC 3550 §6.4)",
+    "rtcp.bad_sdes": "SDES chunks overrunning their packet (RFC 3550 §6.5)",
+}
+
 
 def _walk(payload: bytes) -> tuple[list[tuple[int, int, int, int]], int]:
     """Follow the length fields: [(offset, size, rc, pt)] of well-formed packets, and where they end."""

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import struct
 
-from voipwatch.records import PacketMeta, RtpPacket
+from voipwatch.records import Anomaly, PacketMeta, RtpPacket
 
 # RFC 3550 §5.1 fixed header:
 #     0                   1                   2                   3
@@ -26,6 +26,7 @@ CSRC_LEN = 4                         # each CSRC identifier is 32 bits
 EXTENSION = struct.Struct("!HH")     # profile-defined | length in 32-bit words (excluding these 4 octets)
 
 VERSION = 2
+VERSION_2_OCTETS = frozenset(range(0x80, 0xC0))   # first octets of version 2 (RTP and RTCP, RFC 3550 §6.4.1)
 PADDING_BIT = 0x20
 EXTENSION_BIT = 0x10
 CC_MASK = 0x0F
@@ -70,6 +71,12 @@ RTCP_MUX_LAST = 223
 # marker bit is set; Wireshark's heuristic rejects them whatever the marker bit.
 RTCP_CONFLICT_PT_FIRST = 72
 RTCP_CONFLICT_PT_LAST = 76
+
+# Every Anomaly.name of this module (layer "rtp"); the RTP stream table's cap is voipwatch.pipeline's.
+ANOMALIES = {
+    "rtp.malformed": "a datagram to or from SDP-announced RTP media that is neither RTP nor RTCP "
+                     "(short, not version 2, or its CSRC list or extension overruns it)",
+}
 
 
 def codec_name(pt: int, rtpmap: dict[int, tuple[str, int]] | None = None) -> str | None:
@@ -116,11 +123,6 @@ HEURISTIC_EXCLUDED_PORTS = frozenset({53, 67, 68, 69, 123, 137, 138, 161, 162, 5
                                       1719, 1900, 2427, 2727, 4500, 4569, 5353, 5355})
 
 
-def heuristic_ports_ok(sport: int, dport: int) -> bool:
-    """False when either port belongs to a LAN service whose datagrams are never RTP/RTCP."""
-    return sport not in HEURISTIC_EXCLUDED_PORTS and dport not in HEURISTIC_EXCLUDED_PORTS
-
-
 def looks_like_rtp(payload: bytes) -> bool:
     """True when Wireshark 4.0 would decode this UDP payload as RTP through its `rtp_udp` heuristic.
 
@@ -150,6 +152,18 @@ def looks_like_rtp(payload: bytes) -> bool:
         if count == 0 or count > len(payload) - header:
             return False
     return True
+
+
+def parse_unannounced(meta: PacketMeta, payload: bytes) -> tuple[RtpPacket | None, list[Anomaly]]:
+    """The dispatch table's parser for media SDP did not announce (negotiated=False)."""
+    return parse_rtp(meta, payload, False), []
+
+
+def not_rtp(meta: PacketMeta, payload: bytes) -> Anomaly:
+    """rtp.malformed: a non-empty datagram to or from SDP-announced RTP media that is neither RTP nor RTCP."""
+    return Anomaly(meta.ts, meta.frame, "rtp", "rtp.malformed",
+                   f"{len(payload)}-byte datagram to or from SDP-announced RTP media: {header_problem(payload)}",
+                   meta.src, meta.dst)
 
 
 def header_problem(payload: bytes) -> str:

@@ -19,6 +19,26 @@ MAX_SESSION_PARAMS = 16    # RFC 4568 session parameters kept per a=crypto line
 
 _DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")  # RFC 4566 §6 / RFC 3264 §5.1
 
+# Every anomaly name parse_sdp gives (dissectors.sip reports them with layer "sdp").
+ANOMALIES = {
+    "sdp.non_utf8": "the body is not UTF-8 (RFC 4566 §5); shown with U+FFFD",
+    "sdp.empty": "a body of nothing but white space",
+    "sdp.bad_line": 'a line that is not a letter, "=" and a value (§5), or a body without any such line',
+    "sdp.bad_version": "the body does not start with v=0 (§5.1)",
+    "sdp.too_many_lines": f"more than {MAX_SDP_LINES} lines; the rest ignored",
+    "sdp.bad_origin_line": "an o= line without its six fields (§5.2)",
+    "sdp.bad_connection_line": "a c= line with fewer than three fields (§5.7)",
+    "sdp.bad_media_line": "an m= line without media, port and proto, or with a bad port (§5.14)",
+    "sdp.too_many_media": f"more than {MAX_MEDIA} m= sections; the rest ignored",
+    "sdp.too_many_formats": f"more than {MAX_FORMATS} formats on one m= line; the rest ignored",
+    "sdp.no_media": "a session without any m= line",
+    "sdp.bad_rtpmap": "an a=rtpmap without payload type, encoding name or clock rate (§6)",
+    "sdp.bad_rtcp_line": "an a=rtcp without a valid port (RFC 3605 §2.1)",
+    "sdp.too_many_crypto": f"more than {MAX_CRYPTO} a=crypto lines in one section; the rest ignored",
+    "sdp.bad_crypto_line": "an a=crypto without a numeric tag, a suite and key parameters (RFC 4568 §9.1)",
+    "sdp.bad_crypto_key": "an a=crypto inline key that is not base64 (RFC 4568 §6.1)",
+}
+
 
 class _Section:
     """Mutable attributes of the session level or of one m= section while the body is read."""

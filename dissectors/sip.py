@@ -21,6 +21,9 @@ _JUNK_PREVIEW = 16         # bytes of leading junk quoted in the anomaly detail
 
 _VERSION = b"SIP/2.0"      # §7.1: the version is case-sensitive
 _TOKEN_FIRST = frozenset(hv.TOKEN_BYTES)
+# The octets a message can start with: its method's or "SIP/2.0"'s first (§7.1, §25.1), or a CRLF
+# keep-alive before it (RFC 5626 §3.5.1).
+FIRST_OCTETS = _TOKEN_FIRST | frozenset(b"\r\n")
 # §7: the header block ends at the first empty line; bare LF line ends are tolerated.
 _BLANK_LINE = re.compile(rb"\r?\n\r?\n")
 _EOL = re.compile(r"\r\n|\r|\n")
@@ -29,6 +32,38 @@ _STREAM_CL = re.compile(rb"^(?:content-length|l)[ \t]*:[ \t]*(\d{1,10})[ \t]*\r?
 _SINGLETONS = ("call-id", "cseq", "from", "to", "content-length", "content-type", "max-forwards")
 _AUTH_HEADERS = ("authorization", "proxy-authorization", "www-authenticate", "proxy-authenticate")
 _DTMF_TYPES = ("application/dtmf-relay", "application/dtmf")
+
+# Every Anomaly.name parse_sip gives (layer "sip"; the SDP body's own are dissectors.sdp.ANOMALIES),
+# and the one the dispatch table raises for the SIP ports (dissectors.dispatch).
+ANOMALIES = {
+    "sip.malformed_start_line": "no Request-Line or Status-Line anywhere in the message (§7.1, §7.2): not described",
+    "sip.junk_before_request": "bytes before the Request-Line, skipped",
+    "sip.junk_before_response": "bytes before the Status-Line, skipped",
+    "sip.bad_status_code": "a Status-Code outside 100-699 (§21)",
+    "sip.headers_unterminated": "no empty line after the header fields (§7)",
+    "sip.nul_byte": "NUL octets in the start line or header fields (§25.1)",
+    "sip.non_utf8": "start line or header fields not UTF-8 (§25.1); shown with U+FFFD",
+    "sip.header_too_long": f"a start-line element or header field over {MAX_HEADER_LINE} characters, cut",
+    "sip.bad_header_line": "a header line without a name, or a continuation line before any header (§7.3.1)",
+    "sip.too_many_headers": f"more than {MAX_HEADERS} header fields; the rest dropped",
+    "sip.duplicate_header": "a header field §20 allows once (Call-ID, CSeq, From, To, Content-Length, Content-Type, "
+                            "Max-Forwards) is repeated",
+    "sip.too_many_via": f"more than {MAX_VIA} Via entries; the rest dropped",
+    "sip.too_many_values": f"more than {MAX_LIST_VALUES} Contact, P-Asserted-Identity, Diversion or "
+                           "authentication entries; the rest dropped",
+    "sip.missing_call_id": "no Call-ID header field (§8.1.1.4)",
+    "sip.missing_cseq": "no CSeq header field (§8.1.1.5)",
+    "sip.bad_cseq": "a CSeq that is not a number below 2^31 and a method (§20.16, §8.1.1.5)",
+    "sip.cseq_method_mismatch": "a request whose CSeq method differs from its Request-Line method (§8.1.1.5)",
+    "sip.invalid_content_length": "a Content-Length that is not a number, differs between repeated fields, "
+                                  "or reaches past the datagram (§18.3, §20.14)",
+    "sip.missing_content_length": "a message over TCP without Content-Length, which stream transports require (§18.3)",
+    "sip.body_truncated": "over TCP, fewer body bytes than Content-Length declares (a body over the framing cap "
+                          "is cut)",
+    "sip.trailing_data": "bytes after the body that Content-Length delimits (§18.3)",
+    "sip.not_sip_on_sip_port": "a UDP datagram, or the first data of a TCP stream, to or from port 5060 or 5061 "
+                               "that is not SIP (§19.1.2 default ports)",
+}
 
 
 def _quoted_nuls(payload: bytes, start: int, end: int) -> int:
@@ -298,8 +333,7 @@ def parse_sip(meta: PacketMeta, payload: bytes) -> tuple[SipMessage | None, list
             notes.add("sip.malformed_start_line", f"no Request-Line or Status-Line in {len(payload)} bytes")
             return None, notes.records()
         msg_start, line_end, sl = found
-        kind = "request" if sl.method is not None else "response"
-        notes.add(f"sip.junk_before_{kind}",
+        notes.add("sip.junk_before_request" if sl.method is not None else "sip.junk_before_response",
                   f"{msg_start - start} bytes: {payload[start:start + _JUNK_PREVIEW]!r}")
     if sl.status is not None and not 100 <= sl.status <= 699:
         notes.add("sip.bad_status_code", f"{sl.status} outside 100-699 (§21)")

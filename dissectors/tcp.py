@@ -20,8 +20,17 @@ DEFAULT_IDLE_S = 300.0                    # capture seconds without a segment be
 DEFAULT_GAP_S = 5.0                       # capture seconds a hole may stay open before it is skipped
 MAX_OUT_OF_ORDER_SEGMENTS = 64            # held segments per direction
 
-# Every Anomaly.name feed() and expire() produce.
-ANOMALIES = frozenset(("tcp.flow_table_full", "tcp.gap", "tcp.buffer_overflow", "tcp.unframed_bytes"))
+# Every Anomaly.name feed(), expire() and finish() produce (layer "tcp").
+ANOMALIES = {
+    "tcp.flow_table_full": "max_tcp_flows directions reassembled at once: the least recently active one was "
+                           "evicted with its pending bytes",
+    "tcp.gap": f"bytes never seen (a hole open over {DEFAULT_GAP_S:g} s, or too much held after it): skipped "
+               "ahead, the partial message dropped",
+    "tcp.buffer_overflow": f"more than {DEFAULT_MAX_BUFFER_BYTES // 1024} KiB the framer could not split into "
+                           "messages: dropped",
+    "tcp.unframed_bytes": "bytes not yet framed when a direction was reset, closed, restarted or idle: dropped",
+    "tcp.unframed_bytes_at_end": "bytes not yet framed at the end of the capture (a message cut off by it)",
+}
 
 _MOD = 1 << 32                            # RFC 9293 §3.4: sequence numbers are modulo 2**32
 _HALF = 1 << 31

@@ -21,9 +21,16 @@ from voipwatch.records import Anomaly, Frame
 CHUNK_BYTES = 1 << 20            # read size of the buffered loop
 MAX_BLOCK_BYTES = 16 << 20       # larger pcapng blocks are corrupt (the packet cap plus generous options)
 
-# Every Anomaly.name the readers produce (layer "capture").
-ANOMALIES = frozenset(("capture.truncated_record", "capture.bad_record_length", "capture.caplen_exceeds_snaplen",
-                       "capture.bad_interface_id", "capture.bad_section_header"))
+# Every Anomaly.name the readers produce (layer "capture"), with its meaning.
+ANOMALIES = {
+    "capture.truncated_record": "the file ends inside a record or block (a capture cut short, or a broken "
+                                "compressed stream): reading stops",
+    "capture.bad_record_length": f"a record or block length that cannot be right (over {MAX_CAPLEN} captured "
+                                 "bytes, not a multiple of 4, or disagreeing with its trailer)",
+    "capture.caplen_exceeds_snaplen": "a record longer than the file's snapshot length: decoded anyway",
+    "capture.bad_interface_id": "a pcapng packet block naming an interface its section did not describe",
+    "capture.bad_section_header": "a pcapng section header of unknown byte order or version: reading stops",
+}
 # Those that describe a frame also yielded (just before them); every other one stands for a record
 # that never became a frame.
 FRAME_NOTES = frozenset(("capture.caplen_exceeds_snaplen",))

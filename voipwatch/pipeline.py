@@ -8,32 +8,40 @@ the end. Both give identical records. All time is capture time.
 """
 from __future__ import annotations
 
-from collections import Counter, OrderedDict
+from collections import Counter, OrderedDict, defaultdict
 from typing import Callable, Iterable, Protocol
 
-from dissectors import dns, l2, rtcp, rtp, sip
+from dissectors import dispatch, l2, rtp
+from dissectors.dispatch import Entry, PortIndex
 from dissectors.net import Datagram, NetworkDecoder, Skipped
 from dissectors.tcp import TcpReassembler
 from voipwatch.capture import FRAME_NOTES
 from voipwatch.config import PipelineConfig
 from voipwatch.flows import FirstSeen
 from voipwatch.media import FramesTaken, RtpCollector, StreamingRtp
-from voipwatch.records import Anomaly, DnsMessage, FlowSeen, Frame, HostSeen, RtpStream, SipMessage, TlsFlow
+from voipwatch.records import Anomaly, FlowSeen, Frame, HostSeen, RtpPacket, RtpStream, SipMessage
 from voipwatch.sessions import CallTracker, MediaExpectations, RegistrationTracker
 
 # Buckets of frames that RtpStream records describe (no flow or host sightings for them).
 MEDIA_BUCKETS = frozenset({"rtp", "rtcp", "rtcp.malformed"})
 # How often (capture seconds) idle state is expired.
 TICK_S = 1.0
+# The RTCP entry of the dispatch table, which also describes RTCP multiplexed on announced media.
+RTCP = next(entry for entry in dispatch.UDP if entry.bucket == "rtcp")
 
-# RFC 6189 §5: every ZRTP message carries the magic cookie 'ZRTP' (0x5a525450) at offset 4.
-ZRTP_COOKIE = b"ZRTP"
-# RFC 5389 §6: STUN magic cookie at offset 4; the first two bits are zero.
-STUN_COOKIE = b"\x21\x12\xa4\x42"
-# RFC 3261 §19.1.2: the default SIP ports (5060 and, for TLS, 5061).
-SIP_PORTS = (5060, 5061)
-# RFC 5246 §6.2.1: a TLS record starts with content type 20-23 and version major 3.
-TLS_CONTENT_TYPES = range(20, 24)
+# Caps counted (not recorded as anomalies one by one) and reported at the end of input.
+ANOMALIES = {
+    "sessions.media_expectations_overflow": "SDP-announced media endpoints over max_media_expectations: the least "
+                                            "recently announced forgotten",
+    "sessions.calls_overflow": "calls over max_calls: the least recently active closed early",
+    "sessions.registrations_overflow": "registrations over max_registrations: the least recently active closed early",
+    "sessions.register_transactions_overflow": "REGISTER transactions over max_register_transactions: the oldest "
+                                               "forgotten, its response left unmatched",
+    "rtp.streams_overflow": "open RTP streams over max_rtp_streams (streaming path): the least recently active "
+                            "closed early",
+    "sessions.flows_overflow": "flow directions over max_flows: the least recently seen forgotten (sighted anew later)",
+    "sessions.hosts_overflow": "hosts over max_hosts: the least recently seen forgotten (sighted anew later)",
+}
 
 
 class Sink(Protocol):
@@ -67,8 +75,10 @@ class Analyzer:
         self.first_ts: float | None = None
         self.last_ts: float | None = None
         self._next_tick: float | None = None
-        # TCP flow direction -> [(protocol, framer), last segment time]; least recently used first
-        self._tcp_framers: OrderedDict[tuple, list] = OrderedDict()
+        # TCP flow direction -> [dispatch entry, last segment time]; least recently used first
+        self._tcp_flows: OrderedDict[tuple, list] = OrderedDict()
+        self._udp_table = PortIndex(dispatch.UDP, self.config)
+        self._tcp_table = PortIndex(dispatch.TCP, self.config)
         self.flows = FirstSeen(self.config.max_flows, self.config.sighting_idle_s)
         self.hosts = FirstSeen(self.config.max_hosts, self.config.sighting_idle_s)
 
@@ -76,6 +86,9 @@ class Analyzer:
         """Send every record from now on to `sink` (monitor's reload gives it new detectors)."""
         self.sink = sink
         self.emit = sink.emit
+        # Where a record a dispatch entry's parser returns goes: SIP messages feed the session trackers,
+        # RTP packets the stream trackers; any other record goes out as it is.
+        self._records = defaultdict(lambda: sink.emit, {SipMessage: self._sip, RtpPacket: self._unannounced_rtp})
 
     # -- input -------------------------------------------------------------------------------
     def run(self, items: Iterable[Frame | Anomaly], progress: Callable[[Frame], None] | None = None) -> None:
@@ -146,6 +159,7 @@ class Analyzer:
     # -- UDP ---------------------------------------------------------------------------------
     def _udp(self, dgram: Datagram) -> str:
         meta, payload = dgram.meta, dgram.payload
+        # Session step: media SDP announced for these endpoints is RTP, or RTCP multiplexed beside it.
         endpoint = self.expectations.lookup(meta.src, meta.sport, meta.dst, meta.dport, meta.frame, meta.ts)
         if endpoint is not None:
             pkt = rtp.parse_rtp(meta, payload, True)
@@ -157,121 +171,84 @@ class Analyzer:
                 self.rtp.add(pkt, endpoint.call_id, media[0], media[1])
                 return "rtp"
             if rtp.is_rtcp_payload(payload):
-                return self._rtcp(meta, payload)
+                return self._describe(RTCP, meta, payload)
             if "RTP/" not in endpoint.proto.upper():
                 endpoint = None                  # T.38 (udptl) and other non-RTP media
-        if sip.looks_like_sip(payload):
-            msg, anomalies = sip.parse_sip(meta, payload)
-            for anomaly in anomalies:
-                self._anomaly(anomaly)
-            if msg is None:
-                return "sip.unparsed"
-            self._sip(msg)
-            return "sip"
-        if dns.looks_like_dns(payload, meta.sport, meta.dport):
-            parsed = dns.parse_dns(meta, payload)
-            if type(parsed) is Anomaly:
-                self._anomaly(parsed)
-                return "dns.malformed"
-            self._dns(parsed)
-            return "dns"
-        return self._udp_other(meta, payload, endpoint is not None)
+        # Then the dispatch table, in order (PortIndex.entries and .stray inlined: this runs per datagram).
+        table = self._udp_table
+        kinds = table.kinds
+        src_kind, dst_kind = kinds[meta.sport], kinds[meta.dport]
+        for entry in table.tries[src_kind][dst_kind][payload[0] if payload else table.EMPTY]:
+            if entry.probe(payload):
+                bucket = self._describe(entry, meta, payload)
+                if bucket is not None:
+                    return bucket
+        if endpoint is not None and payload:     # RFC 6263 §4.1: an empty datagram is a keep-alive
+            self._anomaly(rtp.not_rtp(meta, payload))
+            return dispatch.ANNOUNCED_NOT_MEDIA
+        home = table.strays[src_kind][dst_kind]
+        if home is not None:
+            self._anomaly(dispatch.stray_datagram(home, meta, payload))
+        return dispatch.UDP_OTHER
 
-    def _udp_other(self, meta, payload: bytes, announced: bool = False) -> str:
-        if payload[4:8] == ZRTP_COOKIE and payload[:1] == b"\x10":
-            return "zrtp"
-        if len(payload) >= 20 and payload[4:8] == STUN_COOKIE and payload[0] < 4:
-            return "stun"
-        if payload and payload[0] in TLS_CONTENT_TYPES and payload[1:2] == b"\xfe":
-            return "dtls"        # RFC 6347 §4.1: DTLS versions are 0xfeff / 0xfefd
-        if self.config.rtp_heuristic and rtp.heuristic_ports_ok(meta.sport, meta.dport):
-            if rtcp.looks_like_rtcp(payload):
-                return self._rtcp(meta, payload)
-            if rtp.looks_like_rtp(payload):
-                pkt = rtp.parse_rtp(meta, payload, False)
-                if pkt is not None:
-                    self.rtp.add(pkt, None, rtp.clock_rate(pkt.pt, None), rtp.codec_name(pkt.pt, None))
-                    return "rtp"
-        if announced and payload:                # RFC 6263 §4.1: an empty datagram is a keep-alive
-            self._anomaly(Anomaly(meta.ts, meta.frame, "rtp", "rtp.malformed",
-                                  f"{len(payload)}-byte datagram to or from SDP-announced RTP media: "
-                                  f"{rtp.header_problem(payload)}", meta.src, meta.dst))
-            return "rtp.malformed"
-        if meta.sport in SIP_PORTS or meta.dport in SIP_PORTS:
-            self._anomaly(Anomaly(meta.ts, meta.frame, "sip", "sip.not_sip_on_sip_port",
-                                  f"{len(payload)}-byte UDP datagram to or from a SIP port is not SIP",
-                                  meta.src, meta.dst))
-        return "udp.other"
-
-    def _dns(self, msg: DnsMessage) -> None:
-        self.emit(msg)
-        if msg.malformed is not None:           # the answers before the damage are kept in the record
-            self._anomaly(Anomaly(msg.pkt.ts, msg.pkt.frame, "dns", "dns.malformed_section", msg.malformed,
-                                  msg.pkt.src, msg.pkt.dst))
-
-    def _rtcp(self, meta, payload: bytes) -> str:
-        pkt, anomalies = rtcp.parse_rtcp(meta, payload)
+    def _describe(self, entry: Entry, meta, payload: bytes) -> str | None:
+        """Hand a claimed datagram to its entry's parser: its frame class, or None when the entry declines."""
+        if entry.parse is None:
+            return entry.bucket
+        record, anomalies = entry.parse(meta, payload)
         for anomaly in anomalies:
             self._anomaly(anomaly)
-        if pkt is None:
-            return "rtcp.malformed"
-        self.emit(pkt)
-        return "rtcp"
+        if record is None:
+            return entry.failed
+        self._records[type(record)](record)
+        return entry.bucket
+
+    def _unannounced_rtp(self, pkt: RtpPacket) -> None:
+        self.rtp.add(pkt, None, rtp.clock_rate(pkt.pt, None), rtp.codec_name(pkt.pt, None))
 
     # -- TCP ---------------------------------------------------------------------------------
     def _tcp(self, dgram: Datagram) -> str:
         meta = dgram.meta
         flow = (meta.vlan, meta.src, meta.sport, meta.dst, meta.dport)
-        known = self._tcp_framers.get(flow)
-        choice = known[0] if known is not None and meta.ts - known[1] <= self.config.tcp_idle_s else None
-        if choice is not None:
+        known = self._tcp_flows.get(flow)
+        entry = known[0] if known is not None and meta.ts - known[1] <= self.config.tcp_idle_s else None
+        if entry is not None:
             known[1] = meta.ts
-            self._tcp_framers.move_to_end(flow)
+            self._tcp_flows.move_to_end(flow)
         else:
             if not dgram.payload:
-                return "tcp.control"
-            choice = self._choose_framer(dgram)
-            self._tcp_framers[flow] = [choice, meta.ts]
-            self._tcp_framers.move_to_end(flow)
-            if len(self._tcp_framers) > self.config.max_tcp_flows:
-                self._tcp_framers.popitem(last=False)
-            if choice[0] == "tls":
-                self.emit(TlsFlow(meta))
-            elif choice[0] == "other" and (meta.sport in SIP_PORTS or meta.dport in SIP_PORTS):
-                self._anomaly(Anomaly(meta.ts, meta.frame, "sip", "sip.not_sip_on_sip_port",
-                                      f"TCP stream to or from a SIP port does not start with a SIP message "
-                                      f"({len(dgram.payload)} bytes in its first segment)", meta.src, meta.dst))
-        name, framer = choice
-        if framer is None:
-            return f"tcp.{name}"
-        messages, anomalies = self.tcp.feed(dgram, framer)
+                return dispatch.TCP_CONTROL
+            entry = self._classify_tcp(meta, dgram.payload)
+            self._tcp_flows[flow] = [entry, meta.ts]
+            self._tcp_flows.move_to_end(flow)
+            if len(self._tcp_flows) > self.config.max_tcp_flows:
+                self._tcp_flows.popitem(last=False)
+        if entry.framer is None:
+            return entry.bucket
+        messages, anomalies = self.tcp.feed(dgram, entry.framer)
         for anomaly in anomalies:
             self._anomaly(anomaly)
+        parse, records = entry.parse, self._records
         for msg_meta, data in messages:
-            if name == "sip":
-                msg, sip_anomalies = sip.parse_sip(msg_meta, data)
-                for anomaly in sip_anomalies:
-                    self._anomaly(anomaly)
-                if msg is not None:
-                    self._sip(msg)
-            else:
-                parsed = dns.parse_dns(msg_meta, data)
-                if type(parsed) is Anomaly:
-                    self._anomaly(parsed)
-                else:
-                    self._dns(parsed)
-        return f"tcp.{name}"
+            record, anomalies = parse(msg_meta, data)
+            for anomaly in anomalies:
+                self._anomaly(anomaly)
+            if record is not None:
+                records[type(record)](record)
+        return entry.bucket
 
-    @staticmethod
-    def _choose_framer(dgram: Datagram) -> tuple[str, Callable | None]:
-        meta, payload = dgram.meta, dgram.payload
-        if 53 in (meta.sport, meta.dport):
-            return ("dns", dns.frame_dns_tcp)
-        if payload[0] in TLS_CONTENT_TYPES and payload[1:2] == b"\x03":
-            return ("tls", None)
-        if sip.looks_like_sip(payload.lstrip(b"\r\n")):
-            return ("sip", sip.frame_sip_stream)
-        return ("other", None)
+    def _classify_tcp(self, meta, payload: bytes) -> Entry:
+        """The TCP entry that claims a flow direction from one of its data segments (today its first)."""
+        for entry in self._tcp_table.entries(meta.sport, meta.dport, payload):
+            if entry.probe is None or entry.probe(payload):
+                if entry.opens is not None:
+                    record = entry.opens(meta)
+                    self._records[type(record)](record)
+                return entry
+        home = self._tcp_table.stray(meta.sport, meta.dport)
+        if home is not None:
+            self._anomaly(dispatch.stray_stream(home, meta, payload))
+        return dispatch.TCP_OTHER
 
     # -- SIP and sessions --------------------------------------------------------------------
     def _sip(self, msg: SipMessage) -> None:
@@ -308,11 +285,11 @@ class Analyzer:
         for reg in self.registrations.expire(now):
             self.emit(reg)
         self.expectations.expire(now)
-        while self._tcp_framers:
-            flow, (_, last) = next(iter(self._tcp_framers.items()))
+        while self._tcp_flows:
+            flow, (_, last) = next(iter(self._tcp_flows.items()))
             if now - last <= self.config.tcp_idle_s:
                 break
-            del self._tcp_framers[flow]
+            del self._tcp_flows[flow]
         self.flows.expire(now)
         self.hosts.expire(now)
 

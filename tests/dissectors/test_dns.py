@@ -7,6 +7,8 @@ import subprocess
 import pytest
 
 from dissectors import dns
+from dissectors.dispatch import UDP, PortIndex
+from voipwatch.config import PipelineConfig
 from voipwatch.records import Anomaly, DnsMessage, PacketMeta
 from mutate import mutations
 
@@ -97,16 +99,23 @@ def test_damaged_later_section_keeps_the_answers():
     assert dns.parse_dns(META, bad_naptr).malformed.startswith("answer section")
 
 
+def claimed_as_dns(payload: bytes, sport: int, dport: int) -> bool:
+    """Whether the dispatch table gives this UDP datagram to DNS (its port rules and content probes)."""
+    entries = PortIndex(UDP, PipelineConfig()).entries(sport, dport, payload)
+    return next((e.bucket for e in entries if e.probe(payload)), None) == "dns"
+
+
 def test_looks_like_dns():
-    assert dns.looks_like_dns(SRV_QUERY, 33000, 53) and dns.looks_like_dns(SRV_RESPONSE, 53, 33000)
-    assert not dns.looks_like_dns(SRV_QUERY, 33000, 5060)                       # wrong port
-    assert not dns.looks_like_dns(SRV_QUERY[:11], 33000, 53)
-    assert not dns.looks_like_dns(SRV_QUERY[:2] + b"\x18\x00" + SRV_QUERY[4:], 33000, 53)   # opcode 3
-    assert not dns.looks_like_dns(SRV_QUERY[:2] + b"\x01\x40" + SRV_QUERY[4:], 33000, 53)   # Z bit
-    assert not dns.looks_like_dns(SRV_QUERY[:4] + b"\x00\x09" + SRV_QUERY[6:], 33000, 53)   # 9 questions
+    assert claimed_as_dns(SRV_QUERY, 33000, 53) and claimed_as_dns(SRV_RESPONSE, 53, 33000)
+    assert not claimed_as_dns(SRV_QUERY, 33000, 5060)                       # wrong port
+    assert not claimed_as_dns(SRV_QUERY[:11], 33000, 53)
+    assert not claimed_as_dns(SRV_QUERY[:2] + b"\x18\x00" + SRV_QUERY[4:], 33000, 53)   # opcode 3
+    assert not claimed_as_dns(SRV_QUERY[:2] + b"\x01\x40" + SRV_QUERY[4:], 33000, 53)   # Z bit
+    assert not claimed_as_dns(SRV_QUERY[:4] + b"\x00\x09" + SRV_QUERY[6:], 33000, 53)   # 9 questions
     mdns_answer = struct.pack("!HHHHHH", 0, 0x8400, 0, 1, 0, 0) + rr(name("printer.local"), 1, bytes(4))
-    assert dns.looks_like_dns(mdns_answer, 5353, 5353) and not dns.looks_like_dns(mdns_answer, 53, 33000)
-    assert not dns.looks_like_dns(b"INVITE sip:bob@example.com SIP/2.0\r\n", 5060, 53)
+    assert claimed_as_dns(mdns_answer, 5353, 5353) and not claimed_as_dns(mdns_answer, 53, 33000)
+    assert dns.looks_like_mdns_answer(mdns_answer) and not dns.looks_like_dns(mdns_answer)
+    assert not dns.looks_like_dns(b"INVITE sip:bob@example.com SIP/2.0\r\n")
 
 
 def test_tcp_framing():
@@ -164,7 +173,7 @@ def test_agrees_with_tshark(capture, public_captures, tshark):
     for line in rows:
         fields = dict(zip(names, (v.split("\x1f") if v else [] for v in line.split("\t"))))
         payload = bytes.fromhex(fields["udp.payload"][0])
-        assert dns.looks_like_dns(payload, int(fields["udp.srcport"][0]), int(fields["udp.dstport"][0]))
+        assert claimed_as_dns(payload, int(fields["udp.srcport"][0]), int(fields["udp.dstport"][0]))
         msg = dns.parse_dns(META, payload)
         response = fields["dns.flags.response"][0] in ("1", "True")
         assert (msg.qid, msg.is_response, msg.qname) == (int(fields["dns.id"][0], 16), response,
@@ -181,7 +190,7 @@ def test_sip_and_rtp_payloads_are_not_dns(public_captures, tshark):
                           "-T", "fields", "-e", "udp.srcport", "-e", "udp.dstport", "-e", "udp.payload"],
                          capture_output=True, text=True, check=True).stdout
     rows = [line.split("\t") for line in out.splitlines()]
-    assert rows and not any(dns.looks_like_dns(bytes.fromhex(p), int(s), int(d)) for s, d, p in rows)
+    assert rows and not any(claimed_as_dns(bytes.fromhex(p), int(s), int(d)) for s, d, p in rows)
 
 
 def test_fuzz_never_raises():
@@ -189,6 +198,7 @@ def test_fuzz_never_raises():
     for data in mutations(3, seeds, 20000):
         out = dns.parse_dns(META, data)
         assert isinstance(out, (DnsMessage, Anomaly))
-        dns.looks_like_dns(data, 53, 53)
+        dns.looks_like_dns(data)
+        dns.looks_like_mdns_answer(data)
         messages, used = dns.frame_dns_tcp(data)
         assert used <= len(data) and sum(len(m) + 2 for m in messages) == used

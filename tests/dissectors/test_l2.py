@@ -277,4 +277,4 @@ def test_fuzzed_advertisements_never_raise():
             neighbor, anomalies = parse_l2(protocol, data, 0.0, i, (), None)
             assert neighbor.protocol == protocol
             names |= {a.name for a in anomalies}
-    assert names == ANOMALIES
+    assert names == ANOMALIES.keys()

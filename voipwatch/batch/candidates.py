@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dissectors.dns import DNS_PORTS
+from dissectors.dispatch import UDP as UDP_DISPATCH
 from dissectors.ip import PROTO_UDP
 from dissectors.link import ETHERTYPE_IPV4, LINKTYPE_ETHERNET, VLAN_TPIDS
 from dissectors.rtp import (CC_MASK, EXTENSION_BIT, HEURISTIC_EXCLUDED_PORTS, PADDING_BIT, PT_MASK,
@@ -20,11 +20,13 @@ from voipwatch.batch.grouping import HashCollision, KeyIds, factorize, mix_colum
 from voipwatch.batch.reader import HEAD, Records, gather_rows
 
 MAX_TAGS = 3                            # deeper VLAN stacks go per-frame (the headers must fit in HEAD)
-# Per UDP port: DNS_PORT when dissectors.dns.looks_like_dns may claim it (such datagrams go per-frame),
-# EXCLUDED_PORT when dissectors.rtp.heuristic_ports_ok refuses it.
-DNS_PORT, EXCLUDED_PORT = 1, 2
+# Per UDP port: OWNED_PORT when the dispatch table names it, so that datagrams with RTP's version bits
+# go per-frame (an entry bound to the port may claim them; on a protocol's default port, one that is
+# not RTP is an anomaly); EXCLUDED_PORT when the RTP heuristic never runs there
+# (dissectors.rtp.HEURISTIC_EXCLUDED_PORTS, the not_ports of the table's RTP entry).
+OWNED_PORT, EXCLUDED_PORT = 1, 2
 PORT_FLAGS = np.zeros(1 << 16, dtype=np.uint8)
-PORT_FLAGS[list(DNS_PORTS)] |= DNS_PORT
+PORT_FLAGS[sorted({port for entry in UDP_DISPATCH for port in entry.ports | entry.home})] |= OWNED_PORT
 PORT_FLAGS[sorted(HEURISTIC_EXCLUDED_PORTS)] |= EXCLUDED_PORT
 IS_TPID = np.zeros(1 << 16, dtype=bool)
 IS_TPID[sorted(VLAN_TPIDS)] = True
@@ -125,7 +127,7 @@ def decode_candidates(rec: Records) -> DecodedCandidates:
     b0, b1 = udp[:, 8], udp[:, 9]
     header = 12 + 4 * (b0 & CC_MASK).astype(np.int64)
     has_ext = (b0 & EXTENSION_BIT) != 0
-    ok &= ((ulen == total - ihl) & (ulen >= 8 + 12) & ((port_flags & DNS_PORT) == 0) & ((b0 >> 6) == VERSION)
+    ok &= ((ulen == total - ihl) & (ulen >= 8 + 12) & ((port_flags & OWNED_PORT) == 0) & ((b0 >> 6) == VERSION)
            & ((b1 < RTCP_MUX_FIRST) | (b1 > RTCP_MUX_LAST)) & (header <= ulen - 8)
            & (~has_ext | (p + header + 4 <= HEAD)))
     u8 = np.frombuffer(rec.buf, dtype=np.uint8)

@@ -1,0 +1,205 @@
+"""The dispatch table: which dissector describes a UDP datagram or a TCP flow, declared as data.
+
+The pipeline (voipwatch/pipeline.py) first gives a UDP datagram to the RTP/RTCP media that SDP
+announced for its endpoints (a session-level lookup, kept explicit there). Everything else is
+decided here: the pipeline walks UDP in order and the first entry whose probe accepts the
+datagram claims it; a TCP flow direction is given to the first entry of TCP that accepts its first
+data segment, and keeps it until idle for tcp_idle_s (a probe looks at one segment, so a direction
+could be probed again later). As in Wireshark, a protocol that owns its
+ports is tried before the heuristics, and heuristics never run on ports other services own
+(epan/dissectors/packet-udp.c, decode_udp_ports).
+
+Adding a protocol: a dissector module in this package with a content probe `(payload) -> bool`, a
+parser `(meta, payload) -> (record or None, [Anomaly])` and its ANOMALIES (name -> meaning); then
+one entry below. The pipeline emits the records the parser returns; the frame class and anomaly
+names reach the README through `python -m voipwatch.docs`.
+
+One rule binds UDP entries without ports: the batch path (voipwatch/batch/candidates.py) decodes UDP
+datagrams whose first two bits are RTP's version 2 and whose second octet is not 192..223 (RTCP,
+RFC 5761 §4) column-wise, without this table, except on the ports it names (`ports`, `home`); so no
+such entry but RTP's may claim one (tests/dissectors/test_dispatch.py checks it).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from dissectors import dns, rtcp, rtp, sip, stun, tls, zrtp
+from dissectors.tcp import Framer
+from voipwatch.records import Anomaly, PacketMeta, TlsFlow
+
+Probe = Callable[[bytes], bool]           # a content test: where it runs is the entry's port rule
+Parser = Callable[[PacketMeta, bytes], tuple[Any, list[Anomaly]]]
+
+# RFC 3261 §19.1.2: the default SIP ports (5060 and, for TLS, 5061).
+SIP_PORTS = frozenset((5060, 5061))
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One protocol of one transport: when it claims traffic, and who describes what it claimed."""
+    bucket: str                          # frame class of what it claims (summary.json frames_by_class)
+    meaning: str                         # what that frame class holds, one line (README)
+    probe: Probe | None                  # content test; None: the ports alone decide (TCP)
+    parse: Parser | None = None          # describes a datagram (UDP) or each framed message (TCP); None: counted only
+    failed: str | None = None            # UDP: frame class when parse returns no record; None: the walk goes on
+    failed_meaning: str = ""
+    framer: Framer | None = None         # TCP: splits a direction's in-order bytes into messages for parse
+    opens: Callable[[PacketMeta], Any] | None = None   # TCP: the record of a flow found to carry this protocol
+    ports: frozenset[int] = frozenset()      # probed only when either port is one of these (registered ports)
+    not_ports: frozenset[int] = frozenset()  # never probed when either port is one of these (heuristics)
+    switch: str | None = None            # the PipelineConfig flag that turns the entry on
+    first: frozenset[int] | None = None  # the first octets a payload it claims can have (never probed on
+                                         # others, as RFC 7983 §7 demultiplexes by the first octet); None: any
+    home: frozenset[int] = frozenset()   # its default ports: traffic there that no entry claims is `stray`
+    stray: str | None = None             # that anomaly's name (declared by the protocol's dissector)
+
+    @property
+    def protocol(self) -> str:
+        """The protocol's name in anomaly details: "SIP" for "sip" and "tcp.sip"."""
+        return self.bucket.rpartition(".")[2].upper()
+
+
+# RTP/RTCP found by their header on flows SDP did not announce (Wireshark's rtp_udp and rtcp_udp
+# heuristics): never on the ports of LAN services that own their datagrams.
+_MEDIA_HEURISTIC = dict(not_ports=rtp.HEURISTIC_EXCLUDED_PORTS, switch="rtp_heuristic", first=rtp.VERSION_2_OCTETS)
+# DNS over UDP, with or without a question.
+_DNS = dict(parse=dns.parse, failed="dns.malformed",
+            failed_meaning="a DNS datagram whose header or question cannot be decoded")
+
+UDP = (
+    Entry("sip", "a SIP message (RFC 3261) on any port", sip.looks_like_sip, sip.parse_sip,
+          failed="sip.unparsed", failed_meaning="a datagram that looked like SIP in which the parser finds no "
+                                                "start line",
+          home=SIP_PORTS, stray="sip.not_sip_on_sip_port", first=sip.FIRST_OCTETS),
+    Entry("dns", "a DNS or mDNS message (RFC 1035, RFC 6762) on port 53 or 5353", dns.looks_like_dns,
+          ports=frozenset(dns.DNS_PORTS), **_DNS),
+    Entry("dns", "a multicast DNS response, which has no question (RFC 6762 §6), on port 5353",
+          dns.looks_like_mdns_answer, ports=frozenset((dns.MDNS_PORT,)), **_DNS),
+    Entry("zrtp", "ZRTP key agreement (RFC 6189)", zrtp.looks_like_zrtp, first=zrtp.FIRST_OCTETS),
+    Entry("stun", "STUN (RFC 5389): ICE checks and NAT keep-alives", stun.looks_like_stun, first=stun.FIRST_OCTETS),
+    Entry("dtls", "a DTLS record (RFC 6347; DTLS-SRTP keying, RFC 5764)", tls.looks_like_dtls,
+          first=tls.FIRST_OCTETS),
+    Entry("rtcp", "an RTCP packet (RFC 3550 §6) on announced media, or found by Wireshark's rtcp_udp heuristic",
+          rtcp.looks_like_rtcp, rtcp.parse_rtcp,
+          failed="rtcp.malformed", failed_meaning="a datagram taken as RTCP that cannot be decoded",
+          **_MEDIA_HEURISTIC),
+    Entry("rtp", "an RTP packet (RFC 3550 §5) on announced media, or found by Wireshark's rtp_udp heuristic",
+          rtp.looks_like_rtp, rtp.parse_unannounced, **_MEDIA_HEURISTIC),
+)
+# A datagram no entry claims.
+UDP_OTHER = "udp.other"
+# A datagram to or from SDP-announced RTP media that is neither RTP nor RTCP (the pipeline's session step).
+ANNOUNCED_NOT_MEDIA = "rtp.malformed"
+
+TCP = (
+    Entry("tcp.dns", "a TCP segment of a DNS flow (port 53; messages framed by RFC 1035 §4.2.2)", None,
+          dns.parse, framer=dns.frame_dns_tcp, ports=frozenset((dns.DNS_PORT,))),
+    Entry("tcp.tls", "a TCP segment of a flow that starts with a TLS record (SIP over TLS: recorded, not decrypted)",
+          tls.looks_like_tls, opens=TlsFlow, first=tls.FIRST_OCTETS),
+    Entry("tcp.sip", "a TCP segment of a flow that starts with a SIP message (framed by Content-Length, §18.3)",
+          sip.looks_like_sip, sip.parse_sip, framer=sip.frame_sip_stream, home=SIP_PORTS,
+          stray="sip.not_sip_on_sip_port", first=sip.FIRST_OCTETS),
+)
+# What the pipeline answers for a TCP segment no entry describes.
+TCP_OTHER = Entry("tcp.other", "a TCP segment of a flow no entry claims", None)
+TCP_CONTROL = "tcp.control"     # a segment without data of a flow not yet classified (SYN, ACK, FIN, RST)
+
+
+class PortIndex:
+    """The entries of one table to probe for a port pair and a payload's first octet, precomputed.
+
+    Ports fall into a few kinds: those no rule names (kind 0), and one kind per set of entries whose
+    port rules or default ports name a port. `kinds` gives each port's kind in one octet;
+    `tries[a][b][octet]` the entries to probe for a pair of kinds and a first octet (EMPTY: no
+    payload), and `strays[a][b]` the entry whose default port one of them is. Choosing costs five
+    indexings however many entries the table has; as RFC 7983 §7 demultiplexes a media port by the
+    first octet, an entry is not even probed on a payload that cannot be its.
+    """
+
+    EMPTY = 256
+
+    def __init__(self, table: tuple[Entry, ...], config: Any) -> None:
+        entries = [e for e in table if e.switch is None or getattr(config, e.switch)]
+        for e in entries:
+            if e.ports and e.not_ports:
+                raise ValueError(f"{e.bucket}: an entry has ports or not_ports, not both")
+        # Sets of entries are bit masks (bit i: entries[i]). A port's kind: (the entries whose port rule
+        # names it, the index of the first entry it is a default port of, or -1).
+        signatures: dict[tuple[int, int], int] = {(0, -1): 0}
+        kinds = bytearray(1 << 16)
+        for port in sorted({p for e in entries for p in e.ports | e.not_ports | e.home}):
+            named = sum(1 << i for i, e in enumerate(entries) if port in e.ports or port in e.not_ports)
+            home = next((i for i, e in enumerate(entries) if port in e.home), -1)
+            kinds[port] = signatures.setdefault((named, home), len(signatures))
+        if len(signatures) > 256:
+            raise ValueError("more than 256 kinds of port: widen PortIndex.kinds")
+        self.kinds = bytes(kinds)
+        # per first octet, the entries that may claim a payload starting with it
+        may = [0] * (self.EMPTY + 1)
+        for i, e in enumerate(entries):
+            for octet in range(self.EMPTY + 1) if e.first is None else e.first:
+                may[octet] |= 1 << i
+        by_allowed: dict[int, list[tuple[Entry, ...]]] = {}
+
+        def by_octet(named: int) -> list[tuple[Entry, ...]]:
+            allowed = sum(1 << i for i, e in enumerate(entries) if _applies(e, named >> i & 1))
+            if allowed not in by_allowed:
+                subsets = {m: _subset(entries, allowed & m) for m in set(may)}
+                by_allowed[allowed] = [subsets[m] for m in may]
+            return by_allowed[allowed]
+
+        self.tries = [[by_octet(a | b) for b, _ in signatures] for a, _ in signatures]
+        self.strays = [[entries[i] if i >= 0 else entries[j] if j >= 0 else None for _, j in signatures]
+                       for _, i in signatures]
+
+    def entries(self, sport: int, dport: int, payload: bytes) -> tuple[Entry, ...]:
+        kinds = self.kinds
+        return self.tries[kinds[sport]][kinds[dport]][payload[0] if payload else self.EMPTY]
+
+    def stray(self, sport: int, dport: int) -> Entry | None:
+        """The entry whose default port either is (the source port's first), for traffic none claimed."""
+        kinds = self.kinds
+        return self.strays[kinds[sport]][kinds[dport]]
+
+
+def _subset(entries: list[Entry], mask: int) -> tuple[Entry, ...]:
+    """The entries of a bit mask, in table order."""
+    return tuple(e for i, e in enumerate(entries) if mask >> i & 1)
+
+
+def _applies(entry: Entry, named: int) -> bool:
+    """Whether an entry is tried when `named` says if either port is in its port rule."""
+    if entry.ports:
+        return bool(named)
+    return not named
+
+
+def stray_datagram(entry: Entry, meta: PacketMeta, payload: bytes) -> Anomaly:
+    """A UDP datagram on `entry`'s default ports that no entry claimed."""
+    name = entry.protocol
+    return Anomaly(meta.ts, meta.frame, entry.stray.partition(".")[0], entry.stray,
+                   f"{len(payload)}-byte UDP datagram to or from a {name} port is not {name}", meta.src, meta.dst)
+
+
+def stray_stream(entry: Entry, meta: PacketMeta, payload: bytes) -> Anomaly:
+    """A TCP flow on `entry`'s default ports whose first data no entry claimed."""
+    name = entry.protocol
+    return Anomaly(meta.ts, meta.frame, entry.stray.partition(".")[0], entry.stray,
+                   f"TCP stream to or from a {name} port does not start with a {name} message "
+                   f"({len(payload)} bytes in its first segment)", meta.src, meta.dst)
+
+
+def frame_classes() -> dict[str, str]:
+    """Every frame class the UDP and TCP dispatch can count, with its meaning."""
+    classes: dict[str, str] = {}
+    for entry in UDP:
+        classes.setdefault(entry.bucket, entry.meaning)
+        if entry.failed is not None:
+            classes.setdefault(entry.failed, entry.failed_meaning)
+    classes[ANNOUNCED_NOT_MEDIA] = "a datagram to or from SDP-announced RTP media that is neither RTP nor RTCP"
+    classes[UDP_OTHER] = "a UDP datagram no entry claims"
+    for entry in TCP + (TCP_OTHER,):
+        classes[entry.bucket] = entry.meaning
+    classes[TCP_CONTROL] = "a TCP segment without data of a flow not yet classified (SYN, ACK, FIN, RST)"
+    return classes
