@@ -118,9 +118,11 @@ def _header_len(payload: bytes) -> int | None:
 # decode_udp_ports), so its RTP heuristic never claims these; neither does voipwatch's.
 # DNS 53, DHCP 67/68, TFTP 69, NTP 123, NetBIOS 137/138, SNMP 161/162, IKE 500/4500, syslog 514,
 # RIP 520, DHCPv6 546/547, SSDP 1900, mDNS 5353, LLMNR 5355; and the other VoIP signalling on UDP:
-# H.225 RAS 1719, MGCP 2427/2727, IAX2 4569 (RFC 5456 full frames start with the F bit, like RTP v2).
+# H.225 RAS 1719, MGCP 2427/2727, IAX2 4569 (RFC 5456 full frames start with the F bit, like RTP v2),
+# and SIP itself, 5060/5061 (RFC 3261 §19.1.2): a damaged SIP message whose first octet has RTP's
+# version bits is not media. Media on these ports is RTP only where SDP announced it.
 HEURISTIC_EXCLUDED_PORTS = frozenset({53, 67, 68, 69, 123, 137, 138, 161, 162, 500, 514, 520, 546, 547,
-                                      1719, 1900, 2427, 2727, 4500, 4569, 5353, 5355})
+                                      1719, 1900, 2427, 2727, 4500, 4569, 5060, 5061, 5353, 5355})
 
 
 def looks_like_rtp(payload: bytes) -> bool:

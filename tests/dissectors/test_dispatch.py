@@ -176,19 +176,20 @@ def test_a_new_entry_is_all_it_takes_to_count_a_protocol(monkeypatch):
 
 
 def test_batch_and_stream_agree_on_version_2_datagrams_the_table_names(tmp_path):
-    """Datagrams with RTP's version bits on a SIP port: RTP when the heuristic takes them, else not SIP
-    (an anomaly) in both paths; the batch path leaves them to the per-frame pipeline."""
+    """Datagrams with RTP's version bits on a SIP port that SDP did not announce are never heuristic RTP,
+    even with a valid RTP header (a damaged INVITE can look like one): not SIP (an anomaly) in both
+    paths; the batch path leaves them to the per-frame pipeline. Off the SIP ports the heuristic runs."""
     not_rtp = bytes([0x80, 72]) + bytes(14)            # payload type 72: RTCP's range, never RTP (RFC 5761 §4)
     frames = []
     for i in range(3):
-        frames += [udp_frame(not_rtp, 40000, 5060), udp_frame(not_rtp, 40004, 40006),
-                   udp_frame(struct.pack("!BBHII", 0x80, 0, i, 160 * i, 7) + bytes(160), 40002, 5060)]
+        rtp = struct.pack("!BBHII", 0x80, 0, i, 160 * i, 7) + bytes(160)
+        frames += [udp_frame(not_rtp, 40000, 5060), udp_frame(rtp, 40004, 40006), udp_frame(rtp, 40002, 5060)]
     path = tmp_path / "v2.pcap"
     path.write_bytes(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1) + b"".join(
         struct.pack("<IIII", 1_700_000_000, 20_000 * n, len(f), len(f)) + f for n, f in enumerate(frames)))
     results = [analyze_files([str(path)], mode=mode) for mode in ("batch", "stream")]
     for result in results:
         assert result.summary["frames_by_class"] == {"rtp": 3, "udp.other": 6}
-        assert result.summary["anomalies_by_reason"] == {"sip.not_sip_on_sip_port": 3}
-        assert [(s.sport, s.dport, s.packets) for s in result.records["rtp_streams"]] == [(40002, 5060, 3)]
+        assert result.summary["anomalies_by_reason"] == {"sip.not_sip_on_sip_port": 6}
+        assert [(s.sport, s.dport, s.packets) for s in result.records["rtp_streams"]] == [(40004, 40006, 3)]
     assert results[0].records["anomalies"] == results[1].records["anomalies"]
