@@ -16,6 +16,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
+from mutate import sip_damage
 
 from dissectors.net import Datagram, NetworkDecoder
 from dissectors.sip import looks_like_sip
@@ -27,33 +28,9 @@ REPO = Path(__file__).resolve().parents[1]
 SUMMARY_KEYS = ("frames_read", "frames_undecoded", "frames_by_class", "counts", "anomalies_by_reason",
                 "first_ts", "last_ts")
 T0 = 1_700_000_000
-# Strings that have broken parsers before: separators, folding, escapes, long runs, NUL and controls.
-TOKENS = (b"\r\n", b"\r\n\r\n", b"\n", b" ", b"\t", b":", b";", b",", b"<", b">", b"\"", b"\\", b"\0", b"\x1b[2J",
-          b"%00", b"Content-Length: 99999\r\n", b"SIP/2.0 200 OK\r\n", b"INVITE sip:a@b SIP/2.0\r\n", b"\xff\xfe",
-          b"l: -1\r\n", b"CSeq: 4294967296 INVITE\r\n", b"v=0\r\nm=audio 0 RTP/AVP\r\n", b"=" * 300)
 UDP_FRAMES = 90_000
 TCP_CONNECTIONS = 3_000
 pytestmark = pytest.mark.slow                # about a minute of CPU: not in the core tier
-
-
-def _mutate(rng: random.Random, data: bytes) -> bytes:
-    buf = bytearray(data)
-    for _ in range(rng.randint(1, 6)):
-        pos = rng.randrange(len(buf) + 1)
-        op = rng.randrange(6)
-        if op == 0 and buf:
-            buf[min(pos, len(buf) - 1)] = rng.randrange(256)
-        elif op == 1:
-            buf[pos:pos] = rng.choice(TOKENS)
-        elif op == 2:
-            del buf[pos:pos + rng.randint(1, 64)]
-        elif op == 3:
-            buf[pos:pos] = buf[pos:pos + rng.randint(1, 200)] * rng.randint(1, 10)
-        elif op == 4:
-            del buf[pos:]
-        else:
-            buf[pos:pos + 1] = buf[pos:pos + 1].upper() if rng.random() < 0.5 else buf[pos:pos + 1].lower()
-    return bytes(buf[:60_000])
 
 
 def _corpus() -> tuple[list[tuple[int, int, bytes]], list[bytes], list[bytes]]:
@@ -129,7 +106,7 @@ def _udp_capture(rng: random.Random, udp: list, sip: list) -> tuple[list[bytes],
         else:
             sport, dport, payload = rng.choice(udp)
         if rng.random() < 0.75:
-            payload = _mutate(rng, payload)
+            payload = sip_damage(rng, payload)
         src, dst = 0x0A000001 + rng.randrange(64), 0x0A000101 + rng.randrange(64)
         frames.append(_udp_frame(src, dst, sport, dport, payload, i))
     return frames, sip_messages
@@ -150,7 +127,7 @@ def _tcp_capture(rng: random.Random, sip: list, flows: list) -> tuple[list[bytes
                     parts.append(bytes(rng.randrange(256) for _ in range(rng.randint(1, 40))))
                 else:
                     message = rng.choice(sip)
-                    parts.append(_mutate(rng, message) if rng.random() < 0.3 else message)
+                    parts.append(sip_damage(rng, message) if rng.random() < 0.3 else message)
                     sip_messages += 1
             stream = b"".join(parts)
         else:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import dpkt
 import pytest
+from mutate import sip_damage
 
 from dissectors.sip import (MAX_HEADER_LINE, MAX_HEADERS, MAX_VIA, frame_sip_stream, looks_like_sip,
                             parse_sip)
@@ -729,12 +730,6 @@ def test_suricata_pattern_matching_capture(public_captures):
 
 # ---------------------------------------------------------------- fuzzing
 
-_TOKENS = [b"\r\n", b"\n", b"\r", b":", b",", b";", b'"', b"\\", b"<", b">", b" ", b"\t", b"\x00", b"\xff",
-           b"SIP/2.0", b"SIP/2.0 200 OK\r\n", b"Content-Length: 99999999999999999999\r\n", b"l: -1\r\n",
-           b"\r\n\r\n", b"%", b"%zz", b"=", b"boundary=x", b"--x\r\n", b"Content-Type: multipart/mixed;boundary=x\r\n",
-           b"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:!!!", b"m=audio 99999999 RTP/AVP", b"\r\n ", b"9" * 5000]
-
-
 def _seeds(public_captures: Path) -> list[bytes]:
     seeds = [INVITE, RESPONSE, register("Authorization: Digest username=\"a\", response=\"b\"\n")]
     for capture in ("zeek/Traces/sip/wireshark.pcap", "suricata-verify/sip-sdp/sdp.pcap"):
@@ -742,29 +737,11 @@ def _seeds(public_captures: Path) -> list[bytes]:
     return seeds
 
 
-def _mutate(rng: random.Random, data: bytes) -> bytes:
-    buf = bytearray(data)
-    for _ in range(rng.randint(1, 8)):
-        pos = rng.randrange(len(buf) + 1)
-        op = rng.randrange(5)
-        if op == 0 and buf:
-            buf[min(pos, len(buf) - 1)] = rng.randrange(256)
-        elif op == 1:
-            buf[pos:pos] = rng.choice(_TOKENS)
-        elif op == 2:
-            del buf[pos:pos + rng.randint(1, 64)]
-        elif op == 3:
-            buf[pos:pos] = buf[pos:pos + rng.randint(1, 200)] * rng.randint(1, 20)
-        else:
-            del buf[pos:]
-    return bytes(buf)
-
-
 def test_fuzz_never_raises(public_captures):
     rng = random.Random(3261)
     seeds = _seeds(public_captures)
     for _ in range(2000):
-        data = _mutate(rng, rng.choice(seeds))
+        data = sip_damage(rng, rng.choice(seeds))
         probe = looks_like_sip(data)
         for transport in ("udp", "tcp"):
             msg, anomalies = parse_sip(meta(transport), data)
