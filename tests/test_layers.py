@@ -61,7 +61,8 @@ def _internal(target: str) -> str | None:
 
 def test_the_walk_sees_every_layer():
     assert {"voipwatch.detect", "voipwatch.pipeline", "dissectors.sip", "detectors.cross_vlan"} <= set(MODULES)
-    assert ("dissectors.sip", None) in {(t, f) for t, f, _ in IMPORTS["voipwatch.pipeline"]}
+    assert ("dissectors.dispatch", None) in {(t, f) for t, f, _ in IMPORTS["voipwatch.pipeline"]}
+    assert ("dissectors.sip", None) in {(t, f) for t, f, _ in IMPORTS["dissectors.dispatch"]}
 
 
 def test_only_the_registry_loader_imports_detectors():
