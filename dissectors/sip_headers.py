@@ -35,6 +35,22 @@ def is_token(text: str) -> bool:
     return _TOKEN.fullmatch(text) is not None
 
 
+def _quoted_end(value: str, i: int) -> int:
+    """Index just past the quoted-string that opens at value[i] (§25.1: a backslash quoted-pair escapes
+    the next character), or -1 when it is left open."""
+    n = len(value)
+    i += 1
+    while i < n:
+        c = value[i]
+        if c == "\\":
+            i += 2
+        elif c == '"':
+            return i + 1
+        else:
+            i += 1
+    return -1
+
+
 def _split(value: str, sep: str, quotes: bool) -> list[str] | None:
     """Split on sep outside quoted-strings (§25.1, with backslash quoted-pairs) and outside <...>.
 
@@ -42,20 +58,17 @@ def _split(value: str, sep: str, quotes: bool) -> list[str] | None:
     """
     out: list[str] = []
     start = 0
-    in_quote = False
     in_angle = False
     i = 0
     n = len(value)
     while i < n:
         ch = value[i]
-        if in_quote:
-            if ch == "\\":
-                i += 1
-            elif ch == '"':
-                in_quote = False
-        elif ch == '"' and quotes:
-            in_quote = True
-        elif ch == "<":
+        if ch == '"' and quotes:
+            i = _quoted_end(value, i)
+            if i < 0:
+                return None
+            continue
+        if ch == "<":
             in_angle = True
         elif ch == ">":
             in_angle = False
@@ -63,8 +76,6 @@ def _split(value: str, sep: str, quotes: bool) -> list[str] | None:
             out.append(value[start:i])
             start = i + 1
         i += 1
-    if in_quote:
-        return None
     out.append(value[start:])
     return out
 
@@ -98,23 +109,22 @@ def params(text: str) -> dict[str, str]:
 
 
 def _find_unquoted(value: str, ch: str) -> int:
+    """The first ch outside quoted-strings; with a quoted-string left open, the first ch anywhere."""
     if '"' not in value:
         return value.find(ch)
-    in_quote = False
     i = 0
-    while i < len(value):
+    n = len(value)
+    while i < n:
         c = value[i]
-        if in_quote:
-            if c == "\\":
-                i += 1
-            elif c == '"':
-                in_quote = False
-        elif c == '"':
-            in_quote = True
-        elif c == ch:
+        if c == '"':
+            i = _quoted_end(value, i)
+            if i < 0:
+                return value.find(ch)
+            continue
+        if c == ch:
             return i
         i += 1
-    return value.find(ch) if in_quote else -1
+    return -1
 
 
 def name_addr(value: str) -> tuple[str, dict[str, str]]:

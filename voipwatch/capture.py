@@ -169,6 +169,13 @@ def _stop(path: str, name: str, ts: float, n: int, off: int, detail: str, state:
     return Anomaly(ts, n, "capture", name, f"{_display(path)}: offset {off}: {detail}")
 
 
+
+def _refill(read, buf: bytes, pos: int, base: int) -> tuple[bytes, int, int, int]:
+    """The unread rest of the buffer followed by the next chunk: (buffer, its file offset, 0, its length)."""
+    buf = buf[pos:] + read(CHUNK_BYTES)
+    return buf, base + pos, 0, len(buf)
+
+
 def _read_pcap(path: str, read: _Read, state: _State, head: bytes, source: int) -> Iterator[Frame | Anomaly]:
     endian, div = PCAP_MAGICS[head]
     hdr = head + read(PCAP_HEADER[endian].size - 4)
@@ -186,9 +193,7 @@ def _read_pcap(path: str, read: _Read, state: _State, head: bytes, source: int) 
     n, ts = 0, 0.0
     while True:
         if pos + 16 > end_buf:
-            buf = buf[pos:] + read(CHUNK_BYTES)
-            base += pos
-            pos, end_buf = 0, len(buf)
+            buf, base, pos, end_buf = _refill(read, buf, pos, base)
             if end_buf < 16:
                 if end_buf or state["error"] is not None:
                     yield _stop(path, "capture.truncated_record", ts, n + 1, base,
@@ -256,9 +261,7 @@ def _read_pcapng(path: str, read: _Read, state: _State, head: bytes, source: int
     try:
         while True:
             if pos + 12 > end_buf:
-                buf = buf[pos:] + read(CHUNK_BYTES)
-                base += pos
-                pos, end_buf = 0, len(buf)
+                buf, base, pos, end_buf = _refill(read, buf, pos, base)
                 if end_buf < 12:
                     if end_buf or state["error"] is not None:
                         raise _Damaged("capture.truncated_record", base, f"block header needs 12 bytes, {end_buf} left")
