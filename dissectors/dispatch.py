@@ -18,10 +18,23 @@ One rule binds UDP entries without ports: the batch path (voipwatch/batch/candid
 datagrams whose first two bits are RTP's version 2 and whose second octet is not 192..223 (RTCP,
 RFC 5761 §4) column-wise, without this table, except on the ports it names (`ports`, `home`); so no
 such entry but RTP's may claim one (tests/dissectors/test_dispatch.py checks it).
+
+A site's own protocols: a module named by an entry point of the group `voipwatch.dissectors` in any
+installed distribution (pyproject.toml: [project.entry-points."voipwatch.dissectors"] name =
+"package.module") is a dissector module as above: it declares its records (voipwatch.records.declare)
+and ANOMALIES, and exposes `UDP` and/or `TCP`, tuples of Entry. Its entries are appended AFTER the
+core's, so a site's entry never pre-empts a core protocol: it is probed only on what no core entry
+claims. Every consumer reads the combined tables through udp_entries() and tcp_entries(); the plugins
+are imported once, when first needed. A plugin that cannot be imported or breaks the contract is a
+PluginError that names it.
 """
 from __future__ import annotations
 
+import functools
+import importlib
+import importlib.metadata
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any, Callable
 
 from dissectors import dns, rtcp, rtp, sip, stun, tls, zrtp
@@ -104,6 +117,70 @@ TCP = (
 # What the pipeline answers for a TCP segment no entry describes.
 TCP_OTHER = Entry("tcp.other", "a TCP segment of a flow no entry claims", None)
 TCP_CONTROL = "tcp.control"     # a segment without data of a flow not yet classified (SYN, ACK, FIN, RST)
+
+
+SITE_GROUP = "voipwatch.dissectors"
+
+
+class PluginError(ValueError):
+    """A site's dissector module that cannot be imported or breaks the contract above."""
+
+
+def udp_entries() -> tuple[Entry, ...]:
+    """The UDP dispatch table: the core's entries, then the site's."""
+    return _tables()[0]
+
+
+def tcp_entries() -> tuple[Entry, ...]:
+    """The TCP dispatch table: the core's entries, then the site's."""
+    return _tables()[1]
+
+
+def site_modules() -> tuple[ModuleType, ...]:
+    """The site's dissector modules (entry point group voipwatch.dissectors), imported, by entry point name."""
+    return _tables()[2]
+
+
+@functools.cache
+def _tables() -> tuple[tuple[Entry, ...], tuple[Entry, ...], tuple[ModuleType, ...]]:
+    udp, tcp, modules = list(UDP), list(TCP), []
+    core_classes = set(frame_classes(UDP, TCP))
+    for point in sorted(importlib.metadata.entry_points(group=SITE_GROUP), key=lambda e: e.name):
+        origin = f"dissector plugin {point.name} = {point.value!r} (from {point.dist.name if point.dist else '?'})"
+        try:
+            module = importlib.import_module(point.module)
+        except Exception as exc:     # a site's module: any failure is reported, with its origin
+            raise PluginError(f"{origin}: {type(exc).__name__}: {exc}") from exc
+        try:
+            site_udp, site_tcp = _site_entries(module, core_classes)
+        except ValueError as exc:
+            raise PluginError(f"{origin}: {exc}") from exc
+        udp += site_udp
+        tcp += site_tcp
+        modules.append(module)
+    return tuple(udp), tuple(tcp), tuple(modules)
+
+
+def _site_entries(module: ModuleType, core_classes: set[str]) -> tuple[tuple[Entry, ...], tuple[Entry, ...]]:
+    """A site module's UDP and TCP entries, checked against the contract."""
+    if not isinstance(getattr(module, "ANOMALIES", None), dict):
+        raise ValueError("the module declares no ANOMALIES (anomaly name -> meaning)")
+    tables = {name: getattr(module, name, ()) for name in ("UDP", "TCP")}
+    for name, table in tables.items():
+        if not isinstance(table, tuple) or not all(isinstance(e, Entry) for e in table):
+            raise ValueError(f"{name} must be a tuple of dissectors.dispatch.Entry")
+    if not any(tables.values()):
+        raise ValueError("the module declares no UDP or TCP entry")
+    for entry in (*tables["UDP"], *tables["TCP"]):
+        for name in (entry.bucket, entry.failed):
+            if name in core_classes:
+                raise ValueError(f"frame class {name!r} is a core one")
+    for entry in tables["UDP"]:
+        # The batch path decodes version-2 datagrams on ports no entry names as RTP (docstring above).
+        if not entry.ports and (entry.first is None or entry.first & rtp.VERSION_2_OCTETS):
+            raise ValueError(f"UDP entry {entry.bucket!r} has no ports and may claim RTP's first octets: "
+                             "give it ports, or first octets outside 0x80..0xBF")
+    return tables["UDP"], tables["TCP"]
 
 
 class PortIndex:
@@ -190,16 +267,18 @@ def stray_stream(entry: Entry, meta: PacketMeta, payload: bytes) -> Anomaly:
                    f"({len(payload)} bytes in its first segment)", meta.src, meta.dst)
 
 
-def frame_classes() -> dict[str, str]:
-    """Every frame class the UDP and TCP dispatch can count, with its meaning."""
+def frame_classes(udp: tuple[Entry, ...] | None = None, tcp: tuple[Entry, ...] | None = None) -> dict[str, str]:
+    """Every frame class the UDP and TCP dispatch can count (the combined tables unless given), with its meaning."""
+    udp = udp_entries() if udp is None else udp
+    tcp = tcp_entries() if tcp is None else tcp
     classes: dict[str, str] = {}
-    for entry in UDP:
+    for entry in udp:
         classes.setdefault(entry.bucket, entry.meaning)
         if entry.failed is not None:
             classes.setdefault(entry.failed, entry.failed_meaning)
     classes[ANNOUNCED_NOT_MEDIA] = "a datagram to or from SDP-announced RTP media that is neither RTP nor RTCP"
     classes[UDP_OTHER] = "a UDP datagram no entry claims"
-    for entry in TCP + (TCP_OTHER,):
+    for entry in tcp + (TCP_OTHER,):
         classes[entry.bucket] = entry.meaning
     classes[TCP_CONTROL] = "a TCP segment without data of a flow not yet classified (SYN, ACK, FIN, RST)"
     return classes

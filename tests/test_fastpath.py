@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from dissectors import rtp
-from dissectors.dispatch import UDP as UDP_DISPATCH
+from dissectors import dispatch
 from dissectors.net import Datagram, NetworkDecoder
 from voipwatch.batch import candidates, reader, grouping
 from voipwatch.analyze import analyze_files
@@ -215,7 +215,7 @@ def test_rtp_candidates_decode_as_the_dissectors_do(tmp_path):
     cands = rtp_candidates(records)
     assert len(frames) // 6 < len(cands) < len(frames) // 2
     # Ports the dispatch table names are left to the per-frame pipeline (dissectors/dispatch.py).
-    named = {port for entry in UDP_DISPATCH for port in entry.ports | entry.home}
+    named = {port for entry in dispatch.udp_entries() for port in entry.ports | entry.home}
     assert named == {53, 5353, 5060, 5061}
     assert sorted(cands.index.tolist()) == sorted(set(cands.index.tolist()))
     flows = cands.flows.tolist()

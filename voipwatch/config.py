@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass, fields
 from typing import Any
 
+from dissectors import dispatch
 from voipwatch.config_schema import ConfigError, build, load_toml, merge, opt, parse_set
 from voipwatch.detect import SEVERITIES, Detector, load_detectors
 from voipwatch.site import ZONE_NAMES, DialplanConfig, RolesConfig, Site, SiteConfig, ZoneConfig
@@ -81,6 +82,10 @@ def load_settings(path: str | None = None, sets: tuple[str, ...] = ()) -> Settin
     if alerts.min_severity not in SEVERITIES:
         raise ConfigError(f"[alerts] min_severity: {alerts.min_severity!r} is not one of {', '.join(SEVERITIES)}")
     site = Site({k: tree[k] for k in ("site", "zones", "roles", "dialplan") if k in tree})
+    try:
+        dispatch.udp_entries()       # a site's dissectors load first: its detectors may consume their records
+    except dispatch.PluginError as exc:
+        raise ConfigError(str(exc)) from exc
     registry = load_detectors()
     sections = tree.get("detectors", {})
     unknown = sorted(set(sections) - set(registry))

@@ -5,8 +5,8 @@
 
 Declarations: each module of the dissectors package declares the anomaly names it produces
 (ANOMALIES: name -> meaning); dissectors.net the frame classes of frames that are not UDP or TCP
-(BUCKETS); dissectors.dispatch those of UDP and TCP; voipwatch.capture and voipwatch.pipeline their
-own anomaly names. tests/test_declarations.py holds the code and the README to them.
+(BUCKETS); dissectors.dispatch those of UDP and TCP (a site's dissector modules, entry point group
+voipwatch.dissectors, included); voipwatch.capture and voipwatch.pipeline their own anomaly names. tests/test_declarations.py holds the code and the README to them.
 """
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def dissector_modules() -> list:
 def anomalies() -> dict[str, str]:
     """Every declared anomaly name with its meaning, sorted by name."""
     found: dict[str, str] = {}
-    for module in [*dissector_modules(), capture, pipeline]:
+    for module in [*dissector_modules(), *dispatch.site_modules(), capture, pipeline]:
         for name, meaning in getattr(module, "ANOMALIES", {}).items():
             if found.setdefault(name, meaning) != meaning:
                 raise ValueError(f"anomaly {name} is declared twice with different meanings ({module.__name__})")

@@ -77,8 +77,8 @@ class Analyzer:
         self._next_tick: float | None = None
         # TCP flow direction -> [dispatch entry, last segment time]; least recently used first
         self._tcp_flows: OrderedDict[tuple, list] = OrderedDict()
-        self._udp_table = PortIndex(dispatch.UDP, self.config)
-        self._tcp_table = PortIndex(dispatch.TCP, self.config)
+        self._udp_table = PortIndex(dispatch.udp_entries(), self.config)
+        self._tcp_table = PortIndex(dispatch.tcp_entries(), self.config)
         self.flows = FirstSeen(self.config.max_flows, self.config.sighting_idle_s)
         self.hosts = FirstSeen(self.config.max_hosts, self.config.sighting_idle_s)
 

@@ -138,7 +138,7 @@ def test_udp_entries_without_ports_leave_rtp_candidates_to_rtp():
 
 
 def _run(table, payloads: list[tuple[int, int, bytes]], monkeypatch) -> Analyzer:
-    monkeypatch.setattr(dispatch, "UDP", table)
+    monkeypatch.setattr(dispatch, "udp_entries", lambda: table)    # what the pipeline reads: core + site
 
     class Nothing:
         def __getattr__(self, name):

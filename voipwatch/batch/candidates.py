@@ -7,11 +7,12 @@ or accepted by the header heuristic (dissectors.rtp.looks_like_rtp, mirrored her
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 
-from dissectors.dispatch import UDP as UDP_DISPATCH
+from dissectors import dispatch
 from dissectors.ip import PROTO_UDP
 from dissectors.link import ETHERTYPE_IPV4, LINKTYPE_ETHERNET, VLAN_TPIDS
 from dissectors.rtp import (CC_MASK, EXTENSION_BIT, HEURISTIC_EXCLUDED_PORTS, PADDING_BIT, PT_MASK,
@@ -25,9 +26,17 @@ MAX_TAGS = 3                            # deeper VLAN stacks go per-frame (the h
 # not RTP is an anomaly); EXCLUDED_PORT when the RTP heuristic never runs there
 # (dissectors.rtp.HEURISTIC_EXCLUDED_PORTS, the not_ports of the table's RTP entry).
 OWNED_PORT, EXCLUDED_PORT = 1, 2
-PORT_FLAGS = np.zeros(1 << 16, dtype=np.uint8)
-PORT_FLAGS[sorted({port for entry in UDP_DISPATCH for port in entry.ports | entry.home})] |= OWNED_PORT
-PORT_FLAGS[sorted(HEURISTIC_EXCLUDED_PORTS)] |= EXCLUDED_PORT
+
+
+@functools.cache
+def port_flags() -> np.ndarray:
+    """Each UDP port's flags, from the combined dispatch table (a site's entries too), computed once."""
+    flags = np.zeros(1 << 16, dtype=np.uint8)
+    flags[sorted({port for entry in dispatch.udp_entries() for port in entry.ports | entry.home})] |= OWNED_PORT
+    flags[sorted(HEURISTIC_EXCLUDED_PORTS)] |= EXCLUDED_PORT
+    return flags
+
+
 IS_TPID = np.zeros(1 << 16, dtype=bool)
 IS_TPID[sorted(VLAN_TPIDS)] = True
 
@@ -123,11 +132,12 @@ def decode_candidates(rec: Records) -> DecodedCandidates:
     p = l3 + ihl + 8                                     # the RTP header's offset in the packet
     udp = gather_rows(rec.buf, data + p - 8, 8 + 12)     # UDP header, then RTP fixed header
     ulen = _be(udp, 4, 2).astype(np.int64)
-    port_flags = PORT_FLAGS[_be(udp, 0, 2)] | PORT_FLAGS[_be(udp, 2, 2)]
+    flags = port_flags()
+    ports = flags[_be(udp, 0, 2)] | flags[_be(udp, 2, 2)]
     b0, b1 = udp[:, 8], udp[:, 9]
     header = 12 + 4 * (b0 & CC_MASK).astype(np.int64)
     has_ext = (b0 & EXTENSION_BIT) != 0
-    ok &= ((ulen == total - ihl) & (ulen >= 8 + 12) & ((port_flags & OWNED_PORT) == 0) & ((b0 >> 6) == VERSION)
+    ok &= ((ulen == total - ihl) & (ulen >= 8 + 12) & ((ports & OWNED_PORT) == 0) & ((b0 >> 6) == VERSION)
            & ((b1 < RTCP_MUX_FIRST) | (b1 > RTCP_MUX_LAST)) & (header <= ulen - 8)
            & (~has_ext | (p + header + 4 <= HEAD)))
     u8 = np.frombuffer(rec.buf, dtype=np.uint8)
@@ -139,7 +149,7 @@ def decode_candidates(rec: Records) -> DecodedCandidates:
         ok &= header <= ulen - 8
     body = ulen - 8 - header
     pt = b1 & PT_MASK
-    heuristic = ((pt < RTCP_CONFLICT_PT_FIRST) | (pt > RTCP_CONFLICT_PT_LAST)) & ((port_flags & EXCLUDED_PORT) == 0)
+    heuristic = ((pt < RTCP_CONFLICT_PT_FIRST) | (pt > RTCP_CONFLICT_PT_LAST)) & ((ports & EXCLUDED_PORT) == 0)
     padded = np.flatnonzero(ok & ((b0 & PADDING_BIT) != 0))
     if len(padded):
         # RFC 3550 §5.1: with P set, the last octet counts the padding octets (itself included).
