@@ -13,7 +13,7 @@ from typing import Callable, Iterable, Protocol
 
 from dissectors import dns, l2, rtcp, rtp, sip
 from dissectors.net import Datagram, NetworkDecoder, Skipped
-from dissectors.tcp import TcpReassembler
+from dissectors.tcp import Framer, Splitter, TcpReassembler
 from voipwatch.capture import FRAME_NOTES
 from voipwatch.config import PipelineConfig
 from voipwatch.flows import FirstSeen
@@ -67,7 +67,7 @@ class Analyzer:
         self.first_ts: float | None = None
         self.last_ts: float | None = None
         self._next_tick: float | None = None
-        # TCP flow direction -> [(protocol, framer), last segment time]; least recently used first
+        # TCP flow direction -> [(protocol, its framer or SIP probe), last segment time]; least recently used first
         self._tcp_framers: OrderedDict[tuple, list] = OrderedDict()
         self.flows = FirstSeen(self.config.max_flows, self.config.sighting_idle_s)
         self.hosts = FirstSeen(self.config.max_hosts, self.config.sighting_idle_s)
@@ -223,26 +223,24 @@ class Analyzer:
         meta = dgram.meta
         flow = (meta.vlan, meta.src, meta.sport, meta.dst, meta.dport)
         known = self._tcp_framers.get(flow)
-        choice = known[0] if known is not None and meta.ts - known[1] <= self.config.tcp_idle_s else None
-        if choice is not None:
+        if known is not None and meta.ts - known[1] <= self.config.tcp_idle_s:
             known[1] = meta.ts
             self._tcp_framers.move_to_end(flow)
         else:
             if not dgram.payload:
                 return "tcp.control"
-            choice = self._choose_framer(dgram)
-            self._tcp_framers[flow] = [choice, meta.ts]
+            known = self._tcp_framers[flow] = [self._choose_framer(dgram), meta.ts]
             self._tcp_framers.move_to_end(flow)
             if len(self._tcp_framers) > self.config.max_tcp_flows:
                 self._tcp_framers.popitem(last=False)
-            if choice[0] == "tls":
+            if known[0][0] == "tls":
                 self.emit(TlsFlow(meta))
-            elif choice[0] == "other" and (meta.sport in SIP_PORTS or meta.dport in SIP_PORTS):
-                self._anomaly(Anomaly(meta.ts, meta.frame, "sip", "sip.not_sip_on_sip_port",
-                                      f"TCP stream to or from a SIP port does not start with a SIP message "
-                                      f"({len(dgram.payload)} bytes in its first segment)", meta.src, meta.dst))
-        name, framer = choice
-        if framer is None:
+        name, framer = known[0]
+        if name == "probe":                      # re-probed segment by segment until SIP shows
+            if not (dgram.payload and framer.is_sip(dgram.tcp_seq or 0, dgram.payload)):
+                return "tcp.other"
+            name, framer = known[0] = ("sip", sip.SipStreamFramer())
+        elif framer is None:
             return f"tcp.{name}"
         messages, anomalies = self.tcp.feed(dgram, framer)
         for anomaly in anomalies:
@@ -260,18 +258,24 @@ class Analyzer:
                     self._anomaly(parsed)
                 else:
                     self._dns(parsed)
-        return f"tcp.{name}"
+        if framer.abandoned:                     # not this protocol after all: no longer framed
+            known[0] = ("other", None)
+        return f"tcp.{name}" if framer.synced else "tcp.other"
 
     @staticmethod
-    def _choose_framer(dgram: Datagram) -> tuple[str, Callable | None]:
+    def _choose_framer(dgram: Datagram) -> tuple[str, Framer | sip.SipStreamProbe | None]:
+        """What a TCP direction carries, from its first data segment: DNS by port (RFC 1035 §4.2.2),
+        TLS by its record header, SIP on the SIP ports from the first byte on (as Wireshark's port
+        table does; the framer resynchronises on the next start line); elsewhere SIP is probed for
+        segment by segment."""
         meta, payload = dgram.meta, dgram.payload
         if 53 in (meta.sport, meta.dport):
-            return ("dns", dns.frame_dns_tcp)
+            return ("dns", Splitter(dns.frame_dns_tcp))
         if payload[0] in TLS_CONTENT_TYPES and payload[1:2] == b"\x03":
             return ("tls", None)
-        if sip.looks_like_sip(payload.lstrip(b"\r\n")):
-            return ("sip", sip.frame_sip_stream)
-        return ("other", None)
+        if meta.sport in SIP_PORTS or meta.dport in SIP_PORTS:
+            return ("sip", sip.SipStreamFramer())
+        return ("probe", sip.SipStreamProbe())
 
     # -- SIP and sessions --------------------------------------------------------------------
     def _sip(self, msg: SipMessage) -> None:
