@@ -17,11 +17,13 @@ MAX_MULTIPART_PARTS = 32   # body parts examined per multipart level
 MAX_STREAM_HEAD = 131072   # bytes of an unterminated header block buffered on TCP before it is cut
 MAX_STREAM_BODY = 1 << 20  # Content-Length honoured when framing TCP; longer bodies are cut and resynced
 MAX_UNSYNCED_BYTES = 65536  # bytes a TCP direction framed as SIP may hold without a start line before it is given up
+PROBE_SEGMENTS = 32        # data segments of a TCP direction outside the SIP ports probed for SIP
 MAX_CSEQ = 2**31 - 1       # §8.1.1.5: the CSeq number MUST be less than 2**31
 _JUNK_PREVIEW = 16         # bytes of leading junk quoted in the anomaly detail
 
 _VERSION = b"SIP/2.0"      # §7.1: the version is case-sensitive
 _TOKEN_FIRST = frozenset(hv.TOKEN_BYTES)
+_LINE_END_BYTES = (10, 13)     # LF, CR
 # §7: the header block ends at the first empty line; bare LF line ends are tolerated.
 _BLANK_LINE = re.compile(rb"\r?\n\r?\n")
 _EOL = re.compile(r"\r\n|\r|\n")
@@ -463,17 +465,36 @@ class SipStreamProbe:
 
     A segment that continues the line the previous one left unfinished is not tested (its first
     bytes are the end of that line: "ITE sip:..." after "INV" is no Request-Line). Only the first line
-    of each segment is read and nothing is kept but the next sequence number, so probing a non-SIP
-    direction for its whole life costs a few operations a segment.
+    of a segment is read, nothing is buffered, and a direction is probed for its first PROBE_SEGMENTS
+    data segments only (CRLF keep-alives not counted): a SIP connection, even one captured from its
+    middle, begins a message in nearly every segment. Giving up is silent for a direction that never
+    held "SIP/2.0", and one sip.probe_gave_up anomaly for one that did (SIP inside something else,
+    e.g. WebSocket frames, RFC 7118).
     """
-    __slots__ = ("next_seq", "mid_line")
+    __slots__ = ("next_seq", "mid_line", "probed", "mentions")
 
     def __init__(self) -> None:
         self.next_seq: int | None = None
         self.mid_line = False
+        self.probed = 0             # data segments probed
+        self.mentions = 0           # ... of which held "SIP/2.0" without beginning with a start line
 
-    def is_sip(self, seq: int, payload: bytes) -> bool:
-        continues_line = self.mid_line and seq == self.next_seq and payload[:1] not in (b"\r", b"\n")
+    def check(self, meta: PacketMeta, seq: int, payload: bytes) -> tuple[str, Anomaly | None]:
+        """The verdict on one data segment: "sip" (this segment begins the direction's SIP), "maybe"
+        (probe the next one) or "other" (given up), with the give-up's anomaly if it has one."""
+        continues_line = self.mid_line and seq == self.next_seq and payload[0] not in _LINE_END_BYTES
         self.next_seq = (seq + len(payload)) & 0xFFFFFFFF
-        self.mid_line = payload[-1:] not in (b"\r", b"\n")
-        return not continues_line and looks_like_sip(payload)
+        self.mid_line = payload[-1] not in _LINE_END_BYTES
+        if not continues_line and looks_like_sip(payload):
+            return "sip", None
+        if payload[0] in _LINE_END_BYTES and not payload.strip(b"\r\n"):
+            return "maybe", None    # RFC 5626 §4.4.1 keep-alive
+        self.probed += 1
+        self.mentions += _VERSION in payload
+        if self.probed < PROBE_SEGMENTS:
+            return "maybe", None
+        if not self.mentions:
+            return "other", None
+        return "other", Anomaly(meta.ts, meta.frame, "sip", "sip.probe_gave_up",
+                                f"{self.probed} TCP segments probed, {self.mentions} holding 'SIP/2.0' but none "
+                                "beginning with a SIP start line: no longer probed", meta.src, meta.dst)

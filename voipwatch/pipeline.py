@@ -237,7 +237,14 @@ class Analyzer:
                 self.emit(TlsFlow(meta))
         name, framer = known[0]
         if name == "probe":                      # re-probed segment by segment until SIP shows
-            if not (dgram.payload and framer.is_sip(dgram.tcp_seq or 0, dgram.payload)):
+            if not dgram.payload:
+                return "tcp.other"
+            verdict, note = framer.check(meta, dgram.tcp_seq or 0, dgram.payload)
+            if note is not None:
+                self._anomaly(note)
+            if verdict != "sip":
+                if verdict == "other":
+                    known[0] = ("other", None)
                 return "tcp.other"
             name, framer = known[0] = ("sip", sip.SipStreamFramer())
         elif framer is None:
@@ -267,7 +274,7 @@ class Analyzer:
         """What a TCP direction carries, from its first data segment: DNS by port (RFC 1035 §4.2.2),
         TLS by its record header, SIP on the SIP ports from the first byte on (as Wireshark's port
         table does; the framer resynchronises on the next start line); elsewhere SIP is probed for
-        segment by segment."""
+        segment by segment, for a bounded number of segments."""
         meta, payload = dgram.meta, dgram.payload
         if 53 in (meta.sport, meta.dport):
             return ("dns", Splitter(dns.frame_dns_tcp))

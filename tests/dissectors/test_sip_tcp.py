@@ -13,7 +13,7 @@ import re
 
 from dissectors.ip import TCP_FIN, TCP_SYN
 from dissectors.net import Datagram
-from dissectors.sip import MAX_UNSYNCED_BYTES, SipStreamFramer, SipStreamProbe, parse_sip
+from dissectors.sip import MAX_UNSYNCED_BYTES, PROBE_SEGMENTS, SipStreamFramer, SipStreamProbe, parse_sip
 from dissectors.tcp import TcpReassembler
 from voipwatch.records import PacketMeta
 
@@ -204,20 +204,40 @@ def test_any_segmentation_gives_the_same_messages_and_skipped_bytes():
 
 # ---- the probe outside the SIP ports ----------------------------------------------------------
 
+def verdicts(probe: SipStreamProbe, segments: list[tuple[int, bytes]]) -> list[str]:
+    meta = segment(b"", 0, 1).meta
+    return [probe.check(meta, seq, payload)[0] for seq, payload in segments]
+
+
 def test_probe_recognises_a_segment_that_starts_with_a_start_line():
-    probe = SipStreamProbe()
-    assert not probe.is_sip(1, b"\r\n\r\n")                      # a keep-alive: no verdict yet
-    assert probe.is_sip(5, INVITE)
+    assert verdicts(SipStreamProbe(), [(1, b"\r\n\r\n"), (5, INVITE)]) == ["maybe", "sip"]
 
 
 def test_probe_does_not_read_the_end_of_a_line_as_a_start_line():
-    probe = SipStreamProbe()
-    assert not probe.is_sip(1, b"INV")
-    assert not probe.is_sip(4, INVITE[3:])                     # "ITE sip:b@x SIP/2.0" continues "INV"
-    assert probe.is_sip(4 + len(INVITE) - 3, BYE)              # the previous segment ended a line
+    # "ITE sip:b@x SIP/2.0" continues "INV"; the BYE follows a segment that ended a line
+    segments = [(1, b"INV"), (4, INVITE[3:]), (1 + len(INVITE), BYE)]
+    assert verdicts(SipStreamProbe(), segments) == ["maybe", "maybe", "sip"]
 
 
 def test_probe_trusts_a_segment_after_a_hole():
+    assert verdicts(SipStreamProbe(), [(1, b"binary \x00 data"), (5000, BYE)]) == ["maybe", "sip"]
+
+
+def test_probe_gives_up_silently_on_a_direction_without_sip():
     probe = SipStreamProbe()
-    assert not probe.is_sip(1, b"binary \x00 data")
-    assert probe.is_sip(5000, BYE)                             # not where the last segment ended
+    body = b"GET / HTTP/1.1\r\n" + b"x" * 1000
+    keepalives = [(0, b"\r\n\r\n")] * 50                      # keep-alives are not counted
+    seen = verdicts(probe, keepalives + [(i * 2000, body) for i in range(PROBE_SEGMENTS)])
+    assert seen == ["maybe"] * (50 + PROBE_SEGMENTS - 1) + ["other"]
+
+
+def test_probe_gives_up_with_an_anomaly_when_sip_was_inside_other_framing():
+    probe = SipStreamProbe()
+    framed = b"\x81\x7e\x01\x20" + RINGING                        # an RFC 7118 WebSocket frame carrying SIP
+    meta = segment(b"", 0, 9).meta
+    found = [probe.check(meta, i * 2000, framed) for i in range(PROBE_SEGMENTS)]
+    assert [v for v, _ in found] == ["maybe"] * (PROBE_SEGMENTS - 1) + ["other"]
+    note = found[-1][1]
+    assert (note.name, note.frame, note.detail) == (
+        "sip.probe_gave_up", 9, f"{PROBE_SEGMENTS} TCP segments probed, {PROBE_SEGMENTS} holding 'SIP/2.0' but "
+        "none beginning with a SIP start line: no longer probed")
