@@ -117,11 +117,11 @@ def cut_capture(editcap: str, drop: int, tmp_path: Path) -> Path:
 
 
 def our_messages(records) -> list[tuple]:
-    return sorted((m.pkt.frame, m.call_id, m.method, m.status) for m in records.sip_messages)
+    return sorted((m.pkt.frame, m.call_id, m.method, m.status) for m in records["sip_messages"])
 
 
 def our_calls(records) -> dict[str, tuple]:
-    return {c.call_id: (c.first_frame, c.caller, c.callee, c.state, c.final_status) for c in records.calls}
+    return {c.call_id: (c.first_frame, c.caller, c.callee, c.state, c.final_status) for c in records["calls"]}
 
 
 def test_the_capture_is_a_tcp_trunk_with_split_messages(tshark):
@@ -134,7 +134,7 @@ def test_the_capture_is_a_tcp_trunk_with_split_messages(tshark):
     result = analyze_files([str(CAPTURE)], mode="batch")
     assert our_calls(result.records) == calls
     assert our_messages(result.records) == sorted((m.frame, m.call_id, m.method, m.status) for m in messages)
-    assert {m.pkt.transport for m in result.records.sip_messages} == {"tcp"} and result.records.anomalies == []
+    assert {m.pkt.transport for m in result.records["sip_messages"]} == {"tcp"} and result.records["anomalies"] == []
 
 
 def test_every_cut_matches_tshark(tshark, editcap, tmp_path):
@@ -148,7 +148,7 @@ def test_every_cut_matches_tshark(tshark, editcap, tmp_path):
                 assert our_messages(result.records) == sorted((m.frame, m.call_id, m.method, m.status)
                                                               for m in messages), (direction, drop, mode)
                 assert our_calls(result.records) == tshark_calls(messages), (direction, drop, mode)
-                names = {a.name for a in result.records.anomalies}
+                names = {a.name for a in result.records["anomalies"]}
                 assert names == {"sip.resync_skipped_bytes"}, (direction, drop, mode)
 
 
