@@ -156,9 +156,10 @@ def first_data(tshark: str, path: Path) -> dict[tuple, list[tuple[int, int, bool
     """Each TCP direction's first two data segments: (frame, payload bytes, part of a message tshark
     dissects: one it completes, or the first segment of one it reassembles later)."""
     starts = {m.frame for m in tshark_messages(tshark, path)}
-    out = subprocess.run([tshark, "-n", "-2", "-r", str(path), "-Y", "tcp.len > 0", "-T", "fields", "-e", "frame.number",
-                          "-e", "ip.src", "-e", "tcp.srcport", "-e", "ip.dst", "-e", "tcp.dstport", "-e", "tcp.len",
-                          "-e", "tcp.reassembled_in"], capture_output=True, text=True, check=True, timeout=120).stdout
+    fields = ("frame.number", "ip.src", "tcp.srcport", "ip.dst", "tcp.dstport", "tcp.len", "tcp.reassembled_in")
+    out = subprocess.run([tshark, "-n", "-2", "-r", str(path), "-Y", "tcp.len > 0", "-T", "fields",
+                          *(arg for field in fields for arg in ("-e", field))],
+                         capture_output=True, text=True, check=True, timeout=120).stdout
     seen: dict[tuple, list] = {}
     for line in out.splitlines():
         frame, src, sport, dst, dport, length, reassembled_in = line.split("\t")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter, OrderedDict
 from typing import Callable, Iterable, Protocol
 
-from dissectors import dns, l2, rtcp, rtp, sip
+from dissectors import dns, l2, rtcp, rtp, sip, sip_stream
 from dissectors.net import Datagram, NetworkDecoder, Skipped
 from dissectors.tcp import Framer, Splitter, TcpReassembler
 from voipwatch.capture import FRAME_NOTES
@@ -246,7 +246,7 @@ class Analyzer:
                 if verdict == "other":
                     known[0] = ("other", None)
                 return "tcp.other"
-            name, framer = known[0] = ("sip", sip.SipStreamFramer())
+            name, framer = known[0] = ("sip", sip_stream.SipStreamFramer())
         elif framer is None:
             return f"tcp.{name}"
         messages, anomalies = self.tcp.feed(dgram, framer)
@@ -270,7 +270,7 @@ class Analyzer:
         return f"tcp.{name}" if framer.synced else "tcp.other"
 
     @staticmethod
-    def _choose_framer(dgram: Datagram) -> tuple[str, Framer | sip.SipStreamProbe | None]:
+    def _choose_framer(dgram: Datagram) -> tuple[str, Framer | sip_stream.SipStreamProbe | None]:
         """What a TCP direction carries, from its first data segment: DNS by port (RFC 1035 §4.2.2),
         TLS by its record header, SIP on the SIP ports from the first byte on (as Wireshark's port
         table does; the framer resynchronises on the next start line); elsewhere SIP is probed for
@@ -281,8 +281,8 @@ class Analyzer:
         if payload[0] in TLS_CONTENT_TYPES and payload[1:2] == b"\x03":
             return ("tls", None)
         if meta.sport in SIP_PORTS or meta.dport in SIP_PORTS:
-            return ("sip", sip.SipStreamFramer())
-        return ("probe", sip.SipStreamProbe())
+            return ("sip", sip_stream.SipStreamFramer())
+        return ("probe", sip_stream.SipStreamProbe())
 
     # -- SIP and sessions --------------------------------------------------------------------
     def _sip(self, msg: SipMessage) -> None:

@@ -10,7 +10,8 @@ from pathlib import Path
 import dpkt
 import pytest
 
-from dissectors.sip import (MAX_HEADER_LINE, MAX_HEADERS, MAX_VIA, SipStreamFramer, looks_like_sip, parse_sip)
+from dissectors.sip import MAX_HEADER_LINE, MAX_HEADERS, MAX_VIA, looks_like_sip, parse_sip
+from dissectors.sip_stream import SipStreamFramer
 from voipwatch.records import PacketMeta
 
 

@@ -13,7 +13,8 @@ import re
 
 from dissectors.ip import TCP_FIN, TCP_SYN
 from dissectors.net import Datagram
-from dissectors.sip import MAX_UNSYNCED_BYTES, PROBE_SEGMENTS, SipStreamFramer, SipStreamProbe, parse_sip
+from dissectors.sip import parse_sip
+from dissectors.sip_stream import MAX_UNSYNCED_BYTES, PROBE_SEGMENTS, SipStreamFramer, SipStreamProbe
 from dissectors.tcp import TcpReassembler
 from voipwatch.records import PacketMeta
 
@@ -199,7 +200,8 @@ def test_any_segmentation_gives_the_same_messages_and_skipped_bytes():
         cuts = sorted(rng.sample(range(1, len(data)), rng.randint(1, min(12, len(data) - 1))))
         parts, part_notes = feed(split(data, cuts))
         assert [m for _, m in parts] == [m for _, m in whole], (begin, cuts)
-        assert [(n, skipped(d)) for _, n, d in part_notes] == [(n, skipped(d)) for _, n, d in whole_notes], (begin, cuts)
+        assert [(n, skipped(d)) for _, n, d in part_notes] == [(n, skipped(d)) for _, n, d in whole_notes], \
+            (begin, cuts)
 
 
 # ---- the probe outside the SIP ports ----------------------------------------------------------
