@@ -501,6 +501,7 @@ TCP_CASES = {
 }
 
 
+@pytest.mark.peer
 @pytest.mark.parametrize("case", TCP_CASES)
 def test_sip_over_tcp_from_any_point(tmp_path, tshark, case):
     chunks, syn, on_5060, on_5080, skipped_5060, skipped_5080 = TCP_CASES[case]

@@ -24,6 +24,8 @@ import pytest
 from lab.lab import HOST
 from voipwatch.analyze import analyze_files
 
+pytestmark = pytest.mark.peer   # tshark and editcap read every capture here
+
 REPO = Path(__file__).resolve().parents[1]
 CAPTURE = REPO / "tests" / "lab" / "captures" / "sip-tcp-trunk.pcap"
 PBX_IP = HOST["ph1"].ip            # the trunk's calling end (tests/lab/sip_tcp_trunk.py)
@@ -137,6 +139,7 @@ def test_the_capture_is_a_tcp_trunk_with_split_messages(tshark):
     assert {m.pkt.transport for m in result.records["sip_messages"]} == {"tcp"} and result.records["anomalies"] == []
 
 
+@pytest.mark.slow
 def test_every_cut_matches_tshark(tshark, editcap, tmp_path):
     """Cut before the second segment of every sixth split message of each direction; both paths."""
     for direction, points in sorted(split_message_cuts(tshark).items()):
@@ -169,6 +172,7 @@ def first_data(tshark: str, path: Path) -> dict[tuple, list[tuple[int, int, bool
     return seen
 
 
+@pytest.mark.cli
 def test_a_capture_begun_mid_message_in_every_path(tshark, editcap, tmp_path):
     """One cut in the PBX-to-proxy direction, where every call starts: its first captured segment is the
     second half of a message. analyze (both modes) and monitor -r find tshark's calls; the half message
