@@ -4,8 +4,11 @@ The pipeline (voipwatch/pipeline.py) first gives a UDP datagram to the RTP/RTCP 
 announced for its endpoints (a session-level lookup, kept explicit there). Everything else is
 decided here: the pipeline walks UDP in order and the first entry whose probe accepts the
 datagram claims it; a TCP flow direction is given to the first entry of TCP that accepts its first
-data segment, and keeps it until idle for tcp_idle_s (a probe looks at one segment, so a direction
-could be probed again later). As in Wireshark, a protocol that owns its
+data segment, and keeps it until idle for tcp_idle_s. A TCP entry makes each direction it claims its
+own framer (dissectors.tcp.Framer: stateful, it may resynchronise or give up, when the direction
+becomes tcp.other); an entry that seeks its protocol off its ports makes a stream probe instead,
+asked segment by segment (a bounded number) until it finds the protocol, when the framer takes over.
+As in Wireshark, a protocol that owns its
 ports is tried before the heuristics, and heuristics never run on ports other services own
 (epan/dissectors/packet-udp.c, decode_udp_ports).
 
@@ -38,7 +41,8 @@ from types import ModuleType
 from typing import Any, Callable
 
 from dissectors import dns, rtcp, rtp, sip, stun, tls, zrtp
-from dissectors.tcp import Framer
+from dissectors.sip_stream import SipStreamFramer, SipStreamProbe
+from dissectors.tcp import Framer, StreamProbe
 from voipwatch.records import Anomaly, PacketMeta, TlsFlow
 
 Probe = Callable[[bytes], bool]           # a content test: where it runs is the entry's port rule
@@ -57,7 +61,10 @@ class Entry:
     parse: Parser | None = None          # describes a datagram (UDP) or each framed message (TCP); None: counted only
     failed: str | None = None            # UDP: frame class when parse returns no record; None: the walk goes on
     failed_meaning: str = ""
-    framer: Framer | None = None         # TCP: splits a direction's in-order bytes into messages for parse
+    framer: Callable[[], Framer] | None = None   # TCP: makes a direction's framer, which splits its in-order
+                                                 # bytes into messages for parse
+    seek: Callable[[], StreamProbe] | None = None  # TCP: makes a direction's stream probe, asked segment by
+                                                   # segment before framing starts; None: framed from the first
     opens: Callable[[PacketMeta], Any] | None = None   # TCP: the record of a flow found to carry this protocol
     ports: frozenset[int] = frozenset()      # probed only when either port is one of these (registered ports)
     not_ports: frozenset[int] = frozenset()  # never probed when either port is one of these (heuristics)
@@ -107,15 +114,23 @@ ANNOUNCED_NOT_MEDIA = "rtp.malformed"
 
 TCP = (
     Entry("tcp.dns", "a TCP segment of a DNS flow (port 53; messages framed by RFC 1035 §4.2.2)", None,
-          dns.parse, framer=dns.frame_dns_tcp, ports=frozenset((dns.DNS_PORT,))),
+          dns.parse, framer=dns.stream_framer, ports=frozenset((dns.DNS_PORT,))),
     Entry("tcp.tls", "a TCP segment of a flow that starts with a TLS record (SIP over TLS: recorded, not decrypted)",
           tls.looks_like_tls, opens=TlsFlow, first=tls.FIRST_OCTETS),
-    Entry("tcp.sip", "a TCP segment of a flow that starts with a SIP message (framed by Content-Length, §18.3)",
-          sip.looks_like_sip, sip.parse_sip, framer=sip.frame_sip_stream, home=SIP_PORTS,
-          stray="sip.not_sip_on_sip_port", first=sip.FIRST_OCTETS),
+    # SIP on its ports is framed from the first byte, as Wireshark's port table does: the framer skips to
+    # the next start line and gives up a direction that holds none (sip.not_sip_on_sip_port).
+    Entry("tcp.sip", "a TCP segment of a SIP flow direction once a start line was found in it (framed by "
+                     "Content-Length, §18.3, and resynchronised on start lines): on port 5060 or 5061 from its "
+                     "first byte, elsewhere from the first segment that begins a SIP message",
+          None, sip.parse_sip, framer=SipStreamFramer, ports=SIP_PORTS),
+    # Elsewhere SIP is sought segment by segment (Wireshark's SIP heuristic), for a bounded number of segments.
+    Entry("tcp.sip", "a TCP segment of a SIP flow direction outside the SIP ports, from the first segment that "
+                     "begins a SIP message", None, sip.parse_sip, framer=SipStreamFramer, seek=SipStreamProbe,
+          not_ports=SIP_PORTS),
 )
 # What the pipeline answers for a TCP segment no entry describes.
-TCP_OTHER = Entry("tcp.other", "a TCP segment of a flow no entry claims", None)
+TCP_OTHER = Entry("tcp.other", "a TCP segment of a flow direction no entry describes: none claimed it, its "
+                               "protocol is still sought or was given up, or no message was found in it yet", None)
 TCP_CONTROL = "tcp.control"     # a segment without data of a flow not yet classified (SYN, ACK, FIN, RST)
 
 
@@ -259,14 +274,6 @@ def stray_datagram(entry: Entry, meta: PacketMeta, payload: bytes) -> Anomaly:
                    f"{len(payload)}-byte UDP datagram to or from a {name} port is not {name}", meta.src, meta.dst)
 
 
-def stray_stream(entry: Entry, meta: PacketMeta, payload: bytes) -> Anomaly:
-    """A TCP flow on `entry`'s default ports whose first data no entry claimed."""
-    name = entry.protocol
-    return Anomaly(meta.ts, meta.frame, entry.stray.partition(".")[0], entry.stray,
-                   f"TCP stream to or from a {name} port does not start with a {name} message "
-                   f"({len(payload)} bytes in its first segment)", meta.src, meta.dst)
-
-
 def frame_classes(udp: tuple[Entry, ...] | None = None, tcp: tuple[Entry, ...] | None = None) -> dict[str, str]:
     """Every frame class the UDP and TCP dispatch can count (the combined tables unless given), with its meaning."""
     udp = udp_entries() if udp is None else udp
@@ -279,6 +286,6 @@ def frame_classes(udp: tuple[Entry, ...] | None = None, tcp: tuple[Entry, ...] |
     classes[ANNOUNCED_NOT_MEDIA] = "a datagram to or from SDP-announced RTP media that is neither RTP nor RTCP"
     classes[UDP_OTHER] = "a UDP datagram no entry claims"
     for entry in tcp + (TCP_OTHER,):
-        classes[entry.bucket] = entry.meaning
+        classes.setdefault(entry.bucket, entry.meaning)
     classes[TCP_CONTROL] = "a TCP segment without data of a flow not yet classified (SYN, ACK, FIN, RST)"
     return classes

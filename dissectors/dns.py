@@ -6,6 +6,7 @@ import struct
 
 import dpkt
 
+from dissectors.tcp import Splitter
 from voipwatch.records import Anomaly, DnsMessage, PacketMeta
 
 # RFC 1035 §4.1.1 header:
@@ -229,3 +230,8 @@ def frame_dns_tcp(buf: bytes) -> tuple[list[bytes], int]:
         messages.append(buf[off + TCP_LENGTH.size:end])
         off = end
     return messages, off
+
+
+def stream_framer() -> Splitter:
+    """A DNS-over-TCP direction's framer: the length prefix frames every message, nothing is skipped."""
+    return Splitter(frame_dns_tcp)

@@ -1,4 +1,4 @@
-"""Session Initiation Protocol (RFC 3261): content probe, tolerant message parser and TCP stream framing."""
+"""Session Initiation Protocol (RFC 3261): content probe and tolerant message parser (stream framing: sip_stream)."""
 from __future__ import annotations
 
 import re
@@ -14,8 +14,6 @@ MAX_VIA = 64               # Via entries kept, topmost first (sip.too_many_via)
 MAX_LIST_VALUES = 64       # entries kept of Contact, P-Asserted-Identity, Diversion, auth (sip.too_many_values)
 MAX_MULTIPART_DEPTH = 3    # nesting levels of multipart bodies searched for an SDP part
 MAX_MULTIPART_PARTS = 32   # body parts examined per multipart level
-MAX_STREAM_HEAD = 131072   # bytes of an unterminated header block buffered on TCP before it is cut
-MAX_STREAM_BODY = 1 << 20  # Content-Length honoured when framing TCP; longer bodies are cut and resynced
 MAX_CSEQ = 2**31 - 1       # §8.1.1.5: the CSeq number MUST be less than 2**31
 _JUNK_PREVIEW = 16         # bytes of leading junk quoted in the anomaly detail
 
@@ -27,14 +25,14 @@ FIRST_OCTETS = _TOKEN_FIRST | frozenset(b"\r\n")
 # §7: the header block ends at the first empty line; bare LF line ends are tolerated.
 _BLANK_LINE = re.compile(rb"\r?\n\r?\n")
 _EOL = re.compile(r"\r\n|\r|\n")
-_STREAM_CL = re.compile(rb"^(?:content-length|l)[ \t]*:[ \t]*(\d{1,10})[ \t]*\r?$", re.I | re.M)
 # Headers that §20 defines as appearing once; a repeat is described as sip.duplicate_header.
 _SINGLETONS = ("call-id", "cseq", "from", "to", "content-length", "content-type", "max-forwards")
 _AUTH_HEADERS = ("authorization", "proxy-authorization", "www-authenticate", "proxy-authenticate")
 _DTMF_TYPES = ("application/dtmf-relay", "application/dtmf")
 
-# Every Anomaly.name parse_sip gives (layer "sip"; the SDP body's own are dissectors.sdp.ANOMALIES),
-# and the one the dispatch table raises for the SIP ports (dissectors.dispatch).
+# Every Anomaly.name parse_sip gives (layer "sip"; the SDP body's own are dissectors.sdp.ANOMALIES,
+# SIP over TCP's framing its own, dissectors.sip_stream.ANOMALIES), and the one the dispatch table
+# raises for the SIP ports (dissectors.dispatch; over TCP, the stream framer).
 ANOMALIES = {
     "sip.malformed_start_line": "no Request-Line or Status-Line anywhere in the message (§7.1, §7.2): not described",
     "sip.junk_before_request": "bytes before the Request-Line, skipped",
@@ -61,8 +59,9 @@ ANOMALIES = {
     "sip.body_truncated": "over TCP, fewer body bytes than Content-Length declares (a body over the framing cap "
                           "is cut)",
     "sip.trailing_data": "bytes after the body that Content-Length delimits (§18.3)",
-    "sip.not_sip_on_sip_port": "a UDP datagram, or the first data of a TCP stream, to or from port 5060 or 5061 "
-                               "that is not SIP (§19.1.2 default ports)",
+    "sip.not_sip_on_sip_port": "a UDP datagram, or a TCP direction, to or from port 5060 or 5061 that is not SIP "
+                               "(§19.1.2 default ports); over TCP, one whose framer found no start line before "
+                               "giving it up or before it ended",
 }
 
 
@@ -414,43 +413,3 @@ def address_of_record(msg: SipMessage) -> str:
             uri = uri[len(scheme):]
             break
     return uri.split(";", 1)[0].split("?", 1)[0]
-
-
-def frame_sip_stream(buf: bytes) -> tuple[list[bytes], int]:
-    """Split a reassembled SIP/TCP byte stream into whole messages (§18.3): (messages, bytes consumed).
-
-    CRLF keep-alives are skipped; bytes before a start line are consumed without being returned; an
-    incomplete message at the end is left for the next call.
-    """
-    messages: list[bytes] = []
-    pos = 0
-    n = len(buf)
-    while True:
-        pos = _skip_crlf(buf, pos)
-        if pos >= n:
-            return messages, pos
-        eol = _line_end(buf, pos)
-        if eol == n:
-            # An unfinished first line waits for more data, up to the longest line kept.
-            return messages, (pos if n - pos <= MAX_HEADER_LINE else n)
-        if _start_line(buf[pos:eol], junk=False) is None:
-            found = _find_start(buf, pos)
-            if found is not None:
-                pos = found[0]
-                continue
-            # Not SIP: consume whole lines; an unfinished last line may still become a start line.
-            pos = max(buf.rfind(b"\n", pos), buf.rfind(b"\r", pos), pos - 1) + 1
-            return messages, (pos if n - pos <= MAX_HEADER_LINE else n)
-        blank = _BLANK_LINE.search(buf, eol)
-        if blank is None:
-            if n - pos <= MAX_STREAM_HEAD:
-                return messages, pos
-            messages.append(buf[pos:pos + MAX_STREAM_HEAD])
-            pos += MAX_STREAM_HEAD
-            continue
-        cl = _STREAM_CL.search(buf, pos, blank.start() + 1)
-        end = blank.end() + min(int(cl.group(1)) if cl else 0, MAX_STREAM_BODY)
-        if end > n:
-            return messages, pos
-        messages.append(buf[pos:end])
-        pos = end

@@ -1,18 +1,58 @@
 """Per-direction TCP stream reassembly (RFC 9293 §3.4 sequence space) feeding a caller's message framer.
 
 Each direction of a connection keeps the next expected sequence number, the in-order bytes the
-framer has not consumed yet, and a bounded set of out-of-order segments. Time is capture time.
+framer has not consumed yet, a bounded set of out-of-order segments, and the framer itself (an
+application protocol's per-direction framing state, told when the direction ends). Time is capture time.
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Protocol
 
 from dissectors.ip import TCP_FIN, TCP_RST, TCP_SYN
 from dissectors.net import Datagram
 from voipwatch.records import Anomaly, PacketMeta
 
-# Splits the in-order bytes of one direction into whole messages: (messages, bytes consumed).
-Framer = Callable[[bytes], tuple[list[bytes], int]]
+
+class Framer(Protocol):
+    """One direction's application framing: splits its in-order bytes into whole messages."""
+    synced: bool        # the protocol has been recognised in this direction's bytes
+    abandoned: bool     # the framer has given up: the bytes are not this protocol
+
+    def frame(self, buf: bytes, meta: PacketMeta) -> tuple[list[bytes], int, list[Anomaly]]:
+        """(whole messages, bytes consumed, anomalies about consumed bytes that were not messages)."""
+        ...
+
+    def end(self, ts: float, frame: int, src: str, dst: str, why: str) -> list[Anomaly]:
+        """The direction is gone (why: "connection closed", ...): anomalies about what the framer still held."""
+        ...
+
+
+class Splitter:
+    """A Framer without per-direction state, for protocols whose framing never skips bytes
+    (e.g. DNS, RFC 1035 §4.2.2): split(buf) -> (messages, bytes consumed)."""
+    synced = True
+    abandoned = False
+
+    def __init__(self, split: Callable[[bytes], tuple[list[bytes], int]]) -> None:
+        self.split = split
+
+    def frame(self, buf: bytes, meta: PacketMeta) -> tuple[list[bytes], int, list[Anomaly]]:
+        messages, used = self.split(buf)
+        return messages, used, []
+
+    def end(self, ts: float, frame: int, src: str, dst: str, why: str) -> list[Anomaly]:
+        return []
+
+
+class StreamProbe(Protocol):
+    """Seeks a protocol in one direction's data segments one at a time, before any byte is framed
+    (a heuristic on a port the protocol does not own): nothing is buffered, and it gives up in time."""
+
+    def check(self, meta: PacketMeta, seq: int, payload: bytes) -> tuple[str, Anomaly | None]:
+        """The verdict on one data segment: "maybe" (ask about the next one), "other" (given up), or the
+        protocol's name (this segment begins it: framing starts here); with the give-up's anomaly, if any."""
+        ...
+
 
 DEFAULT_MAX_FLOWS = 10_000                # directions tracked at once
 DEFAULT_MAX_BUFFER_BYTES = 256 * 1024     # per direction, for unframed bytes and for held out-of-order bytes
@@ -39,7 +79,7 @@ FlowKey = tuple[tuple[int, ...], str, int, str, int]
 
 
 class _Direction:
-    __slots__ = ("isn", "next_seq", "buf", "held", "held_bytes", "gap_since", "last_ts", "last_frame")
+    __slots__ = ("isn", "next_seq", "buf", "held", "held_bytes", "gap_since", "last_ts", "last_frame", "framer")
 
     def __init__(self, isn: int | None, next_seq: int, ts: float, frame: int) -> None:
         self.isn = isn                        # initial sequence number, when the SYN was seen
@@ -50,6 +90,7 @@ class _Direction:
         self.gap_since: float | None = None   # capture time the current hole was first seen
         self.last_ts = ts
         self.last_frame = frame
+        self.framer: Framer | None = None     # the framer last given for this direction
 
 
 class TcpReassembler:
@@ -67,7 +108,10 @@ class TcpReassembler:
         return len(self._flows)
 
     def feed(self, dgram: Datagram, framer: Framer) -> tuple[list[tuple[PacketMeta, bytes]], list[Anomaly]]:
-        """Add one segment; return the messages it completed (with its meta) and any anomalies."""
+        """Add one segment; return the messages it completed (with its meta) and any anomalies.
+
+        `framer` is this direction's framer (the caller keeps one per direction); given a different one
+        than last time, the direction tells the old one it ended."""
         meta = dgram.meta
         flags, seq, payload = dgram.tcp_flags or 0, dgram.tcp_seq or 0, dgram.payload
         key = (meta.vlan, meta.src, meta.sport, meta.dst, meta.dport)
@@ -94,7 +138,13 @@ class TcpReassembler:
                                      f"{self.max_flows} directions tracked: evicted {_name(old_key)}"
                                      f" with {len(old.buf) + old.held_bytes} bytes pending",
                                      meta.src, meta.dst))
+            if old.framer is not None:
+                anomalies += old.framer.end(meta.ts, meta.frame, old_key[1], old_key[3], "direction evicted")
         self._flows[key] = st
+        if st.framer is not framer:
+            if st.framer is not None:
+                anomalies += st.framer.end(meta.ts, meta.frame, meta.src, meta.dst, "framing restarted")
+            st.framer = framer
         st.last_ts, st.last_frame = meta.ts, meta.frame
         grew = self._accept(st, seq, payload, meta.ts) if payload else False
         if st.held and (st.held_bytes > self.max_buffer_bytes or len(st.held) > MAX_OUT_OF_ORDER_SEGMENTS
@@ -103,9 +153,10 @@ class TcpReassembler:
             grew = True
         messages: list[tuple[PacketMeta, bytes]] = []
         if grew and st.buf:
-            found, used = framer(st.buf)
+            found, used, notes = framer.frame(st.buf, meta)
             st.buf = st.buf[max(0, min(used, len(st.buf))):]
             messages = [(meta, m) for m in found]
+            anomalies += notes
             if len(st.buf) > self.max_buffer_bytes:
                 anomalies.append(Anomaly(meta.ts, meta.frame, "tcp", "tcp.buffer_overflow",
                                          f"{len(st.buf)} unframed bytes dropped (limit {self.max_buffer_bytes})",
@@ -125,6 +176,8 @@ class TcpReassembler:
             if now - st.last_ts <= self.idle_s:
                 break
             del flows[key]
+            if st.framer is not None:
+                anomalies += st.framer.end(now, st.last_frame, key[1], key[3], "direction went idle")
             if st.buf or st.held:
                 anomalies.append(Anomaly(now, st.last_frame, "tcp", "tcp.unframed_bytes",
                                          f"{_name(key)} idle: {len(st.buf)} unframed and {st.held_bytes}"
@@ -133,10 +186,14 @@ class TcpReassembler:
 
     def finish(self) -> list[Anomaly]:
         """End of input: the bytes each direction still holds (a message cut off by the end of the capture)."""
-        anomalies = [Anomaly(st.last_ts, st.last_frame, "tcp", "tcp.unframed_bytes_at_end",
-                             f"{_name(key)}: {len(st.buf)} unframed and {st.held_bytes} out-of-order bytes "
-                             "at the end of the capture", key[1], key[3])
-                     for key, st in self._flows.items() if st.buf or st.held]
+        anomalies: list[Anomaly] = []
+        for key, st in self._flows.items():
+            if st.framer is not None:
+                anomalies += st.framer.end(st.last_ts, st.last_frame, key[1], key[3], "end of the capture")
+            if st.buf or st.held:
+                anomalies.append(Anomaly(st.last_ts, st.last_frame, "tcp", "tcp.unframed_bytes_at_end",
+                                         f"{_name(key)}: {len(st.buf)} unframed and {st.held_bytes} out-of-order "
+                                         "bytes at the end of the capture", key[1], key[3]))
         self._flows.clear()
         return anomalies
 
@@ -196,6 +253,8 @@ class TcpReassembler:
 
     @staticmethod
     def _lost(st: _Direction, meta: PacketMeta, why: str, anomalies: list[Anomaly]) -> None:
+        if st.framer is not None:
+            anomalies += st.framer.end(meta.ts, meta.frame, meta.src, meta.dst, why)
         if st.buf or st.held:
             anomalies.append(Anomaly(meta.ts, meta.frame, "tcp", "tcp.unframed_bytes",
                                      f"{why}: {len(st.buf)} unframed and {st.held_bytes} out-of-order bytes dropped",

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Peers and traffic tools the tests run (Debian packages).
-APT_PACKAGES=(tshark tcpdump kamailio sip-tester sipvicious iproute2 chromium zstd xz-utils)   # zstd, xz: benchmark shapes
+APT_PACKAGES=(tshark wireshark-common tcpdump kamailio sip-tester sipvicious iproute2 chromium zstd xz-utils)   # wireshark-common: editcap; zstd, xz: benchmark shapes
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

@@ -75,7 +75,8 @@ class Analyzer:
         self.first_ts: float | None = None
         self.last_ts: float | None = None
         self._next_tick: float | None = None
-        # TCP flow direction -> [dispatch entry, last segment time]; least recently used first
+        # TCP flow direction -> [dispatch entry, its framer, its stream probe while one seeks the protocol,
+        # last segment time]; least recently used first
         self._tcp_flows: OrderedDict[tuple, list] = OrderedDict()
         self._udp_table = PortIndex(dispatch.udp_entries(), self.config)
         self._tcp_table = PortIndex(dispatch.tcp_entries(), self.config)
@@ -211,21 +212,33 @@ class Analyzer:
         meta = dgram.meta
         flow = (meta.vlan, meta.src, meta.sport, meta.dst, meta.dport)
         known = self._tcp_flows.get(flow)
-        entry = known[0] if known is not None and meta.ts - known[1] <= self.config.tcp_idle_s else None
-        if entry is not None:
-            known[1] = meta.ts
+        if known is not None and meta.ts - known[3] <= self.config.tcp_idle_s:
+            known[3] = meta.ts
             self._tcp_flows.move_to_end(flow)
         else:
             if not dgram.payload:
                 return dispatch.TCP_CONTROL
-            entry = self._classify_tcp(meta, dgram.payload)
-            self._tcp_flows[flow] = [entry, meta.ts]
+            known = self._tcp_flows[flow] = self._classify_tcp(meta, dgram.payload)
             self._tcp_flows.move_to_end(flow)
             if len(self._tcp_flows) > self.config.max_tcp_flows:
                 self._tcp_flows.popitem(last=False)
-        if entry.framer is None:
+        entry, framer, seeker = known[0], known[1], known[2]
+        if seeker is not None:                   # the protocol is sought segment by segment until it shows
+            if not dgram.payload:
+                return dispatch.TCP_OTHER.bucket
+            verdict, note = seeker.check(meta, dgram.tcp_seq or 0, dgram.payload)
+            if note is not None:
+                self._anomaly(note)
+            if verdict == "maybe":
+                return dispatch.TCP_OTHER.bucket
+            if verdict == "other":
+                known[0], known[2] = dispatch.TCP_OTHER, None
+                return dispatch.TCP_OTHER.bucket
+            framer = known[1] = entry.framer()  # this segment begins the protocol: framed from here
+            known[2] = None
+        elif framer is None:
             return entry.bucket
-        messages, anomalies = self.tcp.feed(dgram, entry.framer)
+        messages, anomalies = self.tcp.feed(dgram, framer)
         for anomaly in anomalies:
             self._anomaly(anomaly)
         parse, records = entry.parse, self._records
@@ -235,20 +248,23 @@ class Analyzer:
                 self._anomaly(anomaly)
             if record is not None:
                 records[type(record)](record)
-        return entry.bucket
+        if framer.abandoned:                     # not this protocol after all: no longer framed
+            known[0], known[1] = dispatch.TCP_OTHER, None
+        return entry.bucket if framer.synced else dispatch.TCP_OTHER.bucket
 
-    def _classify_tcp(self, meta, payload: bytes) -> Entry:
-        """The TCP entry that claims a flow direction from one of its data segments (today its first)."""
+    def _classify_tcp(self, meta, payload: bytes) -> list:
+        """A new flow direction's state from its first data segment: [the TCP entry that claims it,
+        a fresh framer (None: not framed, or not yet), a fresh stream probe if the entry seeks its
+        protocol segment by segment, last segment time]."""
         for entry in self._tcp_table.entries(meta.sport, meta.dport, payload):
             if entry.probe is None or entry.probe(payload):
                 if entry.opens is not None:
                     record = entry.opens(meta)
                     self._records[type(record)](record)
-                return entry
-        home = self._tcp_table.stray(meta.sport, meta.dport)
-        if home is not None:
-            self._anomaly(dispatch.stray_stream(home, meta, payload))
-        return dispatch.TCP_OTHER
+                if entry.seek is not None:
+                    return [entry, None, entry.seek(), meta.ts]
+                return [entry, entry.framer() if entry.framer is not None else None, None, meta.ts]
+        return [dispatch.TCP_OTHER, None, None, meta.ts]
 
     # -- SIP and sessions --------------------------------------------------------------------
     def _sip(self, msg: SipMessage) -> None:
@@ -286,7 +302,7 @@ class Analyzer:
             self.emit(reg)
         self.expectations.expire(now)
         while self._tcp_flows:
-            flow, (_, last) = next(iter(self._tcp_flows.items()))
+            flow, (_, _, _, last) = next(iter(self._tcp_flows.items()))
             if now - last <= self.config.tcp_idle_s:
                 break
             del self._tcp_flows[flow]

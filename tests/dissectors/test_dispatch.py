@@ -88,7 +88,8 @@ def test_traffic_on_default_ports_is_matched_to_its_protocol():
     udp = PortIndex(UDP, PipelineConfig())
     assert udp.stray(5060, 40000).bucket == "sip" and udp.stray(40000, 5061).bucket == "sip"
     assert udp.stray(40000, 40001) is None
-    assert PortIndex(TCP, PipelineConfig()).stray(40000, 5061).bucket == "tcp.sip"
+    # Over TCP the SIP entry claims every direction on the SIP ports: its framer tells what is not SIP.
+    assert PortIndex(TCP, PipelineConfig()).stray(40000, 5061) is None
 
 
 def test_every_name_an_entry_uses_is_declared():
@@ -102,7 +103,8 @@ def test_every_name_an_entry_uses_is_declared():
             assert (entry.framer is None) == (entry.parse is None) and entry.failed is None
         else:
             assert entry.framer is None and entry.opens is None
-        for function in (entry.probe, entry.parse, entry.framer):
+        assert entry.seek is None or entry.framer is not None
+        for function in (entry.probe, entry.parse, entry.framer, entry.seek):
             if function is not None:
                 module = __import__(function.__module__, fromlist=["ANOMALIES"])
                 assert isinstance(getattr(module, "ANOMALIES", None), dict), f"{module.__name__} declares no ANOMALIES"

@@ -11,8 +11,8 @@ import dpkt
 import pytest
 from mutate import sip_damage
 
-from dissectors.sip import (MAX_HEADER_LINE, MAX_HEADERS, MAX_VIA, frame_sip_stream, looks_like_sip,
-                            parse_sip)
+from dissectors.sip import MAX_HEADER_LINE, MAX_HEADERS, MAX_VIA, looks_like_sip, parse_sip
+from dissectors.sip_stream import SipStreamFramer
 from voipwatch.records import PacketMeta
 
 
@@ -27,6 +27,12 @@ def crlf(text: str) -> bytes:
 
 def names(anomalies) -> list[str]:
     return [a.name for a in anomalies]
+
+
+def frame_sip_stream(buf: bytes) -> tuple[list[bytes], int]:
+    """One call of a fresh direction's framer: (whole messages, bytes consumed)."""
+    messages, used, _ = SipStreamFramer().frame(buf, meta("tcp"))
+    return messages, used
 
 
 SDP = crlf("""v=0
@@ -482,13 +488,21 @@ def test_stream_missing_content_length_means_empty_body():
     assert frame_sip_stream(msg + msg) == ([msg, msg], 2 * len(msg))
 
 
-def test_stream_garbage_before_message_is_consumed():
-    messages, used = frame_sip_stream(b"\x16\x03\x01garbage\r\nmore\r\n" + RESPONSE)
+def test_stream_garbage_before_message_is_consumed_and_counted():
+    messages, used, notes = SipStreamFramer().frame(b"\x16\x03\x01garbage\r\nmore\r\n" + RESPONSE, meta("tcp"))
     assert messages == [RESPONSE] and used == len(b"\x16\x03\x01garbage\r\nmore\r\n" + RESPONSE)
+    assert [(a.name, a.detail) for a in notes] == [
+        ("sip.resync_skipped_bytes", "18 bytes skipped before a SIP start line, starting b'\\x16\\x03\\x01garbage\\r\\nmore'")]
 
 
 def test_stream_garbage_without_sip_keeps_unfinished_line():
-    assert frame_sip_stream(b"not sip\r\nstill not\r\nINVITE sip:x") == ([], len(b"not sip\r\nstill not\r\n"))
+    framer = SipStreamFramer()
+    messages, used, notes = framer.frame(b"not sip\r\nstill not\r\nINVITE sip:x", meta("tcp"))
+    assert (messages, used, notes) == ([], len(b"not sip\r\nstill not\r\n"), [])
+    (end,) = framer.end(1.0, 9, "a", "b", "connection closed")
+    assert (end.name, end.frame, end.detail) == (
+        "sip.not_sip_on_sip_port", 9, "20 bytes on a TCP connection to or from a SIP port, starting "
+        "b'not sip\\r\\nstill n', held no SIP start line (connection closed)")
 
 
 def test_stream_large_body():

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from dissectors.net import Datagram, NetworkDecoder
-from dissectors.tcp import ANOMALIES, TcpReassembler
+from dissectors.tcp import ANOMALIES, Splitter, TcpReassembler
 from voipwatch.capture import read_capture
 from voipwatch.records import Anomaly, PacketMeta
 
@@ -32,6 +32,10 @@ def content_length_framer(buf: bytes) -> tuple[list[bytes], int]:
         pos = end
 
 
+# Stateless, so one instance may serve every direction.
+FRAMER = Splitter(content_length_framer)
+
+
 def sip(first_line: str, body: bytes = b"") -> bytes:
     return (f"{first_line}\r\nCall-ID: abc\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
 
@@ -45,7 +49,7 @@ def seg(payload: bytes, seq: int, flags: int = ACK | PSH, n: int = 1, ts: float 
 def feed_all(reassembler: TcpReassembler, segments: list[Datagram]):
     out, anomalies = [], []
     for s in segments:
-        messages, found = reassembler.feed(s, content_length_framer)
+        messages, found = reassembler.feed(s, FRAMER)
         out += [(meta.frame, m) for meta, m in messages]
         anomalies += found
     assert {a.name for a in anomalies} <= ANOMALIES.keys()
@@ -58,7 +62,7 @@ def sip_over_tcp(path: Path):
     for f in read_capture(str(path)):
         result = decoder.decode(f)
         if type(result) is Datagram and result.meta.transport == "tcp":
-            found, bad = reassembler.feed(result, content_length_framer)
+            found, bad = reassembler.feed(result, FRAMER)
             messages += found
             anomalies += bad
     return messages, anomalies

@@ -103,6 +103,8 @@ INTL_NUMBERS = ("442071234567", "0442071234567", "00442071234567", "901144207123
                 "00882161234568")
 INTL_ROUTED = r"^(00|011)[1-9][0-9]{6,}$"      # what the proxy sends to the PSTN gateway
 HIGH_RISK = (r"^(\+|00|011|9011)882", r"^(\+|00|011|9011)269")   # international networks, Comoros
+TRUNK_ROUTED = r"^7[0-9]{3}$"    # numbers the proxy sends over the SIP-over-TCP trunk (sip_tcp_trunk.py)
+TRUNK_PEER_IP = "10.110.0.12"    # the trunk's carrier end (the ph2 namespace, in the proxy's VLAN)
 PHONE_CALLS = 2                  # calls per calling phone (ph1 -> 1002, ph3 -> 1002)
 CALL_AUDIO_S = 6                 # seconds of G.711 each way per call
 
@@ -312,9 +314,10 @@ class Lab:
         (default: the lab's max_seconds); ended by pid in `stop()`, or earlier with `lab.end(proc)`."""
         return self.spawn("cap", argv, name=name, limit_s=limit_s or self.max_seconds, cwd=cwd, env=env)
 
-    def start_kamailio(self) -> Proc:
+    def start_kamailio(self, tcp: bool = False) -> Proc:
+        """kamailio in the kam namespace, on UDP 5060 (and on TCP 5060 with tcp=True)."""
         cfg = self.workdir / "kamailio.cfg"
-        cfg.write_text(render_kamailio_cfg())
+        cfg.write_text(render_kamailio_cfg(tcp))
         rundir = self.workdir / "kamailio-run"
         rundir.mkdir(exist_ok=True)
         check = _run(["ip", "netns", "exec", self.ns["kam"], "kamailio", "-c", "-f", str(cfg)], check=False)
@@ -326,6 +329,10 @@ class Lab:
                                                check=False).stdout,
                        15, "kamailio is not listening", proc=self.kamailio)
         return self.kamailio
+
+    def set_mtu(self, role: str, mtu: int) -> None:
+        """The MTU of a host's interface (a small one makes TCP split SIP messages over segments)."""
+        self._ipn(role, "link", "set", "eth0", "mtu", str(mtu))
 
     # -- processes -------------------------------------------------------------------------------
     def spawn(self, role: str, argv: list[str], *, name: str, limit_s: float, cwd: Path | None = None,
@@ -427,7 +434,7 @@ class Lab:
                    name="data_host", limit_s=40)
 
         # phones register (digest: 401 then 200)
-        regs = [self.spawn(p.role, self._sipp(p.ip, "register.xml", service=p.user, auth=(p.user, USERS[p.user]),
+        regs = [self.spawn(p.role, self.sipp_argv(p.ip, "register.xml", service=p.user, auth=(p.user, USERS[p.user]),
                                               calls=1, limit_s=15), name=f"register_{p.role}", limit_s=20)
                 for p in PHONES]
         for proc in regs:
@@ -437,9 +444,9 @@ class Lab:
         # callees: phone 1002 and the PSTN gateway answer
         n_calls = PHONE_CALLS * 2
         # (-m leaves room: the scanner's OPTIONS also start SIPp "calls" on the phone)
-        uas = self.spawn("ph2", self._sipp(HOST["ph2"].ip, "uas_rtp.xml", calls=n_calls + 20, limit_s=60, uas=True),
+        uas = self.spawn("ph2", self.sipp_argv(HOST["ph2"].ip, "uas_rtp.xml", calls=n_calls + 20, limit_s=60, uas=True),
                          name="uas_ph2", limit_s=65)
-        gw = self.spawn("gw", self._sipp(PSTN_GW_IP, "uas_gateway.xml", calls=len(INTL_NUMBERS) + 20, limit_s=90,
+        gw = self.spawn("gw", self.sipp_argv(PSTN_GW_IP, "uas_gateway.xml", calls=len(INTL_NUMBERS) + 20, limit_s=90,
                                           uas=True), name="uas_gw", limit_s=95)
         time.sleep(0.5)
         # callers: 1001 and 1003 call 1002, G.711 both ways
@@ -448,7 +455,7 @@ class Lab:
             h = HOST[role]
             csv = w / f"calls_{role}.csv"
             csv.write_text(f"SEQUENTIAL\n{h.user};1002;\n")
-            uacs.append(self.spawn(role, self._sipp(h.ip, "uac_call_rtp.xml", inf=csv, auth=(h.user, USERS[h.user]),
+            uacs.append(self.spawn(role, self.sipp_argv(h.ip, "uac_call_rtp.xml", inf=csv, auth=(h.user, USERS[h.user]),
                                                     calls=PHONE_CALLS, limit=1, limit_s=50),
                                    name=f"uac_{role}", limit_s=55))
             time.sleep(1.0)
@@ -474,19 +481,19 @@ class Lab:
         # safety probe: 1005's binding is now svcrack's sip:123@1.1.1.1; kamailio must refuse to go there
         probe_csv = w / "probe.csv"
         probe_csv.write_text(f"SEQUENTIAL\n{CRACKED_USER};{CRACKED_USER};\n")
-        probe = self.run("att", self._sipp(FRAUD_IP, "uac_safety_probe.xml", inf=probe_csv,
+        probe = self.run("att", self.sipp_argv(FRAUD_IP, "uac_safety_probe.xml", inf=probe_csv,
                                            auth=(CRACKED_USER, password), calls=1, limit_s=10),
                          name="safety_probe", limit_s=15)
         report["tools"]["safety_probe"] = {"rc": probe.popen.returncode}
 
         # floods and the international burst, at the same time
-        reg_flood = self.spawn("att", self._sipp(FLOODER_IP, "register_flood.xml", inf=w / "flood_users.csv",
+        reg_flood = self.spawn("att", self.sipp_argv(FLOODER_IP, "register_flood.xml", inf=w / "flood_users.csv",
                                                  calls=360, rate=30, limit=60, limit_s=30),
                                name="register_flood", limit_s=35)
-        inv_flood = self.spawn("att", self._sipp(FLOODER_IP, "invite_flood.xml", inf=w / "flood_users.csv",
+        inv_flood = self.spawn("att", self.sipp_argv(FLOODER_IP, "invite_flood.xml", inf=w / "flood_users.csv",
                                                  calls=240, rate=30, limit=60, limit_s=30, port=5070),
                                name="invite_flood", limit_s=35)
-        intl = self.spawn("att", self._sipp(FRAUD_IP, "uac_intl.xml", inf=w / "intl.csv",
+        intl = self.spawn("att", self.sipp_argv(FRAUD_IP, "uac_intl.xml", inf=w / "intl.csv",
                                             auth=(CRACKED_USER, password), calls=len(INTL_NUMBERS), rate=2,
                                             limit=6, limit_s=40), name="intl_burst", limit_s=45)
         for proc in (reg_flood, inv_flood, intl, *uacs):
@@ -504,13 +511,15 @@ class Lab:
         self.timings["scenario_s"] = report["scenario_s"]
         return report
 
-    def _sipp(self, local_ip: str, scenario: str, *, calls: int, limit_s: int, service: str | None = None,
+    def sipp_argv(self, local_ip: str, scenario: str, *, calls: int, limit_s: int, service: str | None = None,
               inf: Path | None = None, auth: tuple[str, str] | None = None, rate: float = 10, limit: int = 1,
-              uas: bool = False, port: int = 5060) -> list[str]:
+              uas: bool = False, port: int = 5060, transport: str = "u1") -> list[str]:
+        """SIPp's command line for a scenario of SCENARIOS (transport: SIPp's -t, e.g. t1 for one TCP
+        connection carrying every call)."""
         argv = ["sipp"]
         if not uas:
             argv.append(f"{KAMAILIO_IP}:5060")
-        argv += ["-sf", str(SCENARIOS / scenario), "-i", local_ip, "-p", str(port), "-mi", local_ip,
+        argv += ["-sf", str(SCENARIOS / scenario), "-t", transport, "-i", local_ip, "-p", str(port), "-mi", local_ip,
                  "-m", str(calls), "-r", str(rate), "-l", str(limit), "-timeout", f"{limit_s}s", "-nostdin",
                  "-recv_timeout", "10000", "-max_retrans", "3"]
         if uas:
@@ -570,7 +579,7 @@ def running_lab(workdir: Path, *, pcap: Path | None = None, kamailio: bool = Tru
 
 
 # ---- configuration the lab writes ---------------------------------------------------------------------
-def render_kamailio_cfg() -> str:
+def render_kamailio_cfg(tcp: bool = False) -> str:
     module_path = next((p for p in ("/usr/lib/x86_64-linux-gnu/kamailio/modules", "/usr/lib/aarch64-linux-gnu/kamailio/modules",
                                     "/usr/lib/kamailio/modules", "/usr/local/lib64/kamailio/modules")
                         if Path(p, "tm.so").exists()), "/usr/lib/x86_64-linux-gnu/kamailio/modules")
@@ -578,7 +587,8 @@ def render_kamailio_cfg() -> str:
     text = KAMAILIO_TEMPLATE.read_text()
     for key, value in {"KAMAILIO_IP": KAMAILIO_IP, "PSTN_GW_IP": PSTN_GW_IP, "REALM": REALM,
                        "LAB_CIDRS": ",".join(LAB_CIDRS), "MODULE_PATH": module_path, "USER_TABLE": users,
-                       "INTL_REGEX": INTL_ROUTED}.items():
+                       "INTL_REGEX": INTL_ROUTED, "TRUNK_REGEX": TRUNK_ROUTED, "TRUNK_PEER_IP": TRUNK_PEER_IP,
+                       "TCP_LISTEN": f"listen=tcp:{KAMAILIO_IP}:5060" if tcp else ""}.items():
         text = text.replace("{{" + key + "}}", value)
     unfilled = re.findall(r"\{\{[A-Z_]+\}\}", text)
     if unfilled:
