@@ -23,12 +23,21 @@ def public_captures() -> Path:
     return PUBLIC
 
 
+def _peer_tool(name: str, package: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f"{name} is required (Debian package {package}; bash .ci/run installs it)")
+    return path
+
+
 @pytest.fixture(scope="session")
 def tshark() -> str:
-    path = shutil.which("tshark")
-    if path is None:
-        pytest.fail("tshark is required (bash .ci/run installs it)")
-    return path
+    return _peer_tool("tshark", "tshark")
+
+
+@pytest.fixture(scope="session")
+def editcap() -> str:
+    return _peer_tool("editcap", "wireshark-common")
 
 
 # Tiers left out of a core run (markers registered in pyproject.toml).

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -40,14 +39,6 @@ class Message:
     cseq_method: str | None
     from_user: str | None
     to_user: str | None
-
-
-@pytest.fixture(scope="module")
-def editcap() -> str:
-    path = shutil.which("editcap")
-    if path is None:
-        pytest.fail("editcap is required (Debian package wireshark-common; scripts/test.sh installs it)")
-    return path
 
 
 def tshark_json(tshark: str, path: Path, display_filter: str, protocols: str) -> list[dict]:
