@@ -39,7 +39,11 @@ _GZIP_MAGIC = b"\x1f\x8b"
 # Formats recognised only to name them in the error.
 _OTHER_FORMATS = {b"GMBU": "Microsoft NetMon 2.x", b"RTSS": "Microsoft NetMon 1.x",
                   b"snoo": "Solaris snoop", b"\xa1\xb2\xcd\x34": "modified (Kuznetzov) pcap",
-                  b"\x34\xcd\xb2\xa1": "modified (Kuznetzov) pcap"}
+                  b"\x34\xcd\xb2\xa1": "modified (Kuznetzov) pcap",
+                  # Compressed captures read by no reader here yet: the frame magic of zstd (RFC 8878
+                  # §3.1.1, 0xFD2FB528 little-endian) and the first octets of the xz stream header.
+                  b"\x28\xb5\x2f\xfd": "zstd-compressed capture (zstd -d it first)",
+                  b"\xfd7zX": "xz-compressed capture (xz -d it first)"}
 
 
 _Read = Callable[[int], bytes]       # read(size): size bytes unless the input ends
