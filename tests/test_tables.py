@@ -128,6 +128,14 @@ def test_a_column_is_written_as_its_cells_one_by_one():
         assert csv_values(column) == [csv_cell(v) if type(v) is str else v for v in column], column
 
 
+def test_printable_text_never_holds_an_invisible_character():
+    """csv_values and safe_text.visible skip the regular expression for text that str.isprintable
+    accepts: that shortcut is right only if no character they escape is printable."""
+    from voipwatch.safe_text import INVISIBLE
+    escaped_yet_printable = [hex(c) for c in range(0x110000) if INVISIBLE.match(chr(c)) and chr(c).isprintable()]
+    assert escaped_yet_printable == []
+    assert INVISIBLE.match("\u202e") and INVISIBLE.match("\x85")     # the class is not empty
+
 HOSTILE_TEXT = ["=cmd|' /C calc'!A0", "-2+3+cmd@evil", "+15551234567", "@SUM(1)", "'already quoted", "\x1b[2J\x1b]0;x\x07",
                 "del\x7f c1\x85\x9b", "bidi \u202egnp.exe", "a\\x41 b\\\\", "\ttab", "\rcr", "new\nline", None, "plain"]
 

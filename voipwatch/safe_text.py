@@ -35,6 +35,8 @@ def _escape(match: re.Match) -> str:
 
 def visible(text: str) -> str:
     """`text` with every control, bidirectional control and lone surrogate shown as an escape."""
+    if text.isprintable():      # every invisible character is outside Unicode's printable classes
+        return text
     return INVISIBLE.sub(_escape, text) if INVISIBLE.search(text) else text
 
 
@@ -45,6 +47,8 @@ def visible_lines(text: str) -> str:
 
 def markup_text(text: str) -> str:
     """`text` for an HTML or XML document: as visible(), but TAB, LF and CR (whitespace there) are kept."""
+    if text.isprintable():
+        return text
     return _MARKUP_UNSAFE.sub(_escape, text) if _MARKUP_UNSAFE.search(text) else text
 
 
@@ -57,4 +61,6 @@ def json_line(value, **options) -> str:
     line separators written as \\u escapes (the same values read back; no raw control reaches a
     terminal that shows the file)."""
     text = json.dumps(value, ensure_ascii=False, **options)
+    if text.isprintable():      # none of the characters escaped here is printable
+        return text
     return _JSON_RAW.sub(_json_escape, text) if _JSON_RAW.search(text) else text

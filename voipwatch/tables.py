@@ -71,7 +71,10 @@ def csv_values(values: list) -> list:
     visited: those that start with a quoted character and are not a plain number (which has nothing
     to escape), and, when the values hold any, those with a backslash or an invisible character."""
     texts = [v for v in values if type(v) is str]
-    escapes = _ESCAPED.search("".join(texts)) is not None
+    joined = "".join(texts)
+    # str.isprintable is False for every invisible character (controls, format characters, line and
+    # paragraph separators, surrogates), so printable text without a backslash has nothing to escape.
+    escapes = not (joined.isprintable() and "\\" not in joined) and _ESCAPED.search(joined) is not None
     if not escapes and {v[:1] for v in texts}.isdisjoint(_QUOTED_START):
         return values
     return [csv_cell(v) if type(v) is str and (escapes and _ESCAPED.search(v) or v[:1] in _QUOTED_START
@@ -93,20 +96,24 @@ def to_frame(records: Iterable[Any], table: str) -> pd.DataFrame:
     return pd.DataFrame(data, columns=list(dtypes))
 
 
-def write_csv_rows(fh: TextIO, rows: Iterable[list], csv_raw: bool = False) -> None:
+def write_csv_columns(fh: TextIO, columns: list[list], csv_raw: bool = False) -> None:
     """The one CSV writer of every table (analyze's and monitor's), as pandas.DataFrame.to_csv writes:
     the csv module's minimal quoting, "\n" line ends, missing values empty, floats as repr() (the
-    shortest text that reads back the same), booleans True/False. Text cells are neutralised
-    (csv_values) unless `csv_raw`; then a row with a bare CR in a cell is quoted as if CR ended lines:
-    the csv module, like pandas, quotes only the line terminator's characters, and a bare CR would
-    split the row for RFC 4180 readers."""
+    shortest text that reads back the same), booleans True/False. It takes the rows column by column
+    (a header is a one-row table of names), so that text cells are neutralised one column at a time
+    (csv_values looks at a whole column at once) unless `csv_raw`; then a row with a bare CR in a cell
+    is quoted as if CR ended lines: the csv module, like pandas, quotes only the line terminator's
+    characters, and a bare CR would split the row for RFC 4180 readers."""
     writer = csv.writer(fh, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
     if not csv_raw:
-        writer.writerows(csv_values(row) for row in rows)
+        writer.writerows(zip(*(csv_values(column) for column in columns)))
+        return
+    if not any("\r" in v for column in columns for v in column if type(v) is str):
+        writer.writerows(zip(*columns))
         return
     buffer = io.StringIO()
     quoting = csv.writer(buffer, lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL)
-    for row in rows:
+    for row in zip(*columns):
         if any(type(v) is str and "\r" in v for v in row):
             quoting.writerow(row)
             fh.write(buffer.getvalue()[:-2] + "\n")
@@ -119,7 +126,7 @@ def write_csv_rows(fh: TextIO, rows: Iterable[list], csv_raw: bool = False) -> N
 def write_records(records: Iterable[Any], out_dir: Path, name: str, fmt: str, csv_raw: bool = False) -> Path:
     """Write a table straight from its records. CSV and JSON lines are written without pandas, byte for
     byte as pandas writes to_frame()'s DataFrame (tests/test_tables.py holds them to that), except that
-    CSV text cells are neutralised unless `csv_raw` (write_csv_rows), and JSON lines escape DEL, C1 and
+    CSV text cells are neutralised unless `csv_raw` (write_csv_columns), and JSON lines escape DEL, C1 and
     the other invisible characters (safe_text.json_line); Parquet goes through the DataFrame."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown table format {fmt!r}; choose one of {', '.join(FORMATS)}")
@@ -128,14 +135,13 @@ def write_records(records: Iterable[Any], out_dir: Path, name: str, fmt: str, cs
         to_frame(records, name).to_parquet(path, index=False)
         return path
     columns = table_columns(records, name)
-    rows = zip(*columns.values())
     with open(path, "w", encoding="utf-8", newline="") as fh:
         if fmt == "csv":
-            write_csv_rows(fh, [list(columns)])
-            write_csv_rows(fh, rows, csv_raw)
+            write_csv_columns(fh, [[name] for name in columns])
+            write_csv_columns(fh, list(columns.values()), csv_raw)
         else:
             names = list(columns)
-            for row in rows:
+            for row in zip(*columns.values()):
                 fh.write(json_line(dict(zip(names, row))) + "\n")
     return path
 

@@ -27,7 +27,7 @@ from voipwatch.pipeline import Analyzer
 from voipwatch.records import RECORDS, Alert, Anomaly, Call, DnsMessage, Frame, Registration, RtpStream
 from voipwatch.config import Settings
 from voipwatch.safe_text import visible
-from voipwatch.tables import TABLES, write_csv_rows
+from voipwatch.tables import TABLES, write_csv_columns
 from voipwatch.windows import BoundedMap
 
 HOUSEKEEPING_EVERY = 256     # frames between checks of signals, reloads and the stats timer
@@ -37,7 +37,7 @@ IDLE_STEP_S = 0.5            # a live source yields None after this long without
 class RotatingTables:
     """Each completed record appended as a CSV row to <table>-<n>.csv; a new file after rotate_s of
     capture time or rotate_bytes, whichever comes first. Text cells are neutralised as analyze writes
-    them (tables.write_csv_rows) unless csv_raw."""
+    them (tables.write_csv_columns) unless csv_raw."""
 
     def __init__(self, out: Path, rotate_s: float, rotate_bytes: int, csv_raw: bool = False):
         self.out = out
@@ -56,10 +56,10 @@ class RotatingTables:
         if current is None:
             self._serial[table] = self._serial.get(table, 0) + 1
             fh = open(self.out / f"{table}-{self._serial[table]:04d}.csv", "w", encoding="utf-8", newline="")
-            write_csv_rows(fh, [[name for name, _, _ in columns]])
+            write_csv_columns(fh, [[name] for name, _, _ in columns])
             current = (fh, ts, self._serial[table])
             self._files[table] = current
-        write_csv_rows(current[0], [[get(record) for _, _, get in columns]], self.csv_raw)
+        write_csv_columns(current[0], [[get(record)] for _, _, get in columns], self.csv_raw)
         current[0].flush()
 
     def close(self) -> None:
