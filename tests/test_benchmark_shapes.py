@@ -22,7 +22,8 @@ import pytest
 
 from peer import rtp_streams, run as tshark_run
 from voipwatch.analyze import analyze_files, write_outputs
-from voipwatch.capture import CaptureError
+from voipwatch.batch.driver import ChunkReader
+from voipwatch.tables import table_columns
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
@@ -34,7 +35,7 @@ FRAMES = 2000
 GEN_ARGS = ["--packets", str(FRAMES), "--calls-concurrent", "6", "--phones", "20", "--call-duration-s", "1", "3",
             "--qinq-every-s", "0.5", "--data-dns-per-s", "5", "--options-every-s", "1", "--seed", "3", "-q"]
 OTHERS = [s.name for s in shapes.SHAPES if s.name != "original"]
-UNREADABLE_BY_VOIPWATCH = {"zst", "xz"}      # capture.py reads pcap, pcapng and gzip (issue 13 adds these)
+COMPRESSED = ("gz", "zst", "xz")
 
 
 @pytest.fixture(scope="module")
@@ -108,14 +109,34 @@ def test_ipv6_shapes_have_valid_udp_checksums(name, made, tshark):
     assert all(r[0].startswith(("fd00:4:6::", "2001:db8:4:6::")) and r[1] == "1" and r[2] == "" for r in rows)
 
 
-@pytest.mark.parametrize("name", sorted(UNREADABLE_BY_VOIPWATCH))
-def test_voipwatch_names_the_compression_it_cannot_read(name, made):
-    """zstd and xz input is refused with an error that names the format (issue 13 will read them)."""
-    with pytest.raises(CaptureError, match=f"offset 0: unsupported format {'zstd' if name == 'zst' else 'xz'}-compressed"):
-        analyze_files([str(_path(made, name))])
+@pytest.mark.parametrize("name", COMPRESSED)
+def test_compressed_captures_take_the_vectorised_path(name, made):
+    """gzip, zstd and xz are decompressed in chunks for the vectorised scanner, not left to the
+    per-frame reader: every record is scanned there, and its RTP candidates are found."""
+    reader = ChunkReader(str(_path(made, name)))
+    chunks = list(reader)
+    assert reader.complete and reader.compression == {"gz": "gzip", "zst": "zstd", "xz": "xz"}[name]
+    assert sum(chunk.records for chunk in chunks) == FRAMES
+    assert sum(chunk.n_cands for chunk in chunks) == sum(chunk.n_cands for chunk in ChunkReader(str(_path(made, "original"))))
 
 
-@pytest.mark.parametrize("name", [n for n in OTHERS if n not in UNREADABLE_BY_VOIPWATCH])
+@pytest.mark.parametrize("name", COMPRESSED)
+@pytest.mark.parametrize("cut", [0.4, 0.8])
+def test_a_cut_compressed_capture_is_read_up_to_the_damage(name, cut, made, tmp_path):
+    """A compressed capture cut short: both paths (the vectorised chunk reader and the record reader)
+    read every whole record before the cut, name the damage once, and agree on every table."""
+    cut_path = tmp_path / f"cut.{name}"
+    data = _path(made, name).read_bytes()
+    cut_path.write_bytes(data[:int(len(data) * cut)])
+    batch, stream = (analyze_files([str(cut_path)], mode=mode) for mode in ("batch", "stream"))
+    truncated = [a for a in batch.records["anomalies"] if a.name == "capture.truncated_record"]
+    assert len(truncated) == 1 and "(decompression stopped: " in truncated[0].detail
+    assert 0 < batch.summary["frames_read"] == stream.summary["frames_read"] < FRAMES
+    for table in ("sip_messages", "calls", "rtp_streams", "dns", "anomalies"):
+        assert table_columns(batch.records[table], table) == table_columns(stream.records[table], table), table
+
+
+@pytest.mark.parametrize("name", OTHERS)
 def test_voipwatch_writes_the_same_tables(name, made, original_outputs, tmp_path):
     shape = BY_NAME[name]
     write_outputs(analyze_files([str(_path(made, name))]), tmp_path, "csv")

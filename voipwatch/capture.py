@@ -1,4 +1,4 @@
-"""Capture file readers: pcap, pcapng and gzip-compressed either, from a path or stdin.
+"""Capture file readers: pcap and pcapng, plain or compressed (gzip, zstd, xz), from a path or stdin.
 
 Own struct-based readers (not dpkt's): one tight loop per format slices records out of 1 MiB
 chunks with ``struct.unpack_from``. Header damage raises ``CaptureError`` before any frame is
@@ -6,12 +6,11 @@ yielded; damage after that is an ``Anomaly`` (layer "capture") and reading stops
 """
 from __future__ import annotations
 
-import gzip
 import heapq
 import sys
-import zlib
 from typing import BinaryIO, Callable, Iterator
 
+from voipwatch import compressed
 from voipwatch.capture_format import (BLOCK_HEADER, BYTE_ORDER_MAGICS, EPB, EPB_BODY, IDB, IDB_BODY, IDB_OPTIONS_AT,
                                       LINKTYPE_MASK, MAX_CAPLEN, MIN_ANY_BLOCK, MIN_BLOCK, PB, PB_BODY, PCAP_HEADER,
                                       PCAP_MAGICS, PCAP_RECORD, SHB, SHB_BODY, SHB_MAGIC, SPB, SPB_BODY, BadOption,
@@ -35,15 +34,10 @@ ANOMALIES = {
 # that never became a frame.
 FRAME_NOTES = frozenset(("capture.caplen_exceeds_snaplen",))
 
-_GZIP_MAGIC = b"\x1f\x8b"
 # Formats recognised only to name them in the error.
 _OTHER_FORMATS = {b"GMBU": "Microsoft NetMon 2.x", b"RTSS": "Microsoft NetMon 1.x",
                   b"snoo": "Solaris snoop", b"\xa1\xb2\xcd\x34": "modified (Kuznetzov) pcap",
-                  b"\x34\xcd\xb2\xa1": "modified (Kuznetzov) pcap",
-                  # Compressed captures read by no reader here yet: the frame magic of zstd (RFC 8878
-                  # §3.1.1, 0xFD2FB528 little-endian) and the first octets of the xz stream header.
-                  b"\x28\xb5\x2f\xfd": "zstd-compressed capture (zstd -d it first)",
-                  b"\xfd7zX": "xz-compressed capture (xz -d it first)"}
+                  b"\x34\xcd\xb2\xa1": "modified (Kuznetzov) pcap"}
 
 
 _Read = Callable[[int], bytes]       # read(size): size bytes unless the input ends
@@ -98,9 +92,14 @@ class _Prefixed:
         self._head = head[size:]
         return head[:size] if len(head) >= size else head + self._stream.read(size - len(head))
 
+    def readinto(self, buffer) -> int:
+        data = self.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
 
 def read_capture(path: str, source: int = 0) -> Iterator[Frame | Anomaly]:
-    """Yield the frames of one pcap/pcapng file (optionally gzip-compressed); "-" reads stdin.
+    """Yield the frames of one pcap/pcapng file (plain, or gzip, zstd or xz compressed); "-" reads stdin.
 
     Frame.frame is the 1-based index within this file and Frame.offset the byte offset of its
     record in the uncompressed file. Unsupported link types are yielded as they are.
@@ -119,12 +118,13 @@ def read_capture(path: str, source: int = 0) -> Iterator[Frame | Anomaly]:
 def _read_stream(path: str, raw: BinaryIO, source: int) -> Iterator[Frame | Anomaly]:
     read, state = _guarded(raw.read)
     head = read(4)
-    if head[:2] == _GZIP_MAGIC:
-        with gzip.GzipFile(fileobj=_Prefixed(head, raw)) as gz:  # type: ignore[arg-type]
-            read, state = _guarded(gz.read1)
+    compression = compressed.kind(head)
+    if compression is not None:
+        with compressed.open_stream(compression, _Prefixed(head, raw), exact=True) as stream:  # type: ignore[arg-type]
+            read, state = _guarded(stream.read1)
             head = read(4)
             if state["error"] is not None:
-                raise CaptureError(path, 0, f"bad gzip stream: {state['error']}")
+                raise CaptureError(path, 0, f"bad {compression} stream: {state['error']}")
             yield from _dispatch(path, read, state, head, source)
         return
     yield from _dispatch(path, read, state, head, source)
@@ -161,7 +161,7 @@ def _guarded(read: _Read) -> tuple[_Read, _State]:
                     break
                 parts.append(more)
                 got += len(more)
-        except (OSError, EOFError, zlib.error) as exc:   # gzip: corrupt or cut compressed stream
+        except compressed.DECOMPRESSION_ERRORS as exc:   # a corrupt or cut compressed stream
             state["error"] = str(exc) or type(exc).__name__
         return parts[0] if len(parts) == 1 else b"".join(parts)
     return safe_read, state

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import islice
-from typing import Callable, Iterable, Iterator
+from typing import BinaryIO, Callable, Iterable, Iterator
 
 import numpy as np
 
+from voipwatch import compressed
 from voipwatch.batch.candidates import Candidates, DecodedCandidates, decode_candidates, group_candidates
 from voipwatch.batch.grouping import KeyIds
 from voipwatch.batch.reader import HEAD, Records, Scanner, ScanError
@@ -42,25 +43,40 @@ class Chunk:
 
 
 class ChunkReader:
-    """An uncompressed pcap/pcapng file as a sequence of Chunks.
+    """A pcap/pcapng file, plain or compressed (voipwatch.compressed), as a sequence of Chunks.
 
     Raises OSError or ScanError when the file cannot be opened or is not such a file. Iteration stops
-    before the first irregular record; `complete` then tells whether every record was scanned (if
-    not, the rest of the file is for voipwatch.capture, which reports it exactly).
+    before the first irregular record, or where a compressed stream breaks; `complete` then tells
+    whether every record was scanned (if not, the rest of the file is for voipwatch.capture, which
+    reports it exactly).
     """
 
     def __init__(self, path: str, grouped: bool = True):
         self.path = path
         self.grouped = grouped        # Chunk.cands grouped by stream (else DecodedCandidates)
         self.streams = KeyIds(4)      # the stream keys of every chunk (group_candidates)
-        with open(path, "rb") as fh:
-            self.scanner = Scanner(fh.read(64))
+        with open(path, "rb") as raw:
+            self.compression = compressed.kind(raw.read(4))
+        with self._open() as fh:
+            try:
+                head = fh.read(64)
+            except compressed.DECOMPRESSION_ERRORS as exc:
+                raise ScanError(f"bad {self.compression} stream: {exc}") from exc
+            self.scanner = Scanner(head)
         self.complete = False
+
+    def _open(self) -> BinaryIO:
+        """The capture's (decompressed) bytes from the start."""
+        raw = open(self.path, "rb")
+        if self.compression is None:
+            return raw
+        return compressed.open_stream(self.compression, raw)
 
     def __iter__(self) -> Iterator[Chunk]:
         scanner = self.scanner
-        with open(self.path, "rb") as fh:
-            fh.seek(scanner.header_len)
+        broken = False
+        with self._open() as fh:
+            fh.read(scanner.header_len)
             base = scanner.header_len
             # One reusable buffer: unconsumed bytes move to its front, the file fills the rest, and the
             # HEAD bytes past the data stay zero (gathers may reach into them).
@@ -68,7 +84,11 @@ class ChunkReader:
             view = memoryview(buf)
             kept = 0
             while not scanner.irregular:
-                got = fh.readinto(view[kept:CHUNK_BYTES])
+                try:
+                    got = fh.readinto(view[kept:CHUNK_BYTES])
+                except compressed.DECOMPRESSION_ERRORS:
+                    broken = True         # the generic reader reads up to the damage again and names it
+                    break
                 if not got:
                     break
                 end = kept + got
@@ -82,7 +102,7 @@ class ChunkReader:
                 base += used
                 kept = end - used
                 buf[:kept] = buf[used:end]
-        self.complete = not scanner.irregular and not kept
+        self.complete = not scanner.irregular and not kept and not broken
 
 
 def _chunk(records: Records, streams: KeyIds | None) -> Chunk:
