@@ -347,12 +347,11 @@ def ground_truth(pcap: Path) -> dict:
     out["span_copies"] = sum(1 for r in rows if r["copy_of"])
     out["span_copy_paths"] = count_by([r for r in rows if len(r.get("path", [])) > 1],
                                       lambda r: f"{r['src']}>{r['dst']} {'->'.join(map(str, r['path']))}")
-    by_src: dict = defaultdict(Counter)
-    for r in requests:
-        by_src[r["src"]][r["method"]] += 1
-    out["requests_by_source"] = {k: dict(sorted(v.items())) for k, v in sorted(by_src.items())}
-    out["request_frames_by_source"] = {k: dict(sorted(v.items())) for k, v in sorted(
-        {src: Counter(r["method"] for r in rows if r["method"] and r["src"] == src) for src in by_src}.items())}
+    # SIP messages per source: requests by method, responses by "status CSeq-method", frames and packets
+    out["messages_by_source"] = {
+        src: frames_and_packets([r for r in rows if r["src"] == src],
+                                lambda r: r["method"] or f"{r['status']} {r['cseq_method']}")
+        for src in sorted({r["src"] for r in rows})}
 
     # REGISTER per source and To user: requests, with credentials, the answers they got, and each
     # transaction's final answer (a response matches its request by Call-ID, CSeq and the top Via
@@ -360,6 +359,10 @@ def ground_truth(pcap: Path) -> dict:
     # 401/407 to one without is a challenge, any other answer >= 300 a rejection
     regs: dict = defaultdict(lambda: defaultdict(Counter))
     final: dict[tuple, int] = {}
+    final_any = {}
+    for r in responses:
+        if r["status"] >= 200:
+            final_any.setdefault((r["call_id"], r["cseq"], r["branch"]), r["status"])
     for r in responses:
         if r["cseq_method"] == "REGISTER" and r["status"] >= 200:
             final.setdefault((r["call_id"], r["cseq"], r["branch"]), r["status"])
@@ -412,6 +415,26 @@ def ground_truth(pcap: Path) -> dict:
     out["calls_by_source"] = dict(sorted(Counter(c["src"] for c in out["calls"]).items()))
     out["calls_to_destination"] = dict(sorted(Counter(c["callee"] for c in out["calls"]).items()))
     out["invites_by_source"] = frames_and_packets([r for r in rows if r["method"] == "INVITE"], lambda r: r["src"])
+
+    # identities the attacker probed without credentials (REGISTER To users, OPTIONS R-URI users) and
+    # the final answer each got: this registrar answers a REGISTER for a known user 401 and for an unknown
+    # one 404 (it leaks validity); it challenges every other request (407) before looking its target up,
+    # which reveals nothing
+    probes: dict[str, set] = defaultdict(set)
+    answers: dict[str, Counter] = defaultdict(Counter)
+    for r in requests:
+        if r["src"] == ATTACKER_IP and not r["credentials"] and r["method"] in ("REGISTER", "OPTIONS"):
+            user = r["to_user"] if r["method"] == "REGISTER" else r["ruri_user"]
+            if user:
+                probes[r["method"]].add(user)
+                status = final_any.get((r["call_id"], r["cseq"], r["branch"]))
+                answers[user][f"{status} {r['method']}"] += 1
+    out["identity_probes"] = {"register_to_users": sorted(probes["REGISTER"]),
+                              "options_ruri_users": sorted(probes["OPTIONS"]),
+                              "users": len(probes["REGISTER"] | probes["OPTIONS"]),
+                              "valid": sorted(u for u, c in answers.items() if "401 REGISTER" in c),
+                              "unknown": sorted(u for u, c in answers.items() if "404 REGISTER" in c),
+                              "answers": {u: dict(c) for u, c in sorted(answers.items())}}
 
     # the flood
     flood = [r for r in requests if r["src"] == FLOODER_IP]
