@@ -209,8 +209,9 @@ class Lab:
 
     CAPTURE_IFACE = "trunk0"
 
-    def __init__(self, workdir: Path, *, max_seconds: int = 240):
+    def __init__(self, workdir: Path, *, max_seconds: int = 240, mirror_tagged: bool = False):
         self.workdir = Path(workdir)
+        self.mirror_tagged = mirror_tagged        # the mirror also copies tagged frames access ports drop
         self.logs = self.workdir / "logs"
         self.max_seconds = max_seconds            # bound of every long-running process
         self.id = f"vwlab{os.getpid()}x{next(_counter)}"
@@ -293,7 +294,8 @@ class Lab:
             self._offload_off(h.role, ["eth0"])
         self.timings["topology_s"] = time.monotonic() - t
         self.switch = self.spawn("sw", [sys.executable, str(SWITCH), *[f"--port={p}" for p in ports],
-                                        "--mirror=mirror0", f"--max-seconds={self.max_seconds}"],
+                                        "--mirror=mirror0", f"--max-seconds={self.max_seconds}",
+                                        *(["--mirror-tagged"] if self.mirror_tagged else [])],
                                  name="switch", limit_s=self.max_seconds + 5)
         self._wait_for(lambda: '"ready"' in self.switch.stderr(), 10, "the switch did not start",
                        proc=self.switch)
@@ -314,10 +316,11 @@ class Lab:
         (default: the lab's max_seconds); ended by pid in `stop()`, or earlier with `lab.end(proc)`."""
         return self.spawn("cap", argv, name=name, limit_s=limit_s or self.max_seconds, cwd=cwd, env=env)
 
-    def start_kamailio(self, tcp: bool = False) -> Proc:
-        """kamailio in the kam namespace, on UDP 5060 (and on TCP 5060 with tcp=True)."""
+    def start_kamailio(self, tcp: bool = False, users: dict[str, str] | None = None) -> Proc:
+        """kamailio in the kam namespace, on UDP 5060 (and on TCP 5060 with tcp=True); users: the SIP
+        accounts and passwords (default USERS)."""
         cfg = self.workdir / "kamailio.cfg"
-        cfg.write_text(render_kamailio_cfg(tcp))
+        cfg.write_text(render_kamailio_cfg(tcp, users))
         rundir = self.workdir / "kamailio-run"
         rundir.mkdir(exist_ok=True)
         check = _run(["ip", "netns", "exec", self.ns["kam"], "kamailio", "-c", "-f", str(cfg)], check=False)
@@ -560,13 +563,13 @@ class Lab:
 
 @contextlib.contextmanager
 def running_lab(workdir: Path, *, pcap: Path | None = None, kamailio: bool = True,
-                max_seconds: int = 240) -> Iterator[Lab]:
+                max_seconds: int = 240, mirror_tagged: bool = False) -> Iterator[Lab]:
     """Build the lab (switch, optional tcpdump on the trunk, kamailio), yield it, always tear it down.
 
     A live-monitoring test passes pcap=None and starts its sensor with `lab.spawn_capture([...,
     "-i", Lab.CAPTURE_IFACE, ...])` before calling `lab.run_scenario()`.
     """
-    lab = Lab(workdir, max_seconds=max_seconds)
+    lab = Lab(workdir, max_seconds=max_seconds, mirror_tagged=mirror_tagged)
     try:
         lab.start()
         if pcap is not None:
@@ -579,11 +582,11 @@ def running_lab(workdir: Path, *, pcap: Path | None = None, kamailio: bool = Tru
 
 
 # ---- configuration the lab writes ---------------------------------------------------------------------
-def render_kamailio_cfg(tcp: bool = False) -> str:
+def render_kamailio_cfg(tcp: bool = False, users: dict[str, str] | None = None) -> str:
     module_path = next((p for p in ("/usr/lib/x86_64-linux-gnu/kamailio/modules", "/usr/lib/aarch64-linux-gnu/kamailio/modules",
                                     "/usr/lib/kamailio/modules", "/usr/local/lib64/kamailio/modules")
                         if Path(p, "tm.so").exists()), "/usr/lib/x86_64-linux-gnu/kamailio/modules")
-    users = "\n".join(f'\t$sht(users=>{u}) = "{p}";' for u, p in USERS.items())
+    users = "\n".join(f'\t$sht(users=>{u}) = "{p}";' for u, p in (users or USERS).items())
     text = KAMAILIO_TEMPLATE.read_text()
     for key, value in {"KAMAILIO_IP": KAMAILIO_IP, "PSTN_GW_IP": PSTN_GW_IP, "REALM": REALM,
                        "LAB_CIDRS": ",".join(LAB_CIDRS), "MODULE_PATH": module_path, "USER_TABLE": users,

@@ -6,7 +6,8 @@ Run inside the switch namespace:
         --mirror mirror0 --max-seconds 240
 
 Every `--port IFACE=VID` is an access port: frames arriving on it belong to VLAN VID (frames that
-arrive already tagged are dropped, as an access port would, so no VLAN hopping). The switch learns
+arrive already tagged are dropped, as an access port would, so no VLAN hopping; with --mirror-tagged
+the mirror still gets a copy of them as received, the way a SPAN session copies a port's ingress). The switch learns
 source MACs per VLAN and forwards only between ports of the same VLAN (flooding broadcast, multicast
 and unknown unicast within that VLAN). Every frame accepted from an access port is also mirrored,
 with an 802.1Q tag carrying its VLAN id, to the `--mirror` interface (the trunk a SPAN sensor sees).
@@ -32,6 +33,7 @@ SOL_PACKET = 263
 PACKET_AUXDATA = 8
 PACKET_OUTGOING = 4
 TP_STATUS_VLAN_VALID = 0x10
+TP_STATUS_VLAN_TPID_VALID = 0x40
 MAX_MACS = 4096             # learned (vlan, mac) entries before the table is flushed
 RCVBUF = 4 << 20
 SNAPLEN = 65535
@@ -72,7 +74,30 @@ def was_tagged(frame: bytes, ancdata) -> bool:
     return False
 
 
-def run(ports: list[Port], mirror: Port | None, max_seconds: float, max_frames: int) -> dict:
+def as_received(frame: bytes, ancdata) -> bytes:
+    """The frame with the outer tag the kernel stripped into the aux data put back (struct
+    tpacket_auxdata: tp_status, tp_len, tp_snaplen, tp_mac, tp_net, tp_vlan_tci, tp_vlan_tpid)."""
+    for level, kind, data in ancdata:
+        if level == SOL_PACKET and kind == PACKET_AUXDATA and len(data) >= 20:
+            status, tci, tpid = struct.unpack_from("I", data, 0)[0], *struct.unpack_from("HH", data, 16)
+            if status & TP_STATUS_VLAN_VALID:
+                tpid = tpid if status & TP_STATUS_VLAN_TPID_VALID and tpid else ETH_P_8021Q
+                return frame[:12] + struct.pack("!HH", tpid, tci) + frame[12:]
+    return frame
+
+
+def mirror_copy_of_tagged(frame: bytes, vid: int) -> bytes:
+    """A tagged frame that arrived on an access port of VLAN vid, as the trunk mirror carries it: as
+    received when its outer tag already is vid (a double-tagging hop from the port's own VLAN), else
+    with vid's tag on top."""
+    if struct.unpack_from("!H", frame, 12)[0] in (ETH_P_8021Q, ETH_P_8021AD) and \
+            struct.unpack_from("!H", frame, 14)[0] & 0x0FFF == vid:
+        return frame
+    return tag(frame, vid)
+
+
+def run(ports: list[Port], mirror: Port | None, max_seconds: float, max_frames: int,
+        mirror_tagged: bool = False) -> dict:
     stop = False
 
     def on_signal(signum, _frame):
@@ -122,8 +147,14 @@ def run(ports: list[Port], mirror: Port | None, max_seconds: float, max_frames: 
                     continue
                 port.rx += 1
                 frames += 1
-                if len(frame) < 14 or was_tagged(frame, ancdata):
+                if len(frame) < 14:
                     port.dropped += 1
+                    continue
+                if was_tagged(frame, ancdata):
+                    port.dropped += 1
+                    if mirror is not None and mirror_tagged:
+                        mirror.send(mirror_copy_of_tagged(as_received(frame, ancdata), port.vid))
+                        mirrored += 1
                     continue
                 vid = port.vid
                 dst, src = frame[0:6], frame[6:12]
@@ -153,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--port", action="append", default=[], metavar="IFACE=VID", help="access port and its VLAN id")
     ap.add_argument("--mirror", metavar="IFACE", help="trunk port that receives a tagged copy of every frame")
+    ap.add_argument("--mirror-tagged", action="store_true",
+                    help="mirror tagged frames that access ports drop (as received), e.g. a double-tagging hop")
     ap.add_argument("--max-seconds", type=float, default=300.0, help="exit after this long (default 300)")
     ap.add_argument("--max-frames", type=int, default=5_000_000, help="exit after this many frames (default 5M)")
     args = ap.parse_args(argv)
@@ -167,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     mirror = Port(args.mirror, None) if args.mirror else None
     print(json.dumps({"ready": True, "ports": [p.name for p in ports], "mirror": args.mirror}), file=sys.stderr,
           flush=True)
-    stats = run(ports, mirror, args.max_seconds, args.max_frames)
+    stats = run(ports, mirror, args.max_seconds, args.max_frames, args.mirror_tagged)
     print(json.dumps(stats), file=sys.stderr, flush=True)
     return 0
 
