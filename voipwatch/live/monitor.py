@@ -215,7 +215,8 @@ class Monitor:
             "calls_active": len(a.calls), "registrations_active": len(a.registrations),
             "rtp_streams_active": len(a.rtp.tracker), "alerts": self.alerts.count, "alerts_suppressed": self.bus.suppressed,
             "written": dict(self.sink.counts), "anomalies": sum(a.anomaly_counts.values()),
-            "caps_hit": {k: v for k, v in a.anomaly_counts.items() if k.endswith("_overflow")},
+            "caps_hit": {**{k: v for k, v in a.anomaly_counts.items() if k.endswith("_overflow")},
+                         **{f"detector.{k}": v for k, v in self.bus.caps_hit().items()}},
             "rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         }
         self.stats_fh.write(json.dumps(record) + "\n")
