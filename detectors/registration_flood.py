@@ -10,14 +10,13 @@ from dissectors.sip import address_of_record
 from voipwatch.config_schema import ConfigError, opt
 from voipwatch.detect import AlertSpec, Detector, register
 from voipwatch.records import SipMessage
+from voipwatch.sip_auth import CHALLENGES, credentials, outcome
 from voipwatch.windows import BoundedMap, KeyedWindows, SlidingWindow
 
 ACCOUNTS = "Part III: User accounts and passwords"
 REGISTRATION = "Part III: Client registration protections"
 AVAILABILITY = "Part I: Network availability protections"
 PROBES = frozenset({"REGISTER", "INVITE", "OPTIONS"})     # what SIP scanners (svmap, svwar) send
-CREDENTIALS = ("authorization", "proxy-authorization")   # RFC 3261 §22.2, §22.3
-CHALLENGES = frozenset({401, 407})                        # RFC 3261 §21.4.2, §21.4.8
 UNKNOWN_USER = frozenset({404, 604})                      # RFC 3261 §21.4.5, §21.6.3
 FANOUT_ROLES = ("esc", "sbc")                             # servers that talk to every phone and aggregate them
 TRUSTED_ROLES = ("sbc", "pstn_gw", "trusted_trunks")      # peers often admitted by address, not by digest
@@ -190,7 +189,7 @@ class RegistrationFlood(Detector):
     def _request(self, msg: SipMessage):
         p, method = msg.pkt, msg.method or ""
         if method not in ("ACK", "CANCEL") and msg.call_id is not None:
-            cred = next((a for a in msg.auth if a.header in CREDENTIALS), None)
+            cred = credentials(msg)
             key = (msg.call_id, msg.cseq, method)
             txn = self._txns.get(key) or _Txn(
                 p.src, p.vlan, method, (cred and cred.username) or (msg.to_user if method == "REGISTER" else msg.from_user)
@@ -339,9 +338,10 @@ class RegistrationFlood(Detector):
             self._registrars.set(p.src, True, ts)
             if status in CHALLENGES:
                 self._challenged.set(txn.aor, ts, ts)
-        if txn.credentials and status in (401, 403, 407) and not _stale_nonce(msg):
+        result = outcome(bool(txn.credentials), msg)    # the registrations table counts the same way
+        if result == "failure":
             yield from self._failure(txn, msg)
-        elif 200 <= status < 300 and txn.method in ("REGISTER", "INVITE"):
+        elif result == "success" and txn.method in ("REGISTER", "INVITE"):
             yield from self._success(txn, msg)
             if txn.method == "REGISTER":
                 yield from self._unchallenged(txn, msg)
@@ -444,11 +444,6 @@ class RegistrationFlood(Detector):
             bindings[txn.src] = _Binding(ts + (c.default_expires_s if expires is None else expires), zone,
                                          txn.user_agent, txn.contacts)
         self._bindings.set(txn.aor, bindings, ts)
-
-
-def _stale_nonce(msg: SipMessage) -> bool:
-    """A 401/407 whose challenge says stale=true (RFC 7616 §3.3): the nonce expired, the credentials did not fail."""
-    return msg.status in CHALLENGES and any(a.stale for a in msg.auth)
 
 
 def _probed_user(msg: SipMessage) -> str | None:

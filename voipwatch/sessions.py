@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from dissectors.sip import address_of_record
 from voipwatch.records import ENDED_STATES, Call, Registration, SdpSession, SipMessage
+from voipwatch.sip_auth import credentials, outcome
 
 # RFC 3261 §17.1.1.2: an INVITE client transaction gives up after 64*T1 = 32 s; a dialog with no
 # signalling for far longer than that and no media is treated as gone.
@@ -282,11 +283,12 @@ class RegistrationState:
     challenges: int = 0
     successes: int = 0
     failures: int = 0
+    rejected: int = 0
 
     def to_record(self) -> Registration:
         return Registration(
             aor=self.aor, src=self.src, vlan=self.vlan, attempts=self.attempts, challenges=self.challenges,
-            successes=self.successes, failures=self.failures, first_ts=self.first_ts, last_ts=self.last_ts,
+            successes=self.successes, failures=self.failures, rejected=self.rejected, first_ts=self.first_ts, last_ts=self.last_ts,
             user_agent=self.user_agent, first_frame=self.first_frame)
 
 
@@ -338,7 +340,7 @@ class RegistrationTracker:
             known = self._transactions.get(txn)
             if known is None or msg.pkt.ts - known[1] > TRANSACTION_S:   # a retransmission is not a new attempt
                 reg.attempts += 1
-                self._transactions[txn] = [key, msg.pkt.ts, False]
+                self._transactions[txn] = [key, msg.pkt.ts, False, credentials(msg) is not None]
                 self._transactions.move_to_end(txn)
                 while len(self._transactions) > self.max_transactions:
                     self._transactions.popitem(last=False)
@@ -354,19 +356,22 @@ class RegistrationTracker:
             known[2] = True
             reg.last_ts = msg.pkt.ts
             self._regs.move_to_end(known[0])    # least recently active first, as expire() reads them
-            if msg.status in (401, 407):
-                reg.challenges += 1
-            elif msg.status < 300:
+            result = outcome(known[3], msg)       # the registration checks count with the same definition
+            if result == "success":
                 reg.successes += 1
-            else:
+            elif result == "challenge":
+                reg.challenges += 1
+            elif result == "failure":
                 reg.failures += 1
+            else:
+                reg.rejected += 1
         return evicted
 
     def expire(self, now: float) -> list[Registration]:
         """Rows with no REGISTER traffic for idle_s: closed (a later REGISTER starts a new row)."""
         txns = self._transactions
         while txns:
-            txn, (_, started, _) = next(iter(txns.items()))
+            txn, (_, started, _, _) = next(iter(txns.items()))
             if now - started <= TRANSACTION_S:
                 break
             del txns[txn]

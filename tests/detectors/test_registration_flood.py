@@ -15,6 +15,8 @@ from voipwatch.detect import SEVERITIES, load_detectors
 from voipwatch.records import PacketMeta, SipAuth, SipMessage
 from voipwatch.config import load_settings
 
+import peer
+
 FAMILY = "registration_flood"
 
 
@@ -186,3 +188,30 @@ def test_scan_in_the_generated_site_capture(tmp_path):
     enum = next(a for a in alerts if a.name.endswith("enumeration"))
     guess = next(s for s in scan if s["kind"] == "register_guess")
     assert enum.evidence["responses"] == guess["responses_by_status"] and enum.evidence["valid_users"] == []
+
+
+@pytest.mark.peer
+def test_registrations_table_counts_failed_logins_as_the_detector_does(public_captures, tshark):
+    """ipfixprobe sip.pcap: svcrack cracks 6001. The registrations row of 6001 from the cracker counts failed
+    logins (401/403/407 to a REGISTER carrying credentials) by the same definition as RF-05 (voipwatch.sip_auth):
+    both equal tshark's count of such answers, RF-05's up to the 200 and the row's over the whole capture."""
+    path = public_captures / "ipfixprobe/inputs/sip.pcap"
+    rows = peer.run(tshark, ["-r", str(path), "-Y", "sip.CSeq.method == REGISTER", "-T", "fields", "-e", "frame.number",
+                             "-e", "sip.Method", "-e", "sip.Status-Code", "-e", "sip.Call-ID", "-e", "sip.CSeq.seq",
+                             "-e", "sip.Via.branch", "-e", "sip.auth.username", "-e", "sip.to.user"])
+    with_auth, outcomes, success_frame = {}, [], None
+    for line in rows.splitlines():
+        frame, method, status, call_id, cseq, branch, auth_user, to_user = (line.split("\t") + [""] * 8)[:8]
+        key = (call_id, cseq, branch.split(",")[0])
+        if method == "REGISTER":
+            with_auth[key] = (bool(auth_user), to_user)
+        elif key in with_auth and with_auth[key][1] == "6001":
+            outcomes.append((int(frame), int(status), with_auth[key][0]))
+    success_frame = next(f for f, s, _ in outcomes if s == 200)
+    failed = [f for f, s, creds in outcomes if creds and s in (401, 403, 407)]
+    result = analyze_files([str(path)], load_settings(None))
+    lockout = next(a for a in result.alerts if a.name == f"{FAMILY}.lockout_not_enforced")
+    row = next(r for r in result.records["registrations"] if r.aor.startswith("6001@") and r.src == "147.32.77.113")
+    assert lockout.evidence["failures"] == sum(1 for f in failed if f < success_frame) == 7
+    assert row.failures == len(failed) == 8 and row.successes == 1
+    assert row.challenges == sum(1 for _, s, creds in outcomes if s == 401 and not creds)
