@@ -88,6 +88,7 @@ class _Campaign:
     enumerating: bool = False    # enum_users distinct users within enum_window_s were reached
     tried: int = 0
     users: dict = field(default_factory=dict)        # probed user -> (first final status, responder) or None
+    dialled: set = field(default_factory=set)        # users of it probed by INVITE/OPTIONS, not by REGISTER
     targets: set = field(default_factory=set)
     methods: Counter = field(default_factory=Counter)
     fails: Counter = field(default_factory=Counter)  # user -> failed authentications
@@ -159,6 +160,7 @@ class RegistrationFlood(Detector):
         self._txns: BoundedMap[_Txn] = BoundedMap(cap, TXN_IDLE_S)
         self._scanners: BoundedMap[bool] = BoundedMap(cap, c.remember_s)
         self._registrars: BoundedMap[bool] = BoundedMap(cap, c.remember_s)
+        self._authenticated: BoundedMap[float] = BoundedMap(cap, c.remember_s)  # source -> when it last logged in
         self._campaigns: BoundedMap[_Campaign] = BoundedMap(cap, 2 * c.campaign_quiet_s)
         self._runs: BoundedMap[_Run] = BoundedMap(cap, c.lockout_window_s)
         self._challenged: BoundedMap[float] = BoundedMap(cap, c.auth_lookback_s)
@@ -201,7 +203,7 @@ class RegistrationFlood(Detector):
         yield from self._fingerprint(msg)
         if method in PROBES and not self._fans_out(p.src):
             yield from self._sweep(msg)
-            yield from self._enumerate(msg)
+            yield from self._enumerate(msg, credentials(msg) is not None)
         if not any(self.site.has_role(p.src, r) for r in FANOUT_ROLES):
             yield from self._request_flood(msg)
 
@@ -236,9 +238,17 @@ class RegistrationFlood(Detector):
                           "sample_hosts": sorted(hosts.distinct)[:c.max_listed],
                           "sample_ports": sorted(ports.distinct)[:c.max_listed], "user_agent": msg.user_agent})
 
-    def _enumerate(self, msg: SipMessage):
+    def _enumerate(self, msg: SipMessage, has_credentials: bool):
         p, c, user = msg.pkt, self.config, _probed_user(msg)
         if not user:
+            return
+        logged_in = self._authenticated.get(p.src)
+        if msg.method != "REGISTER" and (has_credentials or self.site.is_external_number(user)
+                                         or logged_in is not None and p.ts - logged_in <= c.remember_s):
+            # RF-02 probes identities. What an authenticated account dials (its request carries credentials,
+            # or its source has logged in) and external numbers are destinations, not users: their 401/407
+            # answers are the proxy asking the caller to log in (RFC 3261 §22.3), not a user revealed.
+            self._not_a_probe(p.src, user)
             return
         camp = yield from self._campaign(p.src, p.ts, p.vlan, p.dst)
         camp.methods[msg.method] += 1
@@ -246,8 +256,18 @@ class RegistrationFlood(Detector):
             camp.tried += 1
             if len(camp.users) < c.campaign_max_users:
                 camp.users[user] = None
+                if msg.method != "REGISTER":
+                    camp.dialled.add(user)
         if self._enum.add(p.src, p.ts, user).n_distinct() >= c.enum_users:
             camp.enumerating = True
+
+    def _not_a_probe(self, src: str, user: str) -> None:
+        """A target that src dialled as an authenticated account (say, after a 407) leaves its campaign."""
+        camp = self._campaigns.get(src)
+        if camp is not None and user in camp.dialled:
+            camp.dialled.discard(user)
+            camp.users.pop(user, None)
+            camp.tried -= 1
 
     def _request_flood(self, msg: SipMessage):
         p, c = msg.pkt, self.config
@@ -301,7 +321,7 @@ class RegistrationFlood(Detector):
                     f"tries each in {span:.0f} s (password spraying).",
                 evidence={"pattern": "spray", "users": few[:c.max_listed], "user_count": len(few),
                           "failures": sum(camp.fails.values()), **common})
-        if not camp.enumerating:
+        if not camp.enumerating or camp.tried < c.enum_users:    # destinations dialled later left the campaign
             return
         answers = [a for a in camp.users.values() if a is not None]
         statuses = Counter(status for status, _ in answers)
@@ -342,6 +362,8 @@ class RegistrationFlood(Detector):
         if result == "failure":
             yield from self._failure(txn, msg)
         elif result == "success" and txn.method in ("REGISTER", "INVITE"):
+            if txn.credentials:
+                self._authenticated.set(txn.src, ts, ts)
             yield from self._success(txn, msg)
             if txn.method == "REGISTER":
                 yield from self._unchallenged(txn, msg)

@@ -215,3 +215,63 @@ def test_registrations_table_counts_failed_logins_as_the_detector_does(public_ca
     assert lockout.evidence["failures"] == sum(1 for f in failed if f < success_frame) == 7
     assert row.failures == len(failed) == 8 and row.successes == 1
     assert row.challenges == sum(1 for _, s, creds in outcomes if s == 401 and not creds)
+
+
+def _invite(ts, frame, callee, cseq, *, src=PHONE, proxy_auth=False, call_id=None):
+    creds = (SipAuth("proxy-authorization", "Digest", username="2001", realm="pbx", response_sha256=f"{frame:064x}",
+                     response_len=32),) if proxy_auth else ()
+    return SipMessage(PacketMeta(ts, frame, (), src, 5060, REGISTRAR, 5060, "udp"), True, "INVITE",
+                      f"sip:{callee}@pbx", callee, None, None, call_id or f"call-{callee}", cseq, "INVITE",
+                      "sip:2001@pbx", "2001", "t1", f"sip:{callee}@pbx", callee, None, user_agent="Desk/1.0",
+                      auth=creds)
+
+
+def _invite_answer(invite, frame, status):
+    p = invite.pkt
+    return SipMessage(PacketMeta(p.ts + 0.01, frame, (), p.dst, 5060, p.src, 5060, "udp"), False, None, None, None,
+                      status, "x", invite.call_id, invite.cseq, "INVITE", invite.from_uri, invite.from_user, "t1",
+                      invite.to_uri, invite.to_user, "r1")
+
+
+def _dialling(callees, *, log_in, with_credentials, src=PHONE):
+    """src calls each callee: INVITE -> 407, then (with_credentials) INVITE with Proxy-Authorization -> 404/200."""
+    msgs, frame, ts = [], 0, 1000.0
+    if log_in:
+        msgs += [_register(ts, 1, 1, auth=False), _answer(ts + 0.01, 2, 1, 401),
+                 _register(ts + 0.1, 3, 2, auth=True), _answer(ts + 0.11, 4, 2, 200)]
+        frame = 4
+    for n, callee in enumerate(callees):
+        ts += 1.0
+        first = _invite(ts, frame + 1, callee, 1, src=src)
+        msgs += [first, _invite_answer(first, frame + 2, 407)]
+        frame += 2
+        if with_credentials:
+            second = _invite(ts + 0.2, frame + 1, callee, 2, src=src, proxy_auth=True)
+            msgs += [second, _invite_answer(second, frame + 2, 404 if n % 3 else 200)]
+            frame += 2
+    return msgs
+
+
+@pytest.mark.parametrize("callees,log_in,with_credentials", [
+    ([f"0044207946{n:04d}" for n in range(40)], False, True),   # external numbers
+    ([f"{3000 + n}" for n in range(40)], True, False),            # extensions dialled from a source that logged in
+    ([f"{3000 + n}" for n in range(40)], False, True),            # extensions dialled with Proxy-Authorization
+])
+def test_destinations_dialled_by_an_authenticated_account_are_not_enumeration(callees, log_in, with_credentials):
+    """Issue 12: the 407s to an authenticated user's INVITEs were counted as 'valid users revealed'. A 407 asks
+    the caller to log in (RFC 3261 §22.3); what an account dials is no identity probe."""
+    names = [a.name for a in _run(_dialling(callees, log_in=log_in, with_credentials=with_credentials))]
+    assert f"{FAMILY}.enumeration" not in names
+
+
+def test_unauthenticated_invites_to_extensions_are_enumeration():
+    """The same 40 INVITEs to extensions from a source that never logs in, answered 407 for some and 404 for
+    others, are enumeration that revealed the 407 ones (svwar's INVITE mode)."""
+    msgs, frame = [], 0
+    for n in range(40):
+        invite = _invite(1000.0 + n, frame + 1, f"{3000 + n}", 1, src="10.0.0.66")
+        msgs += [invite, _invite_answer(invite, frame + 2, 407 if n % 4 == 0 else 404)]
+        frame += 2
+    enum = [a for a in _run(msgs) if a.name == f"{FAMILY}.enumeration"]
+    assert len(enum) == 1 and enum[0].severity == "high" and enum[0].evidence["users_tried"] == 40
+    assert enum[0].evidence["valid_users"] == [f"{3000 + n}" for n in range(0, 40, 4)]
