@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections import Counter, namedtuple
+from collections import Counter
 from dataclasses import dataclass, field
 
 from dissectors.sip import address_of_record
 from voipwatch.config_schema import ConfigError, opt
 from voipwatch.detect import AlertSpec, Detector, register
+from voipwatch.bindings import RegisterRequest, RegistrarView, contact_key
 from voipwatch.records import SipMessage
 from voipwatch.sip_auth import CHALLENGES, credentials, outcome
 from voipwatch.windows import BoundedMap, KeyedWindows, SlidingWindow
@@ -20,6 +21,7 @@ PROBES = frozenset({"REGISTER", "INVITE", "OPTIONS"})     # what SIP scanners (s
 UNKNOWN_USER = frozenset({404, 604})                      # RFC 3261 §21.4.5, §21.6.3
 FANOUT_ROLES = ("esc", "sbc")                             # servers that talk to every phone and aggregate them
 TRUSTED_ROLES = ("sbc", "pstn_gw", "trusted_trunks")      # peers often admitted by address, not by digest
+SITE_PEERS = ("esc", "sbc", "pstn_gw", "trusted_trunks", "remote_vpn_pool")   # declared addresses a contact may have
 TXN_IDLE_S = 200.0         # RFC 3261 §16.6 step 11: an INVITE may ring for Timer C (> 3 min) before its answer
 # SIPVicious (svmap, svwar, svcrack) builds its From tags as hex("<text>\x01<digits>"), whatever User-Agent it claims.
 _SV_TAG = re.compile(r"(?:[0-9a-f]{2}){4,}")
@@ -75,6 +77,7 @@ class _Txn:
     expires: int | None
     user_agent: str | None
     target: str | None           # the user a probe targets (To of a REGISTER, else the Request-URI user)
+    register: RegisterRequest | None = None   # what the registrar's view needs of a REGISTER
     credentials: str | None = None   # sha256 of the digest response, None without credentials
     judged: str | None = None    # the credentials a final response already judged (retransmissions)
 
@@ -101,9 +104,6 @@ class _Run:
     last_ts: float
     sources: Counter = field(default_factory=Counter)
     burst: bool = False          # the brute-force rate (RF-03) was reached during the run
-
-
-_Binding = namedtuple("_Binding", "expires_at zone user_agent contacts")     # one source's binding of an AOR
 
 
 @register
@@ -144,6 +144,7 @@ class RegistrationFlood(Detector):
         "lockout_not_enforced": AlertSpec("RF-05", "critical", ACCOUNTS, "Authentication succeeded after many consecutive failures"),
         "unauthenticated_registration": AlertSpec("RF-06", "high", REGISTRATION, "A REGISTER was accepted without any challenge"),
         "binding_hijack": AlertSpec("RF-07", "high", REGISTRATION, "A binding was added or removed from another source"),
+        "rogue_binding": AlertSpec("RF-07", "critical", REGISTRATION, "An account is bound to a contact outside the site"),
         "request_flood": AlertSpec("RF-08", "high", AVAILABILITY, "One source sent SIP requests at a flood rate"),
     }
     Config = Config
@@ -164,7 +165,9 @@ class RegistrationFlood(Detector):
         self._campaigns: BoundedMap[_Campaign] = BoundedMap(cap, 2 * c.campaign_quiet_s)
         self._runs: BoundedMap[_Run] = BoundedMap(cap, c.lockout_window_s)
         self._challenged: BoundedMap[float] = BoundedMap(cap, c.auth_lookback_s)
-        self._bindings: BoundedMap[dict] = BoundedMap(cap, 2 * c.default_expires_s)
+        self._view = RegistrarView(cap, c.default_expires_s)            # bindings as the 200 OKs list them
+        self._cracked: BoundedMap[float] = BoundedMap(cap, c.remember_s)   # user -> when RF-05 found it guessed
+        self._bound_before: BoundedMap[str] = BoundedMap(cap, 2 * c.default_expires_s)  # (aor, contact) -> source
         self._busy: BoundedMap[SlidingWindow] = BoundedMap(cap, c.flood_window_s, lambda: SlidingWindow(c.flood_window_s))
         self._hosts, self._ports = KeyedWindows(c.sweep_window_s, cap), KeyedWindows(c.sweep_window_s, cap)
         self._enum, self._bf = KeyedWindows(c.enum_window_s, cap), KeyedWindows(c.bf_window_s, cap)
@@ -195,7 +198,8 @@ class RegistrationFlood(Detector):
             key = (msg.call_id, msg.cseq, method)
             txn = self._txns.get(key) or _Txn(
                 p.src, p.vlan, method, (cred and cred.username) or (msg.to_user if method == "REGISTER" else msg.from_user)
-                or "", address_of_record(msg), msg.contact, msg.expires, msg.user_agent, _probed_user(msg))
+                or "", address_of_record(msg), msg.contact, msg.expires, msg.user_agent, _probed_user(msg),
+                RegisterRequest.of(msg) if method == "REGISTER" else None)
             txn.credentials = cred and (cred.response_sha256 or "digest")   # svcrack re-guesses in one transaction
             self._txns.set(key, txn, p.ts)
         if self._allowed(p.src):
@@ -406,6 +410,7 @@ class RegistrationFlood(Detector):
         failures = sum(run.sources.values()) if run is not None and ts - run.last_ts <= c.lockout_window_s else 0
         if failures < (c.lockout_failures_scanner if scanner else c.lockout_failures):
             return
+        self._cracked.set(user, ts, ts)
         yield self.alert(
             "lockout_not_enforced", ts=ts, identifier=f"{txn.src}>{user}", src=txn.src, dst=registrar, vlan=txn.vlan,
             severity="critical" if scanner or run.burst or len(run.sources) > 1 else "high",
@@ -432,40 +437,95 @@ class RegistrationFlood(Detector):
                       "expires": txn.expires, "user_agent": txn.user_agent})
 
     def _binding(self, txn: _Txn, msg: SipMessage):
-        """RFC 3261 §26.1.1 registration hijacking: a binding added or removed from another source."""
-        c, ts, site = self.config, msg.pkt.ts, self.site
-        bindings = {s: b for s, b in (self._bindings.get(txn.aor) or {}).items() if b.expires_at >= ts}
-        remove = txn.contacts == ("*",) or txn.expires == 0      # RFC 3261 §10.2.2
-        zone = site.zone_of(txn.src, txn.vlan)
-        others = {s: b for s, b in bindings.items() if s != txn.src}
-        if others:
-            public = not site.is_internal(txn.src)
-            zones = {b.zone for b in others.values()}
-            if public and any(site.is_internal(s) for s in others) or zone in c.hijack_zones and zone not in zones:
-                severity = "high"
-            elif zone not in zones or txn.user_agent not in {b.user_agent for b in others.values()}:
-                severity = "medium"
-            else:
-                severity = "info"                  # same zone and phone model: most likely renumbered by DHCP
-            yield self.alert(
-                "binding_hijack", ts=ts, severity=severity, identifier=f"{txn.aor}|{txn.src}", src=txn.src,
-                dst=msg.pkt.src, vlan=txn.vlan,
-                msg=f"{msg.pkt.src} accepted a REGISTER for {txn.aor} from {txn.src} (zone {zone or 'unknown'}) that "
-                    f"{'removed' if remove else 'added a binding beside'} {len(others)} live binding(s) from "
-                    f"{', '.join(sorted(others))}.",
-                evidence={"aor": txn.aor, "action": "deregister" if remove else "register", "new_zone": zone,
-                          "new_user_agent": txn.user_agent, "new_contacts": list(txn.contacts),
-                          "previous_sources": sorted(others), "previous_zones": sorted(z or "unknown" for z in zones),
-                          "previous_user_agents": sorted({b.user_agent or "" for b in others.values()}),
-                          "registrar": msg.pkt.src, "public_source": public})
-        if remove:
-            bindings = {} if txn.contacts == ("*",) else {
-                s: b for s, b in bindings.items() if s != txn.src and not set(b.contacts) & set(txn.contacts)}
+        """RFC 3261 §26.1.1 registration hijacking, judged on the registrar's view (voipwatch.bindings): the
+        bindings a 200 OK lists (§10.3 step 8), not what the REGISTER asked for."""
+        c, ts, site, registrar = self.config, msg.pkt.ts, self.site, msg.pkt.src
+        others = [b for b in self._view.live(txn.aor, ts) if b.src != txn.src]    # src None: bound before the capture
+        update = self._view.on_ok(txn.aor, txn.register, msg)
+        yield from self._rogue(txn, msg, update)
+        # A contact this source had bound before (a phone registering again after its own de-registration)
+        # is its own device coming back, not a new one.
+        added = [b for b in update.added if b.src == txn.src
+                 and self._bound_before.get((txn.aor, contact_key(b.contact))) != txn.src]
+        for b in update.added:
+            if b.src is not None:
+                self._bound_before.set((txn.aor, contact_key(b.contact)), b.src, ts)
+        removed = [b for b in update.removed if b.src != txn.src]
+        if not others or not (added or removed):
+            return                          # a refresh, or a phone removing only its own contact
+        zone, public = site.zone_of(txn.src, txn.vlan), not site.is_internal(txn.src)
+        zones = {site.zone_of(b.src, b.vlan) for b in others if b.src}
+        if public and any(b.src and site.is_internal(b.src) for b in others) or zone in c.hijack_zones and zone not in zones:
+            severity = "high"
+        elif zone not in zones or txn.user_agent not in {b.user_agent for b in others}:
+            severity = "medium"
         else:
-            expires = msg.expires if msg.expires is not None else txn.expires
-            bindings[txn.src] = _Binding(ts + (c.default_expires_s if expires is None else expires), zone,
-                                         txn.user_agent, txn.contacts)
-        self._bindings.set(txn.aor, bindings, ts)
+            severity = "info"                  # same zone and phone model: most likely renumbered by DHCP
+        what = []
+        if added:
+            what.append(f"added {', '.join(b.contact for b in added)}")
+        if removed:
+            what.append(f"removed {len(removed)} binding(s) registered from "
+                        f"{', '.join(sorted({b.src or 'before the capture' for b in removed}))}")
+        listed = [_listing(b, ts) for b in update.listed]
+        yield self.alert(
+            "binding_hijack", ts=ts, severity=severity, identifier=f"{txn.aor}|{txn.src}", src=txn.src,
+            dst=registrar, vlan=txn.vlan,
+            msg=f"{registrar} accepted a REGISTER for {txn.aor} from {txn.src} (zone {zone or 'unknown'}) that "
+                f"{' and '.join(what)}, while {len(others)} binding(s) from "
+                f"{', '.join(sorted({b.src or 'before the capture' for b in others}))} were live; its 200 OK lists "
+                f"{len(listed)} binding(s)" + (": " + "; ".join(
+                    f"{b['contact']} from {b['registered_from'] or 'before the capture'}, {b['expires_in_s']:.0f} s left"
+                    for b in listed[:5]) if listed else "") + ".",
+            evidence={"aor": txn.aor, "action": "register" if added else "deregister", "new_zone": zone,
+                      "new_user_agent": txn.user_agent, "new_contacts": list(txn.contacts),
+                      "previous_sources": sorted({b.src or "" for b in others}),
+                      "previous_zones": sorted(z or "unknown" for z in zones),
+                      "previous_user_agents": sorted({b.user_agent or "" for b in others}),
+                      "removed_bindings": [_listing(b, ts) for b in removed][:c.max_listed],
+                      "listed_bindings": listed[:c.max_listed], "listed_count": len(listed),
+                      "registrar": registrar, "public_source": public})
+
+    def _outside_site(self, host: str | None) -> bool:
+        """An address outside the organisation (site.internal_prefixes), its zones and its declared peers; a
+        contact given by name cannot be judged passively."""
+        try:
+            ipaddress.ip_address(host or "")
+        except ValueError:
+            return False
+        site = self.site
+        return not (site.is_internal(host) or site.zone_of(host) is not None or self._allowed(host)
+                    or any(site.has_role(host, r) for r in SITE_PEERS))
+
+    def _rogue(self, txn: _Txn, msg: SipMessage, update):
+        """A binding the registrar lists at an address outside the site: calls to the account go there."""
+        c, ts, registrar = self.config, msg.pkt.ts, msg.pkt.src
+        for b in update.added:
+            if not self._outside_site(b.contact_host):
+                continue
+            scanner = b.src is not None and b.src in self._scanners
+            cracked = self._cracked.get(txn.user) is not None
+            inside = [x for x in update.listed if x is not b and not self._outside_site(x.contact_host)]
+            severity = "critical" if scanner or cracked or inside else "high"
+            yield self.alert(
+                "rogue_binding", ts=ts, severity=severity, identifier=f"{txn.aor}|{b.contact}", src=b.src,
+                dst=registrar, vlan=b.vlan,
+                msg=f"{registrar} lists a binding of {txn.aor} to {b.contact}, outside the site, registered from "
+                    f"{b.src or 'an unknown source before the capture'} and live for {b.expires_ts - ts:.0f} s: calls "
+                    f"to {txn.aor} are sent there" + (" as well as to the account's own phone" if inside else "")
+                    + (f" ({'the password was just guessed' if cracked else 'a SIP scanner registered it'})"
+                       if cracked or scanner else "")
+                    + ". Remove the binding at the registrar and change the account's password.",
+                evidence={"aor": txn.aor, "contact": b.contact, "contact_host": b.contact_host,
+                          "registered_from": b.src, "registrar": registrar, "user_agent": b.user_agent,
+                          "first_seen_ts": b.first_seen_ts, "expires_ts": b.expires_ts,
+                          "scanner_source": scanner, "account_cracked": cracked,
+                          "inside_bindings": [_listing(x, ts) for x in inside][:c.max_listed],
+                          "listed_by_registrar": b.listed_by_registrar})
+
+
+def _listing(b, ts: float) -> dict:
+    return {"contact": b.contact, "registered_from": b.src, "expires_in_s": round(b.expires_ts - ts, 3)}
 
 
 def _probed_user(msg: SipMessage) -> str | None:

@@ -216,6 +216,7 @@ class SipMessage:
     via: tuple[str, ...] = ()      # Via values, topmost first
     contact: tuple[str, ...] = ()  # Contact URIs
     expires: int | None = None     # Expires header, or the first Contact ;expires=
+    contact_expires: tuple[int | None, ...] = ()   # per Contact: its ;expires=, else the Expires header (RFC 3261 §10.2.1.1, §10.3 step 8)
     user_agent: str | None = None
     server: str | None = None
     content_type: str | None = None

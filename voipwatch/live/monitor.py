@@ -24,6 +24,7 @@ from voipwatch.analyze import Tee
 from voipwatch.capture import read_captures
 from voipwatch.detect import SEVERITIES, DetectorBus
 from voipwatch.pipeline import Analyzer
+from voipwatch.bindings import Binding
 from voipwatch.records import RECORDS, Alert, Anomaly, Call, DnsMessage, Frame, Registration, RtpStream
 from voipwatch.config import Settings
 from voipwatch.safe_text import visible
@@ -75,6 +76,7 @@ class LiveSink:
         self.tables = tables
         # record type -> its writer; the rotation time of each record is when it completed
         self._writers = {Call: self._call, Registration: lambda reg: self._put(reg, reg.last_ts),
+                         Binding: lambda b: self._put(b, b.last_confirmed_ts if b.ended_ts is None else b.ended_ts),
                          RtpStream: self._stream, DnsMessage: lambda msg: self._put(msg, msg.pkt.ts)}
         self.counts = {RECORDS[t].table: 0 for t in self._writers}
         # A call's streams close (RTP idle timeout) before the call does (its linger), so they are counted first.
