@@ -498,7 +498,10 @@ class RegistrationFlood(Detector):
                     or any(site.has_role(host, r) for r in SITE_PEERS))
 
     def _rogue(self, txn: _Txn, msg: SipMessage, update):
-        """A binding the registrar lists at an address outside the site: calls to the account go there."""
+        """A binding the registrar lists at an address outside the site that calls to the account now reach:
+        one pointing at a third host (not the address that registered it, as svcrack's sip:123@1.1.1.1), or
+        one made with a guessed password or by a scanner, or one beside a binding inside the site. A remote
+        phone that registers its own public address is none of these (XV-07 judges it)."""
         c, ts, registrar = self.config, msg.pkt.ts, msg.pkt.src
         for b in update.added:
             if not self._outside_site(b.contact_host):
@@ -506,6 +509,9 @@ class RegistrationFlood(Detector):
             scanner = b.src is not None and b.src in self._scanners
             cracked = self._cracked.get(txn.user) is not None
             inside = [x for x in update.listed if x is not b and not self._outside_site(x.contact_host)]
+            third_host = b.src is not None and _addr(b.contact_host) != _addr(b.src)
+            if not (scanner or cracked or inside or third_host):
+                continue
             severity = "critical" if scanner or cracked or inside else "high"
             yield self.alert(
                 "rogue_binding", ts=ts, severity=severity, identifier=f"{txn.aor}|{b.contact}", src=b.src,
@@ -519,9 +525,16 @@ class RegistrationFlood(Detector):
                 evidence={"aor": txn.aor, "contact": b.contact, "contact_host": b.contact_host,
                           "registered_from": b.src, "registrar": registrar, "user_agent": b.user_agent,
                           "first_seen_ts": b.first_seen_ts, "expires_ts": b.expires_ts,
-                          "scanner_source": scanner, "account_cracked": cracked,
+                          "scanner_source": scanner, "account_cracked": cracked, "third_host": third_host,
                           "inside_bindings": [_listing(x, ts) for x in inside][:c.max_listed],
                           "listed_by_registrar": b.listed_by_registrar})
+
+
+def _addr(text: str | None):
+    try:
+        return ipaddress.ip_address(text or "")
+    except ValueError:
+        return text
 
 
 def _listing(b, ts: float) -> dict:

@@ -45,11 +45,16 @@ def test_sipvicious_options_scans_are_scanners(public_captures):
 
 def test_friendly_scanner_cracks_a_password(public_captures):
     """ipfixprobe sip.pcap: a friendly-scanner INVITE sweep of 3 hosts x 3 ports (below sweep thresholds),
-    4 users guessed (below enumeration), then svcrack guesses 6001's password and gets 200 after 7 failures."""
+    4 users guessed (below enumeration), then svcrack guesses 6001's password and gets 200 after 7 failures;
+    the 200 OK lists the binding svcrack leaves, <sip:123@1.1.1.1>;expires=3599 (a rogue binding)."""
     alerts = _alerts(public_captures / "ipfixprobe/inputs/sip.pcap")
     assert [(a.name, a.severity) for a in alerts] == [(f"{FAMILY}.scanner", "medium"),
-                                                      (f"{FAMILY}.lockout_not_enforced", "critical")]
-    scanner, lockout = alerts
+                                                      (f"{FAMILY}.lockout_not_enforced", "critical"),
+                                                      (f"{FAMILY}.rogue_binding", "critical")]
+    scanner, lockout, rogue = alerts
+    assert (rogue.evidence["contact"], rogue.evidence["registered_from"], rogue.evidence["aor"]) == (
+        "sip:123@1.1.1.1", "147.32.77.113", "6001@195.113.172.39")
+    assert rogue.evidence["expires_ts"] - rogue.ts == pytest.approx(3599)
     assert scanner.src == "147.32.77.113" and scanner.evidence["user_agent"] == "friendly-scanner"
     assert lockout.src == "147.32.77.113" and lockout.dst == "195.113.172.39"
     assert lockout.evidence["user"] == "6001" and lockout.evidence["failures"] == 7
