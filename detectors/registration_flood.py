@@ -12,13 +12,14 @@ from voipwatch.detect import AlertSpec, Detector, register
 from voipwatch.bindings import RegisterRequest, RegistrarView, contact_key
 from voipwatch.records import SipMessage
 from voipwatch.sip_auth import CHALLENGES, credentials, outcome
-from voipwatch.windows import BoundedMap, KeyedWindows, SlidingWindow
+from voipwatch.windows import BoundedMap, Cap, KeyedWindows, SlidingWindow
 
 ACCOUNTS = "Part III: User accounts and passwords"
 REGISTRATION = "Part III: Client registration protections"
 AVAILABILITY = "Part I: Network availability protections"
 PROBES = frozenset({"REGISTER", "INVITE", "OPTIONS"})     # what SIP scanners (svmap, svwar) send
 UNKNOWN_USER = frozenset({404, 604})                      # RFC 3261 §21.4.5, §21.6.3
+REFUSED = frozenset({403, 404, 604})                       # RFC 3261 §21.4.4, §21.4.5, §21.6.3: refused outright
 FANOUT_ROLES = ("esc", "sbc")                             # servers that talk to every phone and aggregate them
 TRUSTED_ROLES = ("sbc", "pstn_gw", "trusted_trunks")      # peers often admitted by address, not by digest
 SITE_PEERS = ("esc", "sbc", "pstn_gw", "trusted_trunks", "remote_vpn_pool")   # declared addresses a contact may have
@@ -57,6 +58,10 @@ class Config:
     auth_lookback_s: float = opt(3600.0, "RF-06: a 401/407 to a REGISTER for the AOR within this long shows the registrar challenges it.")
     default_expires_s: float = opt(3600.0, "Binding lifetime when neither REGISTER nor its 2xx states one (RFC 3261 §10.3 step 7).")
     hijack_zones: tuple[str, ...] = opt(("data", "wlan"), "A new binding source in one of these zones is high severity (RF-07); a public one always is.")
+    slow_failures: int = opt(100, "Refused REGISTERs (credentials rejected, or 403/404/604) from one source in one slow campaign: a slow brute force or spray.")
+    slow_min_span_s: float = opt(600.0, "A slow campaign must span at least this long (shorter ones are for the 60-s checks).")
+    slow_quiet_s: float = opt(21600.0, "A source's slow campaign is judged once it has sent no REGISTER for this long (bursts hours apart stay one campaign).")
+    slow_max_s: float = opt(86400.0, "A slow campaign is judged at the latest this long after its first REGISTER (then a new one starts).")
     flood_window_s: float = opt(10.0, "RF-08 flood window, seconds.")
     flood_rate: float = opt(20.0, "Requests per second from one source, averaged over the window, that make a flood.")
     flood_min_span_s: float = opt(5.0, "The requests must span at least this long: a shorter burst is a scan (RF-01), not a flood.")
@@ -106,6 +111,20 @@ class _Run:
     burst: bool = False          # the brute-force rate (RF-03) was reached during the run
 
 
+@dataclass(slots=True)
+class _Slow:
+    """One source's REGISTERs over hours: a slow brute force or spray stays under every 60-s window."""
+    first_ts: float
+    last_ts: float
+    vlan: tuple[int, ...]
+    user_agent: str | None
+    requests: int = 0            # REGISTER messages (retransmissions included, as a packet count)
+    with_credentials: int = 0
+    answers: Counter = field(default_factory=Counter)   # final status -> response messages
+    refused: int = 0             # answers judged refused (sip_auth failure, or 403/404/604), once per transaction
+    accounts: dict = field(default_factory=dict)        # To user -> [REGISTERs, refused]
+
+
 @register
 class RegistrationFlood(Detector):
     """Scanners, extension enumeration, digest brute force, registration abuse and SIP request floods.
@@ -146,6 +165,8 @@ class RegistrationFlood(Detector):
         "binding_hijack": AlertSpec("RF-07", "high", REGISTRATION, "A binding was added or removed from another source"),
         "rogue_binding": AlertSpec("RF-07", "critical", REGISTRATION, "An account is bound to a contact outside the site"),
         "request_flood": AlertSpec("RF-08", "high", AVAILABILITY, "One source sent SIP requests at a flood rate"),
+        "slow_brute_force": AlertSpec("RF-03", "high", ACCOUNTS, "Many refused logins from one source over hours (slow brute force)"),
+        "slow_spraying": AlertSpec("RF-04", "high", ACCOUNTS, "Many accounts refused a few times each from one source over hours (slow password spray)"),
     }
     Config = Config
 
@@ -166,6 +187,9 @@ class RegistrationFlood(Detector):
         self._runs: BoundedMap[_Run] = BoundedMap(cap, c.lockout_window_s)
         self._challenged: BoundedMap[float] = BoundedMap(cap, c.auth_lookback_s)
         self._view = RegistrarView(cap, c.default_expires_s)            # bindings as the 200 OKs list them
+        self._slow: BoundedMap[_Slow] = BoundedMap(cap, 2 * c.slow_quiet_s)   # source -> its slow campaign
+        self._slow_accounts = Cap()                                      # accounts beyond campaign_max_users
+        self._streaks: BoundedMap[int] = BoundedMap(cap, c.slow_max_s)  # account -> consecutive refusals
         self._cracked: BoundedMap[float] = BoundedMap(cap, c.remember_s)   # user -> when RF-05 found it guessed
         self._bound_before: BoundedMap[str] = BoundedMap(cap, 2 * c.default_expires_s)  # (aor, contact) -> source
         self._busy: BoundedMap[SlidingWindow] = BoundedMap(cap, c.flood_window_s, lambda: SlidingWindow(c.flood_window_s))
@@ -175,6 +199,7 @@ class RegistrationFlood(Detector):
 
     def on_sip_message(self, msg: SipMessage):
         yield from self._close_campaigns(msg.pkt.ts)
+        yield from self._close_slow(msg.pkt.ts)
         if msg.is_request:
             yield from self._request(msg)
         elif msg.status is not None and msg.status >= 200:
@@ -182,6 +207,7 @@ class RegistrationFlood(Detector):
 
     def finish(self):
         yield from self._close_campaigns(float("inf"))
+        yield from self._close_slow(float("inf"))
 
     def _allowed(self, ip: str) -> bool:
         return (bool(self._allow) and any(ipaddress.ip_address(ip) in n for n in self._allow)
@@ -205,6 +231,8 @@ class RegistrationFlood(Detector):
         if self._allowed(p.src):
             return
         yield from self._fingerprint(msg)
+        if method == "REGISTER" and not self._fans_out(p.src):
+            yield from self._slow_register(msg)
         if method in PROBES and not self._fans_out(p.src):
             yield from self._sweep(msg)
             yield from self._enumerate(msg, credentials(msg) is not None)
@@ -291,6 +319,82 @@ class RegistrationFlood(Detector):
                       "methods": dict(window.distinct), "responses_503": busy, "public_source": public,
                       "user_agent": msg.user_agent})
 
+    # -- slow campaigns: RF-03/RF-04 over hours, judged when the source goes quiet ----------------------
+    def _slow_register(self, msg: SipMessage):
+        p, c = msg.pkt, self.config
+        slow = self._slow.get(p.src)
+        if slow is not None and p.ts - slow.first_ts > c.slow_max_s:
+            yield from self._judge_slow(p.src, self._slow.pop(p.src))
+            slow = None
+        if slow is None:
+            slow = _Slow(p.ts, p.ts, p.vlan, msg.user_agent)
+        slow.last_ts = p.ts
+        slow.requests += 1
+        slow.with_credentials += credentials(msg) is not None
+        account = slow.accounts.get(msg.to_user or "")
+        if account is None and len(slow.accounts) < c.campaign_max_users:
+            account = slow.accounts[msg.to_user or ""] = [0, 0]
+        elif account is None:
+            self._slow_accounts.overflows += 1
+        if account is not None:
+            account[0] += 1
+        self._slow.set(p.src, slow, p.ts)
+
+    def _slow_outcome(self, txn: _Txn, result: str | None, status: int, ts: float) -> None:
+        """Consecutive refusals per account (a success resets them: the guide's "consecutive failed logins")
+        and the refusals of the sender's slow campaign."""
+        account = txn.target or ""
+        if result == "success":
+            self._streaks.pop(account)
+            return
+        if not (result == "failure" or result == "rejected" and status in REFUSED):
+            return
+        self._streaks.set(account, self._streaks.get(account, 0) + 1, ts)
+        slow = self._slow.get(txn.src)
+        if slow is not None:
+            slow.refused += 1
+            if account in slow.accounts:
+                slow.accounts[account][1] += 1
+
+    def _close_slow(self, now: float):
+        quiet = []
+        for src, slow in self._slow.items():               # least recently active first
+            if now - slow.last_ts <= self.config.slow_quiet_s:
+                break
+            quiet.append(src)
+        for src in quiet:
+            yield from self._judge_slow(src, self._slow.pop(src))
+
+    def _judge_slow(self, src: str, slow: _Slow):
+        c, span = self.config, slow.last_ts - slow.first_ts
+        if slow.refused < c.slow_failures or span < c.slow_min_span_s:
+            return
+        refused = {a: v for a, v in slow.accounts.items() if v[1]}
+        tries = sorted(v[1] for v in refused.values()) or [0]
+        median = tries[len(tries) // 2]
+        spray = len(refused) >= c.spray_users and median <= c.spray_max_tries
+        public, scanner = not self.site.is_internal(src), src in self._scanners
+        streaks = {a: self._streaks.get(a, 0) for a in refused}
+        top = sorted(slow.accounts.items(), key=lambda kv: (-kv[1][1], -kv[1][0], kv[0]))[:c.max_listed]
+        answers = ", ".join(f"{n} x {s}" for s, n in sorted(slow.answers.items())) or "none"
+        yield self.alert(
+            "slow_spraying" if spray else "slow_brute_force", ts=slow.last_ts, identifier=src, src=src, vlan=slow.vlan,
+            severity="medium" if len(refused) == 1 and not public and not scanner else "high",
+            msg=f"{src} sent {slow.requests} REGISTERs for {len(slow.accounts)} accounts over {span / 3600:.1f} h; "
+                f"{slow.refused} were refused, on {len(refused)} accounts about {median} times each (answers: "
+                f"{answers}), each 60-s window staying under the thresholds: a slow "
+                f"{'password spray' if spray else 'brute force'}. Block the source and lock accounts after "
+                f"consecutive failed logins.",
+            evidence={"pattern": "spray" if spray else "brute_force", "requests": slow.requests,
+                      "with_credentials": slow.with_credentials, "accounts": len(slow.accounts),
+                      "accounts_refused": len(refused), "refused": slow.refused, "median_refused_per_account": median,
+                      "answers_by_status": {str(s): n for s, n in sorted(slow.answers.items())},
+                      "first_ts": slow.first_ts, "last_ts": slow.last_ts, "span_s": round(span, 6),
+                      "max_account_consecutive_refusals": max(streaks.values(), default=0),
+                      "sample_accounts": [{"account": a, "requests": v[0], "refused": v[1],
+                                           "account_consecutive_refusals": streaks.get(a, 0)} for a, v in top],
+                      "user_agent": slow.user_agent, "public_source": public, "scanner_source": scanner})
+
     # -- campaigns: RF-02 enumeration and RF-04 spraying, judged when the source goes quiet ---------
     def _campaign(self, src: str, ts: float, vlan: tuple[int, ...], target: str):
         """The running campaign of src, marked active at ts; one older than campaign_max_s is judged first."""
@@ -351,6 +455,9 @@ class RegistrationFlood(Detector):
         p, ts, status = msg.pkt, msg.pkt.ts, msg.status
         if status == 503:                               # RFC 3261 §21.5.4: the server is overloaded
             self._busy.touch(p.dst, ts).add(ts)
+        slow = self._slow.get(p.dst) if msg.cseq_method == "REGISTER" else None
+        if slow is not None:
+            slow.answers[status] += 1
         txn = self._txns.get((msg.call_id, msg.cseq, msg.cseq_method))
         if txn is None or txn.judged == (txn.credentials or ""):
             return                                      # unmatched, or a retransmitted final answer (§17.2)
@@ -363,6 +470,8 @@ class RegistrationFlood(Detector):
             if status in CHALLENGES:
                 self._challenged.set(txn.aor, ts, ts)
         result = outcome(bool(txn.credentials), msg)    # the registrations table counts the same way
+        if txn.method == "REGISTER":
+            self._slow_outcome(txn, result, status, ts)
         if result == "failure":
             yield from self._failure(txn, msg)
         elif result == "success" and txn.method in ("REGISTER", "INVITE"):

@@ -11,6 +11,15 @@ from typing import Any, Callable, Generic, Hashable, TypeVar
 V = TypeVar("V")
 
 
+class Cap:
+    """How many entries a bounded structure could not keep (a detector's caps_hit reads `overflows`)."""
+
+    __slots__ = ("overflows",)
+
+    def __init__(self):
+        self.overflows = 0
+
+
 class BoundedMap(Generic[V]):
     """key -> value, least recently used first; entries untouched for `idle_s` are dropped by expire()."""
 
