@@ -95,3 +95,17 @@ def test_a_cap_hit_is_counted_not_hidden():
     _feed(det, [_request(T0 + i * 0.01, i + 1, "OPTIONS", src=f"198.51.100.{i % 200 + 1}") for i in range(200)])
     hits = det.caps_hit()
     assert hits["registration_flood.flood"] == 150 and hits["registration_flood.hosts"] == 150
+
+
+def test_detector_cap_hits_reach_the_summary():
+    """analyze's summary.json caps_hit lists the detectors' cap hits beside the pipeline's."""
+    from pathlib import Path
+
+    from voipwatch.analyze import analyze_files
+    capture = Path(__file__).resolve().parents[2] / "sample_captures" / "rf-attacks.pcap"
+    settings = load_settings(None, (f"detectors.{FAMILY}.max_tracked=3",))
+    summary = analyze_files([str(capture)], settings).summary
+    hits = {k: v for k, v in summary["caps_hit"].items() if k.startswith(f"detector.{FAMILY}.")}
+    assert hits["detector.registration_flood.txns"] > 0 and hits["detector.registration_flood.flood"] > 0
+    assert load_settings(None).detector_configs[FAMILY].max_tracked == 100_000
+    assert "caps_hit" in analyze_files([str(capture)], load_settings(None)).summary
