@@ -131,14 +131,16 @@ class RegistrationFlood(Detector):
 
     What: RF-01 SIP attack tools by User-Agent (friendly-scanner, sipvicious, sipcli, VaxSIPUserAgent, pplsip,
     sundayddr, iWar, SIVuS; sipsak low) or SIPVicious's From tag; one source probing >= 20 hosts or >= 10 ports
-    in 60 s. RF-02 one source trying >= 30 users in 60 s, listing those the registrar revealed as valid
-    (401/407/2xx while others got 404/604). RF-03 >= 10 rejected credentials (401/407/403 to a request with
-    Authorization) for one user from one source in 60 s. RF-04 one user failing from >= 5 sources in 10 min,
-    or one source failing on >= 20 users with <= 3 tries each. RF-05 a 2xx after >= 10 consecutive failures
-    of the user (3 for a fingerprinted scanner). RF-06 a REGISTER without credentials accepted with no 401/407
-    for the AOR in the last hour. RF-07 a REGISTER accepted for an AOR holding a live binding from another
-    source (a binding added, or removed by Expires: 0 / Contact: *). RF-08 > 20 requests/s from one source
-    over 10 s, corroborated by 503 answers.
+    in 60 s. RF-02 one source probing >= 30 identities in 60 s (REGISTER To users; INVITE/OPTIONS targets
+    without credentials, not what an authenticated account dials), listing those the registrar revealed as
+    valid (401/407/2xx while others got 404/604). RF-03 >= 10 rejected credentials (401/407/403 to a request
+    with Authorization) for one user from one source in 60 s, or >= 100 refused REGISTERs from one source over
+    hours (slow). RF-04 one user failing from >= 5 sources in 10 min, or one source failing on >= 20 users with
+    <= 3 tries each (also over hours). RF-05 a 2xx after >= 10 consecutive failures of the user (3 for a
+    fingerprinted scanner). RF-06 a REGISTER without credentials accepted with no 401/407 for the AOR in the
+    last hour. RF-07 a 200 OK to REGISTER adding a contact beside another source's live binding or dropping
+    one (the registrar's view, voipwatch.bindings), and a binding at a contact outside the site (rogue).
+    RF-08 > 20 requests/s from one source over 10 s, corroborated by 503 answers.
     Why: NSA guide Part III "User accounts and passwords" (limit consecutive failed logins) and "Client
     registration protections" (authenticate clients, disable automatic registration); Part I "Network
     availability protections" (rate-limit traffic to UC VLANs).
@@ -147,7 +149,8 @@ class RegistrationFlood(Detector):
     floods), sbc/pstn_gw/trusted_trunks from RF-06; [zones] sharpen RF-07 severities.
     False positives: OPTIONS pingers (allowlist them); a NATed office retrying slowly after a password change
     (RF-04); a stale password failing >= 10 times before it is fixed (RF-05 high, critical only when the
-    failures were fast, from several sources or from a scanner); IP-trusted gateways and mTLS (RF-06); desk
+    failures were fast, from several sources or from a scanner), or for hours (slow_brute_force medium); a
+    teleworker bound at a public address (rogue_binding: declare remote_vpn_pool); IP-trusted gateways and mTLS (RF-06); desk
     phone plus softphone on one AOR (RF-07 medium), a phone renumbered in its zone (RF-07 info); load tests
     and failover re-registration (RF-08 medium from internal sources). A 401/407 to credentials with
     stale=true is a stale-nonce re-challenge (RFC 7616 §3.3: the credentials were valid), not a failure.
