@@ -137,3 +137,19 @@ def test_bindings_lapse_at_their_expiry_and_the_cap_is_counted():
     assert view.overflows == 1 and [(r.aor, r.end) for r in update.ended] == [("9@pbx", "evicted")]
     [left] = view.finish(T0 + 120)
     assert (left.aor, left.end, left.ended_ts) == ("8@pbx", "bound_at_end", None)
+
+
+def test_contacts_per_aor_and_refresh_entries_stay_bounded():
+    """A registrar that enumerates nothing lets each REGISTER add 64 contacts: the AOR keeps the newest
+    MAX_CONTACTS_PER_AOR, the rest end as evicted (counted); a phone refreshing every second for a day leaves
+    no growing heap of stale expiry entries."""
+    from voipwatch.bindings import MAX_CONTACTS_PER_AOR
+    view = RegistrarView(max_aors=10)
+    evicted = 0
+    for n in range(10):
+        contacts = [f"sip:9@10.0.{n}.{i}" for i in range(64)]
+        evicted += sum(r.end == "evicted" for r in _register(view, T0 + n, "10.0.0.21", contacts, [3600] * 64).ended)
+    assert len(view.live("9@pbx", T0 + 20)) == MAX_CONTACTS_PER_AOR and evicted == view.overflows == 640 - 256
+    for n in range(86_400):
+        _register(view, T0 + 100 + n, "10.0.0.30", [], [], ["sip:7@10.0.0.30"], [3600])
+    assert len(view._lapse) < 3 * (MAX_CONTACTS_PER_AOR + 1) + 1024

@@ -21,6 +21,10 @@ from typing import NamedTuple
 from dissectors.sip_headers import uri_host
 from voipwatch.records import SipMessage, declare, r6, vlan_text
 
+# Contacts kept per address-of-record: a registrar that enumerates nothing lets a REGISTER add up to 64
+# contacts each time (dissectors/sip.py MAX_LIST_VALUES); beyond this the oldest ends as evicted, counted.
+MAX_CONTACTS_PER_AOR = 256
+
 # How a binding's row ended: it lapsed (expires_ts passed with no refresh), a later 200 OK no longer
 # listed it (removed_by names the source of that REGISTER), it was still bound at the end of the capture,
 # or the view's cap dropped its address-of-record.
@@ -103,11 +107,14 @@ class RegistrarView:
     """address-of-record -> contact -> its binding, as the registrar's 200 OKs list them."""
 
     def __init__(self, max_aors: int, default_expires_s: float = 3600.0):
+        """At most max_aors addresses-of-record and MAX_CONTACTS_PER_AOR contacts each; `overflows` counts
+        what either cap dropped."""
         self.max_aors = max_aors
         self.default_expires_s = default_expires_s
         self.overflows = 0
         self._aors: OrderedDict[str, dict[str, BindingState]] = OrderedDict()
         self._lapse: list[tuple[float, str, str]] = []      # (expires_ts, aor, key), stale entries skipped
+        self._compact_at = 1024                             # heap size that triggers dropping stale entries
 
     def __len__(self) -> int:
         return len(self._aors)
@@ -165,8 +172,16 @@ class RegistrarView:
             b = bindings.pop(key)
             update.removed.append(b)
             update.ended.append(b.to_record("removed", ts, request.src))
+        while len(bindings) > MAX_CONTACTS_PER_AOR:
+            oldest = min(bindings, key=lambda k: bindings[k].first_seen_ts)
+            self.overflows += 1
+            update.ended.append(bindings.pop(oldest).to_record("evicted", ts))
         if not bindings:
             del self._aors[aor]
+        if len(self._lapse) > self._compact_at:         # refreshes leave stale entries; keep the heap bounded
+            self._lapse = [(b.expires_ts, a, k) for a, bs in self._aors.items() for k, b in bs.items()]
+            heapq.heapify(self._lapse)
+            self._compact_at = 2 * len(self._lapse) + 1024
         while len(self._aors) > self.max_aors:
             _, dropped = self._aors.popitem(last=False)
             self.overflows += 1

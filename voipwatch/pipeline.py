@@ -35,8 +35,8 @@ ANOMALIES = {
                                             "recently announced forgotten",
     "sessions.calls_overflow": "calls over max_calls: the least recently active closed early",
     "sessions.registrations_overflow": "registrations over max_registrations: the least recently active closed early",
-    "sessions.bindings_overflow": "addresses-of-record with bindings over max_registrations: the least recently "
-                                  "answered dropped (its bindings end as evicted)",
+    "sessions.bindings_overflow": "bindings over the caps (max_registrations addresses-of-record, 256 contacts "
+                                  "each): the least recently answered AOR or the oldest contact ends as evicted",
     "sessions.register_transactions_overflow": "REGISTER transactions over max_register_transactions: the oldest "
                                                "forgotten, its response left unmatched",
     "rtp.streams_overflow": "open RTP streams over max_rtp_streams (streaming path): the least recently active "
