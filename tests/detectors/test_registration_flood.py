@@ -196,7 +196,8 @@ def test_scan_in_the_generated_site_capture(tmp_path):
 
 
 @pytest.mark.peer
-def test_registrations_table_counts_failed_logins_as_the_detector_does(public_captures, tshark):
+@pytest.mark.parametrize("mode", ["batch", "stream"])
+def test_registrations_table_counts_failed_logins_as_the_detector_does(public_captures, tshark, mode):
     """ipfixprobe sip.pcap: svcrack cracks 6001. The registrations row of 6001 from the cracker counts failed
     logins (401/403/407 to a REGISTER carrying credentials) by the same definition as RF-05 (voipwatch.sip_auth):
     both equal tshark's count of such answers, RF-05's up to the 200 and the row's over the whole capture."""
@@ -214,7 +215,7 @@ def test_registrations_table_counts_failed_logins_as_the_detector_does(public_ca
             outcomes.append((int(frame), int(status), with_auth[key][0]))
     success_frame = next(f for f, s, _ in outcomes if s == 200)
     failed = [f for f, s, creds in outcomes if creds and s in (401, 403, 407)]
-    result = analyze_files([str(path)], load_settings(None))
+    result = analyze_files([str(path)], load_settings(None), mode=mode)
     lockout = next(a for a in result.alerts if a.name == f"{FAMILY}.lockout_not_enforced")
     row = next(r for r in result.records["registrations"] if r.aor.startswith("6001@") and r.src == "147.32.77.113")
     assert lockout.evidence["failures"] == sum(1 for f in failed if f < success_frame) == 7

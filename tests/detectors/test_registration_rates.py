@@ -109,3 +109,32 @@ def test_detector_cap_hits_reach_the_summary():
     assert hits["detector.registration_flood.txns"] > 0 and hits["detector.registration_flood.flood"] > 0
     assert load_settings(None).detector_configs[FAMILY].max_tracked == 100_000
     assert "caps_hit" in analyze_files([str(capture)], load_settings(None)).summary
+
+
+@pytest.mark.parametrize("factor", [10, 100])
+def test_distributed_spraying_at_any_rate(factor):
+    """spray_sources (5) sources failing one user per 10 min, 10x and 100x as many: all sources counted."""
+    det = _detector()
+    sources, msgs = 5 * factor, []
+    for i in range(sources):
+        req = _request(T0 + i * 600.0 / sources / 2, 2 * i + 1, "REGISTER", src=f"198.51.{100 + i // 250}.{i % 250 + 1}",
+                       user="2001", call_id=f"d{i}", auth=True)
+        msgs += [req, _answer(req, 403, 2 * i + 2)]
+    spray = [a for a in _feed(det, msgs) if a.name == f"{FAMILY}.spraying"]
+    assert spray[-1].evidence["source_count"] == sources and spray[-1].evidence["failures"] == sources
+    assert len(spray[-1].evidence["sources"]) == 50                   # max_listed
+
+
+@pytest.mark.parametrize("rate", [200, 2_000])
+def test_flood_503_corroboration_at_any_rate(rate):
+    """Every request of a flood answered 503 (flood_503 is 10 per window): the alert states the true count of
+    503s to the source in its window."""
+    det = _detector()
+    msgs, n = [], 6 * rate
+    for i in range(n):
+        req = _request(T0 + i / rate, 2 * i + 1, "OPTIONS", user="x")
+        msgs += [req, _answer(req, 503, 2 * i + 2)]
+    floods = [a for a in _feed(det, msgs) if a.name == f"{FAMILY}.request_flood"]
+    last = floods[-1]
+    assert last.severity == "high" and last.evidence["requests"] == n
+    assert last.evidence["responses_503"] == n - 1      # the last request's 503 comes after the alert
