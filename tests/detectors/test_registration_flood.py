@@ -6,6 +6,7 @@ import dataclasses
 import json
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -281,3 +282,27 @@ def test_unauthenticated_invites_to_extensions_are_enumeration():
     enum = [a for a in _run(msgs) if a.name == f"{FAMILY}.enumeration"]
     assert len(enum) == 1 and enum[0].severity == "high" and enum[0].evidence["users_tried"] == 40
     assert enum[0].evidence["valid_users"] == [f"{3000 + n}" for n in range(0, 40, 4)]
+
+
+@pytest.mark.peer
+@pytest.mark.parametrize("mode", ["batch", "stream"])
+def test_enumeration_on_a_capture_with_dialled_destinations(analysis, tshark, mode):
+    """sample_captures/rf-dialling.pcap: a phone that logged in dials 40 external numbers, each first answered
+    407 (RFC 3261 §22.3: log in), then re-sent with Proxy-Authorization; a prober INVITEs 40 extensions without
+    credentials and is answered 407 for the 10 that exist, 404 for the rest. Only the prober enumerates, and
+    its evidence equals tshark's reading of the same packets."""
+    samples = Path(__file__).resolve().parents[2] / "sample_captures"
+    capture, config = samples / "rf-dialling.pcap", samples / "configs" / "registration_flood.toml"
+    rows = peer.run(tshark, ["-r", str(capture), "-Y", 'sip.CSeq.method == "INVITE"', "-T", "fields",
+                             "-e", "ip.src", "-e", "ip.dst", "-e", "sip.Method", "-e", "sip.Status-Code",
+                             "-e", "sip.r-uri.user", "-e", "sip.to.user"])
+    to_phone = Counter(f[3] for f in (r.split("\t") for r in rows.splitlines()) if f[1] == "10.1.10.31" and f[3])
+    assert to_phone["407"] == 40                                 # what was miscounted as users revealed
+    probed = {f[4] for f in (r.split("\t") for r in rows.splitlines()) if f[0] == "198.51.100.99" and f[2] == "INVITE"}
+    answers = [(f[5], f[3]) for f in (r.split("\t") for r in rows.splitlines()) if f[1] == "198.51.100.99"]
+    alerts = [a for a in analysis(capture, config, mode).alerts if a.name == f"{FAMILY}.enumeration"]
+    assert [(a.src, a.severity) for a in alerts] == [("198.51.100.99", "high")]
+    ev = alerts[0].evidence
+    assert ev["users_tried"] == len(probed) == 40
+    assert ev["responses"] == dict(sorted(Counter(s for _, s in answers).items())) == {"404": 30, "407": 10}
+    assert ev["valid_users"] == sorted(u for u, s in answers if s == "407")
