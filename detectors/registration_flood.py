@@ -3,24 +3,26 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections import Counter, namedtuple
+from collections import Counter
 from dataclasses import dataclass, field
 
 from dissectors.sip import address_of_record
 from voipwatch.config_schema import ConfigError, opt
 from voipwatch.detect import AlertSpec, Detector, register
+from voipwatch.bindings import RegisterRequest, RegistrarView, contact_key
 from voipwatch.records import SipMessage
-from voipwatch.windows import BoundedMap, KeyedWindows, SlidingWindow
+from voipwatch.sip_auth import CHALLENGES, credentials, outcome
+from voipwatch.windows import BoundedMap, Cap, KeyedWindows, SlidingWindow
 
 ACCOUNTS = "Part III: User accounts and passwords"
 REGISTRATION = "Part III: Client registration protections"
 AVAILABILITY = "Part I: Network availability protections"
 PROBES = frozenset({"REGISTER", "INVITE", "OPTIONS"})     # what SIP scanners (svmap, svwar) send
-CREDENTIALS = ("authorization", "proxy-authorization")   # RFC 3261 §22.2, §22.3
-CHALLENGES = frozenset({401, 407})                        # RFC 3261 §21.4.2, §21.4.8
 UNKNOWN_USER = frozenset({404, 604})                      # RFC 3261 §21.4.5, §21.6.3
+REFUSED = frozenset({403, 404, 604})                       # RFC 3261 §21.4.4, §21.4.5, §21.6.3: refused outright
 FANOUT_ROLES = ("esc", "sbc")                             # servers that talk to every phone and aggregate them
 TRUSTED_ROLES = ("sbc", "pstn_gw", "trusted_trunks")      # peers often admitted by address, not by digest
+SITE_PEERS = ("esc", "sbc", "pstn_gw", "trusted_trunks", "remote_vpn_pool")   # declared addresses a contact may have
 TXN_IDLE_S = 200.0         # RFC 3261 §16.6 step 11: an INVITE may ring for Timer C (> 3 min) before its answer
 # SIPVicious (svmap, svwar, svcrack) builds its From tags as hex("<text>\x01<digits>"), whatever User-Agent it claims.
 _SV_TAG = re.compile(r"(?:[0-9a-f]{2}){4,}")
@@ -56,6 +58,10 @@ class Config:
     auth_lookback_s: float = opt(3600.0, "RF-06: a 401/407 to a REGISTER for the AOR within this long shows the registrar challenges it.")
     default_expires_s: float = opt(3600.0, "Binding lifetime when neither REGISTER nor its 2xx states one (RFC 3261 §10.3 step 7).")
     hijack_zones: tuple[str, ...] = opt(("data", "wlan"), "A new binding source in one of these zones is high severity (RF-07); a public one always is.")
+    slow_failures: int = opt(100, "Refused REGISTERs (credentials rejected, or 403/404/604) from one source in one slow campaign: a slow brute force or spray.")
+    slow_min_span_s: float = opt(600.0, "A slow campaign must span at least this long (shorter ones are for the 60-s checks).")
+    slow_quiet_s: float = opt(21600.0, "A source's slow campaign is judged once it has sent no REGISTER for this long (bursts hours apart stay one campaign).")
+    slow_max_s: float = opt(86400.0, "A slow campaign is judged at the latest this long after its first REGISTER (then a new one starts).")
     flood_window_s: float = opt(10.0, "RF-08 flood window, seconds.")
     flood_rate: float = opt(20.0, "Requests per second from one source, averaged over the window, that make a flood.")
     flood_min_span_s: float = opt(5.0, "The requests must span at least this long: a shorter burst is a scan (RF-01), not a flood.")
@@ -76,6 +82,7 @@ class _Txn:
     expires: int | None
     user_agent: str | None
     target: str | None           # the user a probe targets (To of a REGISTER, else the Request-URI user)
+    register: RegisterRequest | None = None   # what the registrar's view needs of a REGISTER
     credentials: str | None = None   # sha256 of the digest response, None without credentials
     judged: str | None = None    # the credentials a final response already judged (retransmissions)
 
@@ -89,6 +96,7 @@ class _Campaign:
     enumerating: bool = False    # enum_users distinct users within enum_window_s were reached
     tried: int = 0
     users: dict = field(default_factory=dict)        # probed user -> (first final status, responder) or None
+    dialled: set = field(default_factory=set)        # users of it probed by INVITE/OPTIONS, not by REGISTER
     targets: set = field(default_factory=set)
     methods: Counter = field(default_factory=Counter)
     fails: Counter = field(default_factory=Counter)  # user -> failed authentications
@@ -103,7 +111,18 @@ class _Run:
     burst: bool = False          # the brute-force rate (RF-03) was reached during the run
 
 
-_Binding = namedtuple("_Binding", "expires_at zone user_agent contacts")     # one source's binding of an AOR
+@dataclass(slots=True)
+class _Slow:
+    """One source's REGISTERs over hours: a slow brute force or spray stays under every 60-s window."""
+    first_ts: float
+    last_ts: float
+    vlan: tuple[int, ...]
+    user_agent: str | None
+    requests: int = 0            # REGISTER messages (retransmissions included, as a packet count)
+    with_credentials: int = 0
+    answers: Counter = field(default_factory=Counter)   # final status -> response messages
+    refused: int = 0             # answers judged refused (sip_auth failure, or 403/404/604), once per transaction
+    accounts: dict = field(default_factory=dict)        # To user -> [REGISTERs, refused]
 
 
 @register
@@ -112,14 +131,16 @@ class RegistrationFlood(Detector):
 
     What: RF-01 SIP attack tools by User-Agent (friendly-scanner, sipvicious, sipcli, VaxSIPUserAgent, pplsip,
     sundayddr, iWar, SIVuS; sipsak low) or SIPVicious's From tag; one source probing >= 20 hosts or >= 10 ports
-    in 60 s. RF-02 one source trying >= 30 users in 60 s, listing those the registrar revealed as valid
-    (401/407/2xx while others got 404/604). RF-03 >= 10 rejected credentials (401/407/403 to a request with
-    Authorization) for one user from one source in 60 s. RF-04 one user failing from >= 5 sources in 10 min,
-    or one source failing on >= 20 users with <= 3 tries each. RF-05 a 2xx after >= 10 consecutive failures
-    of the user (3 for a fingerprinted scanner). RF-06 a REGISTER without credentials accepted with no 401/407
-    for the AOR in the last hour. RF-07 a REGISTER accepted for an AOR holding a live binding from another
-    source (a binding added, or removed by Expires: 0 / Contact: *). RF-08 > 20 requests/s from one source
-    over 10 s, corroborated by 503 answers.
+    in 60 s. RF-02 one source probing >= 30 identities in 60 s (REGISTER To users; INVITE/OPTIONS targets
+    without credentials, not what an authenticated account dials), listing those the registrar revealed as
+    valid (401/407/2xx while others got 404/604). RF-03 >= 10 rejected credentials (401/407/403 to a request
+    with Authorization) for one user from one source in 60 s, or >= 100 refused REGISTERs from one source over
+    hours (slow). RF-04 one user failing from >= 5 sources in 10 min, or one source failing on >= 20 users with
+    <= 3 tries each (also over hours). RF-05 a 2xx after >= 10 consecutive failures of the user (3 for a
+    fingerprinted scanner). RF-06 a REGISTER without credentials accepted with no 401/407 for the AOR in the
+    last hour. RF-07 a 200 OK to REGISTER adding a contact beside another source's live binding or dropping
+    one (the registrar's view, voipwatch.bindings), and a binding at a contact outside the site (rogue).
+    RF-08 > 20 requests/s from one source over 10 s, corroborated by 503 answers.
     Why: NSA guide Part III "User accounts and passwords" (limit consecutive failed logins) and "Client
     registration protections" (authenticate clients, disable automatic registration); Part I "Network
     availability protections" (rate-limit traffic to UC VLANs).
@@ -128,7 +149,8 @@ class RegistrationFlood(Detector):
     floods), sbc/pstn_gw/trusted_trunks from RF-06; [zones] sharpen RF-07 severities.
     False positives: OPTIONS pingers (allowlist them); a NATed office retrying slowly after a password change
     (RF-04); a stale password failing >= 10 times before it is fixed (RF-05 high, critical only when the
-    failures were fast, from several sources or from a scanner); IP-trusted gateways and mTLS (RF-06); desk
+    failures were fast, from several sources or from a scanner), or for hours (slow_brute_force medium); a
+    teleworker bound at a public address (rogue_binding: declare remote_vpn_pool); IP-trusted gateways and mTLS (RF-06); desk
     phone plus softphone on one AOR (RF-07 medium), a phone renumbered in its zone (RF-07 info); load tests
     and failover re-registration (RF-08 medium from internal sources). A 401/407 to credentials with
     stale=true is a stale-nonce re-challenge (RFC 7616 §3.3: the credentials were valid), not a failure.
@@ -144,7 +166,10 @@ class RegistrationFlood(Detector):
         "lockout_not_enforced": AlertSpec("RF-05", "critical", ACCOUNTS, "Authentication succeeded after many consecutive failures"),
         "unauthenticated_registration": AlertSpec("RF-06", "high", REGISTRATION, "A REGISTER was accepted without any challenge"),
         "binding_hijack": AlertSpec("RF-07", "high", REGISTRATION, "A binding was added or removed from another source"),
+        "rogue_binding": AlertSpec("RF-07", "critical", REGISTRATION, "An account is bound to a contact outside the site"),
         "request_flood": AlertSpec("RF-08", "high", AVAILABILITY, "One source sent SIP requests at a flood rate"),
+        "slow_brute_force": AlertSpec("RF-03", "high", ACCOUNTS, "Many refused logins from one source over hours (slow brute force)"),
+        "slow_spraying": AlertSpec("RF-04", "high", ACCOUNTS, "Many accounts refused a few times each from one source over hours (slow password spray)"),
     }
     Config = Config
 
@@ -160,10 +185,16 @@ class RegistrationFlood(Detector):
         self._txns: BoundedMap[_Txn] = BoundedMap(cap, TXN_IDLE_S)
         self._scanners: BoundedMap[bool] = BoundedMap(cap, c.remember_s)
         self._registrars: BoundedMap[bool] = BoundedMap(cap, c.remember_s)
+        self._authenticated: BoundedMap[float] = BoundedMap(cap, c.remember_s)  # source -> when it last logged in
         self._campaigns: BoundedMap[_Campaign] = BoundedMap(cap, 2 * c.campaign_quiet_s)
         self._runs: BoundedMap[_Run] = BoundedMap(cap, c.lockout_window_s)
         self._challenged: BoundedMap[float] = BoundedMap(cap, c.auth_lookback_s)
-        self._bindings: BoundedMap[dict] = BoundedMap(cap, 2 * c.default_expires_s)
+        self._view = RegistrarView(cap, c.default_expires_s)            # bindings as the 200 OKs list them
+        self._slow: BoundedMap[_Slow] = BoundedMap(cap, 2 * c.slow_quiet_s)   # source -> its slow campaign
+        self._slow_accounts = Cap()                                      # accounts beyond campaign_max_users
+        self._streaks: BoundedMap[int] = BoundedMap(cap, c.slow_max_s)  # account -> consecutive refusals
+        self._cracked: BoundedMap[float] = BoundedMap(cap, c.remember_s)   # user -> when RF-05 found it guessed
+        self._bound_before: BoundedMap[str] = BoundedMap(cap, 2 * c.default_expires_s)  # (aor, contact) -> source
         self._busy: BoundedMap[SlidingWindow] = BoundedMap(cap, c.flood_window_s, lambda: SlidingWindow(c.flood_window_s))
         self._hosts, self._ports = KeyedWindows(c.sweep_window_s, cap), KeyedWindows(c.sweep_window_s, cap)
         self._enum, self._bf = KeyedWindows(c.enum_window_s, cap), KeyedWindows(c.bf_window_s, cap)
@@ -171,6 +202,7 @@ class RegistrationFlood(Detector):
 
     def on_sip_message(self, msg: SipMessage):
         yield from self._close_campaigns(msg.pkt.ts)
+        yield from self._close_slow(msg.pkt.ts)
         if msg.is_request:
             yield from self._request(msg)
         elif msg.status is not None and msg.status >= 200:
@@ -178,6 +210,7 @@ class RegistrationFlood(Detector):
 
     def finish(self):
         yield from self._close_campaigns(float("inf"))
+        yield from self._close_slow(float("inf"))
 
     def _allowed(self, ip: str) -> bool:
         return (bool(self._allow) and any(ipaddress.ip_address(ip) in n for n in self._allow)
@@ -190,19 +223,22 @@ class RegistrationFlood(Detector):
     def _request(self, msg: SipMessage):
         p, method = msg.pkt, msg.method or ""
         if method not in ("ACK", "CANCEL") and msg.call_id is not None:
-            cred = next((a for a in msg.auth if a.header in CREDENTIALS), None)
+            cred = credentials(msg)
             key = (msg.call_id, msg.cseq, method)
             txn = self._txns.get(key) or _Txn(
                 p.src, p.vlan, method, (cred and cred.username) or (msg.to_user if method == "REGISTER" else msg.from_user)
-                or "", address_of_record(msg), msg.contact, msg.expires, msg.user_agent, _probed_user(msg))
+                or "", address_of_record(msg), msg.contact, msg.expires, msg.user_agent, _probed_user(msg),
+                RegisterRequest.of(msg) if method == "REGISTER" else None)
             txn.credentials = cred and (cred.response_sha256 or "digest")   # svcrack re-guesses in one transaction
             self._txns.set(key, txn, p.ts)
         if self._allowed(p.src):
             return
         yield from self._fingerprint(msg)
+        if method == "REGISTER" and not self._fans_out(p.src):
+            yield from self._slow_register(msg)
         if method in PROBES and not self._fans_out(p.src):
             yield from self._sweep(msg)
-            yield from self._enumerate(msg)
+            yield from self._enumerate(msg, credentials(msg) is not None)
         if not any(self.site.has_role(p.src, r) for r in FANOUT_ROLES):
             yield from self._request_flood(msg)
 
@@ -237,9 +273,17 @@ class RegistrationFlood(Detector):
                           "sample_hosts": sorted(hosts.distinct)[:c.max_listed],
                           "sample_ports": sorted(ports.distinct)[:c.max_listed], "user_agent": msg.user_agent})
 
-    def _enumerate(self, msg: SipMessage):
+    def _enumerate(self, msg: SipMessage, has_credentials: bool):
         p, c, user = msg.pkt, self.config, _probed_user(msg)
         if not user:
+            return
+        logged_in = self._authenticated.get(p.src)
+        if msg.method != "REGISTER" and (has_credentials or self.site.is_external_number(user)
+                                         or logged_in is not None and p.ts - logged_in <= c.remember_s):
+            # RF-02 probes identities. What an authenticated account dials (its request carries credentials,
+            # or its source has logged in) and external numbers are destinations, not users: their 401/407
+            # answers are the proxy asking the caller to log in (RFC 3261 §22.3), not a user revealed.
+            self._not_a_probe(p.src, user)
             return
         camp = yield from self._campaign(p.src, p.ts, p.vlan, p.dst)
         camp.methods[msg.method] += 1
@@ -247,8 +291,18 @@ class RegistrationFlood(Detector):
             camp.tried += 1
             if len(camp.users) < c.campaign_max_users:
                 camp.users[user] = None
+                if msg.method != "REGISTER":
+                    camp.dialled.add(user)
         if self._enum.add(p.src, p.ts, user).n_distinct() >= c.enum_users:
             camp.enumerating = True
+
+    def _not_a_probe(self, src: str, user: str) -> None:
+        """A target that src dialled as an authenticated account (say, after a 407) leaves its campaign."""
+        camp = self._campaigns.get(src)
+        if camp is not None and user in camp.dialled:
+            camp.dialled.discard(user)
+            camp.users.pop(user, None)
+            camp.tried -= 1
 
     def _request_flood(self, msg: SipMessage):
         p, c = msg.pkt, self.config
@@ -267,6 +321,82 @@ class RegistrationFlood(Detector):
             evidence={"requests": n, "window_s": c.flood_window_s, "first_ts": window.first_ts(), "last_ts": p.ts,
                       "methods": dict(window.distinct), "responses_503": busy, "public_source": public,
                       "user_agent": msg.user_agent})
+
+    # -- slow campaigns: RF-03/RF-04 over hours, judged when the source goes quiet ----------------------
+    def _slow_register(self, msg: SipMessage):
+        p, c = msg.pkt, self.config
+        slow = self._slow.get(p.src)
+        if slow is not None and p.ts - slow.first_ts > c.slow_max_s:
+            yield from self._judge_slow(p.src, self._slow.pop(p.src))
+            slow = None
+        if slow is None:
+            slow = _Slow(p.ts, p.ts, p.vlan, msg.user_agent)
+        slow.last_ts = p.ts
+        slow.requests += 1
+        slow.with_credentials += credentials(msg) is not None
+        account = slow.accounts.get(msg.to_user or "")
+        if account is None and len(slow.accounts) < c.campaign_max_users:
+            account = slow.accounts[msg.to_user or ""] = [0, 0]
+        elif account is None:
+            self._slow_accounts.overflows += 1
+        if account is not None:
+            account[0] += 1
+        self._slow.set(p.src, slow, p.ts)
+
+    def _slow_outcome(self, txn: _Txn, result: str | None, status: int, ts: float) -> None:
+        """Consecutive refusals per account (a success resets them: the guide's "consecutive failed logins")
+        and the refusals of the sender's slow campaign."""
+        account = txn.target or ""
+        if result == "success":
+            self._streaks.pop(account)
+            return
+        if not (result == "failure" or result == "rejected" and status in REFUSED):
+            return
+        self._streaks.set(account, self._streaks.get(account, 0) + 1, ts)
+        slow = self._slow.get(txn.src)
+        if slow is not None:
+            slow.refused += 1
+            if account in slow.accounts:
+                slow.accounts[account][1] += 1
+
+    def _close_slow(self, now: float):
+        quiet = []
+        for src, slow in self._slow.items():               # least recently active first
+            if now - slow.last_ts <= self.config.slow_quiet_s:
+                break
+            quiet.append(src)
+        for src in quiet:
+            yield from self._judge_slow(src, self._slow.pop(src))
+
+    def _judge_slow(self, src: str, slow: _Slow):
+        c, span = self.config, slow.last_ts - slow.first_ts
+        if slow.refused < c.slow_failures or span < c.slow_min_span_s:
+            return
+        refused = {a: v for a, v in slow.accounts.items() if v[1]}
+        tries = sorted(v[1] for v in refused.values()) or [0]
+        median = tries[len(tries) // 2]
+        spray = len(refused) >= c.spray_users and median <= c.spray_max_tries
+        public, scanner = not self.site.is_internal(src), src in self._scanners
+        streaks = {a: self._streaks.get(a, 0) for a in refused}
+        top = sorted(slow.accounts.items(), key=lambda kv: (-kv[1][1], -kv[1][0], kv[0]))[:c.max_listed]
+        answers = ", ".join(f"{n} x {s}" for s, n in sorted(slow.answers.items())) or "none"
+        yield self.alert(
+            "slow_spraying" if spray else "slow_brute_force", ts=slow.last_ts, identifier=src, src=src, vlan=slow.vlan,
+            severity="medium" if len(refused) == 1 and not public and not scanner else "high",
+            msg=f"{src} sent {slow.requests} REGISTERs for {len(slow.accounts)} accounts over {span / 3600:.1f} h; "
+                f"{slow.refused} were refused, on {len(refused)} accounts about {median} times each (answers: "
+                f"{answers}), each 60-s window staying under the thresholds: a slow "
+                f"{'password spray' if spray else 'brute force'}. Block the source and lock accounts after "
+                f"consecutive failed logins.",
+            evidence={"pattern": "spray" if spray else "brute_force", "requests": slow.requests,
+                      "with_credentials": slow.with_credentials, "accounts": len(slow.accounts),
+                      "accounts_refused": len(refused), "refused": slow.refused, "median_refused_per_account": median,
+                      "answers_by_status": {str(s): n for s, n in sorted(slow.answers.items())},
+                      "first_ts": slow.first_ts, "last_ts": slow.last_ts, "span_s": round(span, 6),
+                      "max_account_consecutive_refusals": max(streaks.values(), default=0),
+                      "sample_accounts": [{"account": a, "requests": v[0], "refused": v[1],
+                                           "account_consecutive_refusals": streaks.get(a, 0)} for a, v in top],
+                      "user_agent": slow.user_agent, "public_source": public, "scanner_source": scanner})
 
     # -- campaigns: RF-02 enumeration and RF-04 spraying, judged when the source goes quiet ---------
     def _campaign(self, src: str, ts: float, vlan: tuple[int, ...], target: str):
@@ -302,7 +432,7 @@ class RegistrationFlood(Detector):
                     f"tries each in {span:.0f} s (password spraying).",
                 evidence={"pattern": "spray", "users": few[:c.max_listed], "user_count": len(few),
                           "failures": sum(camp.fails.values()), **common})
-        if not camp.enumerating:
+        if not camp.enumerating or camp.tried < c.enum_users:    # destinations dialled later left the campaign
             return
         answers = [a for a in camp.users.values() if a is not None]
         statuses = Counter(status for status, _ in answers)
@@ -328,6 +458,9 @@ class RegistrationFlood(Detector):
         p, ts, status = msg.pkt, msg.pkt.ts, msg.status
         if status == 503:                               # RFC 3261 §21.5.4: the server is overloaded
             self._busy.touch(p.dst, ts).add(ts)
+        slow = self._slow.get(p.dst) if msg.cseq_method == "REGISTER" else None
+        if slow is not None:
+            slow.answers[status] += 1
         txn = self._txns.get((msg.call_id, msg.cseq, msg.cseq_method))
         if txn is None or txn.judged == (txn.credentials or ""):
             return                                      # unmatched, or a retransmitted final answer (§17.2)
@@ -339,9 +472,14 @@ class RegistrationFlood(Detector):
             self._registrars.set(p.src, True, ts)
             if status in CHALLENGES:
                 self._challenged.set(txn.aor, ts, ts)
-        if txn.credentials and status in (401, 403, 407) and not _stale_nonce(msg):
+        result = outcome(bool(txn.credentials), msg)    # the registrations table counts the same way
+        if txn.method == "REGISTER":
+            self._slow_outcome(txn, result, status, ts)
+        if result == "failure":
             yield from self._failure(txn, msg)
-        elif 200 <= status < 300 and txn.method in ("REGISTER", "INVITE"):
+        elif result == "success" and txn.method in ("REGISTER", "INVITE"):
+            if txn.credentials:
+                self._authenticated.set(txn.src, ts, ts)
             yield from self._success(txn, msg)
             if txn.method == "REGISTER":
                 yield from self._unchallenged(txn, msg)
@@ -384,6 +522,7 @@ class RegistrationFlood(Detector):
         failures = sum(run.sources.values()) if run is not None and ts - run.last_ts <= c.lockout_window_s else 0
         if failures < (c.lockout_failures_scanner if scanner else c.lockout_failures):
             return
+        self._cracked.set(user, ts, ts)
         yield self.alert(
             "lockout_not_enforced", ts=ts, identifier=f"{txn.src}>{user}", src=txn.src, dst=registrar, vlan=txn.vlan,
             severity="critical" if scanner or run.burst or len(run.sources) > 1 else "high",
@@ -410,45 +549,108 @@ class RegistrationFlood(Detector):
                       "expires": txn.expires, "user_agent": txn.user_agent})
 
     def _binding(self, txn: _Txn, msg: SipMessage):
-        """RFC 3261 §26.1.1 registration hijacking: a binding added or removed from another source."""
-        c, ts, site = self.config, msg.pkt.ts, self.site
-        bindings = {s: b for s, b in (self._bindings.get(txn.aor) or {}).items() if b.expires_at >= ts}
-        remove = txn.contacts == ("*",) or txn.expires == 0      # RFC 3261 §10.2.2
-        zone = site.zone_of(txn.src, txn.vlan)
-        others = {s: b for s, b in bindings.items() if s != txn.src}
-        if others:
-            public = not site.is_internal(txn.src)
-            zones = {b.zone for b in others.values()}
-            if public and any(site.is_internal(s) for s in others) or zone in c.hijack_zones and zone not in zones:
-                severity = "high"
-            elif zone not in zones or txn.user_agent not in {b.user_agent for b in others.values()}:
-                severity = "medium"
-            else:
-                severity = "info"                  # same zone and phone model: most likely renumbered by DHCP
-            yield self.alert(
-                "binding_hijack", ts=ts, severity=severity, identifier=f"{txn.aor}|{txn.src}", src=txn.src,
-                dst=msg.pkt.src, vlan=txn.vlan,
-                msg=f"{msg.pkt.src} accepted a REGISTER for {txn.aor} from {txn.src} (zone {zone or 'unknown'}) that "
-                    f"{'removed' if remove else 'added a binding beside'} {len(others)} live binding(s) from "
-                    f"{', '.join(sorted(others))}.",
-                evidence={"aor": txn.aor, "action": "deregister" if remove else "register", "new_zone": zone,
-                          "new_user_agent": txn.user_agent, "new_contacts": list(txn.contacts),
-                          "previous_sources": sorted(others), "previous_zones": sorted(z or "unknown" for z in zones),
-                          "previous_user_agents": sorted({b.user_agent or "" for b in others.values()}),
-                          "registrar": msg.pkt.src, "public_source": public})
-        if remove:
-            bindings = {} if txn.contacts == ("*",) else {
-                s: b for s, b in bindings.items() if s != txn.src and not set(b.contacts) & set(txn.contacts)}
+        """RFC 3261 §26.1.1 registration hijacking, judged on the registrar's view (voipwatch.bindings): the
+        bindings a 200 OK lists (§10.3 step 8), not what the REGISTER asked for."""
+        c, ts, site, registrar = self.config, msg.pkt.ts, self.site, msg.pkt.src
+        others = [b for b in self._view.live(txn.aor, ts) if b.src != txn.src]    # src None: bound before the capture
+        update = self._view.on_ok(txn.aor, txn.register, msg)
+        yield from self._rogue(txn, msg, update)
+        # A contact this source had bound before (a phone registering again after its own de-registration)
+        # is its own device coming back, not a new one.
+        added = [b for b in update.added if b.src == txn.src
+                 and self._bound_before.get((txn.aor, contact_key(b.contact))) != txn.src]
+        for b in update.added:
+            if b.src is not None:
+                self._bound_before.set((txn.aor, contact_key(b.contact)), b.src, ts)
+        removed = [b for b in update.removed if b.src != txn.src]
+        if not others or not (added or removed):
+            return                          # a refresh, or a phone removing only its own contact
+        zone, public = site.zone_of(txn.src, txn.vlan), not site.is_internal(txn.src)
+        zones = {site.zone_of(b.src, b.vlan) for b in others if b.src}
+        if public and any(b.src and site.is_internal(b.src) for b in others) or zone in c.hijack_zones and zone not in zones:
+            severity = "high"
+        elif zone not in zones or txn.user_agent not in {b.user_agent for b in others}:
+            severity = "medium"
         else:
-            expires = msg.expires if msg.expires is not None else txn.expires
-            bindings[txn.src] = _Binding(ts + (c.default_expires_s if expires is None else expires), zone,
-                                         txn.user_agent, txn.contacts)
-        self._bindings.set(txn.aor, bindings, ts)
+            severity = "info"                  # same zone and phone model: most likely renumbered by DHCP
+        what = []
+        if added:
+            what.append(f"added {', '.join(b.contact for b in added)}")
+        if removed:
+            what.append(f"removed {len(removed)} binding(s) registered from "
+                        f"{', '.join(sorted({b.src or 'before the capture' for b in removed}))}")
+        listed = [_listing(b, ts) for b in update.listed]
+        yield self.alert(
+            "binding_hijack", ts=ts, severity=severity, identifier=f"{txn.aor}|{txn.src}", src=txn.src,
+            dst=registrar, vlan=txn.vlan,
+            msg=f"{registrar} accepted a REGISTER for {txn.aor} from {txn.src} (zone {zone or 'unknown'}) that "
+                f"{' and '.join(what)}, while {len(others)} binding(s) from "
+                f"{', '.join(sorted({b.src or 'before the capture' for b in others}))} were live; its 200 OK lists "
+                f"{len(listed)} binding(s)" + (": " + "; ".join(
+                    f"{b['contact']} from {b['registered_from'] or 'before the capture'}, {b['expires_in_s']:.0f} s left"
+                    for b in listed[:5]) if listed else "") + ".",
+            evidence={"aor": txn.aor, "action": "register" if added else "deregister", "new_zone": zone,
+                      "new_user_agent": txn.user_agent, "new_contacts": list(txn.contacts),
+                      "previous_sources": sorted({b.src or "" for b in others}),
+                      "previous_zones": sorted(z or "unknown" for z in zones),
+                      "previous_user_agents": sorted({b.user_agent or "" for b in others}),
+                      "removed_bindings": [_listing(b, ts) for b in removed][:c.max_listed],
+                      "listed_bindings": listed[:c.max_listed], "listed_count": len(listed),
+                      "registrar": registrar, "public_source": public})
+
+    def _outside_site(self, host: str | None) -> bool:
+        """An address outside the organisation (site.internal_prefixes), its zones and its declared peers; a
+        contact given by name cannot be judged passively."""
+        try:
+            ipaddress.ip_address(host or "")
+        except ValueError:
+            return False
+        site = self.site
+        return not (site.is_internal(host) or site.zone_of(host) is not None or self._allowed(host)
+                    or any(site.has_role(host, r) for r in SITE_PEERS))
+
+    def _rogue(self, txn: _Txn, msg: SipMessage, update):
+        """A binding the registrar lists at an address outside the site that calls to the account now reach:
+        one pointing at a third host (not the address that registered it, as svcrack's sip:123@1.1.1.1), or
+        one made with a guessed password or by a scanner, or one beside a binding inside the site. A remote
+        phone that registers its own public address is none of these (XV-07 judges it)."""
+        c, ts, registrar = self.config, msg.pkt.ts, msg.pkt.src
+        for b in update.added:
+            if not self._outside_site(b.contact_host):
+                continue
+            scanner = b.src is not None and b.src in self._scanners
+            cracked = self._cracked.get(txn.user) is not None
+            inside = [x for x in update.listed if x is not b and not self._outside_site(x.contact_host)]
+            third_host = b.src is not None and _addr(b.contact_host) != _addr(b.src)
+            if not (scanner or cracked or inside or third_host):
+                continue
+            severity = "critical" if scanner or cracked or inside else "high"
+            yield self.alert(
+                "rogue_binding", ts=ts, severity=severity, identifier=f"{txn.aor}|{b.contact}", src=b.src,
+                dst=registrar, vlan=b.vlan,
+                msg=f"{registrar} lists a binding of {txn.aor} to {b.contact}, outside the site, registered from "
+                    f"{b.src or 'an unknown source before the capture'} and live for {b.expires_ts - ts:.0f} s: calls "
+                    f"to {txn.aor} are sent there" + (" as well as to the account's own phone" if inside else "")
+                    + (f" ({'the password was just guessed' if cracked else 'a SIP scanner registered it'})"
+                       if cracked or scanner else "")
+                    + ". Remove the binding at the registrar and change the account's password.",
+                evidence={"aor": txn.aor, "contact": b.contact, "contact_host": b.contact_host,
+                          "registered_from": b.src, "registrar": registrar, "user_agent": b.user_agent,
+                          "first_seen_ts": b.first_seen_ts, "expires_ts": b.expires_ts,
+                          "scanner_source": scanner, "account_cracked": cracked, "third_host": third_host,
+                          "inside_bindings": [_listing(x, ts) for x in inside][:c.max_listed],
+                          "listed_by_registrar": b.listed_by_registrar})
 
 
-def _stale_nonce(msg: SipMessage) -> bool:
-    """A 401/407 whose challenge says stale=true (RFC 7616 §3.3): the nonce expired, the credentials did not fail."""
-    return msg.status in CHALLENGES and any(a.stale for a in msg.auth)
+def _addr(text: str | None):
+    try:
+        return ipaddress.ip_address(text or "")
+    except ValueError:
+        return text
+
+
+def _listing(b, ts: float) -> dict:
+    return {"contact": b.contact, "registered_from": b.src, "expires_in_s": round(b.expires_ts - ts, 3)}
 
 
 def _probed_user(msg: SipMessage) -> str | None:

@@ -10,7 +10,7 @@ from urllib.parse import unquote
 from voipwatch.config_schema import ConfigError, opt
 from voipwatch.detect import AlertSpec, Detector, register
 from voipwatch.records import SipMessage
-from voipwatch.windows import BoundedMap, KeyedWindows
+from voipwatch.windows import BoundedMap, Cap, KeyedWindows
 
 TOLL = ("premium", "high_risk", "international")       # number classes that cost the most
 EXTERNAL = TOLL + ("national",)                          # "national": any other external number
@@ -18,6 +18,8 @@ TRUSTED_ROLES = ("esc", "sbc", "trusted_trunks", "pstn_gw")
 _VISUAL = re.compile(r"[-.()\s]")                         # RFC 3966 §5.1.1 visual separators
 _PHONE = re.compile(r"\+?[0-9*#]+")
 MAX_VARIANTS = 64                                         # dialled variants of one number kept per source (TF-03)
+MAX_ACTIVE = 1_000                                        # external calls in progress kept per account (TF-05)
+MAX_LISTED = 50                                           # numbers or Call-IDs listed in one alert's evidence
 
 
 @dataclass(frozen=True)
@@ -145,6 +147,7 @@ class TollFraud(Detector):
         self._toll = KeyedWindows(c.toll_window_s, c.max_tracked)
         self._short = KeyedWindows(c.short_window_s, c.max_tracked)
         self._active: BoundedMap[list] = BoundedMap(c.max_tracked, max(c.max_call_s, c.setup_timeout_s))
+        self._active_cap, self._variants_cap = Cap(), Cap()     # calls over MAX_ACTIVE, variants over MAX_VARIANTS
         self._reg_txns: BoundedMap[list] = BoundedMap(c.max_tracked, c.setup_timeout_s)
         self._bindings: BoundedMap[_Binding] = BoundedMap(c.max_tracked, c.new_account_s)
         self._first_ts: float | None = None
@@ -291,10 +294,13 @@ class TollFraud(Detector):
         numbers = self._walks.get(key) if status is not None else self._walks.touch(key, ts)
         if numbers is None:
             return
-        if status is None and len(numbers) < MAX_VARIANTS:
+        if status is None:
             for old in [n for n, v in numbers.items() if ts - v[0] > self.config.walk_window_s]:
-                del numbers[old]
-            numbers.setdefault(leg.number, [ts, None, leg.call_id])
+                del numbers[old]                    # first, so that a full table still takes new variants
+            if len(numbers) < MAX_VARIANTS:
+                numbers.setdefault(leg.number, [ts, None, leg.call_id])
+            elif leg.number not in numbers:
+                self._variants_cap.overflows += 1
         elif leg.number in numbers:
             numbers[leg.number][1] = status
         failures = [s for _, s, _ in numbers.values() if s is not None and s >= 300]
@@ -334,7 +340,7 @@ class TollFraud(Detector):
                                   f"Account {leg.account} placed {window.count()} international/premium calls to "
                                   f"{window.n_distinct()} numbers in {ts - window.first_ts():.0f} s"
                                   f"{' outside business hours' if off else ''}.",
-                                  leg.account, {"calls": window.count(), "numbers": sorted(window.distinct),
+                                  leg.account, {"calls": window.count(), "numbers": sorted(window.distinct)[:MAX_LISTED],
                                                 "first_ts": window.first_ts(), "last_ts": ts, "off_hours": off},
                                   "high" if off else None)
 
@@ -343,15 +349,17 @@ class TollFraud(Detector):
         c = self.config
         active = [x for x in self._active.get(leg.account, []) if not x.ended and (
             ts - x.ts <= c.setup_timeout_s if x.answer_ts is None else ts - x.answer_ts <= c.max_call_s)] + [leg]
-        active = active[-(c.max_concurrent + 1):]   # the newest calls are enough to prove the limit is exceeded
+        if len(active) > MAX_ACTIVE:                # the count stays true up to the cap; beyond it, counted
+            self._active_cap.overflows += len(active) - MAX_ACTIVE
+            active = active[-MAX_ACTIVE:]
         self._active.set(leg.account, active, ts)
         if len(active) > c.max_concurrent:
             yield self._raise("call_velocity", leg, ts,
                               f"Account {leg.account} has {len(active)} external calls in progress at once "
                               f"(allowed {c.max_concurrent}).",
                               f"{leg.account}|concurrent", {"kind": "concurrent", "calls": len(active),
-                                                            "numbers": sorted({x.number for x in active}),
-                                                            "call_ids": [x.call_id for x in active]})
+                                                            "numbers": sorted({x.number for x in active})[:MAX_LISTED],
+                                                            "call_ids": [x.call_id for x in active][-MAX_LISTED:]})
 
     def _registration_check(self, leg: _Leg, ts: float):
         """TF-08: the caller's binding is new, was never challenged, moved zone, or is a public address."""

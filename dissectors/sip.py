@@ -363,9 +363,10 @@ def parse_sip(meta: PacketMeta, payload: bytes) -> tuple[SipMessage | None, list
     from_uri, from_params = hv.name_addr(_first(fields, "from") or "")
     to_uri, to_params = hv.name_addr(_first(fields, "to") or "")
     contacts = [hv.name_addr(c) for c in _list(fields, "contact", MAX_LIST_VALUES, "sip.too_many_values", notes)]
-    expires = _to_int(_first(fields, "expires"))
+    header_expires = expires = _to_int(_first(fields, "expires"))
     if expires is None and contacts:
         expires = _to_int(contacts[0][1].get("expires"))
+    contact_expires = tuple(_to_int(p["expires"]) if "expires" in p else header_expires for _, p in contacts)
     content_type = _first(fields, "content-type")
     media_type = (content_type or "").partition(";")[0].strip().lower()
     body, content_length = _body(payload, body_start, fields, meta.transport == "tcp", notes)
@@ -388,6 +389,7 @@ def parse_sip(meta: PacketMeta, payload: bytes) -> tuple[SipMessage | None, list
         via=tuple(_list(fields, "via", MAX_VIA, "sip.too_many_via", notes)),
         contact=tuple(uri for uri, _ in contacts),
         expires=expires,
+        contact_expires=contact_expires,
         user_agent=_first(fields, "user-agent") or None,
         server=_first(fields, "server") or None,
         content_type=content_type or None,

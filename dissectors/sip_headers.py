@@ -173,6 +173,22 @@ def uri_user(uri: str | None) -> str | None:
     return _unescape(user.strip()) or None
 
 
+def uri_host(uri: str | None) -> str | None:
+    """Host of a sip:/sips: URI (§19.1.1: after the userinfo, before the port and parameters), lowercased,
+    IPv6 references without brackets (§25.1); None for other schemes."""
+    if not uri:
+        return None
+    scheme, colon, rest = uri.partition(":")
+    if not colon or scheme.lower() not in ("sip", "sips"):
+        return None
+    hostport = rest.rpartition("@")[2]
+    for stop in (";", "?"):
+        hostport = hostport.split(stop, 1)[0]
+    if hostport.startswith("["):
+        return hostport[1:].split("]", 1)[0].lower() or None
+    return hostport.split(":", 1)[0].lower() or None
+
+
 def _unescape(user: str) -> str:
     """§19.1.2: %HH escapes are resolved when they decode to printable UTF-8; otherwise kept as written."""
     if "%" not in user:

@@ -121,7 +121,7 @@ def test_the_live_sink_writes_its_tables_and_ignores_other_records(tmp_path):
     Tee(sink).emit(_sip(1.0, 1))                 # a record type the live sink does not write
     Tee(sink).emit(call)
     sink.tables.close()
-    assert sink.counts == {"calls": 1, "registrations": 0, "rtp_streams": 0, "dns": 0}
+    assert sink.counts == {"calls": 1, "registrations": 0, "bindings": 0, "rtp_streams": 0, "dns": 0}
     live = (tmp_path / "calls-0001.csv").read_bytes()
     (tmp_path / "batch").mkdir()
     assert live == write_records([call], tmp_path / "batch", "calls", "csv").read_bytes()

@@ -119,8 +119,8 @@ def test_register_transactions_expire_after_64_t1_of_capture_time():
     regs.on_sip(answer(T0 + TRANSACTION_S + 0.5, 3, "1001", 200))   # too late for the transaction
     regs.on_sip(register(T0 + 100, 4, "1002"))
     regs.on_sip(answer(T0 + 100 + TRANSACTION_S, 5, "1002", 403))    # just in time
-    rows = {r.aor: (r.attempts, r.successes, r.failures) for r in regs.finish()}
-    assert rows == {"1001@pbx": (1, 0, 0), "1002@pbx": (1, 0, 1)}
+    rows = {r.aor: (r.attempts, r.successes, r.failures, r.rejected) for r in regs.finish()}
+    assert rows == {"1001@pbx": (1, 0, 0, 0), "1002@pbx": (1, 0, 0, 1)}   # a 403 without credentials: no failed login
 
 
 def test_registration_rows_close_after_idle_capture_time():

@@ -6,6 +6,8 @@ use times decades away from the wall clock, so an accidental time.time() would s
 """
 from __future__ import annotations
 
+from collections import Counter
+
 from voipwatch.windows import BoundedMap, KeyedWindows, SlidingWindow
 
 T0 = 1_000_000.0          # 1970-01-12: far from any wall-clock reading
@@ -69,16 +71,33 @@ def test_sliding_window_counts_within_the_window():
     assert (w.count(), w.n_distinct(), w.first_ts()) == (0, 0, None)
 
 
-def test_sliding_window_caps_events_oldest_first():
-    w = SlidingWindow(window_s=1000.0, max_events=4)
-    for n in range(7):
-        w.add(T0 + n, n % 2)
-    assert (w.count(), w.first_ts()) == (4, T0 + 3)
-    assert w.distinct == {1: 2, 0: 2}              # the dropped events left the distinct counts too
+def test_sliding_window_counts_every_event_at_any_rate():
+    """No cap on events changes what the window says: 100,000 events in 8 s (12,500/s, the rate of a SIPp
+    flood) are all counted, the first one's time is kept, and memory is bounded by the buckets."""
+    w = SlidingWindow(window_s=10.0)
+    for n in range(100_000):
+        w.add(T0 + n * 8e-5, "INVITE" if n % 4 else "REGISTER")
+    assert (w.count(), w.first_ts(), w.n_distinct()) == (100_000, T0, 2)
+    assert w.distinct == {"INVITE": 75_000, "REGISTER": 25_000}
+    assert len(w.buckets) <= 1_001
+    w.add(T0 + 15.0, "BYE")                        # events up to T0 + 5 s have left the window
+    kept = sum(1 for n in range(100_000) if T0 + 15.0 - (T0 + n * 8e-5) <= 10.0)
+    assert abs(w.count() - (kept + 1)) <= 125      # exact to one 10 ms bucket (125 events) at the old edge
+    assert T0 + 5.0 - 0.01 <= w.first_ts() <= T0 + 5.0 + 0.01
+
+
+def test_sliding_window_caps_distinct_values_and_counts_the_cap():
+    caps = Counter()
+    w = SlidingWindow(window_s=60.0, max_values=3, caps=caps)
+    for n in range(10):
+        w.add(T0 + n, f"user{n}")
+    assert (w.count(), w.n_distinct(), caps["values"]) == (10, 3, 7)
+    w.add(T0 + 10, "user0")                        # a remembered value is still counted in its slot
+    assert w.distinct["user0"] == 2 and caps["values"] == 7
 
 
 def test_keyed_windows_cap_evicts_least_recently_used_key():
-    kw = KeyedWindows(window_s=60.0, cap=2, max_events=100)
+    kw = KeyedWindows(window_s=60.0, cap=2)
     kw.add("src1", T0, "a")
     kw.add("src2", T0 + 1, "a")
     kw.add("src1", T0 + 2, "b")                    # src2 is now the least recently used
@@ -97,3 +116,11 @@ def test_keyed_windows_expire_by_capture_time():
     assert (window.count(), window.n_distinct(), window.first_ts()) == (2, 2, T0 + 50)
     assert kw.add("src1", T0 + 200, "d").count() == 1
     assert kw.overflows == 0
+
+
+def test_keyed_windows_count_value_overflows_of_all_keys():
+    kw = KeyedWindows(window_s=60.0, cap=10, max_values=2)
+    for n in range(5):
+        kw.add("src1", T0 + n, n)
+        kw.add("src2", T0 + n, n)
+    assert (kw.value_overflows, kw.overflows) == (6, 0)

@@ -66,13 +66,13 @@ class AnalysisResult:
     """
 
     def __init__(self, records: Collector, summary: dict, alerts: list[Alert] | None = None,
-                 detectors: Callable[[], tuple[list[Alert], int, dict]] | None = None, started: float | None = None,
+                 detectors: Callable[[], tuple[list[Alert], int, dict, dict]] | None = None, started: float | None = None,
                  delivered: dict[str, dict[str, int]] | None = None):
         self.records = records
         self._tables: dict | None = None
         self._summary = summary
         self._alerts = alerts or []
-        self._detectors = detectors           # () -> (alerts, suppressed, delivered), once
+        self._detectors = detectors           # () -> (alerts, suppressed, delivered, caps hit), once
         self._started = started
         self._delivered = delivered or {}
 
@@ -86,8 +86,8 @@ class AnalysisResult:
     def alerts(self) -> list[Alert]:
         if self._detectors is not None:
             detectors, self._detectors = self._detectors, None
-            self._alerts, suppressed, self._delivered = detectors()
-            add_alert_counts(self._summary, self._alerts, suppressed)
+            self._alerts, suppressed, self._delivered, caps = detectors()
+            add_alert_counts(self._summary, self._alerts, suppressed, caps)
             if self._started is not None:
                 self._summary["run_s"] = round(time.perf_counter() - self._started, 3)
         return self._alerts
@@ -130,9 +130,9 @@ def analyze_files(paths: list[str], settings: Settings | None = None, mode: str 
     else:
         analyzer.run(read_captures(paths), progress)
 
-    def detect() -> tuple[list[Alert], int, dict[str, dict[str, int]]]:
+    def detect() -> tuple[list[Alert], int, dict[str, dict[str, int]], dict[str, int]]:
         bus.finish()
-        return alerts, bus.suppressed, bus.records_delivered()
+        return alerts, bus.suppressed, bus.records_delivered(), bus.caps_hit()
 
     # With --jobs, the detectors run in a forked process while this one writes the tables.
     detectors = forked(detect) if mode == "batch" and jobs > 1 else None
@@ -142,11 +142,14 @@ def analyze_files(paths: list[str], settings: Settings | None = None, mode: str 
     summary = build_summary(paths, analyzer, sink, mode, time.perf_counter() - started)
     if detectors is not None:                 # alerts, counts and deliveries come from the forked process
         return AnalysisResult(sink, summary, detectors=detectors, started=started)
-    add_alert_counts(summary, alerts, bus.suppressed)
+    add_alert_counts(summary, alerts, bus.suppressed, bus.caps_hit())
     return AnalysisResult(sink, summary, alerts, delivered=bus.records_delivered())
 
 
-def add_alert_counts(summary: dict, alerts: list[Alert], suppressed: int) -> None:
+def add_alert_counts(summary: dict, alerts: list[Alert], suppressed: int, detector_caps: dict[str, int]) -> None:
+    """Alert counts, and every cap hit: the pipeline's (its *_overflow anomalies) and the detectors'."""
+    summary["caps_hit"] = {**{k: v for k, v in summary["anomalies_by_reason"].items() if k.endswith("_overflow")},
+                           **{f"detector.{k}": v for k, v in detector_caps.items()}}
     summary["alerts_by_severity"] = {sev: n for sev in reversed(SEVERITIES)
                                      if (n := sum(1 for a in alerts if a.severity == sev))}
     summary["alerts_by_name"] = dict(sorted(Counter(a.name for a in alerts).items()))

@@ -88,6 +88,16 @@ class Detector:
         """End of input: alerts that need the whole picture (both paths call it once)."""
         return ()
 
+    def caps_hit(self) -> dict[str, int]:
+        """'<detector>.<table>' -> entries its bounded state dropped at its cap (voipwatch.windows: keys
+        by BoundedMap/KeyedWindows `overflows`, values by KeyedWindows `value_overflows`); zeros left out."""
+        hits = {}
+        for attr, state in vars(self).items():
+            for suffix, count in (("", getattr(state, "overflows", 0)), (".values", getattr(state, "value_overflows", 0))):
+                if isinstance(count, int) and count:
+                    hits[f"{self.name}.{attr.lstrip('_')}{suffix}"] = count
+        return hits
+
 
 REGISTRY: dict[str, type[Detector]] = {}
 
@@ -194,6 +204,10 @@ class DetectorBus:
         self._release(float("inf"))
         for det in self.detectors:
             self._report(det.finish())
+
+    def caps_hit(self) -> dict[str, int]:
+        """Every detector's cap hits (Detector.caps_hit), by '<detector>.<table>'."""
+        return {k: v for det in self.detectors for k, v in sorted(det.caps_hit().items())}
 
     def records_delivered(self) -> dict[str, dict[str, int]]:
         """Detector name -> record type name -> records delivered to it so far (shows that it ran)."""

@@ -35,6 +35,8 @@ ANOMALIES = {
                                             "recently announced forgotten",
     "sessions.calls_overflow": "calls over max_calls: the least recently active closed early",
     "sessions.registrations_overflow": "registrations over max_registrations: the least recently active closed early",
+    "sessions.bindings_overflow": "bindings over the caps (max_registrations addresses-of-record, 256 contacts "
+                                  "each): the least recently answered AOR or the oldest contact ends as evicted",
     "sessions.register_transactions_overflow": "REGISTER transactions over max_register_transactions: the oldest "
                                                "forgotten, its response left unmatched",
     "rtp.streams_overflow": "open RTP streams over max_rtp_streams (streaming path): the least recently active "
@@ -319,12 +321,13 @@ class Analyzer:
             self._count_taken(taken)
         for call in self.calls.finish():
             self.emit(call)
-        for reg in self.registrations.finish():
+        for reg in self.registrations.finish(self.last_ts):
             self.emit(reg)
         for name, count in (("sessions.media_expectations_overflow", self.expectations.overflows),
                             ("sessions.calls_overflow", self.calls.overflows),
                             ("sessions.registrations_overflow", self.registrations.overflows),
                             ("sessions.register_transactions_overflow", self.registrations.transaction_overflows),
+                            ("sessions.bindings_overflow", self.registrations.bindings.overflows),
                             ("rtp.streams_overflow", self.rtp.overflows),
                             ("sessions.flows_overflow", self.flows.overflows),
                             ("sessions.hosts_overflow", self.hosts.overflows)):

@@ -216,6 +216,7 @@ class SipMessage:
     via: tuple[str, ...] = ()      # Via values, topmost first
     contact: tuple[str, ...] = ()  # Contact URIs
     expires: int | None = None     # Expires header, or the first Contact ;expires=
+    contact_expires: tuple[int | None, ...] = ()   # per Contact: its ;expires=, else the Expires header (RFC 3261 §10.2.1.1, §10.3 step 8)
     user_agent: str | None = None
     server: str | None = None
     content_type: str | None = None
@@ -342,18 +343,20 @@ ENDED_STATES = ("ended", "failed", "cancelled")     # Call.state values of a cal
 
 @dataclass(frozen=True, slots=True)
 class Registration:
-    """REGISTER transactions of one address-of-record from one source."""
+    """REGISTER transactions of one address-of-record from one source, each counted by its final answer
+    as voipwatch.sip_auth.outcome defines it (the registration checks count the same way)."""
     aor: str
     src: str
     vlan: tuple[int, ...]
     attempts: int
-    challenges: int
-    successes: int
-    failures: int
+    challenges: int                # 401/407 to a REGISTER without credentials (or stale=true)
+    successes: int                 # 2xx
+    failures: int                  # 401/403/407 to a REGISTER carrying credentials: failed logins
     first_ts: float
     last_ts: float
     user_agent: str | None
     first_frame: int = 0
+    rejected: int = 0              # any other answer >= 300 (404, 403 without credentials, 503, ...)
 
 
 @dataclass(frozen=True, slots=True)
@@ -504,6 +507,7 @@ declare(Registration, rank=110, timeline=lambda r, timing: (r.last_ts, r.first_f
     ("last_ts", "Float64", lambda r: r6(r.last_ts)),
     ("user_agent", "string", lambda r: r.user_agent),
     ("first_frame", "Int64", lambda r: r.first_frame),
+    ("rejected", "Int64", lambda r: r.rejected),
 ))
 
 

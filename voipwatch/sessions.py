@@ -8,7 +8,9 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from dissectors.sip import address_of_record
+from voipwatch.bindings import Binding, RegisterRequest, RegistrarView
 from voipwatch.records import ENDED_STATES, Call, Registration, SdpSession, SipMessage
+from voipwatch.sip_auth import credentials, outcome
 
 # RFC 3261 §17.1.1.2: an INVITE client transaction gives up after 64*T1 = 32 s; a dialog with no
 # signalling for far longer than that and no media is treated as gone.
@@ -16,6 +18,9 @@ CALL_IDLE_S = 3600.0
 # RFC 3261 §17.1.2.2: a non-INVITE client transaction lives 64*T1 = 32 s; a response later than that
 # belongs to no transaction still open.
 TRANSACTION_S = 32.0
+# A binding whose 200 OK states no expiry lasts this long: the registrar's choice when the REGISTER asked
+# for none (RFC 3261 §10.3 step 7); 3600 s is the common default (Kamailio, Asterisk).
+DEFAULT_EXPIRES_S = 3600.0
 
 
 @dataclass(slots=True)
@@ -282,11 +287,12 @@ class RegistrationState:
     challenges: int = 0
     successes: int = 0
     failures: int = 0
+    rejected: int = 0
 
     def to_record(self) -> Registration:
         return Registration(
             aor=self.aor, src=self.src, vlan=self.vlan, attempts=self.attempts, challenges=self.challenges,
-            successes=self.successes, failures=self.failures, first_ts=self.first_ts, last_ts=self.last_ts,
+            successes=self.successes, failures=self.failures, rejected=self.rejected, first_ts=self.first_ts, last_ts=self.last_ts,
             user_agent=self.user_agent, first_frame=self.first_frame)
 
 
@@ -303,24 +309,28 @@ def top_branch(msg: SipMessage) -> str | None:
 
 
 class RegistrationTracker:
-    """REGISTER attempts and outcomes per (address-of-record, source, VLAN)."""
+    """REGISTER attempts and outcomes per (address-of-record, source, VLAN), and the bindings that the
+    registrar's 200 OKs list (voipwatch.bindings)."""
 
     def __init__(self, max_entries: int, max_transactions: int, idle_s: float = 7200.0):
         self.max_entries = max_entries
         self.max_transactions = max_transactions
         self.idle_s = idle_s
         self._regs: OrderedDict[tuple, RegistrationState] = OrderedDict()
-        # (Call-ID, CSeq, branch) of REGISTER requests -> (registration key, request time, answered),
+        # (Call-ID, CSeq, branch) of REGISTER requests -> [registration key, request time, answered,
+        # carried credentials, RegisterRequest],
         # to match responses (RFC 3261 §17.1.3) within a transaction's lifetime
         self._transactions: OrderedDict[tuple, list] = OrderedDict()
+        self.bindings = RegistrarView(max_entries, DEFAULT_EXPIRES_S)
         self.overflows = 0
         self.transaction_overflows = 0      # transactions forgotten by the cap: their responses go unmatched
 
     def __len__(self) -> int:
         return len(self._regs)
 
-    def on_sip(self, msg: SipMessage) -> list[Registration]:
-        evicted: list[Registration] = []
+    def on_sip(self, msg: SipMessage) -> list[Registration | Binding]:
+        """Count a REGISTER or its final answer; returns rows closed by it (evicted registrations, ended bindings)."""
+        evicted: list[Registration | Binding] = []
         if msg.is_request and msg.method == "REGISTER":
             key = (address_of_record(msg), msg.pkt.src, msg.pkt.vlan)
             reg = self._regs.get(key)
@@ -338,7 +348,8 @@ class RegistrationTracker:
             known = self._transactions.get(txn)
             if known is None or msg.pkt.ts - known[1] > TRANSACTION_S:   # a retransmission is not a new attempt
                 reg.attempts += 1
-                self._transactions[txn] = [key, msg.pkt.ts, False]
+                self._transactions[txn] = [key, msg.pkt.ts, False, credentials(msg) is not None,
+                                           RegisterRequest.of(msg)]
                 self._transactions.move_to_end(txn)
                 while len(self._transactions) > self.max_transactions:
                     self._transactions.popitem(last=False)
@@ -354,19 +365,24 @@ class RegistrationTracker:
             known[2] = True
             reg.last_ts = msg.pkt.ts
             self._regs.move_to_end(known[0])    # least recently active first, as expire() reads them
-            if msg.status in (401, 407):
-                reg.challenges += 1
-            elif msg.status < 300:
+            result = outcome(known[3], msg)       # the registration checks count with the same definition
+            if result == "success":
                 reg.successes += 1
-            else:
+                evicted += self.bindings.on_ok(known[0][0], known[4], msg).ended
+            elif result == "challenge":
+                reg.challenges += 1
+            elif result == "failure":
                 reg.failures += 1
+            else:
+                reg.rejected += 1
         return evicted
 
-    def expire(self, now: float) -> list[Registration]:
-        """Rows with no REGISTER traffic for idle_s: closed (a later REGISTER starts a new row)."""
+    def expire(self, now: float) -> list[Registration | Binding]:
+        """Rows with no REGISTER traffic for idle_s: closed (a later REGISTER starts a new row); bindings
+        that lapsed."""
         txns = self._transactions
         while txns:
-            txn, (_, started, _) = next(iter(txns.items()))
+            txn, (_, started, *_) = next(iter(txns.items()))
             if now - started <= TRANSACTION_S:
                 break
             del txns[txn]
@@ -375,9 +391,10 @@ class RegistrationTracker:
             if now - reg.last_ts <= self.idle_s:
                 break
             done.append(key)
-        return [self._regs.pop(key).to_record() for key in done]
+        return [self._regs.pop(key).to_record() for key in done] + self.bindings.expire(now)
 
-    def finish(self) -> list[Registration]:
+    def finish(self, now: float | None = None) -> list[Registration | Binding]:
+        """Every row still open; a binding is still bound unless it lapsed before `now` (the capture's end)."""
         regs = [r.to_record() for r in self._regs.values()]
         self._regs.clear()
-        return regs
+        return regs + self.bindings.finish(now)

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,8 @@ from voipwatch.analyze import analyze_files
 from voipwatch.detect import SEVERITIES, load_detectors
 from voipwatch.records import PacketMeta, SipAuth, SipMessage
 from voipwatch.config import load_settings
+
+import peer
 
 FAMILY = "registration_flood"
 
@@ -43,11 +46,16 @@ def test_sipvicious_options_scans_are_scanners(public_captures):
 
 def test_friendly_scanner_cracks_a_password(public_captures):
     """ipfixprobe sip.pcap: a friendly-scanner INVITE sweep of 3 hosts x 3 ports (below sweep thresholds),
-    4 users guessed (below enumeration), then svcrack guesses 6001's password and gets 200 after 7 failures."""
+    4 users guessed (below enumeration), then svcrack guesses 6001's password and gets 200 after 7 failures;
+    the 200 OK lists the binding svcrack leaves, <sip:123@1.1.1.1>;expires=3599 (a rogue binding)."""
     alerts = _alerts(public_captures / "ipfixprobe/inputs/sip.pcap")
     assert [(a.name, a.severity) for a in alerts] == [(f"{FAMILY}.scanner", "medium"),
-                                                      (f"{FAMILY}.lockout_not_enforced", "critical")]
-    scanner, lockout = alerts
+                                                      (f"{FAMILY}.lockout_not_enforced", "critical"),
+                                                      (f"{FAMILY}.rogue_binding", "critical")]
+    scanner, lockout, rogue = alerts
+    assert (rogue.evidence["contact"], rogue.evidence["registered_from"], rogue.evidence["aor"]) == (
+        "sip:123@1.1.1.1", "147.32.77.113", "6001@195.113.172.39")
+    assert rogue.evidence["expires_ts"] - rogue.ts == pytest.approx(3599)
     assert scanner.src == "147.32.77.113" and scanner.evidence["user_agent"] == "friendly-scanner"
     assert lockout.src == "147.32.77.113" and lockout.dst == "195.113.172.39"
     assert lockout.evidence["user"] == "6001" and lockout.evidence["failures"] == 7
@@ -186,3 +194,115 @@ def test_scan_in_the_generated_site_capture(tmp_path):
     enum = next(a for a in alerts if a.name.endswith("enumeration"))
     guess = next(s for s in scan if s["kind"] == "register_guess")
     assert enum.evidence["responses"] == guess["responses_by_status"] and enum.evidence["valid_users"] == []
+
+
+@pytest.mark.peer
+@pytest.mark.parametrize("mode", ["batch", "stream"])
+def test_registrations_table_counts_failed_logins_as_the_detector_does(public_captures, tshark, mode):
+    """ipfixprobe sip.pcap: svcrack cracks 6001. The registrations row of 6001 from the cracker counts failed
+    logins (401/403/407 to a REGISTER carrying credentials) by the same definition as RF-05 (voipwatch.sip_auth):
+    both equal tshark's count of such answers, RF-05's up to the 200 and the row's over the whole capture."""
+    path = public_captures / "ipfixprobe/inputs/sip.pcap"
+    rows = peer.run(tshark, ["-r", str(path), "-Y", "sip.CSeq.method == REGISTER", "-T", "fields", "-e", "frame.number",
+                             "-e", "sip.Method", "-e", "sip.Status-Code", "-e", "sip.Call-ID", "-e", "sip.CSeq.seq",
+                             "-e", "sip.Via.branch", "-e", "sip.auth.username", "-e", "sip.to.user"])
+    with_auth, outcomes, success_frame = {}, [], None
+    for line in rows.splitlines():
+        frame, method, status, call_id, cseq, branch, auth_user, to_user = (line.split("\t") + [""] * 8)[:8]
+        key = (call_id, cseq, branch.split(",")[0])
+        if method == "REGISTER":
+            with_auth[key] = (bool(auth_user), to_user)
+        elif key in with_auth and with_auth[key][1] == "6001":
+            outcomes.append((int(frame), int(status), with_auth[key][0]))
+    success_frame = next(f for f, s, _ in outcomes if s == 200)
+    failed = [f for f, s, creds in outcomes if creds and s in (401, 403, 407)]
+    result = analyze_files([str(path)], load_settings(None), mode=mode)
+    lockout = next(a for a in result.alerts if a.name == f"{FAMILY}.lockout_not_enforced")
+    row = next(r for r in result.records["registrations"] if r.aor.startswith("6001@") and r.src == "147.32.77.113")
+    assert lockout.evidence["failures"] == sum(1 for f in failed if f < success_frame) == 7
+    assert row.failures == len(failed) == 8 and row.successes == 1
+    assert row.challenges == sum(1 for _, s, creds in outcomes if s == 401 and not creds)
+
+
+def _invite(ts, frame, callee, cseq, *, src=PHONE, proxy_auth=False, call_id=None):
+    creds = (SipAuth("proxy-authorization", "Digest", username="2001", realm="pbx", response_sha256=f"{frame:064x}",
+                     response_len=32),) if proxy_auth else ()
+    return SipMessage(PacketMeta(ts, frame, (), src, 5060, REGISTRAR, 5060, "udp"), True, "INVITE",
+                      f"sip:{callee}@pbx", callee, None, None, call_id or f"call-{callee}", cseq, "INVITE",
+                      "sip:2001@pbx", "2001", "t1", f"sip:{callee}@pbx", callee, None, user_agent="Desk/1.0",
+                      auth=creds)
+
+
+def _invite_answer(invite, frame, status):
+    p = invite.pkt
+    return SipMessage(PacketMeta(p.ts + 0.01, frame, (), p.dst, 5060, p.src, 5060, "udp"), False, None, None, None,
+                      status, "x", invite.call_id, invite.cseq, "INVITE", invite.from_uri, invite.from_user, "t1",
+                      invite.to_uri, invite.to_user, "r1")
+
+
+def _dialling(callees, *, log_in, with_credentials, src=PHONE):
+    """src calls each callee: INVITE -> 407, then (with_credentials) INVITE with Proxy-Authorization -> 404/200."""
+    msgs, frame, ts = [], 0, 1000.0
+    if log_in:
+        msgs += [_register(ts, 1, 1, auth=False), _answer(ts + 0.01, 2, 1, 401),
+                 _register(ts + 0.1, 3, 2, auth=True), _answer(ts + 0.11, 4, 2, 200)]
+        frame = 4
+    for n, callee in enumerate(callees):
+        ts += 1.0
+        first = _invite(ts, frame + 1, callee, 1, src=src)
+        msgs += [first, _invite_answer(first, frame + 2, 407)]
+        frame += 2
+        if with_credentials:
+            second = _invite(ts + 0.2, frame + 1, callee, 2, src=src, proxy_auth=True)
+            msgs += [second, _invite_answer(second, frame + 2, 404 if n % 3 else 200)]
+            frame += 2
+    return msgs
+
+
+@pytest.mark.parametrize("callees,log_in,with_credentials", [
+    ([f"0044207946{n:04d}" for n in range(40)], False, True),   # external numbers
+    ([f"{3000 + n}" for n in range(40)], True, False),            # extensions dialled from a source that logged in
+    ([f"{3000 + n}" for n in range(40)], False, True),            # extensions dialled with Proxy-Authorization
+])
+def test_destinations_dialled_by_an_authenticated_account_are_not_enumeration(callees, log_in, with_credentials):
+    """Issue 12: the 407s to an authenticated user's INVITEs were counted as 'valid users revealed'. A 407 asks
+    the caller to log in (RFC 3261 §22.3); what an account dials is no identity probe."""
+    names = [a.name for a in _run(_dialling(callees, log_in=log_in, with_credentials=with_credentials))]
+    assert f"{FAMILY}.enumeration" not in names
+
+
+def test_unauthenticated_invites_to_extensions_are_enumeration():
+    """The same 40 INVITEs to extensions from a source that never logs in, answered 407 for some and 404 for
+    others, are enumeration that revealed the 407 ones (svwar's INVITE mode)."""
+    msgs, frame = [], 0
+    for n in range(40):
+        invite = _invite(1000.0 + n, frame + 1, f"{3000 + n}", 1, src="10.0.0.66")
+        msgs += [invite, _invite_answer(invite, frame + 2, 407 if n % 4 == 0 else 404)]
+        frame += 2
+    enum = [a for a in _run(msgs) if a.name == f"{FAMILY}.enumeration"]
+    assert len(enum) == 1 and enum[0].severity == "high" and enum[0].evidence["users_tried"] == 40
+    assert enum[0].evidence["valid_users"] == [f"{3000 + n}" for n in range(0, 40, 4)]
+
+
+@pytest.mark.peer
+@pytest.mark.parametrize("mode", ["batch", "stream"])
+def test_enumeration_on_a_capture_with_dialled_destinations(analysis, tshark, mode):
+    """sample_captures/rf-dialling.pcap: a phone that logged in dials 40 external numbers, each first answered
+    407 (RFC 3261 §22.3: log in), then re-sent with Proxy-Authorization; a prober INVITEs 40 extensions without
+    credentials and is answered 407 for the 10 that exist, 404 for the rest. Only the prober enumerates, and
+    its evidence equals tshark's reading of the same packets."""
+    samples = Path(__file__).resolve().parents[2] / "sample_captures"
+    capture, config = samples / "rf-dialling.pcap", samples / "configs" / "registration_flood.toml"
+    rows = peer.run(tshark, ["-r", str(capture), "-Y", 'sip.CSeq.method == "INVITE"', "-T", "fields",
+                             "-e", "ip.src", "-e", "ip.dst", "-e", "sip.Method", "-e", "sip.Status-Code",
+                             "-e", "sip.r-uri.user", "-e", "sip.to.user"])
+    to_phone = Counter(f[3] for f in (r.split("\t") for r in rows.splitlines()) if f[1] == "10.1.10.31" and f[3])
+    assert to_phone["407"] == 40                                 # what was miscounted as users revealed
+    probed = {f[4] for f in (r.split("\t") for r in rows.splitlines()) if f[0] == "198.51.100.99" and f[2] == "INVITE"}
+    answers = [(f[5], f[3]) for f in (r.split("\t") for r in rows.splitlines()) if f[1] == "198.51.100.99"]
+    alerts = [a for a in analysis(capture, config, mode).alerts if a.name == f"{FAMILY}.enumeration"]
+    assert [(a.src, a.severity) for a in alerts] == [("198.51.100.99", "high")]
+    ev = alerts[0].evidence
+    assert ev["users_tried"] == len(probed) == 40
+    assert ev["responses"] == dict(sorted(Counter(s for _, s in answers).items())) == {"404": 30, "407": 10}
+    assert ev["valid_users"] == sorted(u for u, s in answers if s == "407")

@@ -24,6 +24,7 @@ from voipwatch.analyze import Tee
 from voipwatch.capture import read_captures
 from voipwatch.detect import SEVERITIES, DetectorBus
 from voipwatch.pipeline import Analyzer
+from voipwatch.bindings import Binding
 from voipwatch.records import RECORDS, Alert, Anomaly, Call, DnsMessage, Frame, Registration, RtpStream
 from voipwatch.config import Settings
 from voipwatch.safe_text import visible
@@ -75,6 +76,7 @@ class LiveSink:
         self.tables = tables
         # record type -> its writer; the rotation time of each record is when it completed
         self._writers = {Call: self._call, Registration: lambda reg: self._put(reg, reg.last_ts),
+                         Binding: lambda b: self._put(b, b.last_confirmed_ts if b.ended_ts is None else b.ended_ts),
                          RtpStream: self._stream, DnsMessage: lambda msg: self._put(msg, msg.pkt.ts)}
         self.counts = {RECORDS[t].table: 0 for t in self._writers}
         # A call's streams close (RTP idle timeout) before the call does (its linger), so they are counted first.
@@ -215,7 +217,8 @@ class Monitor:
             "calls_active": len(a.calls), "registrations_active": len(a.registrations),
             "rtp_streams_active": len(a.rtp.tracker), "alerts": self.alerts.count, "alerts_suppressed": self.bus.suppressed,
             "written": dict(self.sink.counts), "anomalies": sum(a.anomaly_counts.values()),
-            "caps_hit": {k: v for k, v in a.anomaly_counts.items() if k.endswith("_overflow")},
+            "caps_hit": {**{k: v for k, v in a.anomaly_counts.items() if k.endswith("_overflow")},
+                         **{f"detector.{k}": v for k, v in self.bus.caps_hit().items()}},
             "rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         }
         self.stats_fh.write(json.dumps(record) + "\n")
