@@ -317,6 +317,7 @@ def voipwatch(*args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.cli
+@pytest.mark.slow
 def test_commands_and_exit_codes(tmp_path):
     store = str(tmp_path / "case")
     assert voipwatch("analyze", str(OFFICE), "--store", store).returncode == 0
@@ -355,3 +356,23 @@ def test_search_output_is_safe(tmp_path):
     row = csv.stdout.splitlines()[1]
     assert row.startswith("calls,'-2+3+cmd@evil,") and ",'=cmd|' /C calc'!A0,+15551234567," in row
     assert "\x1b" not in csv.stdout
+
+
+@pytest.mark.peer
+def test_export_of_streams_without_signalling(tmp_path, tshark, public_captures):
+    """RTP set up by SCCP (which voipwatch does not decode): streams found by the RTP heuristic, exported
+    by flow and SSRC; tshark with its rtp_udp heuristic counts the same packets per SSRC."""
+    capture = public_captures / "ndpi/pcap/skinny.pcap"
+    store = tmp_path / "case"
+    ingest(store, [str(capture)], load_settings())
+    con = connect(store)
+    found = run_search(con, Query(ip="192.168.193.24"), ("streams",))
+    ssrcs = sorted(r[5] for r in found["streams"].rows)
+    assert ssrcs == ["0x1e063b22", "0x7c1071e8", "0x7c1071f3", "0xf6bf57e2"]
+    out = tmp_path / "streams.pcap"
+    done = export_pcap(store, con, found, out)
+    wanted = " or ".join(f"rtp.ssrc == {s}" for s in ssrcs)
+    expected = subprocess.run([tshark, "-n", "-r", str(capture), "--enable-heuristic", "rtp_udp", "-Y", wanted],
+                              capture_output=True, text=True, check=True).stdout.splitlines()
+    assert done.packets == len(expected) == sum(r[7] for r in found["streams"].rows) == 66
+    assert tshark_count(tshark, out) == 66

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from array import array
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -74,8 +75,8 @@ class FrameOrigins:
 
     def __init__(self, n_paths: int, then: Callable | None = None):
         self.single = n_paths == 1
-        self.sources: list[int] = []
-        self.local: list[int] = []
+        self.sources = array("H")          # per run frame: index of its capture (65535 captures at most)
+        self.local = array("Q")            # per run frame: its frame number within that capture
         self.counts = [0] * n_paths
         self.first_ts: list[float | None] = [None] * n_paths
         self.last_ts: list[float | None] = [None] * n_paths
@@ -144,7 +145,8 @@ def ingest(store: str | Path, paths: list[str], settings: Settings, *, mode: str
         if new_paths:
             first_ts = min((c.first_ts for c in usable if c.first_ts is not None), default=None)
             previous = continued_run(runs, sensor, config_sha, first_ts, settings)
-            tail, open_rows = stitch_plan(store, runs, previous, settings, result) if previous else ([], {})
+            tail, tail_shas, open_rows = stitch_plan(store, runs, previous, settings, result) if previous \
+                else ([], [], {})
             origins = FrameOrigins(len(tail) + len(new_paths), progress)
             whole = analyze_files(tail + new_paths, settings, mode, origins, jobs)
             alone = whole if not tail else analyze_files(new_paths, settings, mode, None, jobs)
@@ -152,7 +154,7 @@ def ingest(store: str | Path, paths: list[str], settings: Settings, *, mode: str
             result.previous_run = previous["run_id"] if previous else None
             result.reread = tail
             summary = alone.summary
-            shas = [holders_sha(p, runs) for p in tail] + [c.sha256 for c in usable]
+            shas = tail_shas + [c.sha256 for c in usable]
             anomalies = [r for r in whole.records[Anomaly]]
             result.damaged = {p: d for p in new_paths if (d := damage_of(anomalies, p))}
             replaced = write_tables(store, result.run_id, whole, alone, origins, shas, len(tail), open_rows,
@@ -166,10 +168,6 @@ def ingest(store: str | Path, paths: list[str], settings: Settings, *, mode: str
         write_run_record(store, result.run_id, run_record(result, checks, usable, spans, config_text, config_sha,
                                                           mode, sensor, previous, summary))
     return result
-
-
-def holders_sha(path: str, runs: list[dict]) -> str:
-    return next(r["capture_sha256"] for r in runs if r["capture_path"] == path)
 
 
 # -- stitching -------------------------------------------------------------------------------------
@@ -192,9 +190,9 @@ def continued_run(runs: list[dict], sensor: str, config_sha: str, first_ts: floa
 
 
 def stitch_plan(store: Path, runs: list[dict], previous: dict, settings: Settings,
-                result: IngestResult) -> tuple[list[str], dict[str, set]]:
-    """The tail captures to analyse again and the keys of the stored rows still open at the previous
-    run's end (table -> keys)."""
+                result: IngestResult) -> tuple[list[str], list[str], dict[str, set]]:
+    """The tail captures to analyse again (paths and SHA-256) and the keys of the stored rows still
+    open at the previous run's end (table -> keys)."""
     from voipwatch.store.layout import connect
 
     end = previous["run_last_ts"]
@@ -212,7 +210,7 @@ def stitch_plan(store: Path, runs: list[dict], previous: dict, settings: Setting
         f"FROM rtp_streams s WHERE s.run_id IN ({ids}) AND s.last_ts + {p.rtp_idle_timeout_s} > {end}").fetchall()
     con.close()
     if not calls and not streams:
-        return [], {}
+        return [], [], {}
     start = min([c[1] for c in calls] + [s[6] for s in streams] + [s[7] for s in streams if s[7] is not None])
     tail_rows = [r for r in runs if r["chain"] == previous["chain"] and r["capture_status"] != "unreadable"
                  and r["capture_last_ts"] is not None and r["capture_last_ts"] >= start]
@@ -225,9 +223,9 @@ def stitch_plan(store: Path, runs: list[dict], previous: dict, settings: Setting
         if sha != r["capture_sha256"]:
             result.notices.append(f"not stitched to run {previous['run_id']}: {r['capture_path']} is no longer "
                                   f"the capture it stored ({sha[:12]}...)")
-            return [], {}
+            return [], [], {}
     opened = {"calls": {(c[0], c[1]) for c in calls}, "rtp_streams": {tuple(s[:7]) for s in streams}}
-    return [r["capture_path"] for r in tail_rows], opened
+    return [r["capture_path"] for r in tail_rows], [r["capture_sha256"] for r in tail_rows], opened
 
 
 def write_tables(store: Path, run_id: str, whole, alone, origins: FrameOrigins, shas: list[str], n_tail: int,
