@@ -413,7 +413,7 @@ def report(captures, from_dir, out_path, config_path, sets, top, store, since, u
     from voipwatch.report.html import write_report
 
     if sum(map(bool, (captures, from_dir, store))) != 1:
-        raise click.UsageError("give capture files, --from-dir DIR or --store CASE")
+        raise click.UsageError("give either capture files or --from-dir DIR, or --store CASE")
     if (since or until) and not store:
         raise click.UsageError("--since and --until go with --store")
     if store:
