@@ -194,6 +194,10 @@ def test_sql_over_the_tables(office_store):
 
 
 # -- stitching -----------------------------------------------------------------------------------
+def findings(store: Path) -> list[tuple]:
+    return connect(store).execute("SELECT ts, name, identifier, severity FROM alerts ORDER BY ALL").fetchall()
+
+
 def split(editcap: str, capture: Path, out: Path, *args: str) -> list[Path]:
     out.mkdir()
     subprocess.run([editcap, *args, str(capture), str(out / "part.pcap")], check=True, capture_output=True)
@@ -214,6 +218,7 @@ def test_two_ingests_give_the_whole_capture(tmp_path, editcap, how):
     drop = STORE_ONLY + FRAME_NUMBERS
     for table in ("calls", "rtp_streams", "sip_messages", "dns"):
         assert stored(pieces, table, drop) == stored(whole, table, drop), table
+    assert findings(pieces) == findings(whole)
 
 
 @pytest.mark.peer
@@ -230,6 +235,29 @@ def test_three_ingests_of_a_public_call(tmp_path, editcap, public_captures):
     for table in ("calls", "rtp_streams", "sip_messages"):
         assert stored(pieces, table, drop) == stored(whole, table, drop), table
     assert len(stored(pieces, "rtp_streams")) == 5
+    assert findings(pieces) == findings(whole)
+
+
+@pytest.mark.peer
+def test_replacing_a_stitched_run_puts_back_what_it_replaced(tmp_path, editcap):
+    parts = split(editcap, OFFICE, tmp_path / "parts", "-c", "372")
+    store = tmp_path / "case"
+    ingest(store, [str(parts[0])], load_settings())
+    only_first = {t: stored(store, t) for t in ("calls", "rtp_streams", "anomalies", "alerts")}
+    second = ingest(store, [str(parts[1])], load_settings())
+    both = {t: stored(store, t) for t in ("calls", "rtp_streams", "anomalies", "alerts")}
+    with pytest.raises(StoreError, match=f"run {second.run_id} stitched onto run"):
+        ingest(store, [str(parts[0])], load_settings(), replace=True)
+    # the second run taken out (by hand, as --replace does first) leaves the first run as it was stored
+    from voipwatch.store.ingest import remove_runs
+    from voipwatch.store.layout import read_runs
+    from voipwatch.capture_check import sha256_file
+    remove_runs(store, read_runs(store), {second.run_id}, {sha256_file(str(parts[1]))[0]})
+    assert {t: stored(store, t) for t in only_first} == only_first
+    again = ingest(store, [str(parts[1])], load_settings())
+    assert again.run_id == second.run_id and {t: stored(store, t) for t in both} == both
+    replaced = ingest(store, [str(parts[1])], load_settings(), replace=True)
+    assert replaced.removed_runs == [second.run_id] and {t: stored(store, t) for t in both} == both
 
 
 def test_a_run_from_another_sensor_is_not_stitched(tmp_path):

@@ -14,8 +14,10 @@ from the capture holding the earliest open record's (or its call's) first packet
 new captures. From that analysis the run keeps: packet rows (sip_messages, dns, anomalies) of the new
 captures; calls and streams that start in the new captures; and each call or stream that starts in the
 tail and continues an open stored row, which replaces that row (the row is moved to
-CASE/superseded/run-<id>/). Findings raised from the first new packet on are kept. Registrations are
-per run (from the new captures alone). See the README ("Case store and search") for what is exact.
+CASE/superseded/run-<id>/). Findings raised from the first new packet on are kept, and the chain's
+findings from the tail's start on that the analysis with the tail did not raise again (an earlier
+run's end-of-input summaries) are superseded. Registrations are per run (from the new captures
+alone). See the README ("Case store and search") for what is exact.
 """
 from __future__ import annotations
 
@@ -155,12 +157,16 @@ def ingest(store: str | Path, paths: list[str], settings: Settings, *, mode: str
             result.reread = tail
             summary = alone.summary
             shas = tail_shas + [c.sha256 for c in usable]
-            anomalies = [r for r in whole.records[Anomaly]]
+            anomalies = list(whole.records[Anomaly])
             result.damaged = {p: d for p in new_paths if (d := damage_of(anomalies, p))}
             replaced = write_tables(store, result.run_id, whole, alone, origins, shas, len(tail), open_rows,
                                     first_ts if tail else None)
-            chain = {r["run_id"] for r in runs if previous and r["chain"] == previous["chain"]}
-            result.replaced_rows = supersede(store, result.run_id, replaced, previous if tail else None, chain)
+            stitch = None
+            if tail:
+                stitch = Stitch(previous["run_id"], {r["run_id"] for r in runs if r["chain"] == previous["chain"]},
+                                min(r["capture_first_ts"] for r in runs if r["capture_sha256"] in tail_shas), replaced,
+                                {(round(a.ts, 6), a.name, a.identifier) for a in whole.alerts})
+            result.replaced_rows = supersede(store, result.run_id, stitch)
             spans = capture_spans(origins, alone if not tail else None, len(tail), len(new_paths))
         else:
             spans = []
@@ -295,27 +301,44 @@ def _key_array(table: pa.Table, name: str) -> list[tuple]:
     return list(zip(*columns))
 
 
-def supersede(store: Path, run_id: str, replaced: dict[str, set], previous: dict | None,
-              chain: set[str]) -> dict[str, int]:
-    """Move the stored rows this run replaced (and the end-of-input anomalies of the run it continues,
-    which were the end of that run's input only) out of their runs' files into CASE/superseded/run-<id>/."""
+@dataclass
+class Stitch:
+    """What a stitched run knows about the rows it completes."""
+    previous: str                    # the run it continues
+    chain: set[str]                  # the runs of that chain
+    tail_start: float                # capture time of the first re-read packet
+    replaced: dict[str, set]         # table -> keys of the open stored rows it replaced
+    alerts: set[tuple]               # (ts, name, identifier) of every finding of the analysis with the tail
+
+
+def superseded_rows(table: str, data: pa.Table, run_id: str, stitch: Stitch) -> list[bool]:
+    """Which stored rows of one run's file a stitched run supersedes: the open calls and streams it
+    replaced; the end-of-input anomalies (`*_at_end`) of the run it continues; and the findings of
+    the chain, from the start of the re-read tail on, that the analysis with the tail did not raise
+    again (raised when an earlier run's input ended: a summary flushed at its end, say)."""
+    if table in STITCHED:
+        return [k in stitch.replaced[table] for k in _key_array(data, table)]
+    if table == "anomalies":
+        return [run_id == stitch.previous and n.endswith("_at_end") for n in data.column("name").to_pylist()]
+    rows = zip(data.column("ts").to_pylist(), data.column("name").to_pylist(), data.column("identifier").to_pylist())
+    return [ts >= stitch.tail_start and (ts, name, ident) not in stitch.alerts for ts, name, ident in rows]
+
+
+def supersede(store: Path, run_id: str, stitch: Stitch | None) -> dict[str, int]:
+    """Move the stored rows a stitched run supersedes (superseded_rows) out of their runs' files into
+    CASE/superseded/run-<id>/, from where replacing the run puts them back."""
     moved: dict[str, int] = {}
-    if previous is None:
+    if stitch is None:
         return moved
     out = store / "superseded" / f"run-{run_id}"
-    for table in STITCHED + ("anomalies",):
+    for table in STITCHED + ("anomalies", "alerts"):
         taken = []
         for path in sorted((store / table).glob("day=*/run-*.parquet")):
-            if path.name == f"run-{run_id}.parquet" or path.stem[4:] not in chain:
+            owner = path.stem[len("run-"):]
+            if owner == run_id or owner not in stitch.chain:
                 continue
             data = pq.read_table(path)
-            if table == "anomalies":
-                if path.name != f"run-{previous['run_id']}.parquet":
-                    continue
-                hit = [n.endswith("_at_end") for n in data.column("name").to_pylist()]
-            else:
-                keys = _key_array(data, table)
-                hit = [k in replaced[table] for k in keys]
+            hit = superseded_rows(table, data, owner, stitch)
             if not any(hit):
                 continue
             mask = pa.array(hit)
