@@ -241,13 +241,13 @@ def search(store, number, ip, user_agent, method, since, until, alerts, kinds, s
 
     Examples:
 
-        voipwatch search --store case/ --number +882 --since 2024-05-01 --until 2024-05-08
+        voipwatch search --store case/ --number +882 --since 2024-05-01
 
-        voipwatch search --store case/ --ip 203.0.113.7 --method REGISTER --format csv
+        voipwatch search --store case/ --ip 203.0.113.7 --method REGISTER
 
-        voipwatch search --store case/ --user-agent '(?i)friendly-scanner' --pcap scan.pcap
+        voipwatch search --store case/ --user-agent friendly --pcap scan.pcap
 
-        voipwatch search --store case/ --sql "SELECT callee, count(*) FROM calls GROUP BY callee"
+        voipwatch search --store case/ --sql "SELECT count(*) FROM calls"
     """
     from voipwatch.store.layout import StoreError, connect
     from voipwatch.store.present import FORMATTERS

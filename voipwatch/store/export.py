@@ -5,7 +5,8 @@ by the rules that made the row, not by a list kept per row:
 - a call: its captures (those of its run's chain whose time span meets the call's) are analysed again
   with the run's configuration, and voipwatch.call.packets.collect takes the call's SIP, RTP and RTCP
   packets exactly as `voipwatch call --call-id` does for its call.pcap;
-- a dialog that is no call (REGISTER, OPTIONS, ...): the frames its stored SIP messages name;
+- a dialog that is no call (REGISTER, OPTIONS, ...): the frames its stored SIP messages name (those
+  the search found it with: within the time window when one is given);
 - a stream of no exported call: the RTP packets the pipeline gives that stream (flow, SSRC, and its
   first to last packet time), from its captures read again;
 - a finding: the call or dialog of its Call-ID; a finding without one has no packets of its own.
@@ -120,7 +121,8 @@ def export_pcap(store: Path, con, found: dict, out: Path) -> Export:
     result = Export()
     frames: dict[tuple[str, int], Frame] = {}        # (capture path, byte offset) -> frame
     call_ids = {r[0] for r in found.get("calls", _none()).rows}
-    dialog_ids = {r[0] for r in found.get("dialogs", _none()).rows}
+    spans = {r[0]: (r[1], r[2]) for r in found.get("dialogs", _none()).rows}     # Call-ID -> first, last message
+    dialog_ids = set(spans)
     without_call = 0
     for r in found.get("findings", _none()).rows:
         call_id = r[3]
@@ -154,11 +156,12 @@ def export_pcap(store: Path, con, found: dict, out: Path) -> Export:
     # dialogs that are no call: the frames of their stored messages
     if dialog_ids:
         marks = ", ".join("?" * len(dialog_ids))
-        rows = con.execute(f"SELECT capture_sha256, capture_frame FROM sip_messages WHERE call_id IN ({marks})",
-                           sorted(dialog_ids)).fetchall()
+        rows = con.execute(f"SELECT call_id, ts, capture_sha256, capture_frame FROM sip_messages "
+                           f"WHERE call_id IN ({marks})", sorted(dialog_ids)).fetchall()
         wanted: dict[str, set[int]] = {}
-        for sha, n in rows:
-            wanted.setdefault(sha, set()).add(n)
+        for call_id, ts, sha, n in rows:
+            if call_id not in spans or spans[call_id][0] <= ts <= spans[call_id][1]:
+                wanted.setdefault(sha, set()).add(n)
         for sha, numbers in sorted(wanted.items()):
             path = caps.path(sha)
             for item in read_capture(path):

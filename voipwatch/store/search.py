@@ -116,6 +116,7 @@ def queries(q: Query) -> dict[str, tuple[str, list]]:
     inner = _Where()
     _sip_match(q, inner, with_ip=True, with_time=True)
     w.add(f"call_id IN (SELECT call_id FROM sip_messages WHERE call_id IS NOT NULL AND {inner.sql()})", *inner.params)
+    _window(q, w, "ts", "ts")           # a Call-ID reused for days (REGISTER refreshes): its messages in the window
     _with_findings(q, w)
     out["dialogs"] = ("SELECT call_id, min(ts) AS first_ts, max(ts) AS last_ts, count(*) AS messages, "
                       "string_agg(DISTINCT coalesce(method, cseq_method), ',' ORDER BY coalesce(method, cseq_method)) "
