@@ -1,12 +1,13 @@
 """Search results on the terminal (escaped), as CSV (neutralised as the tables are) or as JSON lines."""
 from __future__ import annotations
 
+import csv
 import io
 from datetime import datetime, timezone
 
 from voipwatch.safe_text import json_line, visible
 from voipwatch.store.search import Rows
-from voipwatch.tables import write_csv_rows
+from voipwatch.tables import csv_values
 
 CELL_MAX = 48           # terminal cells are cut here; CSV and JSON lines keep exact values
 
@@ -40,11 +41,12 @@ def as_csv(found: dict[str, Rows]) -> str:
     """One block per kind (a header row whose first cell is "kind", then its rows), blank line between;
     text cells neutralised as analyze's CSV tables (voipwatch.tables.csv_cell)."""
     buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)      # as analyze's CSV tables
     for i, (kind, rows) in enumerate(found.items()):
         if i:
             buf.write("\n")
-        write_csv_rows(buf, [["kind"] + rows.columns])
-        write_csv_rows(buf, [[kind] + list(r) for r in rows.rows])
+        writer.writerow(csv_values(["kind"] + rows.columns))
+        writer.writerows(csv_values([kind] + list(r)) for r in rows.rows)
     return buf.getvalue()
 
 
