@@ -14,7 +14,7 @@ from voipwatch import __version__
 from voipwatch.capture import CaptureError
 from voipwatch.config_schema import ConfigError
 from voipwatch.detect import SEVERITIES
-from voipwatch.safe_text import visible_lines
+from voipwatch.safe_text import visible, visible_lines
 from voipwatch.tables import FORMATS
 
 
@@ -27,7 +27,9 @@ class Exit(enum.IntEnum):
     OK = 0
     ERROR = 1          # bad input file, bad configuration
     USAGE = 2          # click's own usage errors
-    FINDINGS = 3       # --fail-on threshold reached
+    FINDINGS = 3       # --fail-on threshold reached; search: nothing matched
+    STORED = 4         # analyze --store: a capture is already in the store (nothing written)
+    PARTIAL = 5        # analyze --store: the run is stored, but a capture could not be read
 
 
 class Progress:
@@ -80,8 +82,8 @@ def cli() -> None:
 
 @cli.command()
 @click.argument("captures", nargs=-1, required=True, type=click.Path(allow_dash=True))
-@click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False),
-              help="Directory for the tables, summary.json and alerts.")
+@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False),
+              help="Directory for the tables, summary.json and alerts (required unless --store is given).")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="csv", show_default=True,
               help="Table format (Parquet needs pyarrow, a declared dependency).")
 @click.option("--mode", type=click.Choice(["batch", "stream"]), default="batch", show_default=True,
@@ -95,7 +97,14 @@ def cli() -> None:
               help="Processes for --mode batch, 0 for one per available core (same results; a single "
                    "uncompressed pcap/pcapng file is the input that uses them best).")
 @click.option("--csv-raw", is_flag=True, help=CSV_RAW_HELP)
-def analyze(captures, out_dir, fmt, mode, config_path, sets, progress, fail_on, jobs, csv_raw) -> None:
+@click.option("--store", "store", type=click.Path(file_okay=False),
+              help="Append the run to this case store (Parquet by table and day; see voipwatch search).")
+@click.option("--replace", is_flag=True,
+              help="With --store: analyse again captures the store already holds, replacing their run.")
+@click.option("--sensor", default="default", show_default=True,
+              help="With --store: the capture point; a run is stitched only to earlier runs of the same sensor.")
+def analyze(captures, out_dir, fmt, mode, config_path, sets, progress, fail_on, jobs, csv_raw, store, replace,
+            sensor) -> None:
     """Analyze capture files (pcap, pcapng, gzip, or - for stdin) into tables and a summary.
 
     Several files are merged in capture-time order. Writes sip_messages, calls, registrations,
@@ -106,10 +115,23 @@ def analyze(captures, out_dir, fmt, mode, config_path, sets, progress, fail_on, 
         voipwatch analyze capture.pcapng -o out/ --format parquet
 
         voipwatch analyze big.pcap -o out/ --jobs 0
+
+        voipwatch analyze rotated/*.pcap --store case/
+
+    With --store, exit status 4 means a capture was already stored (nothing written; --replace
+    analyses it again) and 5 that the run was stored but a capture could not be read.
     """
     from voipwatch.analyze import analyze_files, write_outputs
 
+    if out_dir is None and store is None:
+        raise click.UsageError("give -o DIR, --store CASE, or both")
+    if replace and store is None:
+        raise click.UsageError("--replace needs --store")
     settings = settings_or_exit(config_path, sets)
+    if store is not None:
+        _analyze_into_store(captures, out_dir, fmt, mode, settings, progress, fail_on, jobs, csv_raw, store, replace,
+                            sensor)
+        return
     for reason in idle_notices(settings):
         click.echo(f"notice: {reason}", err=True)
     reporter = Progress(list(captures), sys.stderr.isatty() if progress is None else progress)
@@ -131,6 +153,136 @@ def analyze(captures, out_dir, fmt, mode, config_path, sets, progress, fail_on, 
         sys.exit(Exit.ERROR)
     click.echo(terminal_summary(result.summary, out_dir))
     if fail_on and any(SEVERITIES.index(a.severity) >= SEVERITIES.index(fail_on) for a in result.alerts):
+        sys.exit(Exit.FINDINGS)
+
+
+def _analyze_into_store(captures, out_dir, fmt, mode, settings, progress, fail_on, jobs, csv_raw, store, replace,
+                        sensor) -> None:
+    """analyze --store: the run appended to the case store (voipwatch.store.ingest)."""
+    from voipwatch.analyze import write_outputs
+    from voipwatch.store.ingest import AlreadyStored, ingest
+    from voipwatch.store.layout import StoreError
+
+    if "-" in captures:
+        raise click.UsageError("--store needs capture files (stdin has no content hash to refuse a second ingest by)")
+    for reason in idle_notices(settings):
+        click.echo(f"notice: {reason}", err=True)
+    reporter = Progress(list(captures), sys.stderr.isatty() if progress is None else progress)
+    try:
+        done = ingest(store, list(captures), settings, mode=mode, jobs=jobs or len(os.sched_getaffinity(0)),
+                      replace=replace, sensor=sensor, progress=reporter)
+    except AlreadyStored as exc:
+        reporter.done()
+        click.echo(visible(f"error: {exc}"), err=True)
+        sys.exit(Exit.STORED)
+    except (StoreError, CaptureError) as exc:
+        reporter.done()
+        click.echo(visible(f"error: {exc}"), err=True)
+        sys.exit(Exit.ERROR)
+    except OSError as exc:
+        reporter.done()
+        click.echo(f"error: {exc.filename or store}: {exc.strerror or exc}", err=True)
+        sys.exit(Exit.ERROR)
+    reporter.done()
+    for check in done.failed:
+        click.echo(visible(f"error: {check.error} (left out of run {done.run_id}; the other captures are stored)"),
+                   err=True)
+    for path, where in done.damaged.items():
+        click.echo(visible(f"warning: {path}: reading stopped early ({where}); its records before that are stored"),
+                   err=True)
+    for note in done.notices:
+        click.echo(visible(f"notice: {note}"), err=True)
+    if done.removed_runs:
+        click.echo(f"replaced run {', '.join(done.removed_runs)}")
+    if done.analysis is not None and out_dir is not None:
+        try:
+            write_outputs(done.analysis, out_dir, fmt, csv_raw)
+        except OSError as exc:
+            click.echo(f"error: {exc.filename or out_dir}: cannot write output: {exc.strerror or exc}", err=True)
+            sys.exit(Exit.ERROR)
+        click.echo(terminal_summary(done.analysis.summary, out_dir))
+    stitched = ""
+    if done.reread:
+        stitched = (f"; continued run {done.previous_run} (read again {len(done.reread)} earlier capture(s), replaced "
+                    + ", ".join(f"{n} {t}" for t, n in done.replaced_rows.items()) + ")")
+    rows = ", ".join(f"{n:,} {t}" for t, n in done.rows.items())
+    click.echo(visible(f"run {done.run_id} stored in {store}: {rows}{stitched}"))
+    if done.analysis is None:
+        sys.exit(Exit.ERROR)
+    if done.failed:
+        sys.exit(Exit.PARTIAL)
+    if fail_on and any(SEVERITIES.index(a.severity) >= SEVERITIES.index(fail_on) for a in done.analysis.alerts):
+        sys.exit(Exit.FINDINGS)
+
+
+@cli.command()
+@click.option("--store", "store", required=True, type=click.Path(exists=True, file_okay=False),
+              help="The case store (analyze --store).")
+@click.option("--number", help="Prefix of a From, To or Request-URI user (e.g. +882).")
+@click.option("--ip", help="An address: signalling or media of calls, streams' ends, findings' ends.")
+@click.option("--user-agent", "user_agent", metavar="REGEX", help="User-Agent/Server matching a regular expression (RE2).")
+@click.option("--method", help="A SIP method: its requests and the responses to them (CSeq).")
+@click.option("--since", help="From this capture time (ISO 8601, UTC unless given; or epoch seconds).")
+@click.option("--until", help="Up to this capture time.")
+@click.option("--alerts", type=click.Choice(SEVERITIES), help="Findings of this severity or higher, and what has one.")
+@click.option("--kind", "kinds", multiple=True, type=click.Choice(("calls", "dialogs", "streams", "findings")),
+              help="Only these kinds of record (repeatable; all by default).")
+@click.option("--sql", help="Run this SQL (DuckDB) over the views calls, dialogs' sip_messages, registrations, "
+                            "rtp_streams, dns, anomalies, alerts and runs instead of the filters.")
+@click.option("--pcap", "pcap", type=click.Path(dir_okay=False),
+              help="Write the packets of the matching calls, dialogs, streams and findings here.")
+@click.option("--format", "fmt", type=click.Choice(("table", "csv", "jsonl")), default="table", show_default=True)
+def search(store, number, ip, user_agent, method, since, until, alerts, kinds, sql, pcap, fmt) -> None:
+    """Search a case store: calls, dialogs (SIP messages of one Call-ID), RTP streams and findings.
+
+    SIP filters (--number, --user-agent, --method) select dialogs; calls, streams and findings follow
+    their dialog by Call-ID; --ip and --since/--until apply to each record's own ends and times. All
+    filters given must hold. Exit status: 0 something matched, 3 nothing did, 1 error, 2 usage.
+
+    Examples:
+
+        voipwatch search --store case/ --number +882 --since 2024-05-01
+
+        voipwatch search --store case/ --ip 203.0.113.7 --method REGISTER
+
+        voipwatch search --store case/ --user-agent friendly --pcap scan.pcap
+
+        voipwatch search --store case/ --sql "SELECT count(*) FROM calls"
+    """
+    from voipwatch.store.layout import StoreError, connect
+    from voipwatch.store.present import FORMATTERS
+    from voipwatch.store.search import KINDS, Query, Rows, parse_time, run_search, run_sql
+
+    if sql is not None and any(v is not None for v in (number, ip, user_agent, method, since, until, alerts, pcap)):
+        raise click.UsageError("--sql runs on its own: give it without filters or --pcap")
+    try:
+        query = Query(number, ip, user_agent, method, parse_time(since) if since else None,
+                      parse_time(until) if until else None, alerts)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    import duckdb
+    try:
+        con = connect(Path(store))
+        found = {"sql": run_sql(con, sql)} if sql is not None else run_search(con, query, tuple(kinds) or KINDS)
+        exported = None
+        if pcap is not None:
+            from voipwatch.store.export import export_pcap
+            exported = export_pcap(Path(store), con, found, Path(pcap))
+    except (duckdb.Error, StoreError, CaptureError) as exc:
+        click.echo(visible(f"error: {str(exc).splitlines()[0] if str(exc) else exc}"), err=True)
+        sys.exit(Exit.ERROR)
+    except OSError as exc:
+        click.echo(f"error: {exc.filename or pcap}: {exc.strerror or exc}", err=True)
+        sys.exit(Exit.ERROR)
+    text = FORMATTERS[fmt](found)
+    if text:
+        click.echo(text, nl=not text.endswith("\n"))
+    if exported is not None:
+        click.echo(f"{exported.packets:,} packets of {exported.calls} call(s), {exported.dialogs} other dialog(s) and "
+                   f"{exported.streams} other stream(s) written to {pcap}", err=True)
+        for note in exported.notes:
+            click.echo(f"notice: {note}", err=True)
+    if not any(rows.rows for rows in found.values()):
         sys.exit(Exit.FINDINGS)
 
 
@@ -238,23 +390,34 @@ def monitor(interfaces, replay, bpf, out_dir, config_path, sets, backend, alerts
 @click.option("--set", "sets", multiple=True, metavar="SECTION.KEY=VALUE", help="Override one setting.")
 @click.option("--top", type=click.IntRange(1, 10_000), default=50, show_default=True,
               help="Rows of the calls, registrations, streams and anomalies tables (the most relevant).")
-def report(captures, from_dir, out_path, config_path, sets, top) -> None:
+@click.option("--store", "store", type=click.Path(exists=True, file_okay=False),
+              help="Report on a case store (analyze --store), optionally a time window of it.")
+@click.option("--since", help="With --store: from this capture time (ISO 8601 or epoch seconds).")
+@click.option("--until", help="With --store: up to this capture time.")
+def report(captures, from_dir, out_path, config_path, sets, top, store, since, until) -> None:
     """Write a one-page HTML report: summary, findings with the NSA guide's advice, calls, registrations,
     media quality, VLANs and the ladder of the most severe call.
 
-    Give capture files (analyzed first, like analyze) or --from-dir with an analyze output directory.
-    The page embeds its figures and needs no network and no JavaScript.
+    Give capture files (analyzed first, like analyze), --from-dir with an analyze output directory, or
+    --store with a case store (and --since/--until for a window of it). The page embeds its figures
+    and needs no network and no JavaScript.
 
-    Example:
+    Examples:
 
         voipwatch report capture.pcap -o report.html --config site.toml
+
+        voipwatch report --store case/ --since 2024-05-01 --until 2024-05-02 -o day.html
     """
     from voipwatch.report.data import build_report, from_result, load_dir
     from voipwatch.report.figures import draw_figures
     from voipwatch.report.html import write_report
 
-    if bool(captures) == bool(from_dir):
-        raise click.UsageError("give either capture files or --from-dir DIR")
+    if sum(map(bool, (captures, from_dir, store))) != 1:
+        raise click.UsageError("give either capture files or --from-dir DIR, or --store CASE")
+    if (since or until) and not store:
+        raise click.UsageError("--since and --until go with --store")
+    if store:
+        from_dir = _store_window(store, since, until)
     settings = settings_or_exit(config_path, sets)
     site = settings.site if config_path or any(s.startswith("dialplan.") for s in sets) else None
     started = time.perf_counter()
@@ -281,6 +444,27 @@ def report(captures, from_dir, out_path, config_path, sets, top) -> None:
     findings = ", ".join(f"{sev} {n}" for sev, n in built.severity_counts.items() if n) or "none"
     click.echo(f"report written to {out_path} ({os.path.getsize(out_path):,} bytes, "
                f"{time.perf_counter() - started:.2f} s; findings: {findings})")
+
+
+def _store_window(store: str, since: str | None, until: str | None) -> str:
+    """A window of the case store written as an analyze output directory (removed at exit)."""
+    import atexit
+    import shutil
+    import tempfile
+
+    from voipwatch.store.layout import connect
+    from voipwatch.store.search import parse_time
+    from voipwatch.store.window import write_window
+
+    try:
+        start, end = (parse_time(since) if since else None), (parse_time(until) if until else None)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    folder = tempfile.mkdtemp(prefix="voipwatch-window-")
+    atexit.register(shutil.rmtree, folder, True)
+    label = f"case store {store}" + (f" from {since}" if since else "") + (f" until {until}" if until else "")
+    write_window(connect(Path(store)), Path(folder), start, end, label)
+    return folder
 
 
 def settings_or_exit(config_path: str | None, sets: tuple[str, ...]):

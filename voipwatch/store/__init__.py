@@ -1,0 +1,1 @@
+"""The case store: runs appended as Parquet (layout), searched with DuckDB (search), packets exported (export)."""
