@@ -19,6 +19,10 @@ TRUSTED_ROLES = ("esc", "sbc", "trusted_trunks", "pstn_gw")
 _VISUAL = re.compile(r"[-.()\s]")                         # RFC 3966 §5.1.1 visual separators
 _PHONE = re.compile(r"\+?[0-9*#]+")
 MAX_VARIANTS = 64                                         # dialled variants of one number kept per source (TF-03)
+# Zones where a user's own devices live (desk phone, softphone, VPN client): a binding moving between them is
+# not a move (TF-08), and an account used from two of them at once is not a takeover (TF-11).
+DEVICE_ZONES = ("voice", "softphone", "internal", "vpn")
+RISKY_ZONES = ("public", "data")                          # TF-11: critical when one place of an account is here
 MAX_LISTED = 20                                           # numbers, places or calls listed in one alert's evidence
 # International forms of a number (ITU-T E.164 "+", the ITU-recommended prefix 00, NANP 011): stripped to the
 # country code and national number, whose leading digits name the range a carrier assigned (Wangiri, TF-10).
@@ -192,6 +196,7 @@ class TollFraud(Detector):
         self._bindings: BoundedMap[_Binding] = BoundedMap(c.max_tracked, c.new_account_s)
         self._places: BoundedMap[dict] = BoundedMap(c.max_tracked, max(c.new_account_s, c.default_expires_s), dict)
         self._rings: BoundedMap[_Ring] = BoundedMap(c.max_tracked, c.setup_timeout_s)
+        self._ring_legs: BoundedMap[_Leg] = BoundedMap(c.max_tracked, c.relay_window_s)   # calling number -> last leg
         self._one_rings = KeyedWindows(c.wangiri_window_s, c.max_tracked)
         self._ranges: BoundedMap[dict] = BoundedMap(c.max_tracked, c.wangiri_callback_s)   # one-ring calls per range
         self._first_ts: float | None = None
@@ -482,7 +487,7 @@ class TollFraud(Detector):
         places = self._places.touch(account, ts)
         for stale in [k for k, v in places.items() if v.until < ts and k != src]:
             del places[stale]
-        risky = ("public", "data")
+        risky = RISKY_ZONES
         for other_src, other in places.items():
             if other_src == src or not (zone in risky or other.zone in risky):
                 continue
@@ -493,7 +498,7 @@ class TollFraud(Detector):
                 "account_takeover", ts=ts, identifier=f"{account}|{intruder}", src=src, vlan=vlan,
                 severity=severity_of("compromise"),
                 msg=(f"Account {account} was {how} from {src} ({zone}) while it was in use from {other_src} "
-                     f"({other.zone}, {other.how} since {other.first_ts:.0f}): two places at once, "
+                     f"({other.zone}, {other.how} {ts - other.first_ts:.0f} s earlier and live): two places at once, "
                      f"{intruder} {'public' if (zone if intruder == src else other.zone) == 'public' else 'in the data zone'}. "
                      f"Someone else holds its credentials: change them, remove the binding at {intruder} and block it."),
                 evidence={"account": account, "intruder": intruder, "holder": holder, "places": listed,
@@ -512,6 +517,10 @@ class TollFraud(Detector):
             return
         outbound = cls in EXTERNAL and self.site.is_internal(leg.src) and not self._role(leg.src, ("trusted_trunks", "pstn_gw"))
         rng = None if outbound else self._range(caller)
+        earlier = self._ring_legs.get(caller)
+        self._ring_legs.set(caller, leg, leg.ts)
+        if earlier is not None and earlier.src != leg.src and leg.ts - earlier.ts <= self.config.relay_window_s:
+            return                                  # the ESC/SBC's onward leg of the same inbound call
         if rng:
             self._rings.set(leg.call_id, _Ring(leg.ts, caller, rng, leg.src, leg.dst, msg.ruri_user), leg.ts)
 
@@ -633,8 +642,8 @@ class TollFraud(Detector):
             binding = self._bindings.get(leg.account)
             yield self._raise("new_account_external_call", leg, ts,
                               f"The call of account {leg.account} from {leg.src} ({leg.zone}) to {leg.cls} number "
-                              f"{leg.number} was answered ({status}): a call from a {', '.join(leg.tf08).replace('_', ' ')} "
-                              "account completed. Block the account and check the carrier's records.",
+                              f"{leg.number} was answered ({status}): a fraud call completed "
+                              f"({', '.join(leg.tf08).replace('_', ' ')}). Block the account and check the carrier's records.",
                               f"{self._who(leg)}|answered", {**self._tf08_evidence(leg, binding, ts - self._first_ts),
                                                              "answered_ts": ts, "status": status},
                               severity_of("compromise"))
@@ -693,7 +702,7 @@ class TollFraud(Detector):
         if binding is None:
             self._bindings.set(aor, _Binding(ts, src, zone, not creds), ts)
             return
-        if src != binding.src and zone != binding.zone:
+        if src != binding.src and zone != binding.zone and not {zone, binding.zone} <= set(DEVICE_ZONES):
             binding.moved_from, binding.moved_ts = f"{binding.src} ({binding.zone})", ts
         binding.src, binding.zone, binding.unchallenged = src, zone, not creds
         self._bindings.touch(aor, ts)

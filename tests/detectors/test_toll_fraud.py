@@ -140,3 +140,31 @@ def test_credentials_are_never_evidence():
 def test_bad_patterns_are_configuration_errors():
     with pytest.raises(ConfigError, match="access_codes"):
         _detector("detectors.toll_fraud.access_codes=['(']")
+
+
+def test_the_default_high_risk_list_marks_network_codes_and_a_site_list_replaces_it():
+    """Out of the box +881/+882/+883 (ITU-T E.164 international networks and satellite) are high-risk in every
+    international form, ordinary international numbers stay international; a site's [dialplan] high_risk
+    replaces the list (empty: the class is off)."""
+    from voipwatch.site import Site
+    default = Site({})
+    assert [default.number_class(n) for n in ("+882161234100", "00881612345678", "011883140000001",
+                                               "+5371234567", "+442079460123", "+15555769711")] == \
+        ["high_risk", "high_risk", "high_risk", "high_risk", "international", "international"]
+    own = Site({"dialplan": {"high_risk": [r"^\+44"]}})
+    assert [own.number_class(n) for n in ("+882161234100", "+442079460123")] == ["international", "high_risk"]
+    assert Site({"dialplan": {"high_risk": []}}).number_class("+882161234100") == "international"
+
+
+def test_a_site_list_turns_the_default_high_risk_call_into_an_international_one(tmp_path):
+    """The same capture, the desk phone's +882 call: high_risk_destination out of the box, nothing once the
+    site replaces the list with one that does not name +882 (business hours, so international is silent)."""
+    capture = Path(__file__).resolve().parents[2] / "sample_captures" / "tf-accounts.pcap"
+    desk = [a for a in analyze_files([str(capture)], load_settings(None)).alerts
+            if a.name == f"{FAMILY}.high_risk_destination" and a.src == "10.3.10.1"]
+    assert [(a.severity, a.evidence["number"], a.evidence["class"]) for a in desk] == [("medium", "+882130000001", "high_risk")]
+    site = tmp_path / "site.toml"
+    site.write_text('[dialplan]\nhigh_risk = ["^\\\\+53"]\n')
+    replaced = [a for a in analyze_files([str(capture)], load_settings(site)).alerts
+                if a.name == f"{FAMILY}.high_risk_destination" and a.src == "10.3.10.1"]
+    assert replaced == []
