@@ -129,7 +129,11 @@ class TollFraud(Detector):
     them per account (TF-04); too many concurrent or short external calls per account (TF-05); an
     unauthenticated inbound INVITE relayed by the ESC/SBC to a gateway/trunk (TF-06); REFER, Diversion,
     3xx and forwarding feature codes to external numbers (TF-07); external calls from registrations that
-    are new, unchallenged, moved zone or public (TF-08). Emergency numbers never alert. Numbers are
+    are new, unchallenged, moved zone or public, or from a public caller with credentials (TF-08, critical
+    again when answered); Wangiri: many numbers of one international range ringing once, then a user
+    calling the range back (TF-10); one account used from two places at once, one public or in the data
+    zone (TF-11, account takeover). Per-account findings carry the account's source address in their
+    identifier, so a new place is a new finding. Emergency numbers never alert. Numbers are
     classified by the [dialplan] after stripping access_codes; "national" is any other external number.
     The onward leg of a call (same number from another source within relay_window_s, e.g. ESC -> gateway)
     is not counted again, and inherits the first leg's authentication.
@@ -137,12 +141,14 @@ class TollFraud(Detector):
     before a gateway completes a call and that CDRs be reviewed for it.
     Tune: declare [roles] esc, sbc, pstn_gw, trusted_trunks (TF-01 and TF-06 stay idle without them; until
     esc/sbc/trusted_trunks are set TF-02 judges only public callers of internal servers); dialplan.high_risk
-    with IRSF ranges and business_hours; trusted_sources for IP-authenticated peers; the thresholds below.
+    (a default list ships: voipwatch/high_risk.py) and business_hours; trusted_sources for IP-authenticated peers; the thresholds below.
     False positives: undeclared IP-authenticated trunks or phones (TF-02) and inbound DID calls from them
     (TF-04); legitimate international business (toll_calls); call centres (max_concurrent); forwarding to
     staff mobiles (forward_allowlist); remote phones outside the VPN pool (TF-08 public_binding); two users
-    dialling one number within relay_window_s count as one call. A capture has no history: no account
-    counts as 'new' until learning_s after the first record.
+    dialling one number within relay_window_s count as one call; a softphone in the data zone beside its
+    desk phone (TF-11); missed calls from one international block of a real caller (TF-10). A capture has
+    no history: no account counts as 'new' until learning_s after the first record (the other TF-08
+    reasons need none, and the alert says what it could not judge).
     """
     name = "toll_fraud"
     consumes = (SipMessage,)
@@ -297,8 +303,9 @@ class TollFraud(Detector):
 
     @staticmethod
     def _who(leg: _Leg) -> str:
-        """An account at one place: a new source or zone for the same account is a new finding."""
-        return f"{leg.account}|{leg.src}|{leg.zone}"
+        """An account at one place: a new source address for the same account is a new finding. (The zone is
+        a property of the address here: a VLAN tag stripped on the way to the sensor must not split a finding.)"""
+        return f"{leg.account}|{leg.src}"
 
     def _raise(self, key: str, leg: _Leg, ts: float, msg: str, identifier: str, evidence: dict,
                severity: str | None = None):

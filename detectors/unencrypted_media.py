@@ -80,7 +80,7 @@ class _Group:
     counts: Counter = field(default_factory=Counter)
     items: list = field(default_factory=list)
     notes: set = field(default_factory=set)
-    pairs: Counter = field(default_factory=Counter)  # roll-ups: host pair -> messages or streams
+    pairs: Counter = field(default_factory=Counter)  # roll-ups: (host, host) -> messages or streams, first seen first
     severity: str = "info"                           # roll-ups: the most severe contribution
 
 
@@ -125,14 +125,16 @@ class UnencryptedMedia(Detector):
     cleartext, frames + 4/10/16 B (SRTP tag, + MKI) are SRTP; byte entropy over >= 8 KB when measured. SDES
     keys (a=crypto inline) in SIP without TLS (UM-02, critical), then the call's streams those keys decrypt.
     SRTP offers answered with plain RTP; chosen crypto with UNENCRYPTED_SRTP/SRTCP, UNAUTHENTICATED_SRTP,
-    NULL cipher or 32-bit tags, or not AES-256 under require_aes256 (UM-03). Cleartext SIP, one alert per
-    host pair with counts by method, one level higher with REGISTER (UM-04). A public end raises UM-01/UM-04
-    a level and adds one summary per public peer (UM-06). RFC 4733 telephone-events in cleartext RTP and
+    NULL cipher or 32-bit tags, or not AES-256 under require_aes256 (UM-03). Cleartext SIP with counts by
+    method, one level higher with REGISTER (UM-04). Cleartext SIP and media are rolled up per pair of places
+    (public address, server in a role, zone, internal hosts; or per host pair) over rollup_window_s, with
+    their calls and host pairs as evidence: one finding per problem, not per call. A public end raises
+    UM-01/UM-04 a level and adds one summary per public peer (UM-06). RFC 4733 telephone-events in cleartext RTP and
     SIP INFO dtmf-relay (UM-08): counts, never digits.
     Why: the guide's best mitigation against eavesdropping is encrypting all voice and video end to end,
     and all signalling that can be (SIP/TLS, SRTP; encrypted trunks over public networks).
-    Severity: cleartext media seen between internal hosts is high by default: the conversation is readable
-    by anyone on the path, a real finding even inside one voice zone. SDP that negotiated cleartext for an
+    Severity (voipwatch.severity): cleartext media seen between internal hosts is hygiene, medium by default:
+    the conversation is readable by anyone on the path, but no attacker is shown. SDP that negotiated cleartext for an
     answered call whose media is not in the capture is one level lower. Sites that accept cleartext inside
     (802.1X, port security) lower internal_media_severity; allow_cleartext_pairs makes a pair info. Calls
     protected by SRTP with keys not seen, DTLS-SRTP or ZRTP raise nothing above info.
@@ -234,7 +236,7 @@ class UnencryptedMedia(Detector):
         group.first_ts, group.last_ts = min(group.first_ts, ts), max(group.last_ts, ts)
         if SEVERITIES.index(severity) > SEVERITIES.index(group.severity):
             group.severity = severity
-        pair = "<->".join(sorted((a, b)))
+        pair = (b, a) if (b, a) in group.pairs else (a, b)   # in the direction first seen (address-family neutral)
         if pair in group.pairs or len(group.pairs) < self.config.max_calls:
             group.pairs[pair] += 1
         else:
@@ -435,7 +437,7 @@ class UnencryptedMedia(Detector):
         a, b = places[:2]
         methods = {k: v for k, v in sorted(g.counts.items()) if k not in ("via_tls", "pairs_over_cap")}
         n, register = sum(methods.values()), bool(g.counts["REGISTER"])
-        public = sorted({ip for pair in g.pairs for ip in pair.split("<->") if self._public(ip)})
+        public = sorted({ip for pair in g.pairs for ip in pair if self._public(ip)})
         where = f"within {a}" if a == b else f"between {a} and {b}"
         yield self.alert(
             "cleartext_sip", ts=g.first_ts, identifier=self._rollup_id(places), src=g.src, dst=g.dst, vlan=g.vlan,
@@ -447,8 +449,7 @@ class UnencryptedMedia(Detector):
                       **self._pairs_evidence(g), "register_users": g.items, "via_tls_messages": g.counts["via_tls"],
                       "public_ends": public, "allowed_pair": "allowed" in places, "first_ts": g.first_ts, "last_ts": g.last_ts})
         if "allowed" not in places:
-            for pair, count in g.pairs.items():
-                x, y = pair.split("<->")
+            for (x, y), count in g.pairs.items():
                 if self._public(x) or self._public(y):
                     self._contribute_public(x, y, g.first_ts, g.last_ts, g.vlan, None, "sip", count)
 
@@ -461,14 +462,14 @@ class UnencryptedMedia(Detector):
 
     def _pairs_evidence(self, g: _Group) -> dict:
         """Host pairs of a roll-up: their total and the busiest max_listed with their counts."""
-        top = sorted(g.pairs.items(), key=lambda kv: (-kv[1], kv[0]))[:self.config.max_listed]
-        return {"host_pairs": self._n_pairs(g), "top_host_pairs": dict(top)}
+        top = sorted(g.pairs.items(), key=lambda kv: -kv[1])[:self.config.max_listed]   # ties: first seen first
+        return {"host_pairs": self._n_pairs(g), "top_host_pairs": [{"hosts": list(pair), "count": n} for pair, n in top]}
 
     def _report_rtp(self, places: tuple, g: _Group):
         """UM-01 roll-up: cleartext RTP between two places, with its calls and host pairs."""
         a, b = places[:2]
         calls, flows, streams = g.counts["calls"], g.counts["flows"], g.counts["streams"]
-        public = sorted({ip for pair in g.pairs for ip in pair.split("<->") if self._public(ip)})
+        public = sorted({ip for pair in g.pairs for ip in pair if self._public(ip)})
         where = f"within {a}" if a == b else f"between {a} and {b}"
         seen = [f"{calls} call(s)"] * bool(calls) + [f"{flows} flow(s) without signalling"] * bool(flows)
         sdp_only = g.counts["sdp_only_calls"]

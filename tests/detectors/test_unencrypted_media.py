@@ -41,7 +41,7 @@ def test_cleartext_g711_calls(public_captures):
     assert rtp.identifier == "internal hosts <-> internal hosts"
     assert rtp.evidence["call_ids"] == ["1-1966@10.0.2.20", "1-1968@10.0.2.20"] and rtp.evidence["calls"] == 2
     assert rtp.evidence["codecs"] == ["PCMA", "PCMU"] and rtp.evidence["basis"] == {"sdp": 2}
-    assert rtp.evidence["top_host_pairs"] == {"10.0.2.15<->10.0.2.20": 2}
+    assert rtp.evidence["top_host_pairs"] == [{"hosts": ["10.0.2.15", "10.0.2.20"], "count": 2}]
     sip = next(a for a in alerts if a.name.endswith("cleartext_sip"))
     assert sip.evidence["methods"] == {"ACK": 2, "BYE": 1, "INVITE": 2, "responses": 5}
     assert sip.evidence["host_pairs"] == 1
