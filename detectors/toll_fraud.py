@@ -498,15 +498,17 @@ class TollFraud(Detector):
         for other_src, other in places.items():
             if other_src == src or not (zone in risky or other.zone in risky):
                 continue
-            intruder, holder = (src, other_src) if zone in risky or other.zone not in risky else (other_src, src)
+            new = places.get(src) or _Place(zone, vlan, ts, until, how)
+            ((intruder, held), (holder, _)) = sorted(((src, new), (other_src, other)),
+                                                     key=lambda p: (p[1].zone not in risky, p[0] != src))
             listed = [{"src": k, "zone": v.zone, "how": v.how, "since_ts": v.first_ts, "live_until_ts": v.until}
-                      for k, v in ((other_src, other), (src, places.get(src) or _Place(zone, vlan, ts, until, how)))]
+                      for k, v in ((other_src, other), (src, new))]
             yield self.alert(
-                "account_takeover", ts=ts, identifier=f"{account}|{intruder}", src=src, vlan=vlan,
-                severity=severity_of("compromise"),
+                "account_takeover", ts=ts, identifier=f"{account}|{intruder}", src=intruder, dst=holder,
+                vlan=held.vlan, severity=severity_of("compromise"),
                 msg=(f"Account {account} was {how} from {src} ({zone}) while it was in use from {other_src} "
                      f"({other.zone}, {other.how} {ts - other.first_ts:.0f} s earlier and live): two places at once, "
-                     f"{intruder} {'public' if (zone if intruder == src else other.zone) == 'public' else 'in the data zone'}. "
+                     f"{intruder} {'public' if held.zone == 'public' else 'in the data zone'}. "
                      f"Someone else holds its credentials: change them, remove the binding at {intruder} and block it."),
                 evidence={"account": account, "intruder": intruder, "holder": holder, "places": listed,
                           "overlap_ts": ts})
