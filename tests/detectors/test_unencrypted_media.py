@@ -208,3 +208,12 @@ def test_hygiene_findings_track_problems_not_calls(tmp_path):
     messages = result.tables["sip_messages"]
     assert sip.evidence["messages"] == len(messages)
     assert sip.evidence["host_pairs"] == len({tuple(sorted(p)) for p in zip(messages["src"], messages["dst"])})
+
+
+def test_a_call_view_shows_the_roll_up_that_lists_the_call():
+    """voipwatch call: a call's alerts include the cleartext roll-up whose evidence lists its Call-ID."""
+    from voipwatch.call.select import select_calls
+    result = analyze_files([str(SAMPLES / "um-attacks.pcap")], load_settings(None))
+    view, = select_calls(result, call_id="um-clear@attacks")
+    rollups = [a for a in view.alerts if a.name == f"{FAMILY}.cleartext_rtp"]
+    assert [(a.severity, a.identifier) for a in rollups] == [("medium", "internal hosts <-> internal hosts")]
