@@ -154,29 +154,29 @@ class TollFraud(Detector):
     consumes = (SipMessage,)
     Config = Config
     alerts = {
-        "unauthorized_gateway_access": AlertSpec("TF-01", "high", "Part II: PSTN gateway protections",
+        "unauthorized_gateway_access": AlertSpec("TF-01", severity_of("attack"), "Part II: PSTN gateway protections",
                                                  "A PSTN gateway received an INVITE from a source not allowed to signal to it"),
-        "unauthenticated_call": AlertSpec("TF-02", "high", "Part II: PSTN gateway protections",
+        "unauthenticated_call": AlertSpec("TF-02", severity_of("attack"), "Part II: PSTN gateway protections",
                                           "An external call progressed without any authentication"),
-        "prefix_walking": AlertSpec("TF-03", "high", "Part III: Audit and logging apparatus",
+        "prefix_walking": AlertSpec("TF-03", severity_of("attack"), "Part III: Audit and logging apparatus",
                                     "One source dialled one number with several dial-out prefixes (toll-fraud probing)"),
-        "high_risk_destination": AlertSpec("TF-04", "medium", "Part III: Audit and logging apparatus",
+        "high_risk_destination": AlertSpec("TF-04", severity_of("exposure"), "Part III: Audit and logging apparatus",
                                            "A premium/high-risk number, or an international one off-hours, was dialled"),
-        "toll_call_volume": AlertSpec("TF-04", "medium", "Part III: Audit and logging apparatus",
+        "toll_call_volume": AlertSpec("TF-04", severity_of("exposure"), "Part III: Audit and logging apparatus",
                                       "One account placed many international/premium calls in a short window"),
-        "call_velocity": AlertSpec("TF-05", "high", "Part III: Audit and logging apparatus",
+        "call_velocity": AlertSpec("TF-05", severity_of("attack"), "Part III: Audit and logging apparatus",
                                    "One account had too many concurrent or short external calls"),
-        "external_relay": AlertSpec("TF-06", "critical", "Part II: Protections for public IP networks functioning as voice carriers",
+        "external_relay": AlertSpec("TF-06", severity_of("compromise"), "Part II: Protections for public IP networks functioning as voice carriers",
                                     "An inbound call for an external number was relayed back out to the PSTN"),
-        "external_forwarding": AlertSpec("TF-07", "high", "Part III: Default UC/VVoIP server configuration settings",
+        "external_forwarding": AlertSpec("TF-07", severity_of("attack"), "Part III: Default UC/VVoIP server configuration settings",
                                          "A call was transferred or forwarded to an external number"),
-        "new_account_external_call": AlertSpec("TF-08", "high", "Part III: Client registration protections",
+        "new_account_external_call": AlertSpec("TF-08", severity_of("attack"), "Part III: Client registration protections",
                                                "A new, unchallenged, moved or public registration placed an external call"),
-        "wangiri_campaign": AlertSpec("TF-10", "medium", "Part III: Audit and logging apparatus",
+        "wangiri_campaign": AlertSpec("TF-10", severity_of("exposure"), "Part III: Audit and logging apparatus",
                                       "Many numbers of one international range rang once and hung up (Wangiri bait)"),
-        "wangiri_callback": AlertSpec("TF-10", "high", "Part III: Audit and logging apparatus",
+        "wangiri_callback": AlertSpec("TF-10", severity_of("attack"), "Part III: Audit and logging apparatus",
                                       "A user called back a number range that ran a Wangiri campaign"),
-        "account_takeover": AlertSpec("TF-11", "critical", "Part III: Client registration protections",
+        "account_takeover": AlertSpec("TF-11", severity_of("compromise"), "Part III: Client registration protections",
                                       "One account was in use from two places at once, one of them public or in the data zone"),
     }
 
@@ -403,7 +403,8 @@ class TollFraud(Detector):
             yield self._raise("prefix_walking", leg, ts,
                               f"{leg.src} dialled {len(numbers)} prefix variants of ...{suffix} and {wins[0]} was "
                               "answered: a toll-fraud probe found a working dial-out prefix.",
-                              f"{leg.src}|{key[1]}|answered", {**evidence, "answered": wins[0]}, "critical")
+                              f"{leg.src}|{key[1]}|answered", {**evidence, "answered": wins[0]},
+                              severity_of("compromise"))
         else:
             yield self._raise("prefix_walking", leg, ts,
                               f"{leg.src} dialled {len(numbers)} prefix variants of ...{suffix} within "
@@ -415,7 +416,7 @@ class TollFraud(Detector):
         """TF-04: premium/high-risk numbers, international off-hours, bulk toll calls per account."""
         off = self.site.off_hours(ts)
         if leg.cls in ("premium", "high_risk") or (leg.cls == "international" and off):
-            severity = "high" if off and leg.cls != "international" else "medium"
+            severity = severity_of("attack" if off and leg.cls != "international" else "exposure")
             yield self._raise("high_risk_destination", leg, ts,
                               f"Account {leg.account} at {leg.src} dialled {leg.cls} number {leg.number}"
                               f"{' outside business hours' if off else ''}.",
@@ -429,7 +430,7 @@ class TollFraud(Detector):
                                   f"{' outside business hours' if off else ''}.",
                                   self._who(leg), {"calls": window.count(), "numbers": sorted(window.distinct),
                                                 "first_ts": window.first_ts(), "last_ts": ts, "off_hours": off},
-                                  "high" if off else None)
+                                  severity_of("attack") if off else None)
 
     def _concurrency(self, leg: _Leg, ts: float):
         """TF-05: more external calls in progress (set up, or answered and not hung up) for one account than allowed."""
@@ -596,7 +597,7 @@ class TollFraud(Detector):
         p = msg.pkt
         yield self.alert("external_forwarding", ts=p.ts, identifier=f"{who}|{number}", src=p.src, sport=p.sport,
                          dst=p.dst, dport=p.dport, vlan=p.vlan, call_id=msg.call_id,
-                         severity="high" if cls in TOLL else "low",
+                         severity=severity_of("attack" if cls in TOLL else "weakness"),
                          msg=f"{how} from {who or p.src} sends the call to {cls} number {number}.",
                          evidence={"number": number, "class": cls, "how": how, "by": who})
 
@@ -632,7 +633,7 @@ class TollFraud(Detector):
                                   f"PSTN gateway {leg.dst} answered {status} to an INVITE from unauthorised source "
                                   f"{leg.src} for {leg.number}: the unauthorised call is progressing.",
                                   f"{leg.src}>{leg.dst}|progressed", {"stage": "progressed", "status": status},
-                                  "critical")
+                                  severity_of("compromise"))
             if leg.first and leg.cls in EXTERNAL and not (leg.authed or leg.challenged) and self._judged(leg):
                 yield self._raise("unauthenticated_call", leg, ts,
                                   f"{leg.src} reached {status} on a call to {leg.cls} number {leg.number} with no "

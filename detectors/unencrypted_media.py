@@ -149,7 +149,7 @@ class UnencryptedMedia(Detector):
     consumes = (SipMessage, RtpStream, Call)
     Config = Config
     alerts = {
-        "cleartext_rtp": AlertSpec("UM-01", "high", EAVES, "Voice or video crossed the network as cleartext RTP"),
+        "cleartext_rtp": AlertSpec("UM-01", severity_of("exposure"), EAVES, "Voice or video crossed the network as cleartext RTP"),
         "zrtp_suspected": AlertSpec("UM-01", "info", EAVES, "SDP offered plain RTP but the payloads look like SRTP keyed on the media path (ZRTP)"),
         "sdes_key_in_cleartext_sip": AlertSpec("UM-02", "critical", TRUST, "SRTP keys (SDES a=crypto) were sent in SIP without TLS"),
         "sdes_media_decryptable": AlertSpec("UM-02", "high", EAVES, "SRTP streams whose SDES keys were seen in cleartext SIP can be decrypted"),
