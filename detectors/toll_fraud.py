@@ -525,8 +525,10 @@ class TollFraud(Detector):
         caller, caller_cls = self._classify(msg.from_user or _uri_user(msg.pai[0] if msg.pai else None))
         if caller_cls not in TOLL or leg.call_id in self._rings:
             return
-        outbound = cls in EXTERNAL and self.site.is_internal(leg.src) and not self._role(leg.src, ("trusted_trunks", "pstn_gw"))
-        rng = None if outbound else self._range(caller)
+        # Inbound: arriving from outside, a trunk, a PSTN gateway or an SBC (a call between two users whose From
+        # is their E.164 DID, hung up while ringing, is no Wangiri), and not a forwarded call going out.
+        entering = not self.site.is_internal(leg.src) or self._role(leg.src, ("trusted_trunks", "pstn_gw", "sbc"))
+        rng = self._range(caller) if entering and not (cls in EXTERNAL and self.site.is_internal(leg.src)) else None
         earlier = self._ring_legs.get(caller)
         self._ring_legs.set(caller, leg, leg.ts)
         if earlier is not None and earlier.src != leg.src and leg.ts - earlier.ts <= self.config.relay_window_s:
