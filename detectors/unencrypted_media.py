@@ -240,7 +240,7 @@ class UnencryptedMedia(Detector):
         if pair in group.pairs or len(group.pairs) < self.config.max_calls:
             group.pairs[pair] += 1
         else:
-            group.counts["pairs_over_cap"] += 1
+            group.counts["pairs_over_cap"] += 1   # a contribution from a pair beyond the cap (not counted as a pair)
         return group
 
     def finish(self):
@@ -457,13 +457,16 @@ class UnencryptedMedia(Detector):
     def _rollup_id(places: tuple) -> str:
         return " <-> ".join(places[:2]) + ("|allowed" if "allowed" in places else "")
 
-    def _n_pairs(self, g: _Group) -> int:
-        return len(g.pairs) + g.counts["pairs_over_cap"]
+    @staticmethod
+    def _n_pairs(g: _Group) -> str:
+        """The number of host pairs, with '+' when more were seen than max_calls."""
+        return f"{len(g.pairs)}{'+' if g.counts['pairs_over_cap'] else ''}"
 
     def _pairs_evidence(self, g: _Group) -> dict:
         """Host pairs of a roll-up: their total and the busiest max_listed with their counts."""
         top = sorted(g.pairs.items(), key=lambda kv: -kv[1])[:self.config.max_listed]   # ties: first seen first
-        return {"host_pairs": self._n_pairs(g), "top_host_pairs": [{"hosts": list(pair), "count": n} for pair, n in top]}
+        return {"host_pairs": len(g.pairs), "host_pairs_capped": bool(g.counts["pairs_over_cap"]),
+                "top_host_pairs": [{"hosts": list(pair), "count": n} for pair, n in top]}
 
     def _report_rtp(self, places: tuple, g: _Group):
         """UM-01 roll-up: cleartext RTP between two places, with its calls and host pairs."""
