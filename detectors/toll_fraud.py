@@ -10,6 +10,7 @@ from urllib.parse import unquote
 from voipwatch.config_schema import ConfigError, opt
 from voipwatch.detect import AlertSpec, Detector, register
 from voipwatch.records import SipMessage
+from voipwatch.severity import severity_of
 from voipwatch.windows import BoundedMap, Cap, KeyedWindows
 
 TOLL = ("premium", "high_risk", "international")       # number classes that cost the most
@@ -19,7 +20,14 @@ _VISUAL = re.compile(r"[-.()\s]")                         # RFC 3966 §5.1.1 vis
 _PHONE = re.compile(r"\+?[0-9*#]+")
 MAX_VARIANTS = 64                                         # dialled variants of one number kept per source (TF-03)
 MAX_ACTIVE = 1_000                                        # external calls in progress kept per account (TF-05)
-MAX_LISTED = 50                                           # numbers or Call-IDs listed in one alert's evidence
+# Zones where a user's own devices live (desk phone, softphone, VPN client): a binding moving between them is
+# not a move (TF-08), and an account used from two of them at once is not a takeover (TF-11).
+DEVICE_ZONES = ("voice", "softphone", "internal", "vpn")
+RISKY_ZONES = ("public", "data")                          # TF-11: critical when one place of an account is here
+MAX_LISTED = 50                                           # numbers, places or calls listed in one alert's evidence
+# International forms of a number (ITU-T E.164 "+", the ITU-recommended prefix 00, NANP 011): stripped to the
+# country code and national number, whose leading digits name the range a carrier assigned (Wangiri, TF-10).
+_INTL_FORM = re.compile(r"^(?:\+|00|011)")
 
 
 @dataclass(frozen=True)
@@ -43,7 +51,14 @@ class Config:
     forward_allowlist: tuple[str, ...] = opt((), "TF-07: regexes of forwarding/transfer targets never reported (e.g. staff mobiles).")
     forward_codes: tuple[str, ...] = opt((r"^\*72",), "TF-07: feature codes that set call forwarding to the number dialled after them.")
     new_account_s: float = opt(86400.0, "TF-08: an address-of-record first registered this recently is new.")
-    learning_s: float = opt(86400.0, "TF-08: registrations within this long of the first record seen are history, never 'new'.")
+    learning_s: float = opt(86400.0, "TF-08: registrations within this long of the first record seen are history, never "
+                                     "'new' (the other TF-08 reasons need no history).")
+    default_expires_s: float = opt(3600.0, "TF-11: lifetime of a binding whose REGISTER and 200 OK carry no expires (RFC 3261 §10.2.1.1).")
+    wangiri_ring_s: float = opt(5.0, "TF-10: an inbound international call cancelled (CANCEL or 487) this soon after its INVITE, unanswered, is a one-ring call.")
+    wangiri_numbers: int = opt(5, "TF-10: distinct calling numbers of one range with one-ring calls within wangiri_window_s before alerting.")
+    wangiri_range_tail: int = opt(4, "TF-10: trailing digits dropped from an international number to name its range (4: blocks of 10,000).")
+    wangiri_window_s: float = opt(3600.0, "TF-10: window for wangiri_numbers, seconds.")
+    wangiri_callback_s: float = opt(604800.0, "TF-10: an outbound call into a Wangiri range this long after the campaign is a callback.")
     max_tracked: int = opt(50000, "Cap on calls, sources, accounts and registrations tracked at once (least recent dropped).")
 
 
@@ -68,6 +83,31 @@ class _Leg:
     progressed: bool = False
     answer_ts: float | None = None
     ended: bool = False
+    zone: str = ""                  # where the caller sits: a zone, "internal", "vpn" or "public"
+    tf08: tuple[str, ...] = ()      # TF-08 reasons raised on this leg: escalated when the call is answered
+    wangiri: str | None = None      # TF-10 range this leg calls back into: escalated when the call is answered
+    judge_tf08: bool = False        # an outbound external call judged by TF-08 (again when it progresses)
+
+
+@dataclass(slots=True)
+class _Ring:
+    """An inbound call from an international number (TF-10), until it is answered or cancelled."""
+    ts: float
+    number: str
+    range: str
+    src: str
+    dst: str
+    callee: str | None
+
+
+@dataclass(slots=True)
+class _Place:
+    """Where an account is in use (TF-11): a source address with a live binding, or one that called with credentials."""
+    zone: str
+    vlan: tuple[int, ...]
+    first_ts: float
+    until: float                    # binding expiry, or the time of its latest authenticated call
+    how: str                        # "registered" | "called"
 
 
 @dataclass(slots=True)
@@ -90,7 +130,11 @@ class TollFraud(Detector):
     them per account (TF-04); too many concurrent or short external calls per account (TF-05); an
     unauthenticated inbound INVITE relayed by the ESC/SBC to a gateway/trunk (TF-06); REFER, Diversion,
     3xx and forwarding feature codes to external numbers (TF-07); external calls from registrations that
-    are new, unchallenged, moved zone or public (TF-08). Emergency numbers never alert. Numbers are
+    are new, unchallenged, moved zone or public, or from a public caller with credentials (TF-08, critical
+    again when answered); Wangiri: many numbers of one international range ringing once, then a user
+    calling the range back (TF-10); one account used from two places at once, one public or in the data
+    zone (TF-11, account takeover). Per-account findings carry the account's source address in their
+    identifier, so a new place is a new finding. Emergency numbers never alert. Numbers are
     classified by the [dialplan] after stripping access_codes; "national" is any other external number.
     The onward leg of a call (same number from another source within relay_window_s, e.g. ESC -> gateway)
     is not counted again, and inherits the first leg's authentication.
@@ -98,35 +142,43 @@ class TollFraud(Detector):
     before a gateway completes a call and that CDRs be reviewed for it.
     Tune: declare [roles] esc, sbc, pstn_gw, trusted_trunks (TF-01 and TF-06 stay idle without them; until
     esc/sbc/trusted_trunks are set TF-02 judges only public callers of internal servers); dialplan.high_risk
-    with IRSF ranges and business_hours; trusted_sources for IP-authenticated peers; the thresholds below.
+    (a default list ships: voipwatch/high_risk.py) and business_hours; trusted_sources for IP-authenticated peers; the thresholds below.
     False positives: undeclared IP-authenticated trunks or phones (TF-02) and inbound DID calls from them
     (TF-04); legitimate international business (toll_calls); call centres (max_concurrent); forwarding to
     staff mobiles (forward_allowlist); remote phones outside the VPN pool (TF-08 public_binding); two users
-    dialling one number within relay_window_s count as one call. A capture has no history: no account
-    counts as 'new' until learning_s after the first record.
+    dialling one number within relay_window_s count as one call; a softphone in the data zone beside its
+    desk phone (TF-11); missed calls from one international block of a real caller (TF-10). A capture has
+    no history: no account counts as 'new' until learning_s after the first record (the other TF-08
+    reasons need none, and the alert says what it could not judge).
     """
     name = "toll_fraud"
     consumes = (SipMessage,)
     Config = Config
     alerts = {
-        "unauthorized_gateway_access": AlertSpec("TF-01", "high", "Part II: PSTN gateway protections",
+        "unauthorized_gateway_access": AlertSpec("TF-01", severity_of("attack"), "Part II: PSTN gateway protections",
                                                  "A PSTN gateway received an INVITE from a source not allowed to signal to it"),
-        "unauthenticated_call": AlertSpec("TF-02", "high", "Part II: PSTN gateway protections",
+        "unauthenticated_call": AlertSpec("TF-02", severity_of("attack"), "Part II: PSTN gateway protections",
                                           "An external call progressed without any authentication"),
-        "prefix_walking": AlertSpec("TF-03", "high", "Part III: Audit and logging apparatus",
+        "prefix_walking": AlertSpec("TF-03", severity_of("attack"), "Part III: Audit and logging apparatus",
                                     "One source dialled one number with several dial-out prefixes (toll-fraud probing)"),
-        "high_risk_destination": AlertSpec("TF-04", "medium", "Part III: Audit and logging apparatus",
+        "high_risk_destination": AlertSpec("TF-04", severity_of("exposure"), "Part III: Audit and logging apparatus",
                                            "A premium/high-risk number, or an international one off-hours, was dialled"),
-        "toll_call_volume": AlertSpec("TF-04", "medium", "Part III: Audit and logging apparatus",
+        "toll_call_volume": AlertSpec("TF-04", severity_of("exposure"), "Part III: Audit and logging apparatus",
                                       "One account placed many international/premium calls in a short window"),
-        "call_velocity": AlertSpec("TF-05", "high", "Part III: Audit and logging apparatus",
+        "call_velocity": AlertSpec("TF-05", severity_of("attack"), "Part III: Audit and logging apparatus",
                                    "One account had too many concurrent or short external calls"),
-        "external_relay": AlertSpec("TF-06", "critical", "Part II: Protections for public IP networks functioning as voice carriers",
+        "external_relay": AlertSpec("TF-06", severity_of("compromise"), "Part II: Protections for public IP networks functioning as voice carriers",
                                     "An inbound call for an external number was relayed back out to the PSTN"),
-        "external_forwarding": AlertSpec("TF-07", "high", "Part III: Default UC/VVoIP server configuration settings",
+        "external_forwarding": AlertSpec("TF-07", severity_of("attack"), "Part III: Default UC/VVoIP server configuration settings",
                                          "A call was transferred or forwarded to an external number"),
-        "new_account_external_call": AlertSpec("TF-08", "high", "Part III: Client registration protections",
-                                               "A new, unchallenged or moved registration placed an external call"),
+        "new_account_external_call": AlertSpec("TF-08", severity_of("attack"), "Part III: Client registration protections",
+                                               "A new, unchallenged, moved or public registration placed an external call"),
+        "wangiri_campaign": AlertSpec("TF-10", severity_of("exposure"), "Part III: Audit and logging apparatus",
+                                      "Many numbers of one international range rang once and hung up (Wangiri bait)"),
+        "wangiri_callback": AlertSpec("TF-10", severity_of("attack"), "Part III: Audit and logging apparatus",
+                                      "A user called back a number range that ran a Wangiri campaign"),
+        "account_takeover": AlertSpec("TF-11", severity_of("compromise"), "Part III: Client registration protections",
+                                      "One account was in use from two places at once, one of them public or in the data zone"),
     }
 
     def __init__(self, config: Config, site):
@@ -150,6 +202,11 @@ class TollFraud(Detector):
         self._active_cap, self._variants_cap = Cap(), Cap()     # calls over MAX_ACTIVE, variants over MAX_VARIANTS
         self._reg_txns: BoundedMap[list] = BoundedMap(c.max_tracked, c.setup_timeout_s)
         self._bindings: BoundedMap[_Binding] = BoundedMap(c.max_tracked, c.new_account_s)
+        self._places: BoundedMap[dict] = BoundedMap(c.max_tracked, max(c.new_account_s, c.default_expires_s), dict)
+        self._rings: BoundedMap[_Ring] = BoundedMap(c.max_tracked, c.setup_timeout_s)
+        self._ring_legs: BoundedMap[_Leg] = BoundedMap(c.max_tracked, c.relay_window_s)   # calling number -> last leg
+        self._one_rings = KeyedWindows(c.wangiri_window_s, c.max_tracked)
+        self._ranges: BoundedMap[dict] = BoundedMap(c.max_tracked, c.wangiri_callback_s)   # one-ring calls per range
         self._first_ts: float | None = None
 
     def idle_reasons(self) -> list[str]:
@@ -174,6 +231,8 @@ class TollFraud(Detector):
             if msg.method == "INVITE":
                 yield from self._invite(msg)
             elif msg.method in ("BYE", "CANCEL"):
+                if msg.method == "CANCEL":
+                    yield from self._rang(msg.call_id, ts, "CANCEL")
                 yield from self._hangup(msg)
             elif msg.method == "REFER" and msg.refer_to:
                 yield from self._forward(msg, _uri_user(msg.refer_to), "REFER Refer-To", msg.from_user)
@@ -186,9 +245,10 @@ class TollFraud(Detector):
         if msg.status in (401, 407):
             self._auth_seen.set((msg.pkt.dst, msg.from_user), ts, ts)
         if msg.cseq_method == "INVITE":
+            yield from self._ring_response(msg)
             yield from self._invite_response(msg)
         elif msg.cseq_method == "REGISTER":
-            self._register_response(msg)
+            yield from self._register_response(msg)
 
     # -- helpers ------------------------------------------------------------------------------
     def _classify(self, user: str | None) -> tuple[str | None, str | None]:
@@ -200,15 +260,36 @@ class TollFraud(Detector):
             return None, None
         if self.site.number_class(number) == "emergency":
             return number, "emergency"
-        bare = number
-        for pattern in self._access:
-            m = pattern.match(bare)
-            if m and m.end() < len(bare):
-                bare = bare[m.end():]
+        bare = self._without_access_code(number)
         cls = self.site.number_class(bare)
         if cls is None and self.site.is_external_number(bare):
             cls = "national"
         return number, cls
+
+    def _without_access_code(self, number: str) -> str:
+        for pattern in self._access:
+            m = pattern.match(number)
+            if m and m.end() < len(number):
+                number = number[m.end():]
+        return number
+
+    def _zone(self, ip: str, vlan: tuple[int, ...]) -> str:
+        """Where an address sits: "public" outside the internal prefixes (whatever VLAN a router tagged its
+        frames with), "vpn" in roles.remote_vpn_pool, else its configured zone, else "internal"."""
+        if self.site.has_role(ip, "remote_vpn_pool"):
+            return "vpn"
+        if not self.site.is_internal(ip):
+            return "public"
+        return self.site.zone_of(ip, vlan) or "internal"
+
+    def _range(self, number: str) -> str | None:
+        """TF-10: the range of an international number: country code and national number without the last
+        wangiri_range_tail digits; None for a number in no international form."""
+        number = self._without_access_code(number)
+        m = _INTL_FORM.match(number)
+        digits = number[m.end():] if m else ""
+        tail = self.config.wangiri_range_tail
+        return digits[:-tail] if m and digits.isdigit() and len(digits) > tail else None
 
     def _role(self, ip: str, roles: tuple[str, ...]) -> bool:
         return any(self.site.has_role(ip, r) for r in roles)
@@ -221,6 +302,12 @@ class TollFraud(Detector):
 
     def _tail(self, number: str) -> str:
         return number[-self.config.tail_digits:]
+
+    @staticmethod
+    def _who(leg: _Leg) -> str:
+        """An account at one place: a new source address for the same account is a new finding. (The zone is
+        a property of the address here: a VLAN tag stripped on the way to the sensor must not split a finding.)"""
+        return f"{leg.account}|{leg.src}"
 
     def _raise(self, key: str, leg: _Leg, ts: float, msg: str, identifier: str, evidence: dict,
                severity: str | None = None):
@@ -256,6 +343,10 @@ class TollFraud(Detector):
             legs = {}
             self._calls.set(cid, legs, ts)
         legs[p.src] = leg
+        leg.zone = self._zone(p.src, p.vlan)
+        if creds and user:
+            yield from self._in_use(user, p.src, p.vlan, leg.zone, ts, ts, "called")
+        self._inbound(msg, leg, cls)
         if self.site.has_role(p.dst, "pstn_gw") and not self._role(p.src, TRUSTED_ROLES):
             leg.gateway_unauth = True
             yield self._raise("unauthorized_gateway_access", leg, ts,
@@ -280,6 +371,7 @@ class TollFraud(Detector):
         self._recent.set(tail, leg, ts)
         if self._role(p.src, ("trusted_trunks", "pstn_gw")):
             return                                  # inbound from the PSTN: the number is one of our DIDs
+        yield from self._callback(leg, ts)
         yield from self._walk(leg, ts)
         yield from self._destination(leg, ts)
         yield from self._concurrency(leg, ts)
@@ -316,7 +408,8 @@ class TollFraud(Detector):
             yield self._raise("prefix_walking", leg, ts,
                               f"{leg.src} dialled {len(numbers)} prefix variants of ...{suffix} and {wins[0]} was "
                               "answered: a toll-fraud probe found a working dial-out prefix.",
-                              f"{leg.src}|{key[1]}|answered", {**evidence, "answered": wins[0]}, "critical")
+                              f"{leg.src}|{key[1]}|answered", {**evidence, "answered": wins[0]},
+                              severity_of("compromise"))
         else:
             yield self._raise("prefix_walking", leg, ts,
                               f"{leg.src} dialled {len(numbers)} prefix variants of ...{suffix} within "
@@ -328,11 +421,11 @@ class TollFraud(Detector):
         """TF-04: premium/high-risk numbers, international off-hours, bulk toll calls per account."""
         off = self.site.off_hours(ts)
         if leg.cls in ("premium", "high_risk") or (leg.cls == "international" and off):
-            severity = "high" if off and leg.cls != "international" else "medium"
+            severity = severity_of("attack" if off and leg.cls != "international" else "exposure")
             yield self._raise("high_risk_destination", leg, ts,
                               f"Account {leg.account} at {leg.src} dialled {leg.cls} number {leg.number}"
                               f"{' outside business hours' if off else ''}.",
-                              f"{leg.account}|{leg.cls}", {"off_hours": off}, severity)
+                              f"{self._who(leg)}|{leg.cls}", {"off_hours": off}, severity)
         if leg.cls in TOLL:
             window = self._toll.add(leg.account, ts, leg.number)
             if window.count() >= self.config.toll_calls:
@@ -340,9 +433,9 @@ class TollFraud(Detector):
                                   f"Account {leg.account} placed {window.count()} international/premium calls to "
                                   f"{window.n_distinct()} numbers in {ts - window.first_ts():.0f} s"
                                   f"{' outside business hours' if off else ''}.",
-                                  leg.account, {"calls": window.count(), "numbers": sorted(window.distinct)[:MAX_LISTED],
+                                  self._who(leg), {"calls": window.count(), "numbers": sorted(window.distinct)[:MAX_LISTED],
                                                 "first_ts": window.first_ts(), "last_ts": ts, "off_hours": off},
-                                  "high" if off else None)
+                                  severity_of("attack") if off else None)
 
     def _concurrency(self, leg: _Leg, ts: float):
         """TF-05: more external calls in progress (set up, or answered and not hung up) for one account than allowed."""
@@ -357,32 +450,140 @@ class TollFraud(Detector):
             yield self._raise("call_velocity", leg, ts,
                               f"Account {leg.account} has {len(active)} external calls in progress at once "
                               f"(allowed {c.max_concurrent}).",
-                              f"{leg.account}|concurrent", {"kind": "concurrent", "calls": len(active),
+                              f"{self._who(leg)}|concurrent", {"kind": "concurrent", "calls": len(active),
                                                             "numbers": sorted({x.number for x in active})[:MAX_LISTED],
                                                             "call_ids": [x.call_id for x in active][-MAX_LISTED:]})
 
-    def _registration_check(self, leg: _Leg, ts: float):
-        """TF-08: the caller's binding is new, was never challenged, moved zone, or is a public address."""
+    def _registration_check(self, leg: _Leg, ts: float, progressed: bool = False):
+        """TF-08: the caller's binding is new, was never challenged, moved zone, or is a public address; or the
+        caller itself is at a public address and its call progressed (credentials a registrar rejects are not
+        an account in use). Only 'new' needs history (learning_s); the rest is judged at once."""
+        leg.judge_tf08 = True
         binding = self._bindings.get(leg.account)
-        if binding is None:
-            return
-        reasons = []
         c = self.config
-        if binding.first_ts - self._first_ts >= c.learning_s and ts - binding.first_ts < c.new_account_s:
-            reasons.append("new_registration")
-        if binding.unchallenged:
-            reasons.append("registered_without_challenge")
-        if binding.moved_from and ts - binding.moved_ts < c.new_account_s:
-            reasons.append("binding_moved")
-        if binding.zone == "public" and not self.site.has_role(binding.src, "remote_vpn_pool"):
-            reasons.append("public_binding")
-        if reasons:
-            yield self._raise("new_account_external_call", leg, ts,
-                              f"Account {leg.account} ({', '.join(reasons).replace('_', ' ')}, bound at {binding.src}) "
-                              f"called {leg.cls} number {leg.number}.",
-                              leg.account, {"reasons": reasons, "registered_ts": binding.first_ts,
-                                            "binding_src": binding.src, "binding_zone": binding.zone,
-                                            "moved_from": binding.moved_from})
+        history_s = ts - self._first_ts
+        reasons, parts = [], []
+        if binding is not None:
+            if binding.first_ts - self._first_ts >= c.learning_s and ts - binding.first_ts < c.new_account_s:
+                reasons.append("new_registration")
+                parts.append(f"first registered {ts - binding.first_ts:.0f} s ago")
+            if binding.unchallenged:
+                reasons.append("registered_without_challenge")
+                parts.append("registered without a digest challenge")
+            if binding.moved_from and ts - binding.moved_ts < c.new_account_s:
+                reasons.append("binding_moved")
+                parts.append(f"moved its binding from {binding.moved_from} to {binding.src} ({binding.zone})")
+            if binding.zone == "public":
+                reasons.append("public_binding")
+                parts.append(f"registered from public address {binding.src} outside the VPN pool")
+        if progressed and leg.zone == "public" and leg.authed and (binding is None or binding.src != leg.src):
+            reasons.append("public_caller")
+            parts.append(f"called with credentials from public address {leg.src} outside the VPN pool")
+        if not reasons:
+            return
+        leg.tf08 = tuple(reasons)
+        judged_new = history_s >= c.learning_s
+        yield self._raise("new_account_external_call", leg, ts,
+                          f"Account {leg.account} {', '.join(parts)}, and is calling out: {leg.cls} number {leg.number}."
+                          + ("" if judged_new else f" (Whether the account is new cannot be judged yet: {history_s:.0f} s "
+                                                   f"of capture seen, learning_s is {c.learning_s:.0f} s.)"),
+                          self._who(leg), self._tf08_evidence(leg, binding, history_s), severity_of("attack"))
+
+    def _tf08_evidence(self, leg: _Leg, binding: _Binding | None, history_s: float) -> dict:
+        return {"reasons": list(leg.tf08), "history_s": round(history_s, 6),
+                "new_registration_judged": history_s >= self.config.learning_s,
+                "registered_ts": binding.first_ts if binding else None, "binding_src": binding.src if binding else None,
+                "binding_zone": binding.zone if binding else None, "moved_from": binding.moved_from if binding else None,
+                "caller_zone": leg.zone}
+
+    def _in_use(self, account: str, src: str, vlan: tuple[int, ...], zone: str, ts: float, until: float, how: str):
+        """TF-11: the account is in use at src until `until`; another place live at the same time, one of the two
+        public or in the data zone, is an account takeover (a desk phone and a softphone inside are not)."""
+        places = self._places.touch(account, ts)
+        for stale in [k for k, v in places.items() if v.until < ts and k != src]:
+            del places[stale]
+        risky = RISKY_ZONES
+        for other_src, other in places.items():
+            if other_src == src or not (zone in risky or other.zone in risky):
+                continue
+            new = places.get(src) or _Place(zone, vlan, ts, until, how)
+            ((intruder, held), (holder, _)) = sorted(((src, new), (other_src, other)),
+                                                     key=lambda p: (p[1].zone not in risky, p[0] != src))
+            listed = [{"src": k, "zone": v.zone, "how": v.how, "since_ts": v.first_ts, "live_until_ts": v.until}
+                      for k, v in ((other_src, other), (src, new))]
+            yield self.alert(
+                "account_takeover", ts=ts, identifier=f"{account}|{intruder}", src=intruder, dst=holder,
+                vlan=held.vlan, severity=severity_of("compromise"),
+                msg=(f"Account {account} was {how} from {src} ({zone}) while it was in use from {other_src} "
+                     f"({other.zone}, {other.how} {ts - other.first_ts:.0f} s earlier and live): two places at once, "
+                     f"{intruder} {'public' if held.zone == 'public' else 'in the data zone'}. "
+                     f"Someone else holds its credentials: change them, remove the binding at {intruder} and block it."),
+                evidence={"account": account, "intruder": intruder, "holder": holder, "places": listed,
+                          "overlap_ts": ts})
+        place = places.get(src)
+        if place is None:
+            if len(places) < MAX_LISTED:
+                places[src] = _Place(zone, vlan, ts, until, how)
+        else:
+            place.until, place.zone, place.vlan, place.how = max(place.until, until), zone, vlan, how
+
+    def _inbound(self, msg: SipMessage, leg: _Leg, cls: str | None) -> None:
+        """TF-10: remember an inbound call from an international number until it is answered or cancelled."""
+        caller, caller_cls = self._classify(msg.from_user or _uri_user(msg.pai[0] if msg.pai else None))
+        if caller_cls not in TOLL or leg.call_id in self._rings:
+            return
+        # Inbound: arriving from outside, a trunk, a PSTN gateway or an SBC (a call between two users whose From
+        # is their E.164 DID, hung up while ringing, is no Wangiri), and not a forwarded call going out.
+        entering = not self.site.is_internal(leg.src) or self._role(leg.src, ("trusted_trunks", "pstn_gw", "sbc"))
+        rng = self._range(caller) if entering and not (cls in EXTERNAL and self.site.is_internal(leg.src)) else None
+        earlier = self._ring_legs.get(caller)
+        self._ring_legs.set(caller, leg, leg.ts)
+        if earlier is not None and earlier.src != leg.src and leg.ts - earlier.ts <= self.config.relay_window_s:
+            return                                  # the ESC/SBC's onward leg of the same inbound call
+        if rng:
+            self._rings.set(leg.call_id, _Ring(leg.ts, caller, rng, leg.src, leg.dst, msg.ruri_user), leg.ts)
+
+    def _rang(self, call_id: str | None, ts: float, how: str):
+        """TF-10: an inbound international call cancelled before any answer; one-ring calls counted per range."""
+        ring = self._rings.pop(call_id) if call_id else None
+        if ring is None or ts - ring.ts > self.config.wangiri_ring_s:
+            return
+        window = self._one_rings.add(ring.range, ts, ring.number)
+        campaign = self._ranges.get(ring.range) or {"numbers": set(), "calls": 0, "callees": set(), "alerted": False}
+        campaign["calls"] += 1
+        for key, value in (("numbers", ring.number), ("callees", ring.callee)):
+            if len(campaign[key]) < MAX_LISTED and value:
+                campaign[key].add(value)
+        self._ranges.set(ring.range, campaign, ts)
+        if window.n_distinct() < self.config.wangiri_numbers:
+            return
+        campaign["alerted"] = True
+        label = f"+{ring.range}{'x' * self.config.wangiri_range_tail}"
+        yield self.alert(
+            "wangiri_campaign", ts=ts, identifier=ring.range, src=ring.src, dst=ring.dst, call_id=call_id,
+            severity=severity_of("exposure"),
+            msg=(f"{window.n_distinct()} numbers of range {label} rang and hung up ({how}) within "
+                 f"{self.config.wangiri_ring_s:g} s, {window.count()} one-ring calls in {ts - window.first_ts():.0f} s: "
+                 f"Wangiri bait. Warn users not to call back; block outbound calls to {label}."),
+            evidence={"range": label, "numbers": sorted(campaign["numbers"]), "distinct_numbers": window.n_distinct(),
+                      "one_ring_calls": window.count(), "callees": sorted(campaign["callees"]),
+                      "first_ts": window.first_ts(), "last_ts": ts, "max_ring_s": self.config.wangiri_ring_s})
+
+    def _callback(self, leg: _Leg, ts: float):
+        """TF-10: an outbound call into a range that ran a Wangiri campaign."""
+        rng = self._range(leg.number)
+        campaign = self._ranges.get(rng) if rng else None
+        if campaign is None or not campaign["alerted"]:
+            return
+        leg.wangiri = rng
+        label = f"+{rng}{'x' * self.config.wangiri_range_tail}"
+        yield self._raise("wangiri_callback", leg, ts,
+                          f"Account {leg.account} at {leg.src} called {leg.number} back, in range {label} whose numbers "
+                          f"rang once and hung up {campaign['calls']} times: the Wangiri callback the bait wanted. "
+                          f"Block {label} and end the call.",
+                          f"{rng}|{self._who(leg)}", {"range": label, "campaign_numbers": sorted(campaign["numbers"]),
+                                                     "campaign_calls": campaign["calls"]},
+                          severity_of("attack"))
 
     def _relay(self, up: _Leg, leg: _Leg, ts: float):
         """TF-06: unauthenticated inbound leg from a public/trunk source, onward from the ESC/SBC to a gateway/trunk."""
@@ -405,11 +606,22 @@ class TollFraud(Detector):
         p = msg.pkt
         yield self.alert("external_forwarding", ts=p.ts, identifier=f"{who}|{number}", src=p.src, sport=p.sport,
                          dst=p.dst, dport=p.dport, vlan=p.vlan, call_id=msg.call_id,
-                         severity="high" if cls in TOLL else "low",
+                         severity=severity_of("attack" if cls in TOLL else "weakness"),
                          msg=f"{how} from {who or p.src} sends the call to {cls} number {number}.",
                          evidence={"number": number, "class": cls, "how": how, "by": who})
 
     # -- responses and hang-ups --------------------------------------------------------------
+    def _ring_response(self, msg: SipMessage):
+        """TF-10: an inbound international call answered (not a one-ring call), rejected, or ended by 487."""
+        ring = self._rings.get(msg.call_id) if msg.call_id else None
+        status = msg.status or 0
+        if ring is None or status < 200:
+            return
+        if status == 487:                           # RFC 3261 §9.2: Request Terminated, the answer to a CANCEL
+            yield from self._rang(msg.call_id, msg.pkt.ts, "487")
+        else:
+            self._rings.pop(msg.call_id)
+
     def _invite_response(self, msg: SipMessage):
         legs = self._calls.get(msg.call_id) if msg.call_id else None
         leg = legs.get(msg.pkt.dst) if legs else None
@@ -423,22 +635,47 @@ class TollFraud(Detector):
                 yield from self._forward(msg, _uri_user(uri), f"{status} redirect", msg.to_user)
         if 180 <= status < 300 and not leg.progressed:
             leg.progressed = True
+            if leg.judge_tf08 and not leg.tf08:
+                yield from self._registration_check(leg, ts, progressed=True)
             if leg.gateway_unauth:
                 yield self._raise("unauthorized_gateway_access", leg, ts,
                                   f"PSTN gateway {leg.dst} answered {status} to an INVITE from unauthorised source "
                                   f"{leg.src} for {leg.number}: the unauthorised call is progressing.",
                                   f"{leg.src}>{leg.dst}|progressed", {"stage": "progressed", "status": status},
-                                  "critical")
+                                  severity_of("compromise"))
             if leg.first and leg.cls in EXTERNAL and not (leg.authed or leg.challenged) and self._judged(leg):
                 yield self._raise("unauthenticated_call", leg, ts,
                                   f"{leg.src} reached {status} on a call to {leg.cls} number {leg.number} with no "
                                   "401/407 challenge and no credentials.", leg.src, {"status": status})
         if 200 <= status < 300 and leg.answer_ts is None:
             leg.answer_ts = ts
+            yield from self._answered(leg, ts, status)
         elif status >= 300 and leg.answer_ts is None:
             leg.ended = True
         if status >= 200 and leg.first and leg.number and leg.cls in EXTERNAL:
             yield from self._walk(leg, ts, status)
+
+    def _answered(self, leg: _Leg, ts: float, status: int):
+        """A call flagged by TF-08 or TF-10 was answered: the fraud call completed (compromise, not an attempt)."""
+        if leg.tf08:
+            binding = self._bindings.get(leg.account)
+            yield self._raise("new_account_external_call", leg, ts,
+                              f"The call of account {leg.account} from {leg.src} ({leg.zone}) to {leg.cls} number "
+                              f"{leg.number} was answered ({status}): a fraud call completed "
+                              f"({', '.join(leg.tf08).replace('_', ' ')}). Block the account and check the carrier's records.",
+                              f"{self._who(leg)}|answered", {**self._tf08_evidence(leg, binding, ts - self._first_ts),
+                                                             "answered_ts": ts, "status": status},
+                              severity_of("compromise"))
+        if leg.wangiri:
+            campaign = self._ranges.get(leg.wangiri) or {"numbers": (), "calls": 0}
+            label = f"+{leg.wangiri}{'x' * self.config.wangiri_range_tail}"
+            yield self._raise("wangiri_callback", leg, ts,
+                              f"The callback of account {leg.account} to {leg.number} in Wangiri range {label} was "
+                              f"answered ({status}): the call is billed at the range's rate. End it and block {label}.",
+                              f"{leg.wangiri}|{self._who(leg)}|answered",
+                              {"range": label, "campaign_numbers": sorted(campaign["numbers"]),
+                               "campaign_calls": campaign["calls"], "answered_ts": ts, "status": status},
+                              severity_of("compromise"))
 
     def _hangup(self, msg: SipMessage):
         ts = msg.pkt.ts
@@ -456,7 +693,7 @@ class TollFraud(Detector):
                 yield self._raise("call_velocity", leg, ts,
                                   f"Account {leg.account} made {window.count()} answered external calls shorter than "
                                   f"{self.config.short_call_s:g} s in {ts - window.first_ts():.0f} s (pumping or "
-                                  "number validation).", f"{leg.account}|short",
+                                  "number validation).", f"{self._who(leg)}|short",
                                   {"kind": "short_calls", "calls": window.count(), "first_ts": window.first_ts(),
                                    "last_ts": ts, "last_duration_s": round(duration, 6)})
 
@@ -469,14 +706,22 @@ class TollFraud(Detector):
         if status in (401, 407):
             txn[4] = True                           # challenged: the registrar enforces digest auth
             return
-        if not (200 <= status < 300) or 0 in (expires, msg.expires) or not aor:
-            return                                  # RFC 3261 §10.2.2: Expires 0 removes the binding
-        zone = self.site.zone_of(src, vlan) or ("internal" if self.site.is_internal(src) else "public")
+        if not (200 <= status < 300) or not aor:
+            return
+        if 0 in (expires, msg.expires):             # RFC 3261 §10.2.2: Expires 0 removes the binding
+            places = self._places.get(aor)
+            if places:
+                places.pop(src, None)
+            return
+        zone = self._zone(src, vlan)
+        # RFC 3261 §10.2.1.1: the expiry the REGISTER asked for, else the 200 OK's, else the default
+        life = next((e for e in (expires, msg.expires) if e is not None), self.config.default_expires_s)
+        yield from self._in_use(aor, src, vlan, zone, ts, ts + life, "registered")
         binding = self._bindings.get(aor)
         if binding is None:
             self._bindings.set(aor, _Binding(ts, src, zone, not creds), ts)
             return
-        if src != binding.src and zone != binding.zone:
+        if src != binding.src and zone != binding.zone and not {zone, binding.zone} <= set(DEVICE_ZONES):
             binding.moved_from, binding.moved_ts = f"{binding.src} ({binding.zone})", ts
         binding.src, binding.zone, binding.unchallenged = src, zone, not creds
         self._bindings.touch(aor, ts)

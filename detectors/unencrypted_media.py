@@ -10,6 +10,7 @@ from dissectors.sdp import is_secure_profile, line_protection
 from voipwatch.config_schema import ConfigError, opt
 from voipwatch.detect import SEVERITIES, AlertSpec, Detector, register
 from voipwatch.records import Call, RtpStream, SdpCrypto, SdpSession, SipMessage
+from voipwatch.severity import severity_of
 from voipwatch.windows import BoundedMap
 
 EAVES, TRUST = "Part I: Call eavesdropping protections", "Part I: Trusted path and channel protections"
@@ -26,17 +27,25 @@ EVENT_PAYLOAD_B = 4                          # RFC 4733 §2.3: one telephone-eve
 DYNAMIC_PTS = range(96, 128)                 # RFC 3551 §3: payload types bound only by SDP
 # RFC 4568 §6.3.2-6.3.4 session parameters that switch SRTP protection off, by what they expose.
 WEAK_PARAMS = {"UNENCRYPTED_SRTP": "high", "UNAUTHENTICATED_SRTP": "medium", "UNENCRYPTED_SRTCP": "medium"}
+ROLLUP_ROLES = ("esc", "sbc", "pstn_gw", "trusted_trunks")   # a server in a role is a place of its own
+ROLLUPS = ("site", "pair")
 
 
 @dataclass(frozen=True)
 class Config:
-    summary_window_s: float = opt(60.0, "Capture seconds over which related records become one alert (SIP per host pair, streams and DTMF per call, per public peer).")
+    summary_window_s: float = opt(60.0, "Capture seconds over which related records become one alert (streams and DTMF per call, per public peer).")
+    rollup: str = opt("site", "How cleartext SIP (UM-04) and media (UM-01) become findings: 'site' (one per pair of places, a place "
+                              "being a public address, a server in a role (esc, sbc, pstn_gw, trusted_trunks), a zone by CIDR, or "
+                              "'internal hosts') or 'pair' (one per host pair); the calls and host pairs are the evidence.")
+    rollup_window_s: float = opt(3600.0, "Capture seconds a roll-up gathers before it is reported with its totals (at most one "
+                                         "finding per roll-up key per window; keep >= [alerts] suppress_for_s).")
     min_packets: int = opt(10, "UM-01: payload tests judge only streams with at least this many packets.")
     min_payload_b: float = opt(20.0, "UM-01: streams with a smaller mean payload (comfort noise, events) are never judged by payload.")
     length_tolerance_b: float = opt(0.5, "UM-01: a mean payload within this of whole G.711/G.722 frames (+ an SRTP tag) has that size.")
     clear_entropy_max: float = opt(7.5, "UM-01: byte entropy (bits/byte over >= 8 KB) below this says cleartext G.711/G.722.")
     srtp_entropy_min: float = opt(7.9, "UM-01: byte entropy above this says encrypted (8 KB of random bytes measure about 7.98).")
-    internal_media_severity: str = opt("high", "UM-01: severity of cleartext media between internal hosts (a public end is always critical).")
+    internal_media_severity: str = opt(severity_of("exposure"), "UM-01: severity of cleartext media between internal hosts, "
+                                       "hygiene (a public end is always critical).")
     allow_cleartext_pairs: tuple[str, ...] = opt((), "UM-01/UM-04: 'A B' address or CIDR pairs where cleartext is accepted by design (SBC inside leg): info.")
     private_transport_peers: tuple[str, ...] = opt((), "UM-06: CIDRs outside the internal prefixes reached over a private or encrypted transport (MPLS trunk, VPN).")
     sensitive_numbers: tuple[str, ...] = opt((), "UM-08: regexes of dialled numbers whose digits are PINs (voicemail, IVR, conference): critical.")
@@ -71,6 +80,8 @@ class _Group:
     counts: Counter = field(default_factory=Counter)
     items: list = field(default_factory=list)
     notes: set = field(default_factory=set)
+    pairs: Counter = field(default_factory=Counter)  # roll-ups: (host, host) -> messages or streams, first seen first
+    severity: str = "info"                           # roll-ups: the most severe contribution
 
 
 def _step(severity: str, n: int) -> str:
@@ -114,14 +125,16 @@ class UnencryptedMedia(Detector):
     cleartext, frames + 4/10/16 B (SRTP tag, + MKI) are SRTP; byte entropy over >= 8 KB when measured. SDES
     keys (a=crypto inline) in SIP without TLS (UM-02, critical), then the call's streams those keys decrypt.
     SRTP offers answered with plain RTP; chosen crypto with UNENCRYPTED_SRTP/SRTCP, UNAUTHENTICATED_SRTP,
-    NULL cipher or 32-bit tags, or not AES-256 under require_aes256 (UM-03). Cleartext SIP, one alert per
-    host pair with counts by method, one level higher with REGISTER (UM-04). A public end raises UM-01/UM-04
-    a level and adds one summary per public peer (UM-06). RFC 4733 telephone-events in cleartext RTP and
+    NULL cipher or 32-bit tags, or not AES-256 under require_aes256 (UM-03). Cleartext SIP with counts by
+    method, one level higher with REGISTER (UM-04). Cleartext SIP and media are rolled up per pair of places
+    (public address, server in a role, zone, internal hosts; or per host pair) over rollup_window_s, with
+    their calls and host pairs as evidence: one finding per problem, not per call. A public end raises
+    UM-01/UM-04 a level and adds one summary per public peer (UM-06). RFC 4733 telephone-events in cleartext RTP and
     SIP INFO dtmf-relay (UM-08): counts, never digits.
     Why: the guide's best mitigation against eavesdropping is encrypting all voice and video end to end,
     and all signalling that can be (SIP/TLS, SRTP; encrypted trunks over public networks).
-    Severity: cleartext media seen between internal hosts is high by default: the conversation is readable
-    by anyone on the path, a real finding even inside one voice zone. SDP that negotiated cleartext for an
+    Severity (voipwatch.severity): cleartext media seen between internal hosts is hygiene, medium by default:
+    the conversation is readable by anyone on the path, but no attacker is shown. SDP that negotiated cleartext for an
     answered call whose media is not in the capture is one level lower. Sites that accept cleartext inside
     (802.1X, port security) lower internal_media_severity; allow_cleartext_pairs makes a pair info. Calls
     protected by SRTP with keys not seen, DTLS-SRTP or ZRTP raise nothing above info.
@@ -136,7 +149,7 @@ class UnencryptedMedia(Detector):
     consumes = (SipMessage, RtpStream, Call)
     Config = Config
     alerts = {
-        "cleartext_rtp": AlertSpec("UM-01", "high", EAVES, "Voice or video crossed the network as cleartext RTP"),
+        "cleartext_rtp": AlertSpec("UM-01", severity_of("exposure"), EAVES, "Voice or video crossed the network as cleartext RTP"),
         "zrtp_suspected": AlertSpec("UM-01", "info", EAVES, "SDP offered plain RTP but the payloads look like SRTP keyed on the media path (ZRTP)"),
         "sdes_key_in_cleartext_sip": AlertSpec("UM-02", "critical", TRUST, "SRTP keys (SDES a=crypto) were sent in SIP without TLS"),
         "sdes_media_decryptable": AlertSpec("UM-02", "high", EAVES, "SRTP streams whose SDES keys were seen in cleartext SIP can be decrypted"),
@@ -164,7 +177,10 @@ class UnencryptedMedia(Detector):
         except re.error as exc:
             raise ConfigError(f"[detectors.unencrypted_media] sensitive_numbers: {exc}") from exc
         self._calls: BoundedMap[_CallState] = BoundedMap(config.max_calls, config.call_idle_s)
+        if config.rollup not in ROLLUPS:
+            raise ConfigError(f"[detectors.unencrypted_media] rollup: {config.rollup!r} is not one of {', '.join(ROLLUPS)}")
         self._pending: dict[tuple, _Group] = {}      # insertion order is due order (one window, one clock)
+        self._rollups: dict[tuple, _Group] = {}      # the same, over rollup_window_s
         self._now = float("-inf")
 
     def idle_reasons(self) -> list[str]:
@@ -182,12 +198,13 @@ class UnencryptedMedia(Detector):
     # -- gathering: one clock (the latest capture time seen), groups reported when due ----------------
     def _tick(self, ts: float):
         self._now = max(self._now, ts)
-        while self._pending:
-            key, group = next(iter(self._pending.items()))
-            if group.due > self._now and len(self._pending) <= self.config.max_pending:
-                return
-            del self._pending[key]
-            yield from getattr(self, f"_report_{key[0]}")(key[1], group)
+        for pending in (self._pending, self._rollups):
+            while pending:
+                key, group = next(iter(pending.items()))
+                if group.due > self._now and len(pending) <= self.config.max_pending:
+                    break
+                del pending[key]
+                yield from getattr(self, f"_report_{key[0]}")(key[1], group)
 
     def _group(self, key: tuple, ts: float, src, dst, vlan, call_id=None, call=None) -> _Group:
         group = self._pending.get(key)
@@ -197,16 +214,48 @@ class UnencryptedMedia(Detector):
         group.first_ts, group.last_ts = min(group.first_ts, ts), max(group.last_ts, ts)
         return group
 
+    def _place(self, ip: str) -> str:
+        """Where an end of cleartext traffic sits, for roll-ups: the same label for an address every time."""
+        if self.config.rollup == "pair" or not self.site.is_internal(ip):
+            return ip                            # a public peer, or one reached over a private transport
+        role = next((r for r in ROLLUP_ROLES if self.site.has_role(ip, r)), None)
+        if role:
+            return f"{role} {ip}"
+        zone = self.site.zone_of(ip)             # by CIDR: a frame's VLAN names the sender's zone only
+        return f"zone {zone}" if zone else "internal hosts"
+
+    def _rollup(self, kind: str, a: str, b: str, ts: float, vlan, severity: str, allowed: bool) -> _Group:
+        """The roll-up group of cleartext `kind` between the places of a and b; records the host pair."""
+        places = tuple(sorted((self._place(a), self._place(b))))
+        key = (kind, places + (("allowed",) if allowed else ()))
+        pending = self._pending if self._public(a) or self._public(b) else self._rollups
+        group = pending.get(key)
+        if group is None:                        # a public peer is a place of its own: reported without delay
+            window = self.config.summary_window_s if pending is self._pending else self.config.rollup_window_s
+            group = pending[key] = _Group(self._now + window, ts, ts, a, b, vlan)
+        group.first_ts, group.last_ts = min(group.first_ts, ts), max(group.last_ts, ts)
+        if SEVERITIES.index(severity) > SEVERITIES.index(group.severity):
+            group.severity = severity
+        pair = (b, a) if (b, a) in group.pairs else (a, b)   # in the direction first seen (address-family neutral)
+        if pair in group.pairs or len(group.pairs) < self.config.max_calls:
+            group.pairs[pair] += 1
+        else:
+            group.counts["pairs_over_cap"] += 1   # a contribution from a pair beyond the cap (not counted as a pair)
+        return group
+
     def finish(self):
-        while self._pending:
-            key = next(iter(self._pending))
-            yield from getattr(self, f"_report_{key[0]}")(key[1], self._pending.pop(key))
+        for pending in (self._pending, self._rollups):   # per-call groups feed the roll-ups: first
+            while pending:
+                key = next(iter(pending))
+                yield from getattr(self, f"_report_{key[0]}")(key[1], pending.pop(key))
 
     # -- SIP: UM-02, UM-03, UM-04, UM-08 (INFO) ------------------------------------------------------
     def on_sip_message(self, msg: SipMessage):
         pkt = msg.pkt
         yield from self._tick(pkt.ts)
-        group = self._group(("sip", tuple(sorted((pkt.src, pkt.dst)))), pkt.ts, pkt.src, pkt.dst, pkt.vlan)
+        allowed = self._allowed_pair(pkt.src, pkt.dst)
+        exposure = _step(severity_of("exposure"), (msg.method == "REGISTER") + (self._public(pkt.src) or self._public(pkt.dst)))
+        group = self._rollup("sip", pkt.src, pkt.dst, pkt.ts, pkt.vlan, "info" if allowed else exposure, allowed)
         kind = msg.method if msg.is_request else "responses"
         group.counts[kind if kind in group.counts or len(group.counts) < self.config.max_listed else "other"] += 1
         group.notes.add(pkt.transport)
@@ -376,34 +425,70 @@ class UnencryptedMedia(Detector):
         if not lines:
             return
         public = sorted(a for a in ends if a and self._public(a))
-        severity = _step("critical" if public else self.config.internal_media_severity, -1)
-        yield self.alert(
-            "cleartext_rtp", ts=call.last_ts, identifier=call.call_id, src=call.src, dst=call.dst, vlan=call.vlan,
-            call_id=call.call_id, severity="info" if self._allowed_pair(call.src, call.dst) else severity,
-            msg=(f"Call {call.call_id} ({call.caller} -> {call.callee}) negotiated {len(lines)} cleartext media line(s) "
-                 f"({', '.join(sorted({m.proto for m in lines}))} without a=crypto/fingerprint/zrtp-hash); "
-                 f"its media was not in the capture."),
-            evidence={"call_id": call.call_id, "basis": "sdp", "media_lines": [f"{m.kind} {m.port} {m.proto}" for m in lines],
-                      "n_streams": 0, "public_ends": public, "first_ts": call.first_ts, "last_ts": call.last_ts})
+        allowed = self._allowed_pair(call.src, call.dst)
+        severity = "info" if allowed else _step("critical" if public else self.config.internal_media_severity, -1)
+        group = self._rollup("rtp", call.src, call.dst, call.first_ts, call.vlan, severity, allowed)
+        group.last_ts = max(group.last_ts, call.last_ts)
+        group.counts["sdp_only_calls"] += 1
+        self._count_call(group, call.call_id)
 
     # -- reports ------------------------------------------------------------------------------------------
-    def _report_sip(self, pair: tuple[str, str], g: _Group):
-        a, b = pair
-        methods = {k: v for k, v in sorted(g.counts.items()) if k != "via_tls"}
+    def _report_sip(self, places: tuple, g: _Group):
+        a, b = places[:2]
+        methods = {k: v for k, v in sorted(g.counts.items()) if k not in ("via_tls", "pairs_over_cap")}
         n, register = sum(methods.values()), bool(g.counts["REGISTER"])
-        public = [ip for ip in pair if self._public(ip)]
-        allowed = self._allowed_pair(a, b)
+        public = sorted({ip for pair in g.pairs for ip in pair if self._public(ip)})
+        where = f"within {a}" if a == b else f"between {a} and {b}"
         yield self.alert(
-            "cleartext_sip", ts=g.last_ts, identifier=f"{a}<->{b}" + ("|register" if register else ""),
-            src=g.src, dst=g.dst, vlan=g.vlan, severity="info" if allowed else _step("medium", register + bool(public)),
-            msg=(f"{n} SIP message(s) between {a} and {b} were sent in cleartext over {'/'.join(sorted(g.notes)).upper()} "
-                 f"({', '.join(f'{k} x{v}' for k, v in methods.items())})"
+            "cleartext_sip", ts=g.first_ts, identifier=self._rollup_id(places), src=g.src, dst=g.dst, vlan=g.vlan,
+            severity=g.severity,
+            msg=(f"{n} SIP message(s) {where} ({self._n_pairs(g)} host pair(s)) were sent in cleartext over "
+                 f"{'/'.join(sorted(g.notes)).upper()} ({', '.join(f'{k} x{v}' for k, v in methods.items())})"
                  f"{'; REGISTER exposes digest credentials' if register else ''}; use SIP over TLS."),
-            evidence={"messages": n, "methods": methods, "transports": sorted(g.notes), "register_users": g.items,
-                      "via_tls_messages": g.counts["via_tls"], "public_ends": public, "allowed_pair": allowed,
+            evidence={"places": list(places[:2]), "messages": n, "methods": methods, "transports": sorted(g.notes),
+                      **self._pairs_evidence(g), "register_users": g.items, "via_tls_messages": g.counts["via_tls"],
+                      "public_ends": public, "allowed_pair": "allowed" in places, "first_ts": g.first_ts, "last_ts": g.last_ts})
+        if "allowed" not in places:
+            for (x, y), count in g.pairs.items():
+                if self._public(x) or self._public(y):
+                    self._contribute_public(x, y, g.first_ts, g.last_ts, g.vlan, None, "sip", count)
+
+    @staticmethod
+    def _rollup_id(places: tuple) -> str:
+        return " <-> ".join(places[:2]) + ("|allowed" if "allowed" in places else "")
+
+    @staticmethod
+    def _n_pairs(g: _Group) -> str:
+        """The number of host pairs, with '+' when more were seen than max_calls."""
+        return f"{len(g.pairs)}{'+' if g.counts['pairs_over_cap'] else ''}"
+
+    def _pairs_evidence(self, g: _Group) -> dict:
+        """Host pairs of a roll-up: their total and the busiest max_listed with their counts."""
+        top = sorted(g.pairs.items(), key=lambda kv: -kv[1])[:self.config.max_listed]   # ties: first seen first
+        return {"host_pairs": len(g.pairs), "host_pairs_capped": bool(g.counts["pairs_over_cap"]),
+                "top_host_pairs": [{"hosts": list(pair), "count": n} for pair, n in top]}
+
+    def _report_rtp(self, places: tuple, g: _Group):
+        """UM-01 roll-up: cleartext RTP between two places, with its calls and host pairs."""
+        a, b = places[:2]
+        calls, flows, streams = g.counts["calls"], g.counts["flows"], g.counts["streams"]
+        public = sorted({ip for pair in g.pairs for ip in pair if self._public(ip)})
+        where = f"within {a}" if a == b else f"between {a} and {b}"
+        seen = [f"{calls} call(s)"] * bool(calls) + [f"{flows} flow(s) without signalling"] * bool(flows)
+        sdp_only = g.counts["sdp_only_calls"]
+        yield self.alert(
+            "cleartext_rtp", ts=g.first_ts, identifier=self._rollup_id(places), src=g.src, dst=g.dst, vlan=g.vlan,
+            severity=g.severity,
+            msg=(f"Cleartext RTP {where}: {' and '.join(seen)} over {self._n_pairs(g)} host pair(s), {streams} stream(s) "
+                 f"and {g.counts['packets']} packets seen ({', '.join(sorted(g.notes)) or 'SDP only'})"
+                 f"{f', {sdp_only} call(s) known from SDP only' if sdp_only else ''}"
+                 f"{'; public end ' + ', '.join(public[:3]) if public else ''}: anyone on the path can listen. "
+                 f"Use SRTP with keys over TLS, or DTLS-SRTP."),
+            evidence={"places": list(places[:2]), "calls": calls, "call_ids": g.items, "flows": flows, "streams": streams,
+                      "packets": g.counts["packets"], "sdp_only_calls": sdp_only, "codecs": sorted(g.notes),
+                      "basis": {k.split(" ", 1)[1]: v for k, v in sorted(g.counts.items()) if k.startswith("basis ")},
+                      **self._pairs_evidence(g), "public_ends": public, "allowed_pair": "allowed" in places,
                       "first_ts": g.first_ts, "last_ts": g.last_ts})
-        if public and not allowed:
-            self._contribute_public(a, b, g, "sip", n)
 
     def _report_media(self, key: str, g: _Group):
         inband = [item for item in g.items if item[0] == "inband"]
@@ -423,23 +508,33 @@ class UnencryptedMedia(Detector):
                                     sdes_keys=keys)
         if not clear:
             return
-        public = sorted({e for item in clear for e in (item[3].src, item[3].dst) if self._public(e)})
-        allowed = all(self._allowed_pair(i[3].src, i[3].dst) for i in clear)
         basis = "sdp" if g.call_id else clear[0][2]["basis"]
-        yield self._media_alert(
-            "cleartext_rtp", key, g, clear, "info" if allowed else "critical" if public else self.config.internal_media_severity,
-            f"{len(clear)} RTP stream(s) of {what} crossed the network unencrypted "
-            f"({', '.join(sorted({(i[3].codec or str(i[3].payload_type)).upper() for i in clear}))}, "
-            f"{sum(i[3].packets for i in clear)} packets; basis: {basis}"
-            f"{'; public end ' + ', '.join(public) if public else ''}"
-            f"{f'; {len(inband)} other stream(s) look like ZRTP' if inband else ''}); use SRTP with keys over TLS, or DTLS-SRTP.",
-            basis=basis, public_ends=public, allowed_pair=allowed, zrtp_suspected_streams=len(inband))
-        if public and not allowed:
-            for item in clear:
-                self._contribute_public(item[3].src, item[3].dst, g, "rtp", 1)
+        groups = set()
+        for item in clear:
+            s = item[3]
+            allowed, public = self._allowed_pair(s.src, s.dst), self._public(s.src) or self._public(s.dst)
+            severity = "info" if allowed else "critical" if public else self.config.internal_media_severity
+            group = self._rollup("rtp", s.src, s.dst, g.first_ts, s.vlan, severity, allowed)
+            group.last_ts = max(group.last_ts, g.last_ts)
+            group.counts["streams"] += 1
+            group.counts["packets"] += s.packets
+            group.counts[f"basis {basis}"] += 1
+            if len(group.notes) < self.config.max_listed:
+                group.notes.add((s.codec or str(s.payload_type)).upper())
+            if id(group) not in groups:
+                groups.add(id(group))
+                self._count_call(group, g.call_id)
+            if public and not allowed:
+                self._contribute_public(s.src, s.dst, g.first_ts, g.last_ts, g.vlan, g.call_id, "rtp", 1)
         if any(item[4] for item in clear):
             self._group(("dtmf", key), g.first_ts, g.src, g.dst, g.vlan, g.call_id, g.call).counts["event_streams"] += \
                 sum(item[4] for item in clear)
+
+    def _count_call(self, group: _Group, call_id: str | None) -> None:
+        """A roll-up's calls: a total and the first max_listed Call-IDs (streams without SIP count as flows)."""
+        group.counts["calls" if call_id else "flows"] += 1
+        if call_id and len(group.items) < self.config.max_listed:
+            group.items.append(call_id)
 
     def _media_alert(self, name: str, key: str, g: _Group, items: list, severity: str, msg: str, **extra):
         streams = [{"ssrc": f"0x{s.ssrc:08x}", "flow": f"{s.src}:{s.sport}>{s.dst}:{s.dport}", "codec": s.codec,
@@ -467,16 +562,17 @@ class UnencryptedMedia(Detector):
                       "event_packets": g.counts["event_packets"], "dialled": number, "sensitive_number": sensitive,
                       "first_ts": g.first_ts, "last_ts": g.last_ts})
 
-    def _contribute_public(self, a: str, b: str, g: _Group, kind: str, n: int) -> None:
+    def _contribute_public(self, a: str, b: str, first_ts: float, last_ts: float, vlan, call_id: str | None,
+                           kind: str, n: int) -> None:
         for peer, other in ((a, b), (b, a)):
             if self._public(peer):
-                group = self._group(("public", peer), g.first_ts, other, peer, g.vlan)
-                group.last_ts = max(group.last_ts, g.last_ts)
+                group = self._group(("public", peer), first_ts, other, peer, vlan)
+                group.last_ts = max(group.last_ts, last_ts)
                 group.counts[kind] += n
                 if len(group.notes) < self.config.max_listed:
                     group.notes.add(other)
-                if g.call_id and g.call_id not in group.items and len(group.items) < self.config.max_listed:
-                    group.items.append(g.call_id)
+                if call_id and call_id not in group.items and len(group.items) < self.config.max_listed:
+                    group.items.append(call_id)
 
     def _report_public(self, peer: str, g: _Group):
         media, sip = g.counts["rtp"], g.counts["sip"]

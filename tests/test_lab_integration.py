@@ -221,7 +221,9 @@ def test_cleartext_calls_raise_unencrypted_media(lab_run):
     alerts = lab_run.alerts()
     names = {a["alert"]["name"] for a in alerts}
     assert EXPECTED_MEDIA_ALERTS <= names, names
-    rtp = {(a["src"], a["dst"]) for a in alerts if a["alert"]["name"] == "unencrypted_media.cleartext_rtp"}
+    # cleartext media is rolled up per pair of places: the calls' host pairs are its evidence
+    rtp = {tuple(pair["hosts"]) for a in alerts if a["alert"]["name"] == "unencrypted_media.cleartext_rtp"
+           for pair in a["alert"]["evidence"]["top_host_pairs"]}
     for phone in ("10.110.0.11", "10.110.0.13"):
         assert (phone, "10.110.0.12") in rtp or ("10.110.0.12", phone) in rtp, rtp
     public = {a["dst"] for a in alerts if a["alert"]["name"] == "unencrypted_media.cleartext_on_public_path"} | \

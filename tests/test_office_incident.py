@@ -357,7 +357,6 @@ def test_the_sdp_answer_of_every_proxied_call_is_the_200_oks(tmp_path):
         assert legs == {leg: (a["c"], a["m"]) for leg, a in call["answer_legs"].items()}, call["call_id"]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12: fraud (account takeover; severity follows impact)")
 @pytest.mark.parametrize("path", PATHS)
 def test_the_cracked_account_used_from_outside_is_a_takeover(outputs, path):
     takeover = only(named(outputs[path], "toll_fraud.account_takeover", ATTACKER))

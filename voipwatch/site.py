@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from functools import lru_cache
 
 from voipwatch.config_schema import ConfigError, build, opt
+from voipwatch.high_risk import HIGH_RISK_DEFAULT
 
 ZONE_NAMES = ("voice", "softphone", "data", "mgmt", "uc_dmz", "wlan")
 # RFC 1918 and RFC 4193 private ranges, loopback and link-local: "internal" unless configured otherwise.
@@ -59,7 +60,9 @@ class DialplanConfig:
     """Number classes as regular expressions on the dialled user part (after stripping 'tel:'/'+' context)."""
     international: tuple[str, ...] = opt((r"^\+", r"^00", r"^011", r"^9011"), "International dialling patterns.")
     premium: tuple[str, ...] = opt((r"^1?900[0-9]{7}$", r"^0900"), "Premium-rate patterns (NANP 1-900, 0900 services).")
-    high_risk: tuple[str, ...] = opt((), "High-risk destination patterns (IRSF ranges, country codes).")
+    high_risk: tuple[str, ...] = opt(HIGH_RISK_DEFAULT, "High-risk destination patterns (IRSF ranges, country codes); the "
+                                     "default is voipwatch/high_risk.py (+870/+881/+882/+883/+979 and IRSF countries, "
+                                     "with its sources); a site's list replaces it.")
     emergency: tuple[str, ...] = opt((r"^911$", r"^9911$", r"^933$", r"^112$"), "Emergency numbers (never alerted on).")
     internal: tuple[str, ...] = opt((r"^[0-9]{2,6}$",), "Internal extensions.")
     business_hours: str = opt("07:00-19:00 Mon-Fri", "Business hours (capture time, UTC offset below).")

@@ -140,3 +140,64 @@ def test_credentials_are_never_evidence():
 def test_bad_patterns_are_configuration_errors():
     with pytest.raises(ConfigError, match="access_codes"):
         _detector("detectors.toll_fraud.access_codes=['(']")
+
+
+def test_the_default_high_risk_list_marks_network_codes_and_a_site_list_replaces_it():
+    """Out of the box +881/+882/+883 (ITU-T E.164 international networks and satellite) are high-risk in every
+    international form, ordinary international numbers stay international; a site's [dialplan] high_risk
+    replaces the list (empty: the class is off)."""
+    from voipwatch.site import Site
+    default = Site({})
+    assert [default.number_class(n) for n in ("+882161234100", "00881612345678", "011883140000001",
+                                               "+5371234567", "+442079460123", "+15555769711")] == \
+        ["high_risk", "high_risk", "high_risk", "high_risk", "international", "international"]
+    own = Site({"dialplan": {"high_risk": [r"^\+44"]}})
+    assert [own.number_class(n) for n in ("+882161234100", "+442079460123")] == ["international", "high_risk"]
+    assert Site({"dialplan": {"high_risk": []}}).number_class("+882161234100") == "international"
+
+
+def test_a_site_list_turns_the_default_high_risk_call_into_an_international_one(tmp_path):
+    """The same capture, the desk phone's +882 call: high_risk_destination out of the box, nothing once the
+    site replaces the list with one that does not name +882 (business hours, so international is silent)."""
+    capture = Path(__file__).resolve().parents[2] / "sample_captures" / "tf-accounts.pcap"
+    desk = [a for a in analyze_files([str(capture)], load_settings(None)).alerts
+            if a.name == f"{FAMILY}.high_risk_destination" and a.src == "10.3.10.1"]
+    assert [(a.severity, a.evidence["number"], a.evidence["class"]) for a in desk] == [("medium", "+882130000001", "high_risk")]
+    site = tmp_path / "site.toml"
+    site.write_text('[dialplan]\nhigh_risk = ["^\\\\+53"]\n')
+    replaced = [a for a in analyze_files([str(capture)], load_settings(site)).alerts
+                if a.name == f"{FAMILY}.high_risk_destination" and a.src == "10.3.10.1"]
+    assert replaced == []
+
+
+def _one_rings(src: str, dst: str, callers: list[str], ring_s: float) -> list:
+    """An inbound call per caller to extension 2001, cancelled ring_s after its INVITE (CANCEL, then 487)."""
+    msgs = []
+    for i, caller in enumerate(callers):
+        t, cid = T0 + 20 * i, f"ring-{i}"
+        msgs += [_msg(t, src, dst, method="INVITE", ruri_user="2001", call_id=cid, from_user=caller),
+                 _msg(t + 0.3, dst, src, status=180, call_id=cid, from_user=caller),
+                 _msg(t + ring_s, src, dst, method="CANCEL", ruri_user="2001", call_id=cid, from_user=caller),
+                 _msg(t + ring_s + 0.01, dst, src, status=487, call_id=cid, from_user=caller)]
+    return msgs
+
+
+def test_wangiri_counts_distinct_numbers_of_one_range_that_ring_briefly():
+    """Five numbers of +88216123xxxx cancelled after 1.5 s from the Internet are a campaign; the same calls
+    ringing 8 s (longer than wangiri_ring_s), four numbers only, or five numbers of five ranges are not."""
+    wangiri = [f"+88216123410{i}" for i in range(5)]
+    campaign = [a for a in _feed(_detector(), _one_rings("198.51.100.9", "10.0.0.5", wangiri, 1.5))
+                if a.name == f"{FAMILY}.wangiri_campaign"]
+    assert [(a.evidence["range"], a.evidence["distinct_numbers"]) for a in campaign] == [("+88216123xxxx", 5)]
+    for callers, ring_s in ((wangiri, 8.0), (wangiri[:4], 1.5),
+                            (["+33140000123", "+493012345678", "+81312345678", "+442079460123", "+8821612349999"], 1.5)):
+        alerts = _feed(_detector(), _one_rings("198.51.100.9", "10.0.0.5", callers, ring_s))
+        assert [a for a in alerts if "wangiri" in a.name] == [], (callers, ring_s)
+
+
+def test_users_hanging_up_on_each_other_are_no_wangiri():
+    """Internal calls whose From is the caller's E.164 DID (one block, +1415555xxxx, 'international' by the
+    default dial plan), cancelled while ringing, come from phones, not from outside: no campaign."""
+    users = [f"+141555501{i:02d}" for i in range(6)]
+    alerts = _feed(_detector(), _one_rings("10.0.0.50", "10.0.0.5", users, 1.0))
+    assert [a for a in alerts if "wangiri" in a.name] == []

@@ -3,6 +3,8 @@ RFC 2833 events) and on hand-built records for what no capture shows (weak SDES 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,7 +18,8 @@ from voipwatch.config import load_settings
 from voipwatch.site import Site
 
 FAMILY = "unencrypted_media"
-SAMPLES = Path(__file__).resolve().parents[2] / "sample_captures"
+REPO = Path(__file__).resolve().parents[2]
+SAMPLES = REPO / "sample_captures"
 
 
 def _alerts(path: Path, mode: str = "batch") -> list:
@@ -29,30 +32,31 @@ def _names(alerts) -> list[tuple[str, str]]:
 
 
 def test_cleartext_g711_calls(public_captures):
-    """SIPp <-> FreeSWITCH, PCMU then PCMA, all in 10.0.2.0/24: each call's media is cleartext by SDP (high,
-    internal), the one signalling pair is cleartext SIP without REGISTER (medium); no keys, no public path."""
+    """SIPp <-> FreeSWITCH, PCMU then PCMA, all in 10.0.2.0/24: the two calls' media is one cleartext finding
+    between internal hosts (medium, hygiene) listing both calls, the one signalling pair is cleartext SIP
+    without REGISTER (medium); no keys, no public path."""
     alerts = _alerts(public_captures / "sipnab/sip-rtp-g711.pcap")
-    assert _names(alerts) == [("cleartext_rtp", "high"), ("cleartext_rtp", "high"), ("cleartext_sip", "medium")]
-    rtp = {a.call_id: a for a in alerts if a.name.endswith("cleartext_rtp")}
-    assert set(rtp) == {"1-1966@10.0.2.20", "1-1968@10.0.2.20"}
-    assert rtp["1-1966@10.0.2.20"].evidence["basis"] == "sdp"
-    assert rtp["1-1966@10.0.2.20"].evidence["streams"][0]["codec"] == "PCMU"
-    assert rtp["1-1966@10.0.2.20"].evidence["streams"][0]["payload_verdict"] == "clear"   # 160-byte frames
+    assert _names(alerts) == [("cleartext_rtp", "medium"), ("cleartext_sip", "medium")]
+    rtp = next(a for a in alerts if a.name.endswith("cleartext_rtp"))
+    assert rtp.identifier == "internal hosts <-> internal hosts"
+    assert rtp.evidence["call_ids"] == ["1-1966@10.0.2.20", "1-1968@10.0.2.20"] and rtp.evidence["calls"] == 2
+    assert rtp.evidence["codecs"] == ["PCMA", "PCMU"] and rtp.evidence["basis"] == {"sdp": 2}
+    assert rtp.evidence["top_host_pairs"] == [{"hosts": ["10.0.2.15", "10.0.2.20"], "count": 2}]
     sip = next(a for a in alerts if a.name.endswith("cleartext_sip"))
     assert sip.evidence["methods"] == {"ACK": 2, "BYE": 1, "INVITE": 2, "responses": 5}
+    assert sip.evidence["host_pairs"] == 1
 
 
 def test_cleartext_call_on_public_addresses(public_captures):
-    """The Wireshark SIP_CALL_RTP_G711 sample runs on 200.57.7.0/24 (public by default): the call's media is
-    critical, REGISTER pairs are critical, the PBX-side leg with no SIP is found by its 160-byte payloads,
-    and each public peer gets one UM-06 summary."""
+    """The Wireshark SIP_CALL_RTP_G711 sample runs on 200.57.7.0/24 (public by default): every public address
+    is a place of its own, so the call's media is critical between its two ends, REGISTER pairs are critical,
+    the PBX-side leg with no SIP is found by its 160-byte payloads, and each public peer gets one UM-06 summary."""
     alerts = _alerts(public_captures / "sipnab/SIP_CALL_RTP_G711")
-    call = [a for a in alerts if a.name.endswith("cleartext_rtp") and a.call_id == "12013223@200.57.7.195"]
-    assert [a.severity for a in call] == ["critical"]
+    call = [a for a in alerts if a.name.endswith("cleartext_rtp") and a.evidence["calls"]]
+    assert [(a.severity, a.evidence["call_ids"]) for a in call] == [("critical", ["12013223@200.57.7.195"])]
     assert call[0].evidence["public_ends"] == ["200.57.7.196", "200.57.7.204"]
-    flow = [a for a in alerts if a.name.endswith("cleartext_rtp") and a.call_id is None]
-    assert [(a.evidence["basis"], a.severity) for a in flow] == [("payload_length", "critical")]
-    assert flow[0].evidence["streams"][0]["mean_payload_b"] == 160.0
+    flow = [a for a in alerts if a.name.endswith("cleartext_rtp") and a.evidence["flows"]]
+    assert [(a.evidence["basis"], a.severity) for a in flow] == [({"payload_length": 1}, "critical")]
     register = [a for a in alerts if a.name.endswith("cleartext_sip") and a.evidence["methods"].get("REGISTER")]
     assert {a.severity for a in register} == {"critical"} and len(register) == 2
     public = {a.evidence["peer"]: a.severity for a in alerts if a.name.endswith("cleartext_on_public_path")}
@@ -178,3 +182,38 @@ def test_payload_verdict(stream, expect):
 def test_bad_configuration_is_refused(overrides):
     with pytest.raises(ConfigError):
         _detector(**overrides)
+
+
+def test_hygiene_findings_track_problems_not_calls(tmp_path):
+    """A generated site capture (scripts/gen_site_capture.py, its small profile: 60 phones, cleartext G.711
+    calls through one PBX, registrations, OPTIONS, a scan) has one problem of each kind inside the site:
+    cleartext media and cleartext SIP between internal hosts. One finding each, whose totals are the
+    calls table's and the SIP table's own counts: every call with a cleartext stream, every host pair."""
+    out = tmp_path / "site.pcap"
+    small = ["--packets", "20000", "--phones", "60", "--calls-concurrent", "30", "--call-duration-s", "3", "8",
+             "--scan-every-s", "8", "--scan-guesses", "40", "--options-every-s", "5"]
+    subprocess.run([sys.executable, str(REPO / "scripts" / "gen_site_capture.py"), "-o", str(out), "--seed", "7",
+                    "-q", *small], check=True, timeout=120)
+    result = analyze_files([str(out)], load_settings(None))
+    um = [a for a in result.alerts if a.family == FAMILY]
+    assert _names(um) == [("cleartext_rtp", "medium"), ("cleartext_sip", "high")]
+    rtp = next(a for a in um if a.name.endswith("cleartext_rtp"))
+    streams = result.tables["rtp_streams"]
+    with_media = set(streams["call_id"].dropna()) - {""}
+    assert rtp.evidence["calls"] == len(with_media) > 20
+    assert rtp.evidence["streams"] == len(streams) and rtp.evidence["packets"] == int(streams["packets"].sum())
+    assert rtp.evidence["host_pairs"] == len({tuple(sorted(p)) for p in zip(streams["src"], streams["dst"])})
+    assert len(rtp.evidence["call_ids"]) == 20                              # max_listed, the total beside it
+    sip = next(a for a in um if a.name.endswith("cleartext_sip"))
+    messages = result.tables["sip_messages"]
+    assert sip.evidence["messages"] == len(messages)
+    assert sip.evidence["host_pairs"] == len({tuple(sorted(p)) for p in zip(messages["src"], messages["dst"])})
+
+
+def test_a_call_view_shows_the_roll_up_that_lists_the_call():
+    """voipwatch call: a call's alerts include the cleartext roll-up whose evidence lists its Call-ID."""
+    from voipwatch.call.select import select_calls
+    result = analyze_files([str(SAMPLES / "um-attacks.pcap")], load_settings(None))
+    view, = select_calls(result, call_id="um-clear@attacks")
+    rollups = [a for a in view.alerts if a.name == f"{FAMILY}.cleartext_rtp"]
+    assert [(a.severity, a.identifier) for a in rollups] == [("medium", "internal hosts <-> internal hosts")]

@@ -69,7 +69,8 @@ def select_calls(result: AnalysisResult, call_id: str | None = None, number: str
                 and not any(ip in (s.src, s.dst) for s in media):
             continue
         view = CallView(call, msgs, sorted(media, key=lambda s: s.first_frame),
-                        [a for a in result.alerts if a.call_id == call.call_id])
+                        [a for a in result.alerts if a.call_id == call.call_id   # or a roll-up listing the call
+                         or call.call_id in (a.evidence.get("call_ids") or ())])
         view.offer, view.answer = offer_answer(msgs)
         view.offered = offered_endpoints(msgs)
         views.append(view)

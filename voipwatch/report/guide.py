@@ -260,6 +260,17 @@ ADVICE: dict[str, Advice] = {
                 "PSTN messages never pass directly to the internal ESCs."),
 }
 
+# voipwatch's own checks, after the catalogue's ids (README: toll_fraud); advice restates the guide's goals.
+OWN_ADVICE: dict[str, Advice] = {
+    "TF-10": _a(III, "Audit and logging apparatus",
+                "Keep call detail records and review them for toll fraud; restrict international and premium "
+                "destinations to the users who need them, which also stops callbacks into a range that rang once."),
+    "TF-11": _a(III, "Client registration protections",
+                "Disable automatic registration and use two-way authentication between clients and the ESC, so "
+                "that an actor cannot masquerade as a legitimate device; change the credentials of an account in "
+                "use from two places."),
+}
+
 _PART = re.compile(r"^\s*(Part\s+(?:IV|III|II|I))\b\s*[:\-\u2013\u00b7]?\s*(.*)$")
 
 
@@ -281,7 +292,7 @@ def part_of(check: str | None, guide_ref: str | None) -> str | None:
 
 def advice_for(check: str | None, guide_ref: str | None = None) -> Advice:
     """The advice for a check id; an unknown check gets a pointer to the guide section of its guide_ref."""
-    known = ADVICE.get((check or "").upper())
+    known = ADVICE.get((check or "").upper()) or OWN_ADVICE.get((check or "").upper())
     if known is not None:
         return known
     part, heading = split_ref(guide_ref)
