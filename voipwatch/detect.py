@@ -324,13 +324,12 @@ class DetectorBus:
         self.horizon_s = horizon_s
         self.suppressed = 0                           # raises merged into an open finding
         self.closed_early = 0                         # findings closed by MAX_OPEN_FINDINGS
-        self.grouper = Grouper(site if site is not None else (detectors[0].site if detectors else None),
-                               incident_gap_s)
+        self.grouper = Grouper(site, incident_gap_s)
         self._released: Counter[type] = Counter()    # records handed to the detectors, by type
         self._heap: list = []
         self._seq = 0
         self._open: OrderedDict[tuple[str, str], Finding] = OrderedDict()   # least recently raised first
-        self._phases = {f"{d.name}.{k}": spec.phase for d in detectors for k, spec in d.alerts.items()}
+        self._phases = {f"{d.name}.{k}": spec.phase for d in detectors for k, spec in getattr(d, "alerts", {}).items()}
         self._handlers: dict[type, list[Callable]] = {}
         for det in detectors:
             for record_type in det.consumes:
