@@ -80,6 +80,7 @@ class AnalysisResult:
     @property
     def tables(self) -> dict:
         if self._tables is None:
+            self.alerts                       # noqa: B018 - the incidents table comes with the alerts
             self._tables = {name: to_frame(self.records[name], name) for name in TABLES}
         return self._tables
 

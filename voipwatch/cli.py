@@ -14,7 +14,8 @@ from voipwatch import __version__
 from voipwatch.capture import CaptureError
 from voipwatch.config_schema import ConfigError
 from voipwatch.detect import SEVERITIES
-from voipwatch.safe_text import visible_lines
+from voipwatch.incidents import by_importance, one_line
+from voipwatch.safe_text import visible, visible_lines
 from voipwatch.tables import FORMATS
 
 
@@ -95,7 +96,9 @@ def cli() -> None:
               help="Processes for --mode batch, 0 for one per available core (same results; a single "
                    "uncompressed pcap/pcapng file is the input that uses them best).")
 @click.option("--csv-raw", is_flag=True, help=CSV_RAW_HELP)
-def analyze(captures, out_dir, fmt, mode, config_path, sets, progress, fail_on, jobs, csv_raw) -> None:
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
+@click.option("-v", "--verbose", is_flag=True, help="List every check that is idle until the site model says more.")
+def analyze(captures, out_dir, fmt, mode, config_path, sets, progress, fail_on, jobs, csv_raw, quiet, verbose) -> None:
     """Analyze capture files (pcap, pcapng, gzip, or - for stdin) into tables and a summary.
 
     Several files are merged in capture-time order. Writes sip_messages, calls, registrations,
@@ -109,10 +112,13 @@ def analyze(captures, out_dir, fmt, mode, config_path, sets, progress, fail_on, 
     """
     from voipwatch.analyze import analyze_files, write_outputs
 
+    if quiet and verbose:
+        raise click.UsageError("give at most one of --quiet, --verbose")
     settings = settings_or_exit(config_path, sets)
-    for reason in idle_notices(settings):
-        click.echo(f"notice: {reason}", err=True)
-    reporter = Progress(list(captures), sys.stderr.isatty() if progress is None else progress)
+    if not quiet:
+        for line in notice_lines(idle_notices(settings), verbose):
+            click.echo(line, err=True)
+    reporter = Progress(list(captures), not quiet and (sys.stderr.isatty() if progress is None else progress))
     try:
         result = analyze_files(list(captures), settings, mode, reporter, jobs or len(os.sched_getaffinity(0)))
     except CaptureError as exc:
@@ -129,7 +135,8 @@ def analyze(captures, out_dir, fmt, mode, config_path, sets, progress, fail_on, 
     except OSError as exc:
         click.echo(f"error: {exc.filename or out_dir}: cannot write output: {exc.strerror or exc}", err=True)
         sys.exit(Exit.ERROR)
-    click.echo(terminal_summary(result.summary, out_dir))
+    if not quiet:
+        click.echo(terminal_summary(result.summary, out_dir, result.incidents))
     if fail_on and any(SEVERITIES.index(a.severity) >= SEVERITIES.index(fail_on) for a in result.alerts):
         sys.exit(Exit.FINDINGS)
 
@@ -298,6 +305,15 @@ def idle_notices(settings) -> list[str]:
     return [f"{det.name}: {reason}" for det in settings.detectors() for reason in det.idle_reasons()]
 
 
+def notice_lines(reasons: list[str], verbose: bool) -> list[str]:
+    """Idle checks: one line each with --verbose, else one line for all of them."""
+    if verbose or len(reasons) <= 1:
+        return [f"notice: {reason}" for reason in reasons]
+    families = sorted({reason.split(":", 1)[0] for reason in reasons})
+    return [f"notice: {len(reasons)} checks ({', '.join(families)}) are idle or limited until the site "
+            f"configuration names more (roles, zones); --verbose lists them"]
+
+
 @cli.group()
 def config() -> None:
     """Inspect the configuration."""
@@ -322,7 +338,7 @@ def config_show(config_path, sets) -> None:
         sys.exit(Exit.ERROR)
 
 
-def terminal_summary(summary: dict, out_dir: str) -> str:
+def terminal_summary(summary: dict, out_dir: str, incidents: list = (), top: int = 5) -> str:
     counts = summary["counts"]
     lines = [
         f"voipwatch {summary['version']}: {summary['frames_read']:,} frames in {summary['run_s']:.2f} s "
@@ -340,6 +356,12 @@ def terminal_summary(summary: dict, out_dir: str) -> str:
                  ("" if not anomalies else "  (" + ", ".join(
                      f"{k} {v}" for k, v in sorted(anomalies.items(), key=lambda kv: -kv[1])[:5]) + ")"))
     lines.append(f"tables and alerts.jsonl written to {out_dir}")
+    if incidents:
+        ranked = by_importance(list(incidents))
+        lines.append(f"top incidents ({min(top, len(ranked))} of {len(ranked)}; incidents table, "
+                     f"`voipwatch incident ID CAPTURE -o DIR` for the evidence):")
+        # each line escaped on its own: an account name may hold a line feed
+        lines += [visible("  " + one_line(i)) for i in ranked[:top]]
     return visible_lines("\n".join(lines))
 
 

@@ -16,6 +16,7 @@ incidents, the older keeps its id and lists the other in `merged_ids`.
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass
 
 from voipwatch.records import declare, r6
@@ -185,3 +186,21 @@ class Grouper:
                 g.last_ts, tuple(p for p in PHASES if p in g.phases), SEVERITIES[g.severity],
                 tuple(g.findings), g.count, tuple(sorted(g.names)), tuple(g.merged)))
         return sorted(out, key=lambda i: (i.first_ts, i.id))
+
+
+def by_importance(incidents: list[Incident]) -> list[Incident]:
+    """Attacks before hygiene, then by highest severity, phases shown, findings, and time."""
+    def key(i: Incident):
+        attack = any(p != "hygiene" for p in i.phases)
+        return (-attack, -SEVERITIES.index(i.max_severity), -len(i.phases), -i.n_findings, i.first_ts, i.id)
+    return sorted(incidents, key=key)
+
+
+def one_line(incident: Incident, max_actors: int = 3) -> str:
+    """An incident in one line of our own words around the capture's (escape it before showing)."""
+    clock = lambda ts: time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts))   # noqa: E731 - capture time, UTC
+    actors = ", ".join(incident.actors[:max_actors]) + (f" +{len(incident.actors) - max_actors}"
+                                                         if len(incident.actors) > max_actors else "")
+    return (f"{incident.id} {incident.max_severity:<8} {clock(incident.first_ts)} .. {clock(incident.last_ts)} UTC  "
+            f"{actors or 'no actor'}: {' > '.join(incident.phases)} ({incident.n_findings} finding"
+            f"{'s' if incident.n_findings != 1 else ''})")
