@@ -307,3 +307,86 @@ def test_an_attack_chain_from_one_source_is_one_incident_with_its_phases(analysi
     others = [i for i in result.incidents if "ip:198.51.100.40" in i.actors]
     assert len(others) == 1 and others[0].id != incident.id       # another brute forcer, another incident
     assert {a.incident for a in result.alerts if a.src == "198.51.100.70"} == {incident.id}
+
+
+# -- terminal summary, report, incident bundle ---------------------------------------------------------
+RF = str(SAMPLES / "rf-attacks.pcap")
+RF_CONFIG = str(SAMPLES / "configs/registration_flood.toml")
+
+
+def _cli(*args):
+    from click.testing import CliRunner
+    from voipwatch.cli import cli
+    return CliRunner().invoke(cli, list(args))
+
+
+def test_analyze_summary_ends_with_top_incidents_and_collapses_idle_notices(tmp_path):
+    result = _cli("analyze", RF, "-o", str(tmp_path / "out"), "--no-progress")
+    assert result.exit_code == 0, result.output
+    notices = [line for line in result.stderr.splitlines() if line.startswith("notice:")]
+    assert len(notices) == 1 and "--verbose lists them" in notices[0]
+    lines = result.stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("top incidents (5 of "))
+    assert len(lines) == start + 6 and all(line.startswith("  I-") for line in lines[start + 1:])
+    incidents = (tmp_path / "out" / "incidents.csv").read_text().splitlines()
+    assert lines[start].startswith(f"top incidents (5 of {len(incidents) - 1};")
+
+
+def test_verbose_lists_every_idle_check_and_quiet_prints_nothing(tmp_path):
+    verbose = _cli("analyze", RF, "-o", str(tmp_path / "v"), "--no-progress", "--verbose")
+    from voipwatch.cli import idle_notices
+    reasons = idle_notices(load_settings())
+    assert len(reasons) > 1
+    assert [line for line in verbose.stderr.splitlines() if line.startswith("notice:")] == [f"notice: {r}" for r in reasons]
+    quiet = _cli("analyze", RF, "-o", str(tmp_path / "q"), "--quiet")
+    assert quiet.exit_code == 0 and quiet.stdout == "" and quiet.stderr == ""
+    assert (tmp_path / "q" / "alerts.jsonl").exists()
+    broken = _cli("analyze", str(tmp_path / "missing.pcap"), "-o", str(tmp_path / "x"), "--quiet")
+    assert broken.exit_code == 1 and broken.stdout == "" and broken.stderr.startswith("error:")
+
+
+def test_an_account_name_cannot_break_the_summary_line():
+    from voipwatch.cli import terminal_summary
+    from voipwatch.incidents import Incident
+    evil = Incident("I-0", ("account:\x1b[2J\nfake line",), (), 0.0, 1.0, ("fraud",), "high", ("F-1",), 1, ("x.y",))
+    summary = {"version": "0", "frames_read": 1, "run_s": 0.0, "frames_undecoded": 0, "anomalies_by_reason": {},
+               "counts": {"calls": 0, "registrations": 0, "rtp_streams": 0, "rtp_streams_negotiated": 0,
+                          "sip_messages": 0, "dns_messages": 0}}
+    text = terminal_summary(summary, "out", [evil])
+    assert "\x1b" not in text and text.splitlines()[-1].endswith("account:\\x1b[2J\\x0afake line: fraud (1 finding)")
+
+
+def test_report_opens_with_the_incident_timeline_and_cards(tmp_path):
+    out = tmp_path / "report.html"
+    result = _cli("report", RF, "--config", RF_CONFIG, "-o", str(out))
+    assert result.exit_code == 0, result.output
+    page = out.read_text()
+    incidents, findings = page.index('id="incidents"'), page.index('id="findings"')
+    assert page.index('id="summary"') < incidents < findings          # after the header card, before the guide view
+    section = page[incidents:findings]
+    assert 'alt="One row per incident' in section
+    assert section.count('class="incident"') == 15                    # MAX_INCIDENTS of the 20
+    assert 'data-incident="I-2437244b0a"' in section
+
+
+@pytest.mark.peer
+@pytest.mark.parametrize("command", ["incident", "call"])
+def test_incident_bundle_holds_every_packet_of_the_incident(command, tmp_path, tshark, analysis):
+    result = analysis(SAMPLES / "rf-attacks.pcap", SAMPLES / "configs/registration_flood.toml")
+    (incident,) = [i for i in result.incidents if "ip:198.51.100.70" in i.actors]
+    out = tmp_path / "bundle"
+    args = (["incident", incident.id, RF] if command == "incident" else ["call", RF, "--incident", incident.id])
+    run_ = _cli(*args, "--config", RF_CONFIG, "-o", str(out))
+    assert run_.exit_code == 0, run_.output
+    span = f"frame.time_epoch >= {incident.first_ts - 5e-7:.7f} && frame.time_epoch <= {incident.last_ts + 5e-7:.7f}"
+    (expected,) = frame_counts(tshark, RF, [f"(ip.addr==198.51.100.70) && (udp || tcp) && {span}"])
+    (bundled,) = frame_counts(tshark, str(out / "incident.pcap"), ["frame"])
+    assert bundled == expected == 28
+    findings = (out / "findings.jsonl").read_text().splitlines()
+    assert len(findings) == incident.n_findings == 6
+    import json
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["incident_pcap_packets"] == 28 and summary["phases"] == list(incident.phases)
+    assert set(json.loads((out / "manifest.json").read_text())) == {"incident.pcap", "findings.jsonl", "timeline.png",
+                                                                    "summary.json"}
+    assert _cli("incident", "I-0000000000", RF, "--config", RF_CONFIG).exit_code == 1

@@ -146,11 +146,13 @@ def analyze(captures, out_dir, fmt, mode, config_path, sets, progress, fail_on, 
 @click.option("--call-id", help="The Call-ID of the call.")
 @click.option("--number", help="Digits of a caller, callee, R-URI, P-Asserted-Identity or Diversion number.")
 @click.option("--ip", help="An address in the call's signalling or media.")
+@click.option("--incident", "incident_id", metavar="ID",
+              help="An incident (incidents table): its evidence bundle instead of a call's (as `voipwatch incident`).")
 @click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False),
               help="Write an evidence bundle per call here (pcap, audio, ladder, plots, summary, manifest).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Site configuration (TOML).")
 @click.option("--set", "sets", multiple=True, metavar="SECTION.KEY=VALUE", help="Override one setting.")
-def call(captures, call_id, number, ip, out_dir, config_path, sets) -> None:
+def call(captures, call_id, number, ip, incident_id, out_dir, config_path, sets) -> None:
     """Investigate a call: its SIP ladder, SDP, media quality, whether it could be overheard, its alerts.
 
     Exactly one of --call-id, --number, --ip selects the calls; every match is shown.
@@ -161,8 +163,11 @@ def call(captures, call_id, number, ip, out_dir, config_path, sets) -> None:
     """
     from voipwatch.call.text import investigate
 
-    if sum(x is not None for x in (call_id, number, ip)) != 1:
-        raise click.UsageError("give exactly one of --call-id, --number, --ip")
+    if sum(x is not None for x in (call_id, number, ip, incident_id)) != 1:
+        raise click.UsageError("give exactly one of --call-id, --number, --ip, --incident")
+    if incident_id is not None:
+        _incident(captures, incident_id, out_dir, config_path, sets)
+        return
     settings = settings_or_exit(config_path, sets)
     try:
         text, found = investigate(list(captures), settings, call_id=call_id, number=number, ip=ip, out_dir=out_dir)
@@ -170,6 +175,39 @@ def call(captures, call_id, number, ip, out_dir, config_path, sets) -> None:
         click.echo(f"error: {exc}", err=True)
         sys.exit(Exit.ERROR)
     click.echo(text)
+    if not found:
+        sys.exit(Exit.ERROR)
+
+
+@cli.command()
+@click.argument("incident_id", metavar="ID")
+@click.argument("captures", nargs=-1, required=True, type=click.Path(allow_dash=False))
+@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False),
+              help="Write the incident's evidence bundle here (incident.pcap, findings, timeline, summary, manifest).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Site configuration (TOML), as analyzed.")
+@click.option("--set", "sets", multiple=True, metavar="SECTION.KEY=VALUE", help="Override one setting.")
+def incident(incident_id, captures, out_dir, config_path, sets) -> None:
+    """Show an incident (an id from the incidents table or the summary) and write its evidence bundle.
+
+    The captures are analysed again with the same configuration, so the id is found again.
+
+    Example:
+
+        voipwatch incident I-2437244b0a capture.pcap -o evidence/ --config site.toml
+    """
+    _incident(captures, incident_id, out_dir, config_path, sets)
+
+
+def _incident(captures, incident_id, out_dir, config_path, sets) -> None:
+    from voipwatch.call.incident import investigate_incident
+
+    settings = settings_or_exit(config_path, sets)
+    try:
+        text, found = investigate_incident(list(captures), settings, incident_id, out_dir)
+    except (ValueError, CaptureError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(Exit.ERROR)
+    click.echo(text, nl=False)
     if not found:
         sys.exit(Exit.ERROR)
 
