@@ -37,6 +37,8 @@ FAMILY_PHASES = {"TF": "fraud", "UM": "hygiene", "XV": "hygiene", "RF": "credent
 MAX_ACTORS = 8               # actor keys kept per finding
 MAX_LISTED = 50              # actors, victims and merged ids listed per incident row
 MAX_FINDINGS = 1000          # finding ids listed per incident row (n_findings counts them all)
+MAX_GROUPS = 100_000         # incidents kept; beyond it the oldest quarter is forgotten (counted in `dropped`)
+MAX_ACTORS_TRACKED = 100_000 # actor keys remembered for linking; beyond it those idle longer than the gap go
 
 
 def phase_of(check: str) -> str:
@@ -105,6 +107,8 @@ class Grouper:
         self.gap_s = gap_s
         self._actor: dict[str, tuple[_Group, float]] = {}     # actor key -> (its group, latest activity)
         self._groups: list[_Group] = []                        # roots and merged ones, in creation order
+        self.dropped = 0                                       # incidents forgotten by MAX_GROUPS
+        self._serial = 0
 
     def linkable(self, actor: str) -> bool:
         """Server addresses link nobody: every phone talks to them."""
@@ -120,8 +124,15 @@ class Grouper:
         if linked:
             group = min((self.root(g) for g in linked), key=lambda g: g.serial)
         else:
-            group = _Group("I-" + hashlib.sha256(fid.encode()).hexdigest()[:10], first_ts, len(self._groups))
+            group = _Group("I-" + hashlib.sha256(fid.encode()).hexdigest()[:10], first_ts, self._serial)
+            self._serial += 1
             self._groups.append(group)
+            if len(self._groups) > MAX_GROUPS:              # bounded memory on long live runs
+                cut = MAX_GROUPS // 4
+                self.dropped += sum(1 for g in self._groups[:cut] if g.parent is None)
+                del self._groups[:cut]
+            if len(self._actor) > MAX_ACTORS_TRACKED:
+                self._actor = {a: v for a, v in self._actor.items() if first_ts - v[1] < self.gap_s}
         group.count += 1
         if len(group.findings) < MAX_FINDINGS:
             group.findings.append(fid)
@@ -153,11 +164,6 @@ class Grouper:
         while group.parent is not None:
             group = group.parent
         return group
-
-    def forget_idle(self, now: float) -> None:
-        """Actors idle for longer than the gap can link nothing new (bounded memory on long runs)."""
-        if len(self._actor) > 100_000:
-            self._actor = {a: v for a, v in self._actor.items() if now - v[1] < self.gap_s}
 
     def _union(self, a: _Group, b: _Group) -> _Group:
         if a is b:

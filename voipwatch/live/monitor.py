@@ -127,10 +127,11 @@ class AlertWriter:
         if self.to_stdout:
             sys.stdout.write(alert_line(alert) + "\n")
             sys.stdout.flush()
-        if self.logger:
+        if self.logger and alert.state == "new":
+            # One syslog line per finding, when it is first raised (its updates are in alerts.jsonl).
             # Log readers show syslog messages on terminals: the capture's text goes as visible escapes
             # (a newline would also forge a second log line).
-            self.logger.warning("%s %s %s %s", alert.severity.upper(), alert.state, alert.name, visible(alert.msg))
+            self.logger.warning("%s %s %s", alert.severity.upper(), alert.name, visible(alert.msg))
 
     def close(self) -> None:
         self.fh.close()
