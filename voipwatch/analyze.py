@@ -67,13 +67,13 @@ class AnalysisResult:
     """
 
     def __init__(self, records: Collector, summary: dict,
-                 detectors: Callable[[], tuple[list[Alert], int, dict, list, list]], started: float | None = None):
+                 detectors: Callable[[], tuple[list[Alert], dict, dict, list, list]], started: float | None = None):
         self.records = records
         self._tables: dict | None = None
         self._summary = summary
         self._alerts: list[Alert] = []
         self._events: list[Alert] = []
-        self._detectors = detectors           # () -> (alerts, merged raises, delivered, incidents, events), once
+        self._detectors = detectors           # () -> (alerts, counts, delivered, incidents, events), once
         self._started = started
         self._delivered: dict = {}
 
@@ -88,9 +88,9 @@ class AnalysisResult:
     def alerts(self) -> list[Alert]:
         if self._detectors is not None:
             detectors, self._detectors = self._detectors, None
-            self._alerts, suppressed, self._delivered, incidents, self._events = detectors()
+            self._alerts, counts, self._delivered, incidents, self._events = detectors()
             self.records[Incident] = incidents
-            add_alert_counts(self._summary, self._alerts, suppressed, incidents)
+            add_alert_counts(self._summary, self._alerts, counts, incidents)
             if self._started is not None:
                 self._summary["run_s"] = round(time.perf_counter() - self._started, 3)
         return self._alerts
@@ -143,7 +143,9 @@ def analyze_files(paths: list[str], settings: Settings | None = None, mode: str 
 
     def detect() -> tuple[list[Alert], int, dict[str, dict[str, int]], list[Incident], list[Alert]]:
         bus.finish()
-        return (final_alerts(events), bus.suppressed, bus.records_delivered(), bus.incidents(),
+        counts = {"alerts_suppressed": bus.suppressed, "findings_closed_early": bus.closed_early,
+                  "incidents_dropped": bus.grouper.dropped}
+        return (final_alerts(events), counts, bus.records_delivered(), bus.incidents(),
                 events if mode == "stream" else [])
 
     # With --jobs, the detectors run in a forked process while this one writes the tables.
@@ -170,12 +172,15 @@ def final_alerts(events: list[Alert]) -> list[Alert]:
     return sorted((a for a in events if a.state == "final"), key=lambda a: (a.ts, a.raised_ts, a.name, a.identifier))
 
 
-def add_alert_counts(summary: dict, alerts: list[Alert], suppressed: int, incidents: list[Incident]) -> None:
+def add_alert_counts(summary: dict, alerts: list[Alert], counts: dict[str, int], incidents: list[Incident]) -> None:
     summary["alerts_by_severity"] = {sev: n for sev in reversed(SEVERITIES)
                                      if (n := sum(1 for a in alerts if a.severity == sev))}
     summary["alerts_by_name"] = dict(sorted(Counter(a.name for a in alerts).items()))
-    summary["alerts_suppressed"] = suppressed
+    summary["alerts_suppressed"] = counts["alerts_suppressed"]       # raises merged into an open finding
     summary["incidents"] = len(incidents)
+    # caps of the finding and incident state (voipwatch.detect, voipwatch.incidents): 0 unless hit
+    summary["findings_closed_early"] = counts["findings_closed_early"]
+    summary["incidents_dropped"] = counts["incidents_dropped"]
 
 
 def attach_streams(calls: list[Call], streams: list[RtpStream]) -> list[Call]:

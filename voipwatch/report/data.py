@@ -56,7 +56,11 @@ def load_dir(out_dir: str | Path, site: Site | None = None) -> ReportData:
     out = Path(out_dir)
     if not out.is_dir():
         raise FileNotFoundError(f"{out}: not a directory")
-    tables = {name: read_table(out, name) for name in TABLES}
+    tables = {name: read_table(out, name) for name in TABLES if name != "incidents"}
+    try:
+        tables["incidents"] = read_table(out, "incidents")
+    except FileNotFoundError:            # written by a voipwatch before incidents: the page says "no incident"
+        tables["incidents"] = None
     alerts = []
     alerts_path = out / "alerts.jsonl"
     if not alerts_path.exists():
@@ -238,7 +242,9 @@ def build_report(data: ReportData, top: int = DEFAULT_TOP) -> Report:
     ladder = _ladder_view(alerts, t["sip_messages"])
     incidents, incident_total = _incident_cards(t.get("incidents"), data.alerts)
     notes = _notes(t, bool(alerts), quality_frame, vlan_matrix, ladder)
-    if not incidents:
+    if t.get("incidents") is None:
+        notes["incidents"] = "This output directory has no incidents table (written by an older voipwatch)."
+    elif not incidents:
         notes["incidents"] = "No incident: no finding was raised."
     return Report(
         title="voipwatch report", meta=meta, kpis=kpis, span=span, severity_counts=severity_counts,
