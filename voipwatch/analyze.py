@@ -168,8 +168,9 @@ def detector_bus(settings: Settings, on_alert: Callable[[Alert], None], mode: st
 
 def final_alerts(events: list[Alert]) -> list[Alert]:
     """The final form of every finding, in time order of its activity (first packet of its evidence),
-    then raise time, name and identifier (alerts.jsonl)."""
-    return sorted((a for a in events if a.state == "final"), key=lambda a: (a.ts, a.raised_ts, a.name, a.identifier))
+    then raise time, then the order in which they closed (the same in both paths, and whatever the
+    addresses: alerts.jsonl)."""
+    return sorted((a for a in events if a.state == "final"), key=lambda a: (a.ts, a.raised_ts))
 
 
 def add_alert_counts(summary: dict, alerts: list[Alert], counts: dict[str, int], incidents: list[Incident]) -> None:

@@ -64,10 +64,11 @@ class Incident:
     n_findings: int
     names: tuple[str, ...]         # alert names, sorted
     merged_ids: tuple[str, ...] = ()
+    order: int = 0                 # creation order of its first finding: breaks ties of first_ts (not a column)
 
 
 declare(Incident, rank=200, timeline=lambda i, timing: (i.last_ts, 0), table="incidents",
-        sort=lambda i: (i.first_ts, i.id), columns=(
+        sort=lambda i: (i.first_ts, i.order), columns=(
     ("id", "string", lambda i: i.id),
     ("actors", "string", lambda i: " ".join(i.actors)),
     ("victims", "string", lambda i: " ".join(i.victims)),
@@ -190,15 +191,15 @@ class Grouper:
             out.append(Incident(
                 g.id, tuple(sorted(g.actors))[:MAX_LISTED], tuple(victims)[:MAX_LISTED], g.first_ts,
                 g.last_ts, tuple(p for p in PHASES if p in g.phases), SEVERITIES[g.severity],
-                tuple(g.findings), g.count, tuple(sorted(g.names)), tuple(g.merged)))
-        return sorted(out, key=lambda i: (i.first_ts, i.id))
+                tuple(g.findings), g.count, tuple(sorted(g.names)), tuple(g.merged), g.serial))
+        return sorted(out, key=lambda i: (i.first_ts, i.order))
 
 
 def by_importance(incidents: list[Incident]) -> list[Incident]:
     """Attacks before hygiene, then by highest severity, phases shown, findings, and time."""
     def key(i: Incident):
         attack = any(p != "hygiene" for p in i.phases)
-        return (-attack, -SEVERITIES.index(i.max_severity), -len(i.phases), -i.n_findings, i.first_ts, i.id)
+        return (-attack, -SEVERITIES.index(i.max_severity), -len(i.phases), -i.n_findings, i.first_ts, i.order)
     return sorted(incidents, key=key)
 
 

@@ -261,11 +261,11 @@ def _incident_cards(table: pd.DataFrame | None, events: list[dict]) -> tuple[lis
     if table is None or not len(table):
         return [], 0
     rows = []
-    for row in table.itertuples(index=False):
+    for n, row in enumerate(table.itertuples(index=False)):
         words = lambda v: [] if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)) else str(v).split()
         rows.append(Incident(str(row.id), tuple(words(row.actors)), tuple(words(row.victims)), float(row.first_ts),
                              float(row.last_ts), tuple(words(row.phases)), str(row.max_severity), (),
-                             int(row.n_findings), tuple(words(row.names)), tuple(words(row.merged_ids))))
+                             int(row.n_findings), tuple(words(row.names)), tuple(words(row.merged_ids)), n))
     ranked = by_importance(rows)[:MAX_INCIDENTS]
     alias = {m: i.id for i in ranked for m in (i.id, *i.merged_ids)}
     members: dict[str, list] = {i.id: [] for i in ranked}
