@@ -207,7 +207,10 @@ class CrossVlan(Detector):
                                   "inferred" if self.site.inferred_voice_vlans else "unknown")
         if self._inferring and self.site.inferred_voice_vlans:
             evidence["inferred_voice_vlans"] = sorted(self.site.inferred_voice_vlans)
-        return self.alert(key, evidence=evidence, **kw)
+        if "actors" not in kw:          # incidents: the host that sent it, by address and by MAC
+            kw["actors"] = ([f"ip:{kw['src']}"] if kw.get("src") else []) + (
+                [f"mac:{evidence['mac']}"] if evidence.get("mac") else [])
+        return self.alert(key, evidence=evidence, totals=kw.pop("totals", {"sightings": 1}), **kw)
 
     # -- voice VLAN inference ---------------------------------------------------------------
     def _vote(self, vlan: tuple[int, ...], voip: bool):
@@ -471,7 +474,7 @@ class CrossVlan(Detector):
                 continue
             kind = kind or f"{proto}_to_internet"
             yield self._raise("perimeter_bypass", ts=ts, identifier=f"{inside}<>{outside}", src=src, dst=dst,
-                              vlan=vlan, call_id=call_id,
+                              vlan=vlan, call_id=call_id, actors=(f"ip:{outside}",),
                               msg=(f"REGISTER from public {outside} to {inside} outside the remote VPN pool: "
                                    "remote phones must connect over a VPN." if kind == "remote_register" else
                                    f"{proto.upper()} between internal {inside} and public {outside} not via the SBC."),

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from dissectors.sip import address_of_record
 from voipwatch.config_schema import ConfigError, opt
-from voipwatch.detect import AlertSpec, Detector, register
+from voipwatch.detect import AlertSpec, Detector, Tallies, register
 from voipwatch.bindings import RegisterRequest, RegistrarView, contact_key
 from voipwatch.records import SipMessage
 from voipwatch.sip_auth import CHALLENGES, credentials, outcome
@@ -199,6 +199,11 @@ class RegistrationFlood(Detector):
         self._hosts, self._ports = KeyedWindows(c.sweep_window_s, cap), KeyedWindows(c.sweep_window_s, cap)
         self._enum, self._bf = KeyedWindows(c.enum_window_s, cap), KeyedWindows(c.bf_window_s, cap)
         self._by_user, self._flood = KeyedWindows(c.spray_window_s, cap), KeyedWindows(c.flood_window_s, cap)
+        # Running totals of each finding's activity (living findings, voipwatch.detect.Tally).
+        self._scan_acts, self._sweep_acts = Tallies(c.remember_s, cap), Tallies(c.sweep_window_s, cap)
+        self._bf_acts, self._spray_acts = Tallies(c.bf_window_s, cap), Tallies(c.spray_window_s, cap)
+        self._flood_acts = Tallies(c.flood_window_s, cap)
+        self._flood_last: BoundedMap[SipMessage] = BoundedMap(cap, c.flood_window_s)
 
     def on_sip_message(self, msg: SipMessage):
         yield from self._close_campaigns(msg.pkt.ts)
@@ -253,10 +258,16 @@ class RegistrationFlood(Detector):
         if tool:
             self._scanners.set(p.src, True, p.ts)
         public, at_esc = not self.site.is_internal(p.src), self._fans_out(p.dst)
+        act = self._scan_acts.get(p.src, p.ts) or self._scan_acts.start(p.src, p.ts, p.ts)
+        act.add(p.ts, requests=1)
+        self._scan_acts.touch(p.src)
+        n = act.counts["requests"]
         yield self.alert(
             "scanner", ts=p.ts, severity="low" if test else "high" if public and at_esc else "medium",
             identifier=p.src, src=p.src, sport=p.sport, dst=p.dst, dport=p.dport, vlan=p.vlan,
-            msg=f"{'Test tool' if test else 'SIP scanner'} at {'public ' if public else ''}{p.src} sent {msg.method} to "
+            first_ts=act.first_ts, totals={"requests": n},
+            msg=f"{'Test tool' if test else 'SIP scanner'} at {'public ' if public else ''}{p.src} sent {n} request(s) "
+                f"in {p.ts - act.first_ts:.1f} s, the latest {msg.method} to "
                 f"{'the registrar/ESC ' if at_esc else ''}{p.dst}:{p.dport} (User-Agent {ua!r}, matched by {via}).",
             evidence={"user_agent": ua, "matched": via, "pattern": tool or test, "method": msg.method,
                       "ruri_user": msg.ruri_user, "public_source": public, "target_is_registrar": at_esc})
@@ -264,14 +275,32 @@ class RegistrationFlood(Detector):
     def _sweep(self, msg: SipMessage):
         p, c = msg.pkt, self.config
         hosts, ports = self._hosts.add(p.src, p.ts, p.dst), self._ports.add(p.src, p.ts, p.dport)
-        n_hosts, n_ports = hosts.n_distinct(), ports.n_distinct()
-        if n_hosts >= c.sweep_hosts or n_ports >= c.sweep_ports:
-            yield self.alert(
-                "sweep", ts=p.ts, identifier=p.src, src=p.src, vlan=p.vlan,
-                msg=f"{p.src} probed {n_hosts} SIP hosts and {n_ports} ports with {msg.method} within {c.sweep_window_s:g} s.",
-                evidence={"hosts": n_hosts, "ports": n_ports, "first_ts": hosts.first_ts(), "last_ts": p.ts,
-                          "sample_hosts": sorted(hosts.distinct)[:c.max_listed],
-                          "sample_ports": sorted(ports.distinct)[:c.max_listed], "user_agent": msg.user_agent})
+        act = self._sweep_acts.get(p.src, p.ts)
+        if act is None:
+            if hosts.n_distinct() < c.sweep_hosts and ports.n_distinct() < c.sweep_ports:
+                return
+            # The sweep began with the first probe still in the window: its probes, hosts and ports count.
+            act = self._sweep_acts.start(p.src, min(hosts.first_ts(), ports.first_ts()), p.ts)
+            act.add(p.ts, probes=hosts.count())
+            for host in hosts.distinct:
+                act.see("hosts", host)
+            for port in ports.distinct:
+                act.see("ports", port)
+        else:
+            act.add(p.ts, probes=1)
+            act.see("hosts", p.dst)
+            act.see("ports", p.dport)
+            self._sweep_acts.touch(p.src)
+        n_hosts, n_ports = len(act.distinct["hosts"]), len(act.distinct["ports"])
+        yield self.alert(
+            "sweep", ts=p.ts, identifier=p.src, src=p.src, vlan=p.vlan, first_ts=act.first_ts,
+            totals={"probes": act.counts["probes"]},
+            msg=f"{p.src} probed {n_hosts} SIP hosts and {n_ports} ports with {act.counts['probes']} requests in "
+                f"{p.ts - act.first_ts:.1f} s (threshold {c.sweep_hosts} hosts or {c.sweep_ports} ports within "
+                f"{c.sweep_window_s:g} s).",
+            evidence={"hosts": n_hosts, "ports": n_ports, "first_ts": act.first_ts, "last_ts": p.ts,
+                      "sample_hosts": sorted(act.distinct["hosts"])[:c.max_listed],
+                      "sample_ports": sorted(act.distinct["ports"])[:c.max_listed], "user_agent": msg.user_agent})
 
     def _enumerate(self, msg: SipMessage, has_credentials: bool):
         p, c, user = msg.pkt, self.config, _probed_user(msg)
@@ -307,20 +336,39 @@ class RegistrationFlood(Detector):
     def _request_flood(self, msg: SipMessage):
         p, c = msg.pkt, self.config
         window = self._flood.add(p.src, p.ts, msg.method)
-        if window.count() < c.flood_rate * c.flood_window_s or p.ts - window.first_ts() < c.flood_min_span_s:
-            return
-        n, busy, public = window.count(), self._busy.get(p.src), not self.site.is_internal(p.src)
-        if busy is not None:
-            busy.expire(p.ts)
-        busy = busy.count() if busy is not None else 0
-        yield self.alert(
-            "request_flood", ts=p.ts, severity="high" if public or busy >= c.flood_503 else "medium",
-            identifier=p.src, src=p.src, dst=p.dst, vlan=p.vlan,
-            msg=f"{p.src} sent {n} SIP requests within {p.ts - window.first_ts():.1f} s (flood threshold "
-                f"{c.flood_rate:g}/s over {c.flood_window_s:g} s); {busy} were answered 503 in that window.",
-            evidence={"requests": n, "window_s": c.flood_window_s, "first_ts": window.first_ts(), "last_ts": p.ts,
-                      "methods": dict(window.distinct), "responses_503": busy, "public_source": public,
-                      "user_agent": msg.user_agent})
+        act = self._flood_acts.get(p.src, p.ts)
+        if act is None:
+            if window.count() < c.flood_rate * c.flood_window_s or p.ts - window.first_ts() < c.flood_min_span_s:
+                return
+            # The flood began with the oldest request in the window; every request since is part of it.
+            act = self._flood_acts.start(p.src, window.first_ts(), p.ts)
+            busy = self._busy.get(p.src)              # 503s already sent to it within the window
+            if busy is not None:
+                busy.expire(p.ts)
+            act.add(p.ts, requests=window.count(), responses_503=busy.count() if busy is not None else 0)
+            act.counts.update({("method", m): n for m, n in window.distinct.items()})
+        else:
+            act.add(p.ts, requests=1)
+            act.counts[("method", msg.method)] += 1
+            self._flood_acts.touch(p.src)
+        act.peak_at(window.count() / c.flood_window_s)
+        self._flood_last.set(p.src, msg, p.ts)
+        yield self._flood_alert(msg, act, p.ts)
+
+    def _flood_alert(self, msg: SipMessage, act, ts: float):
+        """RF-08 with the flood's totals so far; `msg` is the latest request of the flooding source."""
+        p, c = msg.pkt, self.config
+        n, busy, public = act.counts["requests"], act.counts["responses_503"], not self.site.is_internal(p.src)
+        return self.alert(
+            "request_flood", ts=ts, severity="high" if public or busy >= c.flood_503 else "medium",
+            identifier=p.src, src=p.src, dst=p.dst, vlan=p.vlan, first_ts=act.first_ts,
+            totals={"requests": n, "responses_503": busy},
+            msg=f"{p.src} sent {n} SIP requests in {act.last_ts - act.first_ts:.1f} s, at most {act.peak:.0f}/s over "
+                f"{c.flood_window_s:g} s (flood threshold {c.flood_rate:g}/s); {busy} were answered 503.",
+            evidence={"requests": n, "window_s": c.flood_window_s, "first_ts": act.first_ts, "last_ts": act.last_ts,
+                      "peak_rate_per_s": round(act.peak, 3),
+                      "methods": {k[1]: v for k, v in act.counts.items() if isinstance(k, tuple)},
+                      "responses_503": busy, "public_source": public, "user_agent": msg.user_agent})
 
     # -- slow campaigns: RF-03/RF-04 over hours, judged when the source goes quiet ----------------------
     def _slow_register(self, msg: SipMessage):
@@ -382,6 +430,7 @@ class RegistrationFlood(Detector):
         answers = ", ".join(f"{n} x {s}" for s, n in sorted(slow.answers.items())) or "none"
         yield self.alert(
             "slow_spraying" if spray else "slow_brute_force", ts=slow.last_ts, identifier=src, src=src, vlan=slow.vlan,
+            first_ts=slow.first_ts, totals={"requests": slow.requests, "refused": slow.refused},
             severity="medium" if len(refused) == 1 and not public and not scanner else "high",
             msg=f"{src} sent {slow.requests} REGISTERs for {len(slow.accounts)} accounts over {span / 3600:.1f} h; "
                 f"{slow.refused} were refused, on {len(refused)} accounts about {median} times each (answers: "
@@ -427,7 +476,8 @@ class RegistrationFlood(Detector):
         few = sorted(u for u, n in camp.fails.items() if n <= c.spray_max_tries)
         if len(few) >= c.spray_users:
             yield self.alert(
-                "spraying", ts=camp.last_ts, identifier=f"src:{src}", src=src, vlan=camp.vlan,
+                "spraying", ts=camp.last_ts, identifier=f"src:{src}", src=src, vlan=camp.vlan, first_ts=camp.first_ts,
+                totals={"failures": sum(camp.fails.values())},
                 msg=f"{src} failed to authenticate as {len(few)} different users with at most {c.spray_max_tries} "
                     f"tries each in {span:.0f} s (password spraying).",
                 evidence={"pattern": "spray", "users": few[:c.max_listed], "user_count": len(few),
@@ -443,7 +493,7 @@ class RegistrationFlood(Detector):
         unknown = sum(1 for status, r in answers if r in leaky and status in UNKNOWN_USER)
         yield self.alert(
             "enumeration", ts=camp.last_ts, severity="high" if revealed else "medium", identifier=src, src=src,
-            vlan=camp.vlan,
+            vlan=camp.vlan, first_ts=camp.first_ts, totals={"probes": sum(camp.methods.values())},
             msg=f"{src} tried {camp.tried} SIP users in {span:.0f} s; " + (
                 f"the registrar revealed {len(revealed)} as valid (401/407/2xx) and {unknown} as unknown (404/604)."
                 if revealed else f"the answers ({', '.join(f'{n} x {k}' for k, n in sorted(statuses.items())) or 'none'}) "
@@ -458,6 +508,10 @@ class RegistrationFlood(Detector):
         p, ts, status = msg.pkt, msg.pkt.ts, msg.status
         if status == 503:                               # RFC 3261 §21.5.4: the server is overloaded
             self._busy.touch(p.dst, ts).add(ts)
+            flood, last = self._flood_acts.get(p.dst, ts), self._flood_last.get(p.dst)
+            if flood is not None and last is not None:
+                flood.counts["responses_503"] += 1
+                yield self._flood_alert(last, flood, ts)
         slow = self._slow.get(p.dst) if msg.cseq_method == "REGISTER" else None
         if slow is not None:
             slow.answers[status] += 1
@@ -495,23 +549,40 @@ class RegistrationFlood(Detector):
         self._runs.set(user, run, ts)
         base = {"user": user, "method": txn.method, "registrar": registrar, "last_status": msg.status,
                 "user_agent": txn.user_agent}
-        pair = self._bf.add((txn.src, user), ts)
-        if pair.count() >= c.bf_failures:
+        pair, key = self._bf.add((txn.src, user), ts), (txn.src, user)
+        act = self._bf_acts.get(key, ts)
+        if act is not None:
+            act.add(ts, failures=1)
+            self._bf_acts.touch(key)
+        elif pair.count() >= c.bf_failures:     # the failures still in the window began it
+            act = self._bf_acts.start(key, pair.first_ts(), ts).add(ts, failures=pair.count())
+        if act is not None:
             run.burst = True
+            n, peak = act.counts["failures"], act.peak_at(pair.count())
             yield self.alert(
                 "brute_force", ts=ts, identifier=f"{txn.src}>{user}", src=txn.src, dst=registrar, vlan=txn.vlan,
-                msg=f"{txn.src} failed to authenticate as {user!r} {pair.count()} times within {c.bf_window_s:g} s "
-                    f"at {registrar} (last answer {msg.status}).",
-                evidence={**base, "failures": pair.count(), "first_ts": pair.first_ts(), "last_ts": ts})
+                first_ts=act.first_ts, totals={"failures": n},
+                msg=f"{txn.src} failed to authenticate as {user!r} {n} times in {ts - act.first_ts:.0f} s at "
+                    f"{registrar}, at most {peak:.0f} within {c.bf_window_s:g} s (last answer {msg.status}).",
+                evidence={**base, "failures": n, "peak_in_window": int(peak), "first_ts": act.first_ts, "last_ts": ts})
         sources = self._by_user.add(user, ts, txn.src)
-        if sources.n_distinct() >= c.spray_sources:
-            srcs = sorted(sources.distinct)
+        act = self._spray_acts.get(user, ts)
+        if act is not None:
+            act.add(ts, failures=1).see("sources", txn.src)
+            self._spray_acts.touch(user)
+        elif sources.n_distinct() >= c.spray_sources:
+            act = self._spray_acts.start(user, sources.first_ts(), ts).add(ts, failures=sources.count())
+            for src in sources.distinct:
+                act.see("sources", src)
+        if act is not None:
+            srcs, n = sorted(act.distinct["sources"]), act.counts["failures"]
             yield self.alert(
-                "spraying", ts=ts, identifier=f"user:{user}", dst=registrar, vlan=txn.vlan,
-                msg=f"{len(srcs)} sources failed to authenticate as {user!r} {sources.count()} times within "
-                    f"{c.spray_window_s:g} s (distributed brute force).",
+                "spraying", ts=ts, identifier=f"user:{user}", dst=registrar, vlan=txn.vlan, first_ts=act.first_ts,
+                totals={"failures": n}, actors=[f"ip:{s}" for s in srcs[:8]],
+                msg=f"{len(srcs)} sources failed to authenticate as {user!r} {n} times in {ts - act.first_ts:.0f} s "
+                    f"(distributed brute force).",
                 evidence={**base, "pattern": "distributed", "sources": srcs[:c.max_listed], "source_count": len(srcs),
-                          "failures": sources.count(), "first_ts": sources.first_ts(), "last_ts": ts})
+                          "failures": n, "first_ts": act.first_ts, "last_ts": ts})
         if not (self._allowed(txn.src) or self._fans_out(txn.src)):
             camp = yield from self._campaign(txn.src, ts, txn.vlan, registrar)
             camp.fails[user] += 1
@@ -525,6 +596,7 @@ class RegistrationFlood(Detector):
         self._cracked.set(user, ts, ts)
         yield self.alert(
             "lockout_not_enforced", ts=ts, identifier=f"{txn.src}>{user}", src=txn.src, dst=registrar, vlan=txn.vlan,
+            first_ts=run.first_ts, totals={"failures": failures}, actors=(f"ip:{txn.src}", f"account:{user}"),
             severity="critical" if scanner or run.burst or len(run.sources) > 1 else "high",
             msg=f"{registrar} accepted {txn.method} for {user!r} from {txn.src} after {failures} consecutive failed "
                 f"authentications in {ts - run.first_ts:.0f} s: no lockout, credentials likely guessed.",
@@ -542,7 +614,7 @@ class RegistrationFlood(Detector):
             return
         yield self.alert(
             "unauthenticated_registration", ts=ts, identifier=f"{registrar}|{txn.aor}", src=txn.src, dst=registrar,
-            vlan=txn.vlan,
+            vlan=txn.vlan, totals={"registrations": 1}, actors=(f"ip:{txn.src}", f"account:{txn.user}"),
             msg=f"Registrar {registrar} accepted a REGISTER for {txn.aor} from {txn.src} without credentials and "
                 f"with no 401/407 challenge for it in the last {lookback:g} s.",
             evidence={"aor": txn.aor, "registrar": registrar, "status": msg.status, "contacts": list(txn.contacts),
@@ -582,7 +654,7 @@ class RegistrationFlood(Detector):
         listed = [_listing(b, ts) for b in update.listed]
         yield self.alert(
             "binding_hijack", ts=ts, severity=severity, identifier=f"{txn.aor}|{txn.src}", src=txn.src,
-            dst=registrar, vlan=txn.vlan,
+            dst=registrar, vlan=txn.vlan, totals={"registrations": 1}, actors=(f"ip:{txn.src}", f"account:{txn.user}"),
             msg=f"{registrar} accepted a REGISTER for {txn.aor} from {txn.src} (zone {zone or 'unknown'}) that "
                 f"{' and '.join(what)}, while {len(others)} binding(s) from "
                 f"{', '.join(sorted({b.src or 'before the capture' for b in others}))} were live; its 200 OK lists "
@@ -627,7 +699,8 @@ class RegistrationFlood(Detector):
             severity = "critical" if scanner or cracked or inside else "high"
             yield self.alert(
                 "rogue_binding", ts=ts, severity=severity, identifier=f"{txn.aor}|{b.contact}", src=b.src,
-                dst=registrar, vlan=b.vlan,
+                dst=registrar, vlan=b.vlan, first_ts=b.first_seen_ts,
+                actors=tuple(a for a in (f"ip:{b.src}" if b.src else None, f"account:{txn.user}") if a),
                 msg=f"{registrar} lists a binding of {txn.aor} to {b.contact}, outside the site, registered from "
                     f"{b.src or 'an unknown source before the capture'} and live for {b.expires_ts - ts:.0f} s: calls "
                     f"to {txn.aor} are sent there" + (" as well as to the account's own phone" if inside else "")

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from urllib.parse import unquote
 
 from voipwatch.config_schema import ConfigError, opt
-from voipwatch.detect import AlertSpec, Detector, register
+from voipwatch.detect import AlertSpec, Detector, Tallies, register
 from voipwatch.records import SipMessage
 from voipwatch.severity import severity_of
 from voipwatch.windows import BoundedMap, Cap, KeyedWindows
@@ -197,9 +197,13 @@ class TollFraud(Detector):
         self._recent: BoundedMap[_Leg] = BoundedMap(c.max_tracked, c.relay_window_s)
         self._walks: BoundedMap[dict] = BoundedMap(c.max_tracked, c.walk_window_s, dict)
         self._toll = KeyedWindows(c.toll_window_s, c.max_tracked)
+        self._toll_here = KeyedWindows(c.toll_window_s, c.max_tracked)   # the same calls per account and place
         self._short = KeyedWindows(c.short_window_s, c.max_tracked)
         self._active: BoundedMap[list] = BoundedMap(c.max_tracked, max(c.max_call_s, c.setup_timeout_s))
         self._active_cap, self._variants_cap = Cap(), Cap()     # calls over MAX_ACTIVE, variants over MAX_VARIANTS
+        # Running totals of each finding's activity (living findings, voipwatch.detect.Tally).
+        self._toll_acts, self._short_acts = Tallies(c.toll_window_s, c.max_tracked), Tallies(c.short_window_s, c.max_tracked)
+        self._busy_acts = Tallies(max(c.max_call_s, c.setup_timeout_s), c.max_tracked)
         self._reg_txns: BoundedMap[list] = BoundedMap(c.max_tracked, c.setup_timeout_s)
         self._bindings: BoundedMap[_Binding] = BoundedMap(c.max_tracked, c.new_account_s)
         self._places: BoundedMap[dict] = BoundedMap(c.max_tracked, max(c.new_account_s, c.default_expires_s), dict)
@@ -310,9 +314,14 @@ class TollFraud(Detector):
         return f"{leg.account}|{leg.src}"
 
     def _raise(self, key: str, leg: _Leg, ts: float, msg: str, identifier: str, evidence: dict,
-               severity: str | None = None):
+               severity: str | None = None, first_ts: float | None = None, totals: dict | None = None,
+               actors: tuple[str, ...] | None = None):
+        """One raise of a finding about `leg`; its actors are the leg's source and account by default."""
+        if actors is None:
+            actors = (f"ip:{leg.src}",) + ((f"account:{leg.account}",) if not leg.account.startswith("src:") else ())
         return self.alert(key, ts=ts, msg=msg, identifier=identifier, src=leg.src, sport=leg.sport, dst=leg.dst,
-                          dport=leg.dport, vlan=leg.vlan, call_id=leg.call_id, severity=severity,
+                          dport=leg.dport, vlan=leg.vlan, call_id=leg.call_id, severity=severity, first_ts=first_ts,
+                          totals={"calls": 1} if totals is None else totals, actors=actors,
                           evidence={"number": leg.number, "class": leg.cls, "account": leg.account, **evidence})
 
     # -- INVITE requests ----------------------------------------------------------------------
@@ -352,7 +361,8 @@ class TollFraud(Detector):
             yield self._raise("unauthorized_gateway_access", leg, ts,
                               f"PSTN gateway {p.dst} received an INVITE for {number or msg.ruri_user} from {p.src}, "
                               "which is not an ESC, SBC or trusted trunk.",
-                              f"{p.src}>{p.dst}", {"stage": "attempt", "user_agent": msg.user_agent})
+                              f"{p.src}>{p.dst}", {"stage": "attempt", "user_agent": msg.user_agent},
+                              totals={"invites": 1})
         if msg.diversion and cls in EXTERNAL:
             diverter = _uri_user(msg.diversion[0])
             yield from self._forward(msg, msg.ruri_user, "INVITE with Diversion", diverter)
@@ -409,13 +419,14 @@ class TollFraud(Detector):
                               f"{leg.src} dialled {len(numbers)} prefix variants of ...{suffix} and {wins[0]} was "
                               "answered: a toll-fraud probe found a working dial-out prefix.",
                               f"{leg.src}|{key[1]}|answered", {**evidence, "answered": wins[0]},
-                              severity_of("compromise"))
+                              severity_of("compromise"), first_ts=evidence["first_ts"], totals={"variants": len(numbers)})
         else:
             yield self._raise("prefix_walking", leg, ts,
                               f"{leg.src} dialled {len(numbers)} prefix variants of ...{suffix} within "
                               f"{ts - evidence['first_ts']:.0f} s ({len(failures)} rejected): toll-fraud dial-plan "
                               "probing.",
-                              f"{leg.src}|{key[1]}", evidence)
+                              f"{leg.src}|{key[1]}", evidence, first_ts=evidence["first_ts"],
+                              totals={"variants": len(numbers)})
 
     def _destination(self, leg: _Leg, ts: float):
         """TF-04: premium/high-risk numbers, international off-hours, bulk toll calls per account."""
@@ -427,15 +438,28 @@ class TollFraud(Detector):
                               f"{' outside business hours' if off else ''}.",
                               f"{self._who(leg)}|{leg.cls}", {"off_hours": off}, severity)
         if leg.cls in TOLL:
-            window = self._toll.add(leg.account, ts, leg.number)
-            if window.count() >= self.config.toll_calls:
+            # The account's calls decide (calls spread over places count together); the finding is the
+            # account at this place, and states this place's calls.
+            who = self._who(leg)
+            window, here = self._toll.add(leg.account, ts, leg.number), self._toll_here.add(who, ts, leg.number)
+            act = self._toll_acts.get(who, ts)
+            if act is not None:
+                act.add(ts, calls=1).see("numbers", leg.number)
+                self._toll_acts.touch(who)
+            elif window.count() >= self.config.toll_calls:    # this place's calls still in the window began it
+                act = self._toll_acts.start(who, here.first_ts(), ts).add(ts, calls=here.count())
+                for number in here.distinct:
+                    act.see("numbers", number)
+            if act is not None:
+                n, numbers = act.counts["calls"], sorted(act.distinct["numbers"])
                 yield self._raise("toll_call_volume", leg, ts,
-                                  f"Account {leg.account} placed {window.count()} international/premium calls to "
-                                  f"{window.n_distinct()} numbers in {ts - window.first_ts():.0f} s"
+                                  f"Account {leg.account} placed {n} international/premium calls from {leg.src} to "
+                                  f"{len(numbers)} numbers in {ts - act.first_ts:.0f} s"
+                                  f"{f' ({window.count()} from all its places)' if window.count() > n else ''}"
                                   f"{' outside business hours' if off else ''}.",
-                                  self._who(leg), {"calls": window.count(), "numbers": sorted(window.distinct)[:MAX_LISTED],
-                                                "first_ts": window.first_ts(), "last_ts": ts, "off_hours": off},
-                                  severity_of("attack") if off else None)
+                                  who, {"calls": n, "numbers": numbers[:MAX_LISTED], "account_calls": window.count(),
+                                                   "first_ts": act.first_ts, "last_ts": ts, "off_hours": off},
+                                  severity_of("attack") if off else None, first_ts=act.first_ts, totals={"calls": n})
 
     def _concurrency(self, leg: _Leg, ts: float):
         """TF-05: more external calls in progress (set up, or answered and not hung up) for one account than allowed."""
@@ -446,13 +470,28 @@ class TollFraud(Detector):
             self._active_cap.overflows += len(active) - MAX_ACTIVE
             active = active[-MAX_ACTIVE:]
         self._active.set(leg.account, active, ts)
-        if len(active) > c.max_concurrent:
-            yield self._raise("call_velocity", leg, ts,
-                              f"Account {leg.account} has {len(active)} external calls in progress at once "
-                              f"(allowed {c.max_concurrent}).",
-                              f"{self._who(leg)}|concurrent", {"kind": "concurrent", "calls": len(active),
-                                                            "numbers": sorted({x.number for x in active})[:MAX_LISTED],
-                                                            "call_ids": [x.call_id for x in active][-MAX_LISTED:]})
+        act = self._busy_acts.get(leg.account, ts)
+        if len(active) <= c.max_concurrent:
+            if act is not None:                     # back within the limit: that episode is over
+                self._busy_acts.pop(leg.account)
+            return
+        if act is None:                             # it began when the oldest call in progress began
+            act = self._busy_acts.start(leg.account, min(x.ts for x in active), ts)
+        else:
+            self._busy_acts.touch(leg.account)
+        act.add(ts)
+        for x in active:
+            act.see("call_ids", x.call_id)
+            act.see("numbers", x.number)
+        peak = int(act.peak_at(len(active)))
+        yield self._raise("call_velocity", leg, ts,
+                          f"Account {leg.account} had up to {peak} external calls in progress at once "
+                          f"(allowed {c.max_concurrent}), {len(act.distinct['call_ids'])} calls in all.",
+                          f"{self._who(leg)}|concurrent", {"kind": "concurrent", "calls": peak,
+                                                         "numbers": sorted(act.distinct["numbers"])[:MAX_LISTED],
+                                                         "call_ids": sorted(act.distinct["call_ids"])[:MAX_LISTED],
+                                                         "first_ts": act.first_ts, "last_ts": ts},
+                          first_ts=act.first_ts, totals={})
 
     def _registration_check(self, leg: _Leg, ts: float, progressed: bool = False):
         """TF-08: the caller's binding is new, was never challenged, moved zone, or is a public address; or the
@@ -596,7 +635,7 @@ class TollFraud(Detector):
                               f"{leg.dst} {ts - up.sent_ts:.3f} s later: the system is an open relay to the PSTN.",
                               f"{up.src}|{self._tail(leg.number)}",
                               {"inbound_src": up.src, "inbound_call_id": up.call_id, "inbound_number": up.number,
-                               "delay_s": round(ts - up.sent_ts, 6)})
+                               "delay_s": round(ts - up.sent_ts, 6)}, first_ts=up.ts, actors=(f"ip:{up.src}",))
 
     def _forward(self, msg: SipMessage, user: str | None, how: str, who: str | None):
         """TF-07: transfer or forwarding to an external number (high when international/premium/high-risk)."""
@@ -605,7 +644,8 @@ class TollFraud(Detector):
             return
         p = msg.pkt
         yield self.alert("external_forwarding", ts=p.ts, identifier=f"{who}|{number}", src=p.src, sport=p.sport,
-                         dst=p.dst, dport=p.dport, vlan=p.vlan, call_id=msg.call_id,
+                         dst=p.dst, dport=p.dport, vlan=p.vlan, call_id=msg.call_id, totals={"forwards": 1},
+                         actors=(f"ip:{p.src}",) + ((f"account:{who}",) if who else ()),
                          severity=severity_of("attack" if cls in TOLL else "weakness"),
                          msg=f"{how} from {who or p.src} sends the call to {cls} number {number}.",
                          evidence={"number": number, "class": cls, "how": how, "by": who})
@@ -689,13 +729,21 @@ class TollFraud(Detector):
             if duration >= self.config.short_call_s:
                 continue
             window = self._short.add(leg.account, ts, leg.call_id)
-            if window.count() >= self.config.short_calls:
+            act = self._short_acts.get(leg.account, ts)
+            if act is not None:
+                act.add(ts, calls=1)
+                self._short_acts.touch(leg.account)
+            elif window.count() >= self.config.short_calls:   # the calls still in the window began it
+                act = self._short_acts.start(leg.account, window.first_ts(), ts).add(ts, calls=window.count())
+            if act is not None:
+                n = act.counts["calls"]
                 yield self._raise("call_velocity", leg, ts,
-                                  f"Account {leg.account} made {window.count()} answered external calls shorter than "
-                                  f"{self.config.short_call_s:g} s in {ts - window.first_ts():.0f} s (pumping or "
+                                  f"Account {leg.account} made {n} answered external calls shorter than "
+                                  f"{self.config.short_call_s:g} s in {ts - act.first_ts:.0f} s (pumping or "
                                   "number validation).", f"{self._who(leg)}|short",
-                                  {"kind": "short_calls", "calls": window.count(), "first_ts": window.first_ts(),
-                                   "last_ts": ts, "last_duration_s": round(duration, 6)})
+                                  {"kind": "short_calls", "calls": n, "first_ts": act.first_ts,
+                                   "last_ts": ts, "last_duration_s": round(duration, 6)},
+                                  first_ts=act.first_ts, totals={"calls": n})
 
     def _register_response(self, msg: SipMessage):
         txn = self._reg_txns.get(msg.call_id) if msg.call_id else None

@@ -64,6 +64,8 @@ class _CallState:
     sdps: list = field(default_factory=list)        # [ts, offer, answer] per offer/answer exchange, oldest first
     keys: list = field(default_factory=list)        # (sdp side, SdpCrypto) with an inline key seen in clear
     streams: int = 0
+    key_messages: int = 0                           # SIP messages that carried inline keys in clear (UM-02)
+    first_key_ts: float | None = None
 
 
 @dataclass(slots=True)
@@ -290,18 +292,23 @@ class UnencryptedMedia(Detector):
             state.sdps = (state.sdps + [[pkt.ts, sdp, None]])[-self.config.max_negotiations:]
             side = "offer"
         keys = [c for m in sdp.media for c in m.crypto if c.key_sha256] + [c for c in sdp.crypto if c.key_sha256]
+        if keys and state.first_key_ts is None:
+            state.first_key_ts = pkt.ts
         known = {k.key_sha256 for _, k in state.keys}
         state.keys = (state.keys + [(side, k) for k in keys if k.key_sha256 not in known])[:self.config.max_listed]
         where = dict(ts=pkt.ts, identifier=cid, src=pkt.src, sport=pkt.sport, dst=pkt.dst, dport=pkt.dport,
                      vlan=pkt.vlan, call_id=cid)
         if keys:
+            state.key_messages += 1
+            exposed = [dict(_key(k), side=s) for s, k in state.keys]      # every key of the call so far
             yield self.alert(
-                "sdes_key_in_cleartext_sip", **where,
-                msg=(f"{msg.method or msg.status} of call {cid} carried {len(keys)} SDES SRTP key(s) over "
-                     f"SIP/{pkt.transport.upper()} without TLS: anyone on the path can decrypt the call's media; "
-                     f"send SDES only over SIP/TLS or use DTLS-SRTP."),
+                "sdes_key_in_cleartext_sip", **where, first_ts=state.first_key_ts or pkt.ts,
+                totals={"sip_messages": state.key_messages},
+                msg=(f"{state.key_messages} SIP message(s) of call {cid} carried {len(exposed)} SDES SRTP key(s) over "
+                     f"SIP/{pkt.transport.upper()} without TLS (the latest: {msg.method or msg.status}): anyone on the "
+                     f"path can decrypt the call's media; send SDES only over SIP/TLS or use DTLS-SRTP."),
                 evidence={"call_id": cid, "sip_message": msg.method or msg.status, "sip_transport": pkt.transport,
-                          "sdp_side": side, "sdes_keys": [_key(k) for k in keys],
+                          "sdp_side": side, "sdes_keys": exposed,
                           "media_endpoints": [f"{m.connection or sdp.connection}:{m.port}" for m in sdp.media if m.port],
                           "from_user": msg.from_user, "to_user": msg.to_user, "first_ts": pkt.ts, "last_ts": pkt.ts})
         if side == "answer":
@@ -440,8 +447,8 @@ class UnencryptedMedia(Detector):
         public = sorted({ip for pair in g.pairs for ip in pair if self._public(ip)})
         where = f"within {a}" if a == b else f"between {a} and {b}"
         yield self.alert(
-            "cleartext_sip", ts=g.first_ts, identifier=self._rollup_id(places), src=g.src, dst=g.dst, vlan=g.vlan,
-            severity=g.severity,
+            "cleartext_sip", ts=g.last_ts, first_ts=g.first_ts, identifier=self._rollup_id(places), src=g.src,
+            dst=g.dst, vlan=g.vlan, severity=g.severity, totals={"messages": n},
             msg=(f"{n} SIP message(s) {where} ({self._n_pairs(g)} host pair(s)) were sent in cleartext over "
                  f"{'/'.join(sorted(g.notes)).upper()} ({', '.join(f'{k} x{v}' for k, v in methods.items())})"
                  f"{'; REGISTER exposes digest credentials' if register else ''}; use SIP over TLS."),
@@ -477,8 +484,9 @@ class UnencryptedMedia(Detector):
         seen = [f"{calls} call(s)"] * bool(calls) + [f"{flows} flow(s) without signalling"] * bool(flows)
         sdp_only = g.counts["sdp_only_calls"]
         yield self.alert(
-            "cleartext_rtp", ts=g.first_ts, identifier=self._rollup_id(places), src=g.src, dst=g.dst, vlan=g.vlan,
-            severity=g.severity,
+            "cleartext_rtp", ts=g.last_ts, first_ts=g.first_ts, identifier=self._rollup_id(places), src=g.src,
+            dst=g.dst, vlan=g.vlan, severity=g.severity,
+            totals={"calls": calls, "flows": flows, "streams": streams, "packets": g.counts["packets"]},
             msg=(f"Cleartext RTP {where}: {' and '.join(seen)} over {self._n_pairs(g)} host pair(s), {streams} stream(s) "
                  f"and {g.counts['packets']} packets seen ({', '.join(sorted(g.notes)) or 'SDP only'})"
                  f"{f', {sdp_only} call(s) known from SDP only' if sdp_only else ''}"
@@ -543,6 +551,7 @@ class UnencryptedMedia(Detector):
         first = items[0][3]
         return self.alert(name, ts=g.last_ts, identifier=key, src=first.src, sport=first.sport, dst=first.dst,
                           dport=first.dport, vlan=first.vlan, call_id=g.call_id, severity=severity, msg=msg,
+                          first_ts=g.first_ts, totals={"n_streams": len(items), "packets": sum(i[3].packets for i in items)},
                           evidence={"call_id": g.call_id, "n_streams": len(items), "packets": sum(i[3].packets for i in items),
                                     "streams": streams, **extra, "first_ts": g.first_ts, "last_ts": g.last_ts})
 
@@ -554,6 +563,7 @@ class UnencryptedMedia(Detector):
                 [f"{streams} cleartext RTP stream(s) with RFC 4733 telephone-events"] * bool(streams)
         yield self.alert(
             "dtmf_in_clear", ts=g.last_ts, identifier=key, src=g.src, dst=g.dst, vlan=g.vlan, call_id=g.call_id,
+            first_ts=g.first_ts,
             severity="critical" if sensitive else "high",
             msg=(f"DTMF digits were readable in {' and '.join(parts)} of {'call' if g.call_id else 'flow'} {key}"
                  f"{', dialled ' + number if number else ''}{' (a PIN destination)' if sensitive else ''}; "
@@ -579,6 +589,7 @@ class UnencryptedMedia(Detector):
         what = " and ".join([f"media ({media} RTP streams)"] * bool(media) + [f"signalling ({sip} SIP messages)"] * bool(sip))
         yield self.alert(
             "cleartext_on_public_path", ts=g.last_ts, identifier=peer, src=g.src, dst=peer, vlan=g.vlan,
+            first_ts=g.first_ts, totals={"rtp_streams": media, "sip_messages": sip}, actors=(f"ip:{peer}",),
             severity="critical" if media else "high",
             msg=(f"Public peer {peer} exchanged cleartext {what} with {len(g.notes)}"
                  f"{'+' if len(g.notes) >= self.config.max_listed else ''} host(s): "

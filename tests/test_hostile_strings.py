@@ -222,8 +222,10 @@ def test_syslog_messages_hold_visible_escapes(tmp_path, own_signals):
                 break
     finally:
         server.close()
-    alerts = (tmp_path / "out" / "alerts.jsonl").read_text().splitlines()
-    assert len(messages) == len(alerts) == 8
+    alerts = [json.loads(line) for line in (tmp_path / "out" / "alerts.jsonl").read_text().splitlines()]
+    # one syslog line per finding, when first raised; alerts.jsonl has its new and final records
+    assert len(messages) == sum(a["alert"]["state"] == "new" for a in alerts) == 8
+    assert sum(a["alert"]["state"] == "final" for a in alerts) == 8
     # RFC 3164 framing: "<PRI>" first; logging.handlers.SysLogHandler ends each datagram with one NUL
     texts = [m[m.index(">") + 1:].removesuffix("\x00") for m in messages]
     assert all(safety.terminal_clean(t) for t in texts)

@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 OFFICE = REPO / "sample_captures" / "small-office.pcap"
 TOLL_CONFIG = REPO / "sample_captures" / "configs" / "toll_fraud.toml"
 GUIDE_DIR = (REPO / ".." / "shared" / "reference" / "nsa-uc-vvoip-guide").resolve()
-SECTIONS = ("summary", "findings", "calls", "registrations", "streams", "network", "ladder", "anomalies")
+SECTIONS = ("summary", "incidents", "findings", "calls", "registrations", "streams", "network", "ladder", "anomalies")
 # table in the page -> analyze table it shows
 PAGE_TABLES = {"calls": "calls", "registrations": "registrations", "rtp_streams": "rtp_streams",
                "anomalies": "anomalies"}
@@ -135,8 +135,11 @@ def test_small_office_sections_counts_images(office):
         assert re.search(rf'<div class="label">{label}</div><div class="value">{counts[key]:,}</div>', text), label
     assert f'<div class="label">Frames</div><div class="value">{result.summary["frames_read"]:,}</div>' in text
     assert f'<div class="label">Findings</div><div class="value">{len(result.alerts):,}</div>' in text
-    # summary, activity, destinations, register rates, quality, VLANs, ladder
-    assert len(page.images) == 7
+    # summary, incident timeline, activity, destinations, register rates, quality, VLANs, ladder
+    assert len(page.images) == 8
+    assert page.images[1]["title"] == "Incident timeline: findings over capture time by actor"
+    # the cleartext SIP and RTP roll-ups from 10.1.10.11, and the SDES key exposure of 10.1.10.12's call
+    assert text.count('class="incident"') == len(result.incidents) == 2
     # the VLAN matrix: SIP messages per VLAN equal the sip_messages table
     sip = result.tables["sip_messages"]
     vlan110 = int((sip["vlan"] == "110").sum())

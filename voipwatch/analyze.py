@@ -12,6 +12,7 @@ from voipwatch import __version__
 from voipwatch.capture import read_captures
 from voipwatch.alerts import write_alerts
 from voipwatch.detect import SEVERITIES, DetectorBus
+from voipwatch.incidents import Incident
 from voipwatch.batch.driver import feed_file
 from voipwatch.batch.rtp import BatchRtp
 from voipwatch.batch.workers import forked
@@ -65,20 +66,21 @@ class AnalysisResult:
     returned (the tables are written meanwhile): reading alerts or summary waits for them.
     """
 
-    def __init__(self, records: Collector, summary: dict, alerts: list[Alert] | None = None,
-                 detectors: Callable[[], tuple[list[Alert], int, dict, dict]] | None = None, started: float | None = None,
-                 delivered: dict[str, dict[str, int]] | None = None):
+    def __init__(self, records: Collector, summary: dict,
+                 detectors: Callable[[], tuple[list[Alert], dict, dict, list, list]], started: float | None = None):
         self.records = records
         self._tables: dict | None = None
         self._summary = summary
-        self._alerts = alerts or []
-        self._detectors = detectors           # () -> (alerts, suppressed, delivered, caps hit), once
+        self._alerts: list[Alert] = []
+        self._events: list[Alert] = []
+        self._detectors = detectors           # () -> (alerts, counts, delivered, incidents, events), once
         self._started = started
-        self._delivered = delivered or {}
+        self._delivered: dict = {}
 
     @property
     def tables(self) -> dict:
         if self._tables is None:
+            self.alerts                       # noqa: B018 - the incidents table comes with the alerts
             self._tables = {name: to_frame(self.records[name], name) for name in TABLES}
         return self._tables
 
@@ -86,11 +88,23 @@ class AnalysisResult:
     def alerts(self) -> list[Alert]:
         if self._detectors is not None:
             detectors, self._detectors = self._detectors, None
-            self._alerts, suppressed, self._delivered, caps = detectors()
-            add_alert_counts(self._summary, self._alerts, suppressed, caps)
+            self._alerts, counts, self._delivered, incidents, self._events = detectors()
+            self.records[Incident] = incidents
+            add_alert_counts(self._summary, self._alerts, counts, incidents)
             if self._started is not None:
                 self._summary["run_s"] = round(time.perf_counter() - self._started, 3)
         return self._alerts
+
+    @property
+    def alert_events(self) -> list[Alert]:
+        """--mode stream: every state reported (new, update, final) in the order monitor writes them."""
+        self.alerts                           # noqa: B018 - known once the detectors have finished
+        return self._events
+
+    @property
+    def incidents(self) -> list[Incident]:
+        self.alerts                           # noqa: B018 - known once the detectors have finished
+        return self.records[Incident]
 
     @property
     def records_delivered(self) -> dict[str, dict[str, int]]:
@@ -117,11 +131,8 @@ def analyze_files(paths: list[str], settings: Settings | None = None, mode: str 
     started = time.perf_counter()
     settings = settings or load_settings()
     sink = Collector()
-    alerts: list[Alert] = []
-    floor = SEVERITIES.index(settings.alerts.min_severity)
-    bus = DetectorBus(settings.detectors(), lambda a: alerts.append(a) if SEVERITIES.index(a.severity) >= floor
-                      else None, mode, settings.pipeline.rtp_idle_timeout_s, settings.pipeline.call_idle_s,
-                      settings.alerts.suppress_for_s, call_linger_s=settings.pipeline.call_linger_s)
+    events: list[Alert] = []                  # every reported state of every finding (the streaming log)
+    bus = detector_bus(settings, events.append, mode)
     rtp = BatchRtp(settings.pipeline, jobs) if mode == "batch" else None
     analyzer = Analyzer(Tee(sink, bus), settings.pipeline, rtp)
     vectorised = rtp is not None and len(paths) == 1 and paths[0] != "-"
@@ -130,30 +141,51 @@ def analyze_files(paths: list[str], settings: Settings | None = None, mode: str 
     else:
         analyzer.run(read_captures(paths), progress)
 
-    def detect() -> tuple[list[Alert], int, dict[str, dict[str, int]], dict[str, int]]:
+    def detect() -> tuple[list[Alert], dict, dict[str, dict[str, int]], list[Incident], list[Alert]]:
         bus.finish()
-        return alerts, bus.suppressed, bus.records_delivered(), bus.caps_hit()
+        counts = {"alerts_suppressed": bus.suppressed, "findings_closed_early": bus.closed_early,
+                  "incidents_dropped": bus.grouper.dropped, "caps_hit": bus.caps_hit()}
+        return (final_alerts(events), counts, bus.records_delivered(), bus.incidents(),
+                events if mode == "stream" else [])
 
     # With --jobs, the detectors run in a forked process while this one writes the tables.
     detectors = forked(detect) if mode == "batch" and jobs > 1 else None
-    if detectors is None:
-        detect()
+    found = detect() if detectors is None else None
     sink[Call] = attach_streams(sink[Call], sink[RtpStream])
     summary = build_summary(paths, analyzer, sink, mode, time.perf_counter() - started)
     if detectors is not None:                 # alerts, counts and deliveries come from the forked process
         return AnalysisResult(sink, summary, detectors=detectors, started=started)
-    add_alert_counts(summary, alerts, bus.suppressed, bus.caps_hit())
-    return AnalysisResult(sink, summary, alerts, delivered=bus.records_delivered())
+    return AnalysisResult(sink, summary, detectors=lambda: found)
 
 
-def add_alert_counts(summary: dict, alerts: list[Alert], suppressed: int, detector_caps: dict[str, int]) -> None:
-    """Alert counts, and every cap hit: the pipeline's (its *_overflow anomalies) and the detectors'."""
+def detector_bus(settings: Settings, on_alert: Callable[[Alert], None], mode: str) -> DetectorBus:
+    """The detector bus of a run, with its [alerts] settings."""
+    a, p = settings.alerts, settings.pipeline
+    return DetectorBus(settings.detectors(), on_alert, mode, p.rtp_idle_timeout_s, p.call_idle_s, a.suppress_for_s,
+                       call_linger_s=p.call_linger_s, update_every_s=a.update_every_s,
+                       incident_gap_s=a.incident_gap_s, min_severity=a.min_severity, site=settings.site)
+
+
+def final_alerts(events: list[Alert]) -> list[Alert]:
+    """The final form of every finding, in time order of its activity (first packet of its evidence),
+    then raise time, then the order in which they closed (the same in both paths, and whatever the
+    addresses: alerts.jsonl)."""
+    return sorted((a for a in events if a.state == "final"), key=lambda a: (a.ts, a.raised_ts))
+
+
+def add_alert_counts(summary: dict, alerts: list[Alert], counts: dict, incidents: list[Incident]) -> None:
+    """Alert and incident counts, and every cap hit: the pipeline's (its *_overflow anomalies) and the
+    detectors'."""
     summary["caps_hit"] = {**{k: v for k, v in summary["anomalies_by_reason"].items() if k.endswith("_overflow")},
-                           **{f"detector.{k}": v for k, v in detector_caps.items()}}
+                           **{f"detector.{k}": v for k, v in counts["caps_hit"].items()}}
     summary["alerts_by_severity"] = {sev: n for sev in reversed(SEVERITIES)
                                      if (n := sum(1 for a in alerts if a.severity == sev))}
     summary["alerts_by_name"] = dict(sorted(Counter(a.name for a in alerts).items()))
-    summary["alerts_suppressed"] = suppressed
+    summary["alerts_suppressed"] = counts["alerts_suppressed"]       # raises merged into an open finding
+    summary["incidents"] = len(incidents)
+    # caps of the finding and incident state (voipwatch.detect, voipwatch.incidents): 0 unless hit
+    summary["findings_closed_early"] = counts["findings_closed_early"]
+    summary["incidents_dropped"] = counts["incidents_dropped"]
 
 
 def attach_streams(calls: list[Call], streams: list[RtpStream]) -> list[Call]:
@@ -205,6 +237,7 @@ def write_outputs(result: AnalysisResult, out_dir: str | Path, fmt: str = "csv",
     were written (csv_cells: "neutralised", see tables.csv_cell, or "raw")."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    result.alerts                             # noqa: B018 - the incidents table comes with the alerts
     written = [write_records(result.records[name], out, name, fmt, csv_raw) for name in TABLES]
     write_alerts(result.alerts, out / "alerts.jsonl")
     written.append(out / "alerts.jsonl")

@@ -14,6 +14,7 @@ from voipwatch import __version__
 from voipwatch.capture import CaptureError
 from voipwatch.config_schema import ConfigError
 from voipwatch.detect import SEVERITIES
+from voipwatch.incidents import by_importance, one_line
 from voipwatch.safe_text import visible, visible_lines
 from voipwatch.tables import FORMATS
 
@@ -103,8 +104,10 @@ def cli() -> None:
               help="With --store: analyse again captures the store already holds, replacing their run.")
 @click.option("--sensor", default="default", show_default=True,
               help="With --store: the capture point; a run is stitched only to earlier runs of the same sensor.")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
+@click.option("-v", "--verbose", is_flag=True, help="List every check that is idle until the site model says more.")
 def analyze(captures, out_dir, fmt, mode, config_path, sets, progress, fail_on, jobs, csv_raw, store, replace,
-            sensor) -> None:
+            sensor, quiet, verbose) -> None:
     """Analyze capture files (pcap, pcapng, gzip, or - for stdin) into tables and a summary.
 
     Several files are merged in capture-time order. Writes sip_messages, calls, registrations,
@@ -127,14 +130,17 @@ def analyze(captures, out_dir, fmt, mode, config_path, sets, progress, fail_on, 
         raise click.UsageError("give -o DIR, --store CASE, or both")
     if replace and store is None:
         raise click.UsageError("--replace needs --store")
+    if quiet and verbose:
+        raise click.UsageError("give at most one of --quiet, --verbose")
     settings = settings_or_exit(config_path, sets)
+    if not quiet:
+        for line in notice_lines(idle_notices(settings), verbose):
+            click.echo(line, err=True)
+    reporter = Progress(list(captures), not quiet and (sys.stderr.isatty() if progress is None else progress))
     if store is not None:
-        _analyze_into_store(captures, out_dir, fmt, mode, settings, progress, fail_on, jobs, csv_raw, store, replace,
-                            sensor)
+        _analyze_into_store(captures, out_dir, fmt, mode, settings, reporter, fail_on, jobs, csv_raw, store, replace,
+                            sensor, quiet)
         return
-    for reason in idle_notices(settings):
-        click.echo(f"notice: {reason}", err=True)
-    reporter = Progress(list(captures), sys.stderr.isatty() if progress is None else progress)
     try:
         result = analyze_files(list(captures), settings, mode, reporter, jobs or len(os.sched_getaffinity(0)))
     except CaptureError as exc:
@@ -151,13 +157,14 @@ def analyze(captures, out_dir, fmt, mode, config_path, sets, progress, fail_on, 
     except OSError as exc:
         click.echo(f"error: {exc.filename or out_dir}: cannot write output: {exc.strerror or exc}", err=True)
         sys.exit(Exit.ERROR)
-    click.echo(terminal_summary(result.summary, out_dir))
+    if not quiet:
+        click.echo(terminal_summary(result.summary, out_dir, result.incidents))
     if fail_on and any(SEVERITIES.index(a.severity) >= SEVERITIES.index(fail_on) for a in result.alerts):
         sys.exit(Exit.FINDINGS)
 
 
-def _analyze_into_store(captures, out_dir, fmt, mode, settings, progress, fail_on, jobs, csv_raw, store, replace,
-                        sensor) -> None:
+def _analyze_into_store(captures, out_dir, fmt, mode, settings, reporter, fail_on, jobs, csv_raw, store, replace,
+                        sensor, quiet) -> None:
     """analyze --store: the run appended to the case store (voipwatch.store.ingest)."""
     from voipwatch.analyze import write_outputs
     from voipwatch.store.ingest import AlreadyStored, ingest
@@ -165,9 +172,6 @@ def _analyze_into_store(captures, out_dir, fmt, mode, settings, progress, fail_o
 
     if "-" in captures:
         raise click.UsageError("--store needs capture files (stdin has no content hash to refuse a second ingest by)")
-    for reason in idle_notices(settings):
-        click.echo(f"notice: {reason}", err=True)
-    reporter = Progress(list(captures), sys.stderr.isatty() if progress is None else progress)
     try:
         done = ingest(store, list(captures), settings, mode=mode, jobs=jobs or len(os.sched_getaffinity(0)),
                       replace=replace, sensor=sensor, progress=reporter)
@@ -200,13 +204,15 @@ def _analyze_into_store(captures, out_dir, fmt, mode, settings, progress, fail_o
         except OSError as exc:
             click.echo(f"error: {exc.filename or out_dir}: cannot write output: {exc.strerror or exc}", err=True)
             sys.exit(Exit.ERROR)
-        click.echo(terminal_summary(done.analysis.summary, out_dir))
+        if not quiet:
+            click.echo(terminal_summary(done.analysis.summary, out_dir, done.analysis.incidents))
     stitched = ""
     if done.reread:
         stitched = (f"; continued run {done.previous_run} (read again {len(done.reread)} earlier capture(s), replaced "
                     + ", ".join(f"{n} {t}" for t, n in done.replaced_rows.items()) + ")")
     rows = ", ".join(f"{n:,} {t}" for t, n in done.rows.items())
-    click.echo(visible(f"run {done.run_id} stored in {store}: {rows}{stitched}"))
+    if not quiet:
+        click.echo(visible(f"run {done.run_id} stored in {store}: {rows}{stitched}"))
     if done.analysis is None:
         sys.exit(Exit.ERROR)
     if done.failed:
@@ -291,11 +297,13 @@ def search(store, number, ip, user_agent, method, since, until, alerts, kinds, s
 @click.option("--call-id", help="The Call-ID of the call.")
 @click.option("--number", help="Digits of a caller, callee, R-URI, P-Asserted-Identity or Diversion number.")
 @click.option("--ip", help="An address in the call's signalling or media.")
+@click.option("--incident", "incident_id", metavar="ID",
+              help="An incident (incidents table): its evidence bundle instead of a call's (as `voipwatch incident`).")
 @click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False),
               help="Write an evidence bundle per call here (pcap, audio, ladder, plots, summary, manifest).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Site configuration (TOML).")
 @click.option("--set", "sets", multiple=True, metavar="SECTION.KEY=VALUE", help="Override one setting.")
-def call(captures, call_id, number, ip, out_dir, config_path, sets) -> None:
+def call(captures, call_id, number, ip, incident_id, out_dir, config_path, sets) -> None:
     """Investigate a call: its SIP ladder, SDP, media quality, whether it could be overheard, its alerts.
 
     Exactly one of --call-id, --number, --ip selects the calls; every match is shown.
@@ -306,8 +314,11 @@ def call(captures, call_id, number, ip, out_dir, config_path, sets) -> None:
     """
     from voipwatch.call.text import investigate
 
-    if sum(x is not None for x in (call_id, number, ip)) != 1:
-        raise click.UsageError("give exactly one of --call-id, --number, --ip")
+    if sum(x is not None for x in (call_id, number, ip, incident_id)) != 1:
+        raise click.UsageError("give exactly one of --call-id, --number, --ip, --incident")
+    if incident_id is not None:
+        _incident(captures, incident_id, out_dir, config_path, sets)
+        return
     settings = settings_or_exit(config_path, sets)
     try:
         text, found = investigate(list(captures), settings, call_id=call_id, number=number, ip=ip, out_dir=out_dir)
@@ -315,6 +326,39 @@ def call(captures, call_id, number, ip, out_dir, config_path, sets) -> None:
         click.echo(f"error: {exc}", err=True)
         sys.exit(Exit.ERROR)
     click.echo(text)
+    if not found:
+        sys.exit(Exit.ERROR)
+
+
+@cli.command()
+@click.argument("incident_id", metavar="ID")
+@click.argument("captures", nargs=-1, required=True, type=click.Path(allow_dash=False))
+@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False),
+              help="Write the incident's evidence bundle here (incident.pcap, findings, timeline, summary, manifest).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Site configuration (TOML), as analyzed.")
+@click.option("--set", "sets", multiple=True, metavar="SECTION.KEY=VALUE", help="Override one setting.")
+def incident(incident_id, captures, out_dir, config_path, sets) -> None:
+    """Show an incident (an id from the incidents table or the summary) and write its evidence bundle.
+
+    The captures are analysed again with the same configuration, so the id is found again.
+
+    Example:
+
+        voipwatch incident I-2437244b0a capture.pcap -o evidence/ --config site.toml
+    """
+    _incident(captures, incident_id, out_dir, config_path, sets)
+
+
+def _incident(captures, incident_id, out_dir, config_path, sets) -> None:
+    from voipwatch.call.incident import investigate_incident
+
+    settings = settings_or_exit(config_path, sets)
+    try:
+        text, found = investigate_incident(list(captures), settings, incident_id, out_dir)
+    except (ValueError, CaptureError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(Exit.ERROR)
+    click.echo(text, nl=False)
     if not found:
         sys.exit(Exit.ERROR)
 
@@ -482,6 +526,15 @@ def idle_notices(settings) -> list[str]:
     return [f"{det.name}: {reason}" for det in settings.detectors() for reason in det.idle_reasons()]
 
 
+def notice_lines(reasons: list[str], verbose: bool) -> list[str]:
+    """Idle checks: one line each with --verbose, else one line for all of them."""
+    if verbose or len(reasons) <= 1:
+        return [f"notice: {reason}" for reason in reasons]
+    families = sorted({reason.split(":", 1)[0] for reason in reasons})
+    return [f"notice: {len(reasons)} checks ({', '.join(families)}) are idle or limited until the site "
+            f"configuration names more (roles, zones); --verbose lists them"]
+
+
 @cli.group()
 def config() -> None:
     """Inspect the configuration."""
@@ -506,7 +559,7 @@ def config_show(config_path, sets) -> None:
         sys.exit(Exit.ERROR)
 
 
-def terminal_summary(summary: dict, out_dir: str) -> str:
+def terminal_summary(summary: dict, out_dir: str, incidents: list = (), top: int = 5) -> str:
     counts = summary["counts"]
     lines = [
         f"voipwatch {summary['version']}: {summary['frames_read']:,} frames in {summary['run_s']:.2f} s "
@@ -524,6 +577,12 @@ def terminal_summary(summary: dict, out_dir: str) -> str:
                  ("" if not anomalies else "  (" + ", ".join(
                      f"{k} {v}" for k, v in sorted(anomalies.items(), key=lambda kv: -kv[1])[:5]) + ")"))
     lines.append(f"tables and alerts.jsonl written to {out_dir}")
+    if incidents:
+        ranked = by_importance(list(incidents))
+        lines.append(f"top incidents ({min(top, len(ranked))} of {len(ranked)}; incidents table, "
+                     f"`voipwatch incident ID CAPTURE -o DIR` for the evidence):")
+        # each line escaped on its own: an account name may hold a line feed
+        lines += [visible("  " + one_line(i)) for i in ranked[:top]]
     return visible_lines("\n".join(lines))
 
 

@@ -50,7 +50,9 @@ class PipelineConfig:
 @dataclass(frozen=True)
 class AlertsConfig:
     """Alert output."""
-    suppress_for_s: float = opt(3600.0, "Repeats of one alert name and identifier within this many capture seconds are suppressed.")
+    suppress_for_s: float = opt(3600.0, "Raises of one alert name and identifier within this many capture seconds of the last one update one finding; a finding idle this long is final.")
+    update_every_s: float = opt(60.0, "Streaming: a growing finding is reported again (state update) at most this often in capture seconds, and at once when its severity rises.")
+    incident_gap_s: float = opt(3600.0, "Findings sharing an actor (address, account, MAC) within this many capture seconds form one incident.")
     min_severity: str = opt("info", "Alerts below this severity are not written (info, low, medium, high, critical).")
 
 

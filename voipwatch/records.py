@@ -361,7 +361,15 @@ class Registration:
 
 @dataclass(frozen=True, slots=True)
 class Alert:
-    """A detector's finding (EVE alert)."""
+    """A detector's finding (EVE alert).
+
+    A detector returns one Alert per raise (voipwatch.detect.Detector.alert): `ts` is the raise time and
+    `first_ts` the start of the activity it describes. The DetectorBus merges the raises of one
+    (name, identifier) into one living finding and reports it as Alerts with `state` "new", "update" or
+    "final": there `ts` = `first_ts` (the first packet of the evidence), `last_ts` the latest activity,
+    `raised_ts` the time of the first raise, `raises` how many raises were merged, `repeats` how many
+    separate activities (distinct `first_ts`) beyond the first, and `incident` the incident it belongs to.
+    """
     ts: float
     family: str                    # the name of the detector that raised it, e.g. "toll_fraud"
     name: str                      # stable dotted id, e.g. "registration_flood.brute_force"
@@ -377,6 +385,15 @@ class Alert:
     vlan: tuple[int, ...] = ()
     call_id: str | None = None
     evidence: Mapping[str, object] = field(default_factory=dict)
+    first_ts: float | None = None  # start of the activity (None: the raise time)
+    totals: Mapping[str, int] = field(default_factory=dict)   # counts of this activity, summed over repeats
+    actors: tuple[str, ...] = ()   # who did it, as "ip:", "account:" or "mac:" keys (default: the source address)
+    last_ts: float | None = None
+    raised_ts: float | None = None
+    raises: int = 1
+    repeats: int = 0
+    state: str = "raise"           # raise (a detector's), new | update | final (the bus's)
+    incident: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

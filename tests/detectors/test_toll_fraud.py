@@ -45,8 +45,9 @@ def test_sipcli_dial_plan_probe(public_captures):
         (f"{FAMILY}.toll_call_volume", "high", "157.147.97.20")]
     walks = {a.dst: a for a in alerts if a.name.endswith("prefix_walking")}
     first = walks["157.147.97.20"]
-    assert first.check == "TF-03" and first.evidence["variants"] == 3
-    assert first.evidence["prefixes"] == ["", "1010333", "1010555"] and first.evidence["statuses"] == [482]
+    # the final form: every variant of the probe (tshark: 5 INVITE R-URIs, each answered 482)
+    assert first.check == "TF-03" and first.evidence["variants"] == 5
+    assert first.evidence["prefixes"] == ["", "1010222", "1010333", "1010555", "9"] and first.evidence["statuses"] == [482]
     assert walks["157.147.97.131"].evidence["statuses"] == [403, 503]
     for alert in alerts:
         if alert.name.endswith("high_risk_destination"):

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator, TextIO
 
 from voipwatch.alerts import alert_line, dump_alert
-from voipwatch.analyze import Tee
+from voipwatch.analyze import Tee, detector_bus
 from voipwatch.capture import read_captures
-from voipwatch.detect import SEVERITIES, DetectorBus
+from voipwatch.detect import SEVERITIES
 from voipwatch.pipeline import Analyzer
 from voipwatch.bindings import Binding
 from voipwatch.records import RECORDS, Alert, Anomaly, Call, DnsMessage, Frame, Registration, RtpStream
@@ -120,15 +120,17 @@ class AlertWriter:
             self.logger.setLevel(logging.INFO)
 
     def __call__(self, alert: Alert) -> None:
+        """One reported state of a finding (new, update, final): every one is written as it comes."""
         if SEVERITIES.index(alert.severity) < self.floor:
             return
-        self.count += 1
+        self.count += alert.state == "new"          # findings, not their updates
         dump_alert(alert, self.fh)
         self.fh.flush()
         if self.to_stdout:
             sys.stdout.write(alert_line(alert) + "\n")
             sys.stdout.flush()
-        if self.logger:
+        if self.logger and alert.state == "new":
+            # One syslog line per finding, when it is first raised (its updates are in alerts.jsonl).
             # Log readers show syslog messages on terminals: the capture's text goes as visible escapes
             # (a newline would also forge a second log line).
             self.logger.warning("%s %s %s", alert.severity.upper(), alert.name, visible(alert.msg))
@@ -162,9 +164,7 @@ class Monitor:
         self._build(settings)
 
     def _build(self, settings: Settings) -> None:
-        self.bus = DetectorBus(settings.detectors(), self.alerts, "stream", settings.pipeline.rtp_idle_timeout_s,
-                               settings.pipeline.call_idle_s, settings.alerts.suppress_for_s,
-                               call_linger_s=settings.pipeline.call_linger_s)
+        self.bus = detector_bus(settings, self.alerts, "stream")
         if not hasattr(self, "analyzer"):
             self.analyzer = Analyzer(Tee(self.sink, self.bus), settings.pipeline)
         else:

@@ -23,6 +23,7 @@ import pandas as pd
 from voipwatch import __version__
 from voipwatch.alerts import dump_alert
 from voipwatch.call import quality
+from voipwatch.incidents import Incident, by_importance
 from voipwatch.report import guide
 from voipwatch.site import Site
 from voipwatch.tables import TABLES, read_table
@@ -33,6 +34,8 @@ DEFAULT_TOP = 50                 # rows of the calls, registrations and streams 
 MAX_PER_GROUP = 15               # alerts listed per (severity, check, alert name) group
 MAX_LADDER_ROWS = 60             # messages drawn in the ladder of the most severe call
 MAX_VLAN_ROWS = 25               # VLAN stacks in the VLAN-by-protocol matrix
+MAX_INCIDENTS = 15               # incidents drawn on the timeline and given a card
+MAX_CARD_FINDINGS = 12           # findings listed per incident card
 TIME_UNITS = (("s", 1), ("min", 60), ("h", 3600), ("d", 86400))  # name, seconds
 
 
@@ -53,7 +56,11 @@ def load_dir(out_dir: str | Path, site: Site | None = None) -> ReportData:
     out = Path(out_dir)
     if not out.is_dir():
         raise FileNotFoundError(f"{out}: not a directory")
-    tables = {name: read_table(out, name) for name in TABLES}
+    tables = {name: read_table(out, name) for name in TABLES if name != "incidents"}
+    try:
+        tables["incidents"] = read_table(out, "incidents")
+    except FileNotFoundError:            # written by a voipwatch before incidents: the page says "no incident"
+        tables["incidents"] = None
     alerts = []
     alerts_path = out / "alerts.jsonl"
     if not alerts_path.exists():
@@ -141,6 +148,20 @@ class FindingGroup:
 
 
 @dataclass
+class IncidentCard:
+    """One incident (the incidents table) with the findings of alerts.jsonl that belong to it."""
+    id: str
+    severity: str
+    first_ts: float
+    last_ts: float
+    actors: list[str]
+    victims: list[str]
+    phases: list[str]
+    total: int                 # findings in the incident
+    findings: list[tuple[float, float, str, str, str]]   # (first, last, severity, name, msg), by time, the first N
+
+
+@dataclass
 class LadderView:
     """The call named by the most severe finding, and its first SIP messages to draw."""
     call_id: str
@@ -177,6 +198,8 @@ class Report:
     frames_by_class: list[tuple[str, int]]
     ladder: LadderView | None
     notes: dict[str, str]                              # section -> why it is empty
+    incidents: list[IncidentCard]                      # the most important first, at most MAX_INCIDENTS
+    incident_total: int
 
 
 def build_report(data: ReportData, top: int = DEFAULT_TOP) -> Report:
@@ -217,14 +240,44 @@ def build_report(data: ReportData, top: int = DEFAULT_TOP) -> Report:
     frames_by_class = sorted(summary.get("frames_by_class", {}).items(), key=lambda kv: (-kv[1], kv[0]))
 
     ladder = _ladder_view(alerts, t["sip_messages"])
+    incidents, incident_total = _incident_cards(t.get("incidents"), data.alerts)
+    notes = _notes(t, bool(alerts), quality_frame, vlan_matrix, ladder)
+    if t.get("incidents") is None:
+        notes["incidents"] = "This output directory has no incidents table (written by an older voipwatch)."
+    elif not incidents:
+        notes["incidents"] = "No incident: no finding was raised."
     return Report(
         title="voipwatch report", meta=meta, kpis=kpis, span=span, severity_counts=severity_counts,
         part_matrix=_part_matrix(index), groups=_groups(index), calls=calls_view, call_states=states,
         registrations=regs_view, registration_totals=reg_totals, streams=streams_view,
         stream_totals=stream_totals, stream_quality=quality_frame, vlan_matrix=vlan_matrix,
         vlan_total_rows=vlan_rows, anomalies=anomalies_view, anomaly_reasons=reasons,
-        frames_by_class=frames_by_class, ladder=ladder,
-        notes=_notes(t, bool(alerts), quality_frame, vlan_matrix, ladder))
+        frames_by_class=frames_by_class, ladder=ladder, notes=notes, incidents=incidents,
+        incident_total=incident_total)
+
+
+def _incident_cards(table: pd.DataFrame | None, events: list[dict]) -> tuple[list[IncidentCard], int]:
+    """The most important incidents (voipwatch.incidents.by_importance) with their findings."""
+    if table is None or not len(table):
+        return [], 0
+    rows = []
+    for n, row in enumerate(table.itertuples(index=False)):
+        words = lambda v: [] if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)) else str(v).split()
+        rows.append(Incident(str(row.id), tuple(words(row.actors)), tuple(words(row.victims)), float(row.first_ts),
+                             float(row.last_ts), tuple(words(row.phases)), str(row.max_severity), (),
+                             int(row.n_findings), tuple(words(row.names)), tuple(words(row.merged_ids)), n))
+    ranked = by_importance(rows)[:MAX_INCIDENTS]
+    alias = {m: i.id for i in ranked for m in (i.id, *i.merged_ids)}
+    members: dict[str, list] = {i.id: [] for i in ranked}
+    for e in events:
+        owner = alias.get(e.get("incident"))
+        if owner is not None:
+            a = _alert(e)
+            members[owner].append((float(e.get("ts") or 0.0), float(e.get("last_ts") or e.get("ts") or 0.0),
+                                   a.get("severity") or "info", a.get("name") or "-", a.get("msg") or ""))
+    cards = [IncidentCard(i.id, i.max_severity, i.first_ts, i.last_ts, list(i.actors), list(i.victims),
+                          list(i.phases), i.n_findings, sorted(members[i.id])[:MAX_CARD_FINDINGS]) for i in ranked]
+    return cards, len(rows)
 
 
 def _notes(t: dict[str, pd.DataFrame], any_alerts: bool, quality_frame: pd.DataFrame, vlan_matrix: pd.DataFrame,

@@ -18,10 +18,12 @@ from matplotlib import dates as mdates
 from matplotlib import rc_context
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from voipwatch.call.ladder import AGG_MAX_PIXELS, Ladder, LadderRow, render_figure
 from voipwatch.report.data import (LadderView, Report, ReportData, destination_classes, dialled_numbers, endpoint_text,
                                    in_time_unit)
+from voipwatch.safe_text import visible
 from voipwatch.site import Site
 
 SEVERITY_COLORS = {"critical": "#b42318", "high": "#e8590c", "medium": "#d99a06", "low": "#2f6fdb",
@@ -59,6 +61,11 @@ def draw_figures(data: ReportData, report: Report) -> dict[str, Image]:
     figures = {"summary": _png(summary_figure, report.frames_by_class, report.severity_counts,
                                title="Frames by class and findings by severity",
                                alt="Bar charts: frames read by class, and findings by severity")}
+    if report.incidents:
+        figures["timeline"] = _png(timeline_figure, report.incidents, report.span,
+                                   title="Incident timeline: findings over capture time by actor",
+                                   alt="One row per incident, labelled with its first actor; each finding a bar "
+                                       "from its first to its last packet, coloured by severity")
     if "activity" not in notes:
         figures["activity"] = _png(activity_figure, t["calls"], t["sip_messages"], report.span,
                                    title="Calls and registrations over time",
@@ -189,6 +196,36 @@ def summary_figure(frames_by_class: list[tuple[str, int]], severity_counts: dict
     ax2.grid(axis="y", visible=False)
     ax2.set_title("Findings by severity")
     ax2.set_xlabel("alerts")
+    return fig
+
+
+def timeline_figure(cards, span) -> Figure:
+    """One row per incident (most important at the top), each finding a bar from its first to its last
+    packet (a dot when it is one instant), coloured by severity; the capture's span is the x range."""
+    def actor(card) -> str:              # an address names the actor best, then an account or MAC
+        ips = [a for a in card.actors if a.startswith("ip:")]
+        return (ips or card.actors or ["no actor"])[0][:40] + (f" +{len(card.actors) - 1}" if len(card.actors) > 1 else "")
+    labels = [visible(f"{c.id}  {actor(c)}") for c in cards]
+    fig = _new_figure(11.0, 0.9 + 0.32 * len(cards))
+    lab = _label_in(labels, 8.0)
+    ax = _axes(fig, lab, 0.5, 10.8 - lab, 0.32 * len(cards) + 0.1)
+    for y, card in enumerate(cards):
+        for first, last, severity, _, _ in card.findings:
+            color = SEVERITY_COLORS.get(severity, "#6b7280")
+            if last - first > 0:
+                ax.plot([first / 86400.0, last / 86400.0], [y, y], color=color, linewidth=6, solid_capstyle="butt")
+            ax.plot([first / 86400.0], [y], marker="o", markersize=5, color=color, linestyle="none")
+    ax.set_yticks(range(len(cards)), labels=labels, fontsize=8)
+    ax.set_ylim(len(cards) - 0.5, -0.5)
+    if span is not None and span[1] > span[0]:
+        pad = (span[1] - span[0]) * 0.01
+        ax.set_xlim((span[0] - pad) / 86400.0, (span[1] + pad) / 86400.0)
+    _time_axis(ax)
+    ax.grid(axis="y", visible=False)
+    ax.set_xlabel("capture time (UTC)")
+    shown = [sev for sev in SEVERITY_COLORS if any(f[2] == sev for c in cards for f in c.findings)]
+    ax.legend(handles=[Line2D([], [], color=SEVERITY_COLORS[sev], marker="o", linestyle="none", label=sev)
+                       for sev in shown], loc="lower right", ncols=len(shown) or 1)
     return fig
 
 

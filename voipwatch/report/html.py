@@ -145,7 +145,7 @@ footer { color: var(--muted); font-size: 12px; padding: 4px 0 30px; }
   .topbar { display: none; } details.group > summary::before { content: none; } }
 """
 
-NAV = (("summary", "Summary"), ("findings", "Findings"), ("calls", "Calls"), ("registrations", "Registrations"),
+NAV = (("summary", "Summary"), ("incidents", "Incidents"), ("findings", "Findings"), ("calls", "Calls"), ("registrations", "Registrations"),
        ("streams", "Media"), ("network", "VLANs"), ("ladder", "Ladder"), ("anomalies", "Anomalies"))
 
 
@@ -233,6 +233,35 @@ def section_summary(r: Report, figures: dict[str, Image]) -> str:
             f'<i>{e(guide.GUIDE_TITLE)}</i>.</p>'
             f'<dl class="meta">{meta}</dl><div class="kpis">{"".join(kpis)}</div>'
             f'{img(figures.get("summary"))}</section>')
+
+
+def section_incidents(r: Report, figures: dict[str, Image]) -> str:
+    """The incident timeline and one card per incident, the most important first."""
+    out = ['<section class="card" id="incidents"><h2>Incidents</h2>']
+    if "incidents" in r.notes:
+        out.append(empty(r.notes["incidents"]) + "</section>")
+        return "".join(out)
+    out.append(f'<p class="lede">Findings grouped by the actor behind them (address, account, MAC) and time '
+               f'(voipwatch.incidents): showing {len(r.incidents)} of {r.incident_total} incidents, attacks '
+               f'before hygiene, then by severity.</p>')
+    out.append(img(figures.get("timeline")))
+    for c in r.incidents:
+        rows = "".join(f'<tr><td class="mono">{e(time_text(first)[11:19])}</td><td><span class="sev {e(sev)}">{e(sev)}'
+                       f'</span></td><td class="mono">{e(name)}</td><td class="wrap">{e(msg)}</td></tr>'
+                       for first, _, sev, name, msg in c.findings)
+        more = (f'<p class="count">Showing <b>{len(c.findings)}</b> of <b>{c.total:,}</b> findings.</p>'
+                if c.total > len(c.findings) else "")
+        out.append(
+            f'<div class="incident" data-incident="{e(c.id)}"><h3><span class="sev {e(c.severity)}">{e(c.severity)}'
+            f'</span> {e(c.id)}: {e(" > ".join(c.phases))}</h3><dl class="meta">'
+            f'<dt>Time (UTC)</dt><dd>{e(time_text(c.first_ts))} to {e(time_text(c.last_ts))}</dd>'
+            f'<dt>Actors</dt><dd class="mono">{e(", ".join(c.actors) or "-")}</dd>'
+            f'<dt>Victims</dt><dd class="mono">{e(", ".join(c.victims) or "-")}</dd>'
+            f'<dt>Evidence</dt><dd class="mono">voipwatch incident {e(c.id)} CAPTURE -o DIR</dd></dl>'
+            f'<div class="scroll"><table class="data"><thead><tr><th>first</th><th>severity</th><th>alert</th>'
+            f'<th>message</th></tr></thead><tbody>{rows}</tbody></table></div>{more}</div>')
+    out.append("</section>")
+    return "".join(out)
 
 
 def _facts(f) -> str:
@@ -435,7 +464,7 @@ def section_anomalies(r: Report) -> str:
 def render(r: Report, figures: dict[str, Image]) -> str:
     nav = "".join(f'<a href="#{k}">{e(v)}</a>' for k, v in NAV)
     inputs = dict(r.meta).get("Inputs", "")
-    body = "".join([section_summary(r, figures), section_findings(r), section_calls(r, figures),
+    body = "".join([section_summary(r, figures), section_incidents(r, figures), section_findings(r), section_calls(r, figures),
                     section_registrations(r, figures), section_streams(r, figures), section_network(r, figures),
                     section_ladder(r, figures), section_anomalies(r)])
     return ("<!DOCTYPE html>\n"

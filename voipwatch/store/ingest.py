@@ -40,7 +40,7 @@ from voipwatch.alerts import alert_line
 from voipwatch.capture_check import CaptureCheck, check_capture, damage_of, sha256_file
 from voipwatch.config import Settings, render_toml
 from voipwatch.records import ENDED_STATES, Anomaly, TABLES, vlan_text
-from voipwatch.store.layout import (RUN_COLUMNS, STORED_TABLES, StoreError, arrow_table, columns_of, day_of, locked,
+from voipwatch.store.layout import (RUN_COLUMNS, stored_tables, StoreError, arrow_table, columns_of, day_of, locked,
                                     read_runs, run_files, time_column, write_run_record, write_run_rows)
 from voipwatch.tables import table_columns
 
@@ -165,7 +165,8 @@ def ingest(store: str | Path, paths: list[str], settings: Settings, *, mode: str
             if tail:
                 stitch = Stitch(previous["run_id"], {r["run_id"] for r in runs if r["chain"] == previous["chain"]},
                                 min(r["capture_first_ts"] for r in runs if r["capture_sha256"] in tail_shas), replaced,
-                                {(round(a.ts, 6), a.name, a.identifier) for a in whole.alerts})
+                                {(round(a.ts, 6), a.name, a.identifier) for a in whole.alerts},
+                                {(round(a.ts, 6), a.name, a.identifier) for a in kept_alerts(whole.alerts, first_ts)})
             result.replaced_rows = supersede(store, result.run_id, stitch)
             spans = capture_spans(origins, alone if not tail else None, len(tail), len(new_paths))
         else:
@@ -238,6 +239,7 @@ def write_tables(store: Path, run_id: str, whole, alone, origins: FrameOrigins, 
                  open_rows: dict[str, set], new_from: float | None) -> dict[str, set]:
     """Write the run's rows of every table; return the keys of the stored open rows its rows replace."""
     replaced: dict[str, set] = {t: set() for t in STITCHED}
+    whole.alerts, alone.alerts        # noqa: B018 - the incidents table comes with the detectors' results
     for table in TABLES:
         names = [c.name for c in TABLES[table].columns]
         # packet rows and the stitched tables come from the analysis with the tail; the other summary
@@ -266,9 +268,14 @@ def write_tables(store: Path, run_id: str, whole, alone, origins: FrameOrigins, 
         rows["capture_sha256"] = [c for c, k in zip(caps, keep) if k]
         rows["capture_frame"] = [f for f, k in zip(local, keep) if k]
         write_run_rows(store, table, run_id, rows)
-    alerts = [a for a in whole.alerts if new_from is None or a.ts >= new_from]
-    write_run_rows(store, "alerts", run_id, alert_columns(alerts, run_id))
+    write_run_rows(store, "alerts", run_id, alert_columns(kept_alerts(whole.alerts, new_from), run_id))
     return replaced
+
+
+def kept_alerts(alerts: list, new_from: float | None) -> list:
+    """The findings a run stores: with a re-read tail, those whose activity reaches the new captures (a
+    finding that began in the tail and went on is stored whole, superseding the earlier run's form)."""
+    return [a for a in alerts if new_from is None or a.ts >= new_from or (a.last_ts or a.ts) >= new_from]
 
 
 def alone_origin(origins: FrameOrigins, n_tail: int, frame: int | None) -> tuple[int | None, int | None]:
@@ -309,19 +316,22 @@ class Stitch:
     tail_start: float                # capture time of the first re-read packet
     replaced: dict[str, set]         # table -> keys of the open stored rows it replaced
     alerts: set[tuple]               # (ts, name, identifier) of every finding of the analysis with the tail
+    kept: set[tuple]                 # ... and of those this run stores (kept_alerts)
 
 
 def superseded_rows(table: str, data: pa.Table, run_id: str, stitch: Stitch) -> list[bool]:
     """Which stored rows of one run's file a stitched run supersedes: the open calls and streams it
     replaced; the end-of-input anomalies (`*_at_end`) of the run it continues; and the findings of
     the chain, from the start of the re-read tail on, that the analysis with the tail did not raise
-    again (raised when an earlier run's input ended: a summary flushed at its end, say)."""
+    again (raised when an earlier run's input ended: a summary flushed at its end, say) or that this
+    run stores in full (its activity went on into the new captures)."""
     if table in STITCHED:
         return [k in stitch.replaced[table] for k in _key_array(data, table)]
     if table == "anomalies":
         return [run_id == stitch.previous and n.endswith("_at_end") for n in data.column("name").to_pylist()]
     rows = zip(data.column("ts").to_pylist(), data.column("name").to_pylist(), data.column("identifier").to_pylist())
-    return [ts >= stitch.tail_start and (ts, name, ident) not in stitch.alerts for ts, name, ident in rows]
+    return [ts >= stitch.tail_start and ((ts, name, ident) not in stitch.alerts or (ts, name, ident) in stitch.kept)
+            for ts, name, ident in rows]
 
 
 def supersede(store: Path, run_id: str, stitch: Stitch | None) -> dict[str, int]:
@@ -393,7 +403,7 @@ def remove_runs(store: Path, runs: list[dict], run_ids: set[str], replacing: set
             raise StoreError(f"run {', '.join(later)} stitched onto run {rid}: replace that run's captures first")
     for rid in sorted(run_ids):
         (store / "runs" / f"run-{rid}.parquet").unlink(missing_ok=True)     # the run is gone first
-        for table in STORED_TABLES:
+        for table in stored_tables():
             for path in run_files(store, table, rid):
                 path.unlink()
         restore(store, rid)
@@ -410,7 +420,7 @@ def capture_spans(origins: FrameOrigins, alone, n_tail: int, n_new: int) -> list
 
 
 def count_rows(store: Path, run_id: str) -> dict[str, int]:
-    return {t: sum(pq.read_metadata(p).num_rows for p in run_files(store, t, run_id)) for t in STORED_TABLES}
+    return {t: sum(pq.read_metadata(p).num_rows for p in run_files(store, t, run_id)) for t in stored_tables()}
 
 
 def run_record(result: IngestResult, checks, usable, spans, config_text, config_sha, mode, sensor, previous,

@@ -22,6 +22,8 @@ from typing import Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+import voipwatch.detect  # noqa: F401 - with the pipeline, declares every table a run writes (incidents)
+import voipwatch.pipeline  # noqa: F401 - its dissectors and trackers declare the rest (bindings, ...)
 from voipwatch.records import TABLES
 
 ARROW_TYPES = {"string": pa.string(), "Int64": pa.int64(), "Float64": pa.float64(), "boolean": pa.bool_()}
@@ -42,7 +44,12 @@ RUN_COLUMNS = (
     ("capture_last_ts", "Float64"), ("capture_frames", "Int64"), ("capture_status", "string"),
     ("capture_error", "string"), ("summary", "string"),
 )
-STORED_TABLES = tuple(TABLES) + ("alerts",)
+
+
+def stored_tables() -> tuple[str, ...]:
+    """Every declared table, then alerts. Asked at run time: a table declared outside voipwatch.records
+    (bindings, incidents) is registered when its module is imported."""
+    return tuple(TABLES) + ("alerts",)
 
 
 class StoreError(Exception):
@@ -63,8 +70,13 @@ def schema_of(table: str) -> pa.Schema:
 
 
 def time_column(table: str) -> str:
+    """The column that places a row in time (its day partition): ts, else first_ts, else the table's
+    first column ending in _ts (e.g. the bindings table's first_seen_ts)."""
     names = [name for name, _ in columns_of(table)]
-    return "ts" if "ts" in names else "first_ts"
+    for name in ("ts", "first_ts"):
+        if name in names:
+            return name
+    return next(name for name in names if name.endswith("_ts"))
 
 
 def day_of(ts: float | None) -> str:
@@ -125,7 +137,7 @@ def connect(store: Path):
     else:
         con.register("_empty_runs", arrow_table("runs", {n: [] for n, _ in RUN_COLUMNS}))
         con.execute("CREATE VIEW runs AS SELECT * FROM _empty_runs")
-    for table in STORED_TABLES:
+    for table in stored_tables():
         if list((store / table).glob("day=*/run-*.parquet")):
             glob = str(store / table / "day=*" / "run-*.parquet")
             con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet({_sql_text(glob)}, hive_partitioning = true, "
