@@ -147,14 +147,13 @@ class CrossVlan(Detector):
         super().__init__(config, site)
         cap, idle = config.max_entries, config.state_idle_s
         self._hosts: BoundedMap[_Host] = BoundedMap(cap, idle, _Host)
-        self._ip_vlan: BoundedMap = BoundedMap(cap, idle)        # ip -> VLAN stack of its first own sighting
         self._calls: BoundedMap[_Call] = BoundedMap(cap, idle, _Call)
         self._media_peers: BoundedMap = BoundedMap(cap, idle)    # addresses any SDP announced
         self._qinq: BoundedMap = BoundedMap(cap, idle)           # double tags whose inner VLAN is not (yet) voice
         self._pending: OrderedDict = OrderedDict()               # XV-03 flows awaiting their reply
         self._votes: dict[int, list[int]] = {}                   # inner VLAN id -> [voip, other] (<= 4096 keys)
-        self._gw_macs = frozenset(_mac(m) for m in site.roles.gateway_macs)
         self._fw_macs = frozenset(_mac(m) for m in config.firewall_macs)
+        site.declare_gateway_macs(self._fw_macs)       # firewalls route too: their frames place no host
         self._allowed = [ipaddress.ip_network(c, strict=False) for c in config.allowed_destinations]
         self._cloud = [ipaddress.ip_network(c, strict=False) for c in config.cloud_uc]
         voice, data = site.zones["voice"], site.zones["data"]
@@ -184,12 +183,11 @@ class CrossVlan(Detector):
         return set(self.site.zones["voice"].vlans) | set(self.site.inferred_voice_vlans)
 
     def _home(self, ip: str | None, vlan: tuple[int, ...] = ()) -> str | None:
-        """A host's own zone: CIDR plan, else its first own-MAC VLAN, else (senders only) the packet's VLAN."""
-        zone = self.site.zone_of(ip, ())
-        if zone is None and ip is not None:
-            first = self._ip_vlan.get(ip)
-            zone = self.site.zone_of(None, first) if first else None
-        return zone if zone is not None or not vlan else self.site.zone_of(None, vlan)
+        """A host's own zone: CIDR plan, else Site.zone_of (the VLAN its own MAC sent from; the packet's
+        `vlan`, given for senders only, while nothing placed the address)."""
+        if ip is None:
+            return self.site.zone_of(None, vlan)
+        return self.site.cidr_zone(ip) or self.site.zone_of(ip, vlan)
 
     def _role(self, ip: str | None, *roles: str) -> bool:
         return any(self.site.has_role(ip, r) for r in roles)
@@ -268,7 +266,7 @@ class CrossVlan(Detector):
             yield from self._shared("dns", p.src, p.dst, p.vlan, p.ts, {"qname": m.qname, "rcode": m.rcode})
 
     def on_host_seen(self, h: HostSeen):
-        if h.mac is not None and _mac(h.mac) in self._gw_macs | self._fw_macs:
+        if self.site.places.is_gateway(h.mac):
             return                               # routers and firewalls carry every VLAN's addresses
         if len(h.vlan) >= 2 and h.vlan[0] not in self.config.qinq_outer_vlans:
             if h.vlan[-1] in self._voice_vlans():
@@ -276,8 +274,6 @@ class CrossVlan(Detector):
             elif self._inferring:
                 self._qinq.set((h.mac, h.ip, h.vlan), h, h.ts)
             return                               # an injected frame says nothing of the host's own VLANs
-        if h.ip and h.ip not in UNSPECIFIED and h.ip not in self._ip_vlan:
-            self._ip_vlan.set(h.ip, h.vlan, h.ts)
         key = h.mac or h.ip
         if key is None:
             return
@@ -288,7 +284,7 @@ class CrossVlan(Detector):
         yield from self._dual_role(key, host, h)
 
     def on_l2_neighbor(self, n: L2Neighbor):
-        if not _asks_voice_vlan(n) or n.network_device or n.src_mac is None or _mac(n.src_mac) in self._gw_macs:
+        if not _asks_voice_vlan(n) or n.network_device or n.src_mac is None or self.site.places.is_gateway(n.src_mac):
             return
         host = self._hosts.touch(n.src_mac, n.ts)
         if host.claim is None:
@@ -490,7 +486,7 @@ class CrossVlan(Detector):
         """IP traffic on a data-side VLAN: a user zone, or (zones unknown) a tagged VLAN that is not voice."""
         if ip is None or ip in UNSPECIFIED:
             return False
-        zone = self.site.zone_of(ip, vlan)
+        zone = self.site.sighting_zone(ip, vlan)
         if zone is not None:
             return zone in USER_ZONES
         voice = self._voice_vlans()
@@ -521,7 +517,7 @@ class CrossVlan(Detector):
         zones: dict[str, tuple] = {}
         for (vlan, ip), ts in host.sightings.items():
             if ip is not None:                  # IP activity only: switches send per-VLAN STP/CDP everywhere
-                zones.setdefault(self.site.zone_of(ip, vlan), (vlan, ip, ts))
+                zones.setdefault(self.site.sighting_zone(ip, vlan), (vlan, ip, ts))
         if "voice" not in zones or "data" not in zones:
             return
         host.dual_alerted = True

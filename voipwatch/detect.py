@@ -26,7 +26,7 @@ from dataclasses import dataclass, fields, is_dataclass
 from typing import Any, Callable, ClassVar, Iterable
 
 from voipwatch.config_schema import ConfigError
-from voipwatch.records import RECORDS, Alert, Timing
+from voipwatch.records import RECORDS, Alert, HostSeen, Timing
 from voipwatch.site import Site
 
 MAX_SUPPRESSION_KEYS = 100_000      # (name, identifier) pairs remembered for suppression before pruning
@@ -167,6 +167,11 @@ class DetectorBus:
         self._last_alert: dict[tuple[str, str], float] = {}
         self._alerts_since_prune = 0
         self._handlers: dict[type, list[Callable]] = {}
+        # The site model learns where hosts live (voipwatch.places) from HostSeen, before any detector
+        # sees the record, whichever detectors run.
+        for site in {id(det.site): det.site for det in detectors}.values():
+            site.new_places()
+            self._handlers.setdefault(HostSeen, []).append(site.observe_host)
         for det in detectors:
             for record_type in det.consumes:
                 if record_type not in RECORDS:
