@@ -8,7 +8,8 @@ from functools import lru_cache
 
 from voipwatch.config_schema import opt
 from voipwatch.detect import AlertSpec, Detector, register
-from voipwatch.records import DnsMessage, FlowSeen, HostSeen, L2Neighbor, RtpStream, SipMessage
+from voipwatch.records import (DnsMessage, FlowSeen, HostSeen, IcmpError, L2Neighbor, RtpStream, SipMessage,
+                               vlan_path_text)
 from voipwatch.windows import BoundedMap
 
 SEP = "Part I: Accessibility and network separation"
@@ -95,9 +96,11 @@ class CrossVlan(Detector):
     Alerts (check, default severity):
     - voip_in_data_zone (XV-01, high): SIP, SIP/TLS (TCP 5061) or RTP with an endpoint in the data zone; with
       `softphones_in_data` (the guide's dense-softphone option) only traffic to an ESC/SBC is allowed.
-    - direct_data_voice_flow (XV-03, high when answered; medium when unanswered after `reply_wait_s` or refused
-      by RST): any other flow between a data and a voice host, not via `firewall_macs`, the UC DMZ or
-      roles.dual_role_dmz (DNS/DHCP/NTP are XV-05's).
+    - direct_data_voice_flow (XV-03, high when answered; medium when refused by the target (TCP RST, or an ICMP
+      error from the target itself, e.g. port unreachable: the host is reachable), blocked on the way (an ICMP
+      error from another address, e.g. a router's administratively prohibited) or unanswered after
+      `reply_wait_s`): any other flow between a data and a voice host, not via `firewall_macs`, the UC DMZ or
+      roles.dual_role_dmz (DNS/DHCP/NTP are XV-05's). An ICMP error answers the flow it quotes (RFC 792).
     - media_zone_mismatch (XV-03, medium): SDP whose c= address lies in another zone than its sender.
     - unneeded_server_contact (XV-04, medium; needs roles.esc or roles.sbc): a voice-zone phone opening a flow
       to anything but the ESC, SBC, provisioning, voice DNS/NTP/DHCP, SDP media peers and `allowed_destinations`.
@@ -128,7 +131,7 @@ class CrossVlan(Detector):
     vendor agents sending LLDP-MED from PCs (XV-12).
     """
     name = "cross_vlan"
-    consumes = (SipMessage, RtpStream, FlowSeen, HostSeen, L2Neighbor, DnsMessage)
+    consumes = (SipMessage, RtpStream, FlowSeen, HostSeen, L2Neighbor, DnsMessage, IcmpError)
     Config = Config
     alerts = {
         "voip_in_data_zone": AlertSpec("XV-01", "high", SEP, "SIP or RTP with an endpoint in the data zone"),
@@ -225,8 +228,10 @@ class CrossVlan(Detector):
     def on_sip_message(self, m: SipMessage):
         p = m.pkt
         self._track_call(m)
-        yield from self._voip_in_data(p.ts, p.src, p.dst, p.vlan, "sip", m.call_id,
-                                      {"method": m.method or m.cseq_method, "status": m.status})
+        extra = {"method": m.method or m.cseq_method, "status": m.status}
+        if m.vlan_path is not None:
+            extra["vlan_path"] = vlan_path_text(m.vlan_path)
+        yield from self._voip_in_data(p.ts, p.src, p.dst, p.vlan, "sip", m.call_id, extra)
         yield from self._gateway(p.ts, p.src, p.dst, p.vlan, "sip", m.call_id)
         yield from self._perimeter(p.ts, p.src, p.dst, p.vlan, "sip", m.call_id,
                                    m.is_request and m.method == "REGISTER")
@@ -259,6 +264,20 @@ class CrossVlan(Detector):
             yield from self._shared("ntp", p.src, p.dst, p.vlan, p.ts, {})
         if p.sport == DHCP_SERVER and p.dport == DHCP_CLIENT:     # RFC 2131 §4.1: a server's answer
             yield from self._shared("dhcp", p.src, p.dst, p.vlan, p.ts, {})
+
+    def on_icmp_error(self, e: IcmpError):
+        """An ICMP error quoting a data<->voice attempt answers it (XV-03)."""
+        yield from self._flush(e.ts)
+        if e.quoted_transport is None:
+            return
+        key = (e.quoted_transport, e.quoted_src, e.quoted_sport, e.quoted_dst, e.quoted_dport)
+        request = self._pending.pop(key, None)
+        if request is not None:
+            from_target = e.src == e.quoted_dst
+            yield self._direct_alert(*request, "refused" if from_target else "blocked",
+                                     answer={"kind": "icmp", "family": e.family, "type": e.icmp_type, "code": e.code,
+                                             "meaning": e.meaning, "from": e.src, "from_target": from_target,
+                                             "ts": e.ts, "frame": e.frame})
 
     def on_dns_message(self, m: DnsMessage):
         if m.is_response:
@@ -328,7 +347,9 @@ class CrossVlan(Detector):
         request = self._pending.pop((p.transport, p.dst, p.dport, p.src, p.sport), None)
         refused = f.tcp_flags is not None and f.tcp_flags & TCP_RST and not f.tcp_flags & TCP_SYN
         yield self._direct_alert(*(request or (f, zones[::-1])), "refused" if refused else "answered",
-                                 reversed_flow=request is None)
+                                 reversed_flow=request is None,
+                                 answer={"kind": "tcp_rst" if refused else "reply", "from": p.src, "ts": p.ts,
+                                         "frame": p.frame})
 
     def _flush(self, now: float):
         while self._pending:
@@ -338,17 +359,25 @@ class CrossVlan(Detector):
             self._pending.popitem(last=False)
             yield self._direct_alert(f, zones, "unanswered")
 
-    def _direct_alert(self, f: FlowSeen, zones, outcome: str, reversed_flow: bool = False):
+    def _direct_alert(self, f: FlowSeen, zones, outcome: str, reversed_flow: bool = False, answer: dict | None = None):
+        """outcome: answered (a reply: high), refused (TCP RST or an ICMP error from the target: it is
+        reachable), blocked (an ICMP error from another address on the way), unanswered."""
         p = f.pkt
         client, server, port = (p.dst, p.src, p.sport) if reversed_flow else (p.src, p.dst, p.dport)
         severity = "high" if outcome == "answered" else "medium"
+        how = outcome
+        if answer is not None and answer["kind"] == "icmp":
+            how = f"{outcome}: {answer['from']} answered ICMP {answer['meaning']}"
+        evidence = {"initiator": client, "initiator_zone": zones[0], "target": server, "target_zone": zones[1],
+                    "transport": p.transport, "dport": port, "outcome": outcome, "first_ts": p.ts,
+                    "answer": answer, "target_reachable": outcome in ("answered", "refused")}
+        if f.vlan_path is not None:
+            evidence["vlan_path"] = vlan_path_text(f.vlan_path)
         return self._raise("direct_data_voice_flow", ts=p.ts, identifier=f"{client}>{server}/{outcome}",
                            severity=severity, src=client, dst=server, dport=port, vlan=p.vlan,
                            msg=f"{client} ({zones[0]}) opened {p.transport}/{port} to {server} ({zones[1]}) "
-                               f"without the application-layer firewall ({outcome}): block or proxy it.",
-                           evidence={"initiator": client, "initiator_zone": zones[0], "target": server,
-                                     "target_zone": zones[1], "transport": p.transport, "dport": port,
-                                     "outcome": outcome, "first_ts": p.ts})
+                               f"without the application-layer firewall ({how}): block or proxy it.",
+                           evidence=evidence)
 
     def _media_zone(self, m: SipMessage):
         p, sdp = m.pkt, m.sdp

@@ -67,7 +67,7 @@ class HostPlaces:
             if h.ip not in self._own:
                 self._routed.set(h.ip, True, h.ts)
             return
-        if h.ip not in self._own:
+        if h.ip not in self._own and self.is_internal(h.ip):   # a public address lives on no site VLAN
             self._own.set(h.ip, (h.vlan, mac), h.ts)
 
     def _count_source(self, mac: str, h: HostSeen) -> None:

@@ -125,15 +125,17 @@ class Site:
         The VLAN that places the address is that of the first frame its own MAC sent (voipwatch.places),
         not `vlan`, which a router's frame sets to the destination's; then its CIDR. `vlan` counts only
         for an address no frame placed or showed behind a gateway yet (RTP-only senders, hand-built
-        records), and never for a public one.
+        records). A public address (outside [site] internal_prefixes) takes a zone from the CIDRs only.
         """
         if ip is None:
             return self.vlan_zone(vlan)
+        if not self.is_internal(ip):
+            return self.cidr_zone(ip)         # a public source is never on a site VLAN: it was routed there
         own = self.places.own_vlan(ip)
         zone = self.vlan_zone(own) if own is not None else None
         if zone is None:
             zone = self.cidr_zone(ip)
-        if zone is None and own is None and not self.places.only_routed(ip) and self.is_internal(ip):
+        if zone is None and own is None and not self.places.only_routed(ip):
             zone = self.vlan_zone(vlan)
         return zone
 
