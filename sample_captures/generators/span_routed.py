@@ -16,7 +16,7 @@ Labels (capture time from T0):
 - t+7.0: softphone 10.20.0.30 (1030) calls 1002 through the proxy: INVITE (routed, 2 frames), the proxy's
   INVITE to .12 (1 frame), 100/180/200 back, ACK, 50 RTP packets each way between .30:30000 and
   .12:40000 (routed: 200 frames, 100 packets), BYE and 200: 2 INVITE packets, 3 INVITE frames.
-- t+10.0: 10.20.0.20 sends SNMP get-request (UDP 161) to phone 10.110.0.12, which answers ICMP port
+- t+10.0: 10.20.0.20 sends SNMP get-request (UDP 161) to phone 10.110.0.11, which answers ICMP port
   unreachable quoting it (both routed: 4 frames, 2 packets).
 - t+10.5: 10.20.0.20 sends SNMP to 10.110.0.99, which does not exist: the router's data leg 10.20.0.1
   answers ICMP host unreachable (1 frame each, on VLAN 20 only).
@@ -171,7 +171,7 @@ def build() -> PcapWriter:
     for n in range(4):
         options(span, t + 2.0 + n, DATA_HOST, n + 1)
     call(span, t + 7.0)
-    snmp_probe(span, t + 10.0, PHONE2, PHONE2, 3)               # port unreachable, from the phone itself
+    snmp_probe(span, t + 10.0, PHONE1, PHONE1, 3)               # port unreachable, from the phone itself
     snmp_probe(span, t + 10.5, "10.110.0.99", ROUTER[DATA], 1)  # host unreachable, from the router
     register(span, t + 12.0, FRAUD, "1001", 9, credentials=True)
     return span.pcap
