@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from voipwatch.batch.candidates import DecodedCandidates
-from voipwatch.batch.grouping import mix_columns
+from voipwatch.batch.grouping import mix_columns, stable_order
 
 
 class CandidateCopies:
@@ -52,7 +52,9 @@ def _copies(cols: dict[str, np.ndarray], window_s: float) -> np.ndarray:
     copy = np.zeros(n, dtype=bool)
     keys = [cols["k0"], cols["k1"], cols["k2"], cols["k3"]]
     hashed = mix_columns(keys)
-    order = np.argsort(hashed, kind="stable")            # equal keys together, in record order
+    # equal keys together, in record order: a stable radix sort on the hash's low, then high 32 bits
+    order = stable_order(hashed & np.uint64(0xFFFFFFFF))
+    order = order[stable_order(hashed[order] >> np.uint64(32))]
     same = np.flatnonzero(hashed[order[1:]] == hashed[order[:-1]])
     if not len(same):
         return copy
