@@ -120,8 +120,10 @@ class CrossVlan(Detector):
     - dual_role_host (XV-13, medium): one MAC (or IP without MAC) with IP activity in both voice and data zones,
       not in roles.gateway_macs/`firewall_macs`, not in roles.dual_role_dmz, not already a vlan_hopping MAC.
 
-    Zones: a host's own zone is its CIDR zone, else the zone of the VLAN it first sent from with its own MAC,
-    else (packet senders only) the packet's VLAN. Without [zones.voice] and with [site] infer_voice_vlan, an
+    Zones: a host's own zone is its CIDR zone, else the zone of the VLAN its own MAC first sent from (Site.zone_of:
+    a router's frame carries the destination's VLAN, so declared and learned gateway MACs place no host, and a
+    public address takes no zone from a VLAN), else (senders never placed nor seen behind a gateway) the
+    packet's VLAN. Without [zones.voice] and with [site] infer_voice_vlan, an
     inner VLAN becomes voice once its SIP flow directions and RTP streams reach `infer_min_voip_flows` and
     `infer_voip_share` of its flows (DNS/DHCP/NTP aside): decided on record order only, never revoked, shared
     through Site.inferred_voice_vlans; every alert says `voice_zone` (configured, inferred, unknown).
