@@ -4,13 +4,17 @@ once, in the batch path, the streaming path and with --jobs 2 alike; the copies 
 and their VLAN path is kept. tshark's counts of distinct IP packets are the reference."""
 from __future__ import annotations
 
+import csv
 import json
+import signal
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from peer import run
 from voipwatch.analyze import analyze_files, write_outputs
+from voipwatch.cli import cli
 from voipwatch.config import load_settings
 from voipwatch.dedup import Deduplicator
 
@@ -128,3 +132,27 @@ def test_identification_zero_needs_another_path():
     assert not dedup.offer([1.001, None, None, None], "k", 0, same, (110,))
     assert dedup.offer([1.002, None, None, None], "k", 0, ((20,), "m3", "m4"), (20,))
     assert not dedup.offer([1.5, None, None, None], "k", 5, same, (110,))    # outside the window
+
+
+@pytest.fixture
+def own_signals():
+    """monitor installs signal handlers in the process that runs it (pytest's): put the previous ones back."""
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    yield
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)
+
+
+def test_monitor_counts_each_routed_packet_once(runs, tmp_path, own_signals):
+    """monitor -r (the live path): 50 RTP packets per direction, not 100; the same alerts as analyze."""
+    out = tmp_path / "monitor"
+    res = CliRunner().invoke(cli, ["monitor", "-r", str(CAPTURE), "-o", str(out), "--config", str(CONFIG)])
+    assert res.exit_code == 0, res.output
+    with open(out / "rtp_streams-0001.csv", newline="") as fh:
+        assert sorted((r["src"], r["packets"]) for r in csv.DictReader(fh)) == [("10.110.0.12", "50"),
+                                                                                 ("10.20.0.30", "50")]
+    alerts = [json.loads(line)["alert"] for line in (out / "alerts.jsonl").read_text().splitlines()]
+    assert sorted((a["name"], a["identifier"]) for a in alerts) == sorted(
+        (a.name, a.identifier) for a in runs["batch"]["result"].alerts)
+    final = [json.loads(line) for line in (out / "stats.jsonl").read_text().splitlines()][-1]
+    assert final["packets"] == 249 and final["caps_hit"] == {}

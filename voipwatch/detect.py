@@ -169,7 +169,7 @@ class DetectorBus:
         self._handlers: dict[type, list[Callable]] = {}
         # The site model learns where hosts live (voipwatch.places) from HostSeen, before any detector
         # sees the record, whichever detectors run.
-        for site in {id(det.site): det.site for det in detectors}.values():
+        for site in {id(det.site): det.site for det in detectors if getattr(det, "site", None) is not None}.values():
             site.new_places()
             self._handlers.setdefault(HostSeen, []).append(site.observe_host)
         for det in detectors:

@@ -361,6 +361,8 @@ class Analyzer:
 
     def _tick(self, now: float) -> None:
         self._next_tick = now + TICK_S
+        if self.dedup is not None:
+            self._count_dedup_caps()
         self.rtp.expire(now, self._emit_streams)
         for anomaly in self.tcp.expire(now):
             self._anomaly(anomaly)
@@ -387,8 +389,7 @@ class Analyzer:
         if self.dedup is not None:
             for entry in self.dedup.drain():
                 self._release(entry)
-            self._count_cap("dedup.held_overflow", self.dedup.held_overflows)
-            self._count_cap("dedup.keys_overflow", self.dedup.key_overflows)
+            self._count_dedup_caps()
         for anomaly in self.net.finish() + self.tcp.finish():
             self._anomaly(anomaly)
         taken = self.rtp.finish(self._emit_streams)
@@ -408,9 +409,12 @@ class Analyzer:
             if count:
                 self.anomaly_counts[name] += count
 
-    def _count_cap(self, name: str, count: int) -> None:
-        if count:
-            self.anomaly_counts[name] += count
+    def _count_dedup_caps(self) -> None:
+        """The deduplication caps hit so far, as anomaly counts (monitor's stats show them as caps_hit)."""
+        for name, count in (("dedup.held_overflow", self.dedup.held_overflows),
+                            ("dedup.keys_overflow", self.dedup.key_overflows)):
+            if count:
+                self.anomaly_counts[name] = count
 
     def count_duplicates(self, frames: int) -> None:
         """Copies the batch reader dropped among its RTP candidates: frames read, class duplicates."""
