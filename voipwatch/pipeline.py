@@ -33,8 +33,9 @@ RTCP = next(entry for entry in dispatch.UDP if entry.bucket == "rtcp")
 
 # The frame class of a copy of a packet already counted (voipwatch.dedup): one bucket, as every frame has.
 DUPLICATES = "duplicates"
-BUCKETS = {DUPLICATES: "a copy of an IP packet seen within the deduplication window on another VLAN or port "
-                       "(SPAN of several VLANs, `encapsulation replicate`): dropped, the first copy describes it"}
+BUCKETS = {DUPLICATES: "a copy of a UDP, TCP or ICMP packet seen within the deduplication window on another VLAN "
+                       "or port (SPAN of several VLANs, `encapsulation replicate`): dropped, the first copy "
+                       "describes it"}
 
 # Caps counted (not recorded as anomalies one by one) and reported at the end of input.
 ANOMALIES = {
