@@ -8,7 +8,8 @@ from functools import lru_cache
 
 from voipwatch.config_schema import opt
 from voipwatch.detect import AlertSpec, Detector, register
-from voipwatch.records import DnsMessage, FlowSeen, HostSeen, L2Neighbor, RtpStream, SipMessage
+from voipwatch.records import (DnsMessage, FlowSeen, HostSeen, IcmpError, L2Neighbor, RtpStream, SipMessage,
+                               vlan_path_text)
 from voipwatch.windows import BoundedMap
 
 SEP = "Part I: Accessibility and network separation"
@@ -95,9 +96,11 @@ class CrossVlan(Detector):
     Alerts (check, default severity):
     - voip_in_data_zone (XV-01, high): SIP, SIP/TLS (TCP 5061) or RTP with an endpoint in the data zone; with
       `softphones_in_data` (the guide's dense-softphone option) only traffic to an ESC/SBC is allowed.
-    - direct_data_voice_flow (XV-03, high when answered; medium when unanswered after `reply_wait_s` or refused
-      by RST): any other flow between a data and a voice host, not via `firewall_macs`, the UC DMZ or
-      roles.dual_role_dmz (DNS/DHCP/NTP are XV-05's).
+    - direct_data_voice_flow (XV-03, high when answered; medium when refused by the target (TCP RST, or an ICMP
+      error from the target itself, e.g. port unreachable: the host is reachable), blocked on the way (an ICMP
+      error from another address, e.g. a router's administratively prohibited) or unanswered after
+      `reply_wait_s`): any other flow between a data and a voice host, not via `firewall_macs`, the UC DMZ or
+      roles.dual_role_dmz (DNS/DHCP/NTP are XV-05's). An ICMP error answers the flow it quotes (RFC 792).
     - media_zone_mismatch (XV-03, medium): SDP whose c= address lies in another zone than its sender.
     - unneeded_server_contact (XV-04, medium; needs roles.esc or roles.sbc): a voice-zone phone opening a flow
       to anything but the ESC, SBC, provisioning, voice DNS/NTP/DHCP, SDP media peers and `allowed_destinations`.
@@ -117,8 +120,10 @@ class CrossVlan(Detector):
     - dual_role_host (XV-13, medium): one MAC (or IP without MAC) with IP activity in both voice and data zones,
       not in roles.gateway_macs/`firewall_macs`, not in roles.dual_role_dmz, not already a vlan_hopping MAC.
 
-    Zones: a host's own zone is its CIDR zone, else the zone of the VLAN it first sent from with its own MAC,
-    else (packet senders only) the packet's VLAN. Without [zones.voice] and with [site] infer_voice_vlan, an
+    Zones: a host's own zone is its CIDR zone, else the zone of the VLAN its own MAC first sent from (Site.zone_of:
+    a router's frame carries the destination's VLAN, so declared and learned gateway MACs place no host, and a
+    public address takes no zone from a VLAN), else (senders never placed nor seen behind a gateway) the
+    packet's VLAN. Without [zones.voice] and with [site] infer_voice_vlan, an
     inner VLAN becomes voice once its SIP flow directions and RTP streams reach `infer_min_voip_flows` and
     `infer_voip_share` of its flows (DNS/DHCP/NTP aside): decided on record order only, never revoked, shared
     through Site.inferred_voice_vlans; every alert says `voice_zone` (configured, inferred, unknown).
@@ -128,7 +133,7 @@ class CrossVlan(Detector):
     vendor agents sending LLDP-MED from PCs (XV-12).
     """
     name = "cross_vlan"
-    consumes = (SipMessage, RtpStream, FlowSeen, HostSeen, L2Neighbor, DnsMessage)
+    consumes = (SipMessage, RtpStream, FlowSeen, HostSeen, L2Neighbor, DnsMessage, IcmpError)
     Config = Config
     alerts = {
         "voip_in_data_zone": AlertSpec("XV-01", "high", SEP, "SIP or RTP with an endpoint in the data zone"),
@@ -147,14 +152,13 @@ class CrossVlan(Detector):
         super().__init__(config, site)
         cap, idle = config.max_entries, config.state_idle_s
         self._hosts: BoundedMap[_Host] = BoundedMap(cap, idle, _Host)
-        self._ip_vlan: BoundedMap = BoundedMap(cap, idle)        # ip -> VLAN stack of its first own sighting
         self._calls: BoundedMap[_Call] = BoundedMap(cap, idle, _Call)
         self._media_peers: BoundedMap = BoundedMap(cap, idle)    # addresses any SDP announced
         self._qinq: BoundedMap = BoundedMap(cap, idle)           # double tags whose inner VLAN is not (yet) voice
         self._pending: OrderedDict = OrderedDict()               # XV-03 flows awaiting their reply
         self._votes: dict[int, list[int]] = {}                   # inner VLAN id -> [voip, other] (<= 4096 keys)
-        self._gw_macs = frozenset(_mac(m) for m in site.roles.gateway_macs)
         self._fw_macs = frozenset(_mac(m) for m in config.firewall_macs)
+        site.declare_gateway_macs(self._fw_macs)       # firewalls route too: their frames place no host
         self._allowed = [ipaddress.ip_network(c, strict=False) for c in config.allowed_destinations]
         self._cloud = [ipaddress.ip_network(c, strict=False) for c in config.cloud_uc]
         voice, data = site.zones["voice"], site.zones["data"]
@@ -184,12 +188,11 @@ class CrossVlan(Detector):
         return set(self.site.zones["voice"].vlans) | set(self.site.inferred_voice_vlans)
 
     def _home(self, ip: str | None, vlan: tuple[int, ...] = ()) -> str | None:
-        """A host's own zone: CIDR plan, else its first own-MAC VLAN, else (senders only) the packet's VLAN."""
-        zone = self.site.zone_of(ip, ())
-        if zone is None and ip is not None:
-            first = self._ip_vlan.get(ip)
-            zone = self.site.zone_of(None, first) if first else None
-        return zone if zone is not None or not vlan else self.site.zone_of(None, vlan)
+        """A host's own zone: CIDR plan, else Site.zone_of (the VLAN its own MAC sent from; the packet's
+        `vlan`, given for senders only, while nothing placed the address)."""
+        if ip is None:
+            return self.site.zone_of(None, vlan)
+        return self.site.cidr_zone(ip) or self.site.zone_of(ip, vlan)
 
     def _role(self, ip: str | None, *roles: str) -> bool:
         return any(self.site.has_role(ip, r) for r in roles)
@@ -230,8 +233,10 @@ class CrossVlan(Detector):
     def on_sip_message(self, m: SipMessage):
         p = m.pkt
         self._track_call(m)
-        yield from self._voip_in_data(p.ts, p.src, p.dst, p.vlan, "sip", m.call_id,
-                                      {"method": m.method or m.cseq_method, "status": m.status})
+        extra = {"method": m.method or m.cseq_method, "status": m.status}
+        if m.vlan_path is not None:
+            extra["vlan_path"] = vlan_path_text(m.vlan_path)
+        yield from self._voip_in_data(p.ts, p.src, p.dst, p.vlan, "sip", m.call_id, extra)
         yield from self._gateway(p.ts, p.src, p.dst, p.vlan, "sip", m.call_id)
         yield from self._perimeter(p.ts, p.src, p.dst, p.vlan, "sip", m.call_id,
                                    m.is_request and m.method == "REGISTER")
@@ -265,13 +270,27 @@ class CrossVlan(Detector):
         if p.sport == DHCP_SERVER and p.dport == DHCP_CLIENT:     # RFC 2131 §4.1: a server's answer
             yield from self._shared("dhcp", p.src, p.dst, p.vlan, p.ts, {})
 
+    def on_icmp_error(self, e: IcmpError):
+        """An ICMP error quoting a data<->voice attempt answers it (XV-03)."""
+        yield from self._flush(e.ts)
+        if e.quoted_transport is None:
+            return
+        key = (e.quoted_transport, e.quoted_src, e.quoted_sport, e.quoted_dst, e.quoted_dport)
+        request = self._pending.pop(key, None)
+        if request is not None:
+            from_target = e.src == e.quoted_dst
+            yield self._direct_alert(*request, "refused" if from_target else "blocked",
+                                     answer={"kind": "icmp", "family": e.family, "type": e.icmp_type, "code": e.code,
+                                             "meaning": e.meaning, "from": e.src, "from_target": from_target,
+                                             "ts": e.ts, "frame": e.frame})
+
     def on_dns_message(self, m: DnsMessage):
         if m.is_response:
             p = m.pkt
             yield from self._shared("dns", p.src, p.dst, p.vlan, p.ts, {"qname": m.qname, "rcode": m.rcode})
 
     def on_host_seen(self, h: HostSeen):
-        if h.mac is not None and _mac(h.mac) in self._gw_macs | self._fw_macs:
+        if self.site.places.is_gateway(h.mac):
             return                               # routers and firewalls carry every VLAN's addresses
         if len(h.vlan) >= 2 and h.vlan[0] not in self.config.qinq_outer_vlans:
             if h.vlan[-1] in self._voice_vlans():
@@ -279,8 +298,6 @@ class CrossVlan(Detector):
             elif self._inferring:
                 self._qinq.set((h.mac, h.ip, h.vlan), h, h.ts)
             return                               # an injected frame says nothing of the host's own VLANs
-        if h.ip and h.ip not in UNSPECIFIED and h.ip not in self._ip_vlan:
-            self._ip_vlan.set(h.ip, h.vlan, h.ts)
         key = h.mac or h.ip
         if key is None:
             return
@@ -291,7 +308,7 @@ class CrossVlan(Detector):
         yield from self._dual_role(key, host, h)
 
     def on_l2_neighbor(self, n: L2Neighbor):
-        if not _asks_voice_vlan(n) or n.network_device or n.src_mac is None or _mac(n.src_mac) in self._gw_macs:
+        if not _asks_voice_vlan(n) or n.network_device or n.src_mac is None or self.site.places.is_gateway(n.src_mac):
             return
         host = self._hosts.touch(n.src_mac, n.ts)
         if host.claim is None:
@@ -335,7 +352,9 @@ class CrossVlan(Detector):
         request = self._pending.pop((p.transport, p.dst, p.dport, p.src, p.sport), None)
         refused = f.tcp_flags is not None and f.tcp_flags & TCP_RST and not f.tcp_flags & TCP_SYN
         yield self._direct_alert(*(request or (f, zones[::-1])), "refused" if refused else "answered",
-                                 reversed_flow=request is None)
+                                 reversed_flow=request is None,
+                                 answer={"kind": "tcp_rst" if refused else "reply", "from": p.src, "ts": p.ts,
+                                         "frame": p.frame})
 
     def _flush(self, now: float):
         while self._pending:
@@ -345,17 +364,25 @@ class CrossVlan(Detector):
             self._pending.popitem(last=False)
             yield self._direct_alert(f, zones, "unanswered")
 
-    def _direct_alert(self, f: FlowSeen, zones, outcome: str, reversed_flow: bool = False):
+    def _direct_alert(self, f: FlowSeen, zones, outcome: str, reversed_flow: bool = False, answer: dict | None = None):
+        """outcome: answered (a reply: high), refused (TCP RST or an ICMP error from the target: it is
+        reachable), blocked (an ICMP error from another address on the way), unanswered."""
         p = f.pkt
         client, server, port = (p.dst, p.src, p.sport) if reversed_flow else (p.src, p.dst, p.dport)
         severity = "high" if outcome == "answered" else "medium"
+        how = outcome
+        if answer is not None and answer["kind"] == "icmp":
+            how = f"{outcome}: {answer['from']} answered ICMP {answer['meaning']}"
+        evidence = {"initiator": client, "initiator_zone": zones[0], "target": server, "target_zone": zones[1],
+                    "transport": p.transport, "dport": port, "outcome": outcome, "first_ts": p.ts,
+                    "answer": answer, "target_reachable": outcome in ("answered", "refused")}
+        if f.vlan_path is not None:
+            evidence["vlan_path"] = vlan_path_text(f.vlan_path)
         return self._raise("direct_data_voice_flow", ts=p.ts, identifier=f"{client}>{server}/{outcome}",
                            severity=severity, src=client, dst=server, dport=port, vlan=p.vlan,
                            msg=f"{client} ({zones[0]}) opened {p.transport}/{port} to {server} ({zones[1]}) "
-                               f"without the application-layer firewall ({outcome}): block or proxy it.",
-                           evidence={"initiator": client, "initiator_zone": zones[0], "target": server,
-                                     "target_zone": zones[1], "transport": p.transport, "dport": port,
-                                     "outcome": outcome, "first_ts": p.ts})
+                               f"without the application-layer firewall ({how}): block or proxy it.",
+                           evidence=evidence)
 
     def _media_zone(self, m: SipMessage):
         p, sdp = m.pkt, m.sdp
@@ -493,7 +520,7 @@ class CrossVlan(Detector):
         """IP traffic on a data-side VLAN: a user zone, or (zones unknown) a tagged VLAN that is not voice."""
         if ip is None or ip in UNSPECIFIED:
             return False
-        zone = self.site.zone_of(ip, vlan)
+        zone = self.site.sighting_zone(ip, vlan)
         if zone is not None:
             return zone in USER_ZONES
         voice = self._voice_vlans()
@@ -524,7 +551,7 @@ class CrossVlan(Detector):
         zones: dict[str, tuple] = {}
         for (vlan, ip), ts in host.sightings.items():
             if ip is not None:                  # IP activity only: switches send per-VLAN STP/CDP everywhere
-                zones.setdefault(self.site.zone_of(ip, vlan), (vlan, ip, ts))
+                zones.setdefault(self.site.sighting_zone(ip, vlan), (vlan, ip, ts))
         if "voice" not in zones or "data" not in zones:
             return
         host.dual_alerted = True

@@ -223,7 +223,7 @@ class UnencryptedMedia(Detector):
         role = next((r for r in ROLLUP_ROLES if self.site.has_role(ip, r)), None)
         if role:
             return f"{role} {ip}"
-        zone = self.site.zone_of(ip)             # by CIDR: a frame's VLAN names the sender's zone only
+        zone = self.site.cidr_zone(ip)           # by CIDR: a frame's VLAN names the sender's zone only
         return f"zone {zone}" if zone else "internal hosts"
 
     def _rollup(self, kind: str, a: str, b: str, ts: float, vlan, severity: str, allowed: bool) -> _Group:

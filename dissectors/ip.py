@@ -81,6 +81,7 @@ class IpPacket:
     frag_offset: int = 0           # fragment offset in bytes
     frag_more: bool = False        # more fragments follow
     frag_id: int | None = None     # identification, when this packet is a fragment
+    ident: int = 0                 # IPv4 identification (RFC 791 §3.1) or IPv6 flow label (RFC 8200 §3)
 
 
 def parse_ipv4(buf: bytes, off: int, end: int) -> IpPacket | tuple[str, str]:
@@ -100,7 +101,7 @@ def parse_ipv4(buf: bytes, off: int, end: int) -> IpPacket | tuple[str, str]:
     if off + hlen > end:
         return ("ip.truncated", f"IPv4 header of {hlen} bytes, {end - off} captured")
     declared = off + total
-    pkt = IpPacket(src, dst, proto, buf, off + hlen, min(declared, end), declared)
+    pkt = IpPacket(src, dst, proto, buf, off + hlen, min(declared, end), declared, ident=ident)
     if frag & (_IPV4_MF | _IPV4_OFFSET):
         pkt.frag_offset, pkt.frag_more, pkt.frag_id = (frag & _IPV4_OFFSET) * 8, bool(frag & _IPV4_MF), ident
     return pkt
@@ -115,7 +116,7 @@ def parse_ipv6(buf: bytes, off: int, end: int) -> IpPacket | tuple[str, str]:
         return ("ip.bad_version", f"version {vtf >> 28} in an IPv6 packet")
     # payload length 0: a jumbogram (RFC 2675) or a TSO-captured packet: take what was captured
     declared = off + 40 + plen if plen else end
-    pkt = IpPacket(src, dst, nh, buf, off + 40, min(declared, end), declared)
+    pkt = IpPacket(src, dst, nh, buf, off + 40, min(declared, end), declared, ident=vtf & 0xFFFFF)
     return ipv6_extensions(pkt)
 
 

@@ -72,15 +72,20 @@ class Datagram:
     tunnels: tuple[tuple[str, str, str], ...] = ()  # ("ipip" | "gre", outer src, outer dst), outer first
     truncated: bool = False        # the capture cut the payload short of what the headers declare
     anomaly: Anomaly | None = None  # a defect that did not stop decoding (e.g. udp.bad_length)
+    ip_id: int = 0                 # the innermost IP header's identification (IPv4) or flow label (IPv6)
 
 
 @dataclass(frozen=True, slots=True)
 class Skipped:
     """A frame that is not UDP/TCP: counted in a named bucket, never silent."""
     bucket: str                    # one of BUCKETS: "arp", "lldp", "cdp", "icmp", "ip.fragment_pending", ...
-    payload: bytes = b""           # for lldp/cdp, the raw L2 payload
+    payload: bytes = b""           # for lldp/cdp, the raw L2 payload; for icmp/icmpv6, the ICMP message
     src_mac: str | None = None
     vlan: tuple[int, ...] = ()
+    src: str | None = None         # for icmp/icmpv6: the IP addresses, identification (IPv4) or flow
+    dst: str | None = None         # label (IPv6), and destination MAC
+    ip_id: int = 0
+    dst_mac: str | None = None
 
 
 class NetworkDecoder:
@@ -98,7 +103,7 @@ class NetworkDecoder:
                 tci, ethertype = _TAG.unpack_from(data, 14)
                 off, vlan = 18, (tci & 0x0FFF,)
             if ethertype == link.ETHERTYPE_IPV4 and data[off] == 0x45 and len(data) - off >= 28:
-                _, _, total, _, frag, _, proto, _, src, dst, sport, dport, ulen, _ = _V4_UDP.unpack_from(data, off)
+                _, _, total, ident, frag, _, proto, _, src, dst, sport, dport, ulen, _ = _V4_UDP.unpack_from(data, off)
                 if (proto == ip.PROTO_UDP and not frag & 0x3FFF and ulen == total - 20 and ulen >= 8
                         and off + total <= len(data)):
                     dst_mac, src_mac = link.mac_pair(data[:12])
@@ -106,7 +111,7 @@ class NetworkDecoder:
                     _SET_TS(meta, frame.ts); _SET_FRAME(meta, frame.frame); _SET_VLAN(meta, vlan)  # noqa: E702
                     _SET_SRC(meta, ip.ntop(src)); _SET_SPORT(meta, sport); _SET_DST(meta, ip.ntop(dst))  # noqa: E702
                     _SET_DPORT(meta, dport); _SET_TRANSPORT(meta, "udp")  # noqa: E702
-                    return Datagram(meta, data[off + 28:off + total], src_mac, dst_mac)
+                    return Datagram(meta, data[off + 28:off + total], src_mac, dst_mac, ip_id=ident)
         return self._decode(frame)
 
     def expire(self, now: float) -> list[Anomaly]:
@@ -146,6 +151,9 @@ class NetworkDecoder:
                 ethertype = link.ETHERTYPE_IPV4 if proto == ip.PROTO_IPIP else link.ETHERTYPE_IPV6
                 buf, off, end = pkt.buf, pkt.start, pkt.end
                 continue
+            if proto == ip.PROTO_ICMP or proto == ip.PROTO_ICMPV6:
+                return Skipped(_PROTO_BUCKETS[proto], bytes(pkt.buf[pkt.start:pkt.end]), src_mac, vlan,
+                               ip.ntop(pkt.src), ip.ntop(pkt.dst), pkt.ident, dst_mac)
             if proto != ip.PROTO_GRE:
                 return Skipped(_PROTO_BUCKETS.get(proto, "ip.other_proto"), b"", src_mac, vlan)
             gre = ip.parse_gre(pkt.buf, pkt.start, pkt.end)
@@ -190,7 +198,7 @@ class NetworkDecoder:
         if type(got[0]) is str:
             return _anomaly(frame, got, ip.ntop(pkt.src), ip.ntop(pkt.dst))
         proto, payload = got
-        whole = ip.IpPacket(pkt.src, pkt.dst, proto, payload, 0, len(payload), len(payload))
+        whole = ip.IpPacket(pkt.src, pkt.dst, proto, payload, 0, len(payload), len(payload), ident=pkt.frag_id)
         if not v6:
             return whole
         whole = ip.ipv6_extensions(whole)           # headers after the Fragment header are in the payload
@@ -219,7 +227,7 @@ def _transport(frame: Frame, pkt: ip.IpPacket, vlan: tuple[int, ...], src_mac: s
             stop = start + ulen               # a shorter UDP length trims trailing bytes, as Wireshark does
         meta = PacketMeta(frame.ts, frame.frame, vlan, src, sport, dst, dport, "udp")
         return Datagram(meta, buf[start + 8:min(stop, end)], src_mac, dst_mac, None, None, tunnels,
-                        stop > end, note)
+                        stop > end, note, pkt.ident)
     if end - start < 20:
         return _anomaly(frame, ("tcp.truncated", f"TCP header needs 20 bytes, {end - start} captured"), src, dst)
     sport, dport, seq, _, offflags, _, _, _ = ip.TCP.unpack_from(buf, start)
@@ -230,7 +238,7 @@ def _transport(frame: Frame, pkt: ip.IpPacket, vlan: tuple[int, ...], src_mac: s
         return _anomaly(frame, ("tcp.truncated", f"TCP header of {hlen} bytes, {end - start} captured"), src, dst)
     meta = PacketMeta(frame.ts, frame.frame, vlan, src, sport, dst, dport, "tcp")
     return Datagram(meta, buf[start + hlen:end], src_mac, dst_mac, seq, offflags & 0x01FF, tunnels,
-                    pkt.declared_end > end, note)
+                    pkt.declared_end > end, note, pkt.ident)
 
 
 def _skipped(bucket: str, lk: link.Link, buf: bytes, end: int, vlan: tuple[int, ...],

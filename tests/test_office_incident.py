@@ -250,7 +250,6 @@ def test_batch_stream_and_monitor_raise_the_same_findings(outputs):
 
 
 # ---- facts issue 12 corrects in parallel branches (the lead removes each mark as its part merges) --------
-@pytest.mark.xfail(strict=True, reason="issue 12: network (SPAN duplicate suppression)")
 @pytest.mark.parametrize("path", ("batch", "stream"))
 def test_mirror_copies_are_counted_once(outputs, path):
     ours = messages_by_source(outputs[path])
@@ -262,7 +261,6 @@ def test_mirror_copies_are_counted_once(outputs, path):
     assert dict(paths) == T["span_copy_paths"]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12: network (zones of routed traffic)")
 @pytest.mark.parametrize("path", PATHS)
 def test_a_public_attacker_takes_no_zone_from_the_routers_vlan(outputs, path):
     for a in alerts(outputs[path]):

@@ -110,6 +110,18 @@ KNOWN: dict[str, dict[str, str]] = {
             "peer limitation: nDPI leaves this one-packet flow undetected; it is the RTCP of the call's "
             "RTP (port 30000+1, SDP-announced), and tshark decodes it as RTCP too",
     },
+    "ndpi/result/skinny.pcap.out": {
+        "flow UDP 192.168.195.58:32144 <-> 192.168.195.50:17718 (RTP) packets":
+            "SPAN copies: the capture holds every frame twice, 7-25 us apart and byte-identical (same IP id, "
+            "TTL and MACs: a mirror port's double); voipwatch drops the copies (voipwatch.dedup, on by default) "
+            "and counts each RTP packet once, nDPI counts frames",
+    },
+    "ipfixprobe/outputs/vlan": {
+        "flow count":
+            "SPAN copies: the VLAN 150 frames repeat the untagged ones at the same time with the same IP id, "
+            "MACs and TTL; voipwatch drops them as copies (voipwatch.dedup), ipfixprobe keeps a flow per VLAN",
+        "row 2 flow on vlan (150,)": "the same copies: no flow on VLAN 150 once they are dropped",
+    },
     "ndpi/result/stun.pcap.out": {
         "flow UDP 192.168.12.169:49153 <-> 142.250.82.99:3478 (DTLS.GoogleCall): RTP":
             "protocol view: nDPI labels a whole flow once (STUN, then DTLS); RFC 7983 multiplexes STUN, "

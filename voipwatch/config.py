@@ -36,6 +36,9 @@ class PipelineConfig:
     max_flows: int = opt(200_000, "Cap on flow directions remembered for first-sighting records (LRU, counted).")
     max_hosts: int = opt(100_000, "Cap on (MAC, IP, VLAN) host sightings remembered (LRU, counted).")
     rtp_heuristic: bool = opt(True, "Find RTP on flows SDP did not announce by a header heuristic (flagged negotiated=false).")
+    deduplicate: bool = opt(True, "Drop copies of one IP packet seen on several VLANs or ports of a SPAN (same IP id, addresses, ports and payload; counted as duplicates).")
+    dedup_window_s: float = opt(0.01, "Capture seconds after a copy of a packet within which another copy counts as a duplicate.")
+    max_dedup_held: int = opt(100_000, "Cap on frames held, and on packet keys remembered, for deduplication (counted when hit).")
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -40,7 +40,7 @@ from typing import Any, Callable, ClassVar, Hashable, Iterable
 
 from voipwatch.config_schema import ConfigError
 from voipwatch.incidents import SEVERITIES, Grouper, finding_id
-from voipwatch.records import RECORDS, Alert, Timing
+from voipwatch.records import RECORDS, Alert, HostSeen, Timing
 from voipwatch.site import Site
 
 MAX_OPEN_FINDINGS = 100_000         # findings kept open at once; beyond it the least recently active one closes
@@ -347,6 +347,11 @@ class DetectorBus:
         self._open: OrderedDict[tuple[str, str], Finding] = OrderedDict()   # least recently raised first
         self._phases = {f"{d.name}.{k}": spec.phase for d in detectors for k, spec in getattr(d, "alerts", {}).items()}
         self._handlers: dict[type, list[Callable]] = {}
+        # The site model learns where hosts live (voipwatch.places) from HostSeen, before any detector
+        # sees the record, whichever detectors run.
+        for site in {id(det.site): det.site for det in detectors if getattr(det, "site", None) is not None}.values():
+            site.new_places()
+            self._handlers.setdefault(HostSeen, []).append(site.observe_host)
         for det in detectors:
             for record_type in det.consumes:
                 if record_type not in RECORDS:

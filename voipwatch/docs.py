@@ -43,7 +43,7 @@ def anomalies() -> dict[str, str]:
 def named_classes() -> dict[str, str]:
     """The frame classes that are not anomaly names, with their meanings: frames that are not UDP or
     TCP, then UDP and TCP in dispatch order."""
-    return {**net.BUCKETS, **dispatch.frame_classes()}
+    return {**net.BUCKETS, **pipeline.BUCKETS, **dispatch.frame_classes()}
 
 
 def anomaly_classes() -> dict[str, list[str]]:

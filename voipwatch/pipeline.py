@@ -9,14 +9,16 @@ the end. Both give identical records. All time is capture time.
 from __future__ import annotations
 
 from collections import Counter, OrderedDict, defaultdict
+from dataclasses import replace
 from typing import Callable, Iterable, Protocol
 
-from dissectors import dispatch, l2, rtp
+from dissectors import dispatch, icmp, l2, rtp
 from dissectors.dispatch import Entry, PortIndex
 from dissectors.net import Datagram, NetworkDecoder, Skipped
 from dissectors.tcp import TcpReassembler
 from voipwatch.capture import FRAME_NOTES
 from voipwatch.config import PipelineConfig
+from voipwatch.dedup import ANOMALIES as DEDUP_ANOMALIES, Deduplicator
 from voipwatch.flows import FirstSeen
 from voipwatch.media import FramesTaken, RtpCollector, StreamingRtp
 from voipwatch.records import Anomaly, FlowSeen, Frame, HostSeen, RtpPacket, RtpStream, SipMessage
@@ -29,8 +31,15 @@ TICK_S = 1.0
 # The RTCP entry of the dispatch table, which also describes RTCP multiplexed on announced media.
 RTCP = next(entry for entry in dispatch.UDP if entry.bucket == "rtcp")
 
+# The frame class of a copy of a packet already counted (voipwatch.dedup): one bucket, as every frame has.
+DUPLICATES = "duplicates"
+BUCKETS = {DUPLICATES: "a copy of a UDP, TCP or ICMP packet seen within the deduplication window on another VLAN "
+                       "or port (SPAN of several VLANs, `encapsulation replicate`): dropped, the first copy "
+                       "describes it"}
+
 # Caps counted (not recorded as anomalies one by one) and reported at the end of input.
 ANOMALIES = {
+    **DEDUP_ANOMALIES,
     "sessions.media_expectations_overflow": "SDP-announced media endpoints over max_media_expectations: the least "
                                             "recently announced forgotten",
     "sessions.calls_overflow": "calls over max_calls: the least recently active closed early",
@@ -83,7 +92,11 @@ class Analyzer:
         self._udp_table = PortIndex(dispatch.udp_entries(), self.config)
         self._tcp_table = PortIndex(dispatch.tcp_entries(), self.config)
         self.flows = FirstSeen(self.config.max_flows, self.config.sighting_idle_s)
+        self.directions = FirstSeen(self.config.max_flows, self.config.sighting_idle_s)   # flows.keys without VLAN
         self.hosts = FirstSeen(self.config.max_hosts, self.config.sighting_idle_s)
+        self.dedup = (Deduplicator(self.config.dedup_window_s, self.config.max_dedup_held)
+                      if self.config.deduplicate else None)
+        self._path: tuple | None = None          # VLAN stacks of the copies of the frame being described
 
     def connect(self, sink: Sink) -> None:
         """Send every record from now on to `sink` (monitor's reload gives it new detectors)."""
@@ -102,12 +115,12 @@ class Analyzer:
         self.finish()
 
     def process(self, item: Frame | Anomaly) -> None:
+        dedup = self.dedup
         if type(item) is not Frame:
-            if item.name not in FRAME_NOTES:   # a capture record that could not be read whole
-                self.frames_read += 1
-                self.frames_undecoded += 1
-                self.frame_classes[item.name] += 1
-            self._anomaly(item)
+            if dedup is None or not dedup.held:
+                self._capture_note(item)
+            else:                                # after the frames before it
+                dedup.held.append([dedup.held[-1][0], item, None, None])
             return
         frame = item
         self.frames_read += 1
@@ -117,9 +130,49 @@ class Analyzer:
             self._next_tick = ts + TICK_S
         elif ts > self.last_ts:
             self.last_ts = ts
+        decoded = self.net.decode(frame)
+        if dedup is None:
+            self._handle(frame, decoded, None)
+            return
+        for entry in dedup.release(ts):
+            self._release(entry)
+        kind = type(decoded)
+        if kind is Datagram:
+            meta = decoded.meta
+            key = (decoded.ip_id, meta.src, meta.dst, meta.sport, meta.dport, meta.transport, decoded.tcp_seq,
+                   hash(decoded.payload))
+            copy = dedup.offer([ts, frame, decoded, None], key, decoded.ip_id,
+                               (meta.vlan, decoded.src_mac, decoded.dst_mac), meta.vlan)
+        elif kind is Skipped and decoded.src is not None:
+            key = (decoded.ip_id, decoded.src, decoded.dst, decoded.bucket, hash(decoded.payload))
+            copy = dedup.offer([ts, frame, decoded, None], key, decoded.ip_id,
+                               (decoded.vlan, decoded.src_mac, decoded.dst_mac), decoded.vlan)
+        else:
+            copy = dedup.offer([ts, frame, decoded, None], None, 0, (), ())
+        if copy:
+            self.frame_classes[DUPLICATES] += 1
+
+    def _capture_note(self, item: Anomaly) -> None:
+        if item.name not in FRAME_NOTES:       # a capture record that could not be read whole
+            self.frames_read += 1
+            self.frames_undecoded += 1
+            self.frame_classes[item.name] += 1
+        self._anomaly(item)
+
+    def _release(self, entry: list) -> None:
+        _, item, decoded, path = entry
+        if decoded is None:
+            self._capture_note(item)
+        else:
+            self._handle(item, decoded, tuple(path) if path is not None else None)
+
+    def _handle(self, frame: Frame, decoded, path: tuple | None) -> None:
+        """Describe one decoded frame (the first copy of its packet; `path` lists the VLAN stacks of
+        every copy when there were several)."""
+        ts = frame.ts
         if ts >= self._next_tick:
             self._tick(ts)
-        decoded = self.net.decode(frame)
+        self._path = path
         kind = type(decoded)
         if kind is Datagram:
             if decoded.anomaly is not None:
@@ -132,7 +185,9 @@ class Analyzer:
             bucket = decoded.bucket
             if self.hosts.add((decoded.src_mac, None, decoded.vlan), ts):
                 self.emit(HostSeen(ts, frame.frame, decoded.vlan, decoded.src_mac, None))
-            if bucket in ("lldp", "cdp"):
+            if bucket == "icmp" or bucket == "icmpv6":
+                self._icmp(decoded, frame)
+            elif bucket in ("lldp", "cdp"):
                 neighbor, anomalies = l2.parse_l2(bucket, decoded.payload, ts, frame.frame, decoded.vlan,
                                                   decoded.src_mac)
                 for anomaly in anomalies:
@@ -151,13 +206,25 @@ class Analyzer:
         column-wise) is described by RtpStream records instead, so both paths report the same.
         """
         meta = dgram.meta
-        key = (meta.vlan, meta.transport, meta.src, meta.sport, meta.dst, meta.dport)
-        if self.flows.add(key, meta.ts):
-            reverse = (meta.vlan, meta.transport, meta.dst, meta.dport, meta.src, meta.sport)
-            self.emit(FlowSeen(meta, bucket, self.flows.seen(reverse, meta.ts), dgram.src_mac, dgram.dst_mac,
-                               dgram.tcp_flags))
+        direction = (meta.transport, meta.src, meta.sport, meta.dst, meta.dport)
+        self.directions.add(direction, meta.ts)
+        if self.flows.add((meta.vlan, direction), meta.ts):
+            # A reply on any VLAN: with SPAN copies dropped, a routed request and its reply are each seen
+            # once, on the VLAN of their first copy (the sender's, when the SPAN holds it).
+            reverse = (meta.transport, meta.dst, meta.dport, meta.src, meta.sport)
+            self.emit(FlowSeen(meta, bucket, self.directions.seen(reverse, meta.ts), dgram.src_mac, dgram.dst_mac,
+                               dgram.tcp_flags, self._path))
         if self.hosts.add((dgram.src_mac, meta.src, meta.vlan), meta.ts):
             self.emit(HostSeen(meta.ts, meta.frame, meta.vlan, dgram.src_mac, meta.src))
+
+    def _icmp(self, skipped: Skipped, frame: Frame) -> None:
+        """An ICMP(v6) error names the flow it answers (dissectors.icmp)."""
+        record, bad = icmp.parse_icmp_error(skipped.bucket, skipped.payload, frame.ts, frame.frame, skipped.vlan,
+                                            skipped.src, skipped.dst, skipped.src_mac)
+        if bad is not None:
+            self._anomaly(Anomaly(frame.ts, frame.frame, "icmp", "icmp.bad_quote", bad, skipped.src, skipped.dst))
+        elif record is not None:
+            self.emit(record)
 
     # -- UDP ---------------------------------------------------------------------------------
     def _udp(self, dgram: Datagram) -> str:
@@ -270,6 +337,8 @@ class Analyzer:
 
     # -- SIP and sessions --------------------------------------------------------------------
     def _sip(self, msg: SipMessage) -> None:
+        if self._path is not None:
+            msg = replace(msg, vlan_path=self._path)
         self.emit(msg)
         self.expectations.announce(msg)
         for call in self.calls.on_sip(msg):
@@ -287,11 +356,16 @@ class Analyzer:
 
     def advance(self, now: float) -> None:
         """Let capture time pass without a frame (a live source that has been quiet): expire state."""
+        if self.dedup is not None and (self.last_ts is None or now >= self.last_ts):
+            for entry in self.dedup.release(now):
+                self._release(entry)
         if self._next_tick is not None and now >= self._next_tick and (self.last_ts is None or now >= self.last_ts):
             self._tick(now)
 
     def _tick(self, now: float) -> None:
         self._next_tick = now + TICK_S
+        if self.dedup is not None:
+            self._count_dedup_caps()
         self.rtp.expire(now, self._emit_streams)
         for anomaly in self.tcp.expire(now):
             self._anomaly(anomaly)
@@ -309,11 +383,16 @@ class Analyzer:
                 break
             del self._tcp_flows[flow]
         self.flows.expire(now)
+        self.directions.expire(now)
         self.hosts.expire(now)
 
     def finish(self) -> None:
         """End of input: close every stream, call and registration still open, and report what the
         IP and TCP reassemblers still hold."""
+        if self.dedup is not None:
+            for entry in self.dedup.drain():
+                self._release(entry)
+            self._count_dedup_caps()
         for anomaly in self.net.finish() + self.tcp.finish():
             self._anomaly(anomaly)
         taken = self.rtp.finish(self._emit_streams)
@@ -329,10 +408,29 @@ class Analyzer:
                             ("sessions.register_transactions_overflow", self.registrations.transaction_overflows),
                             ("sessions.bindings_overflow", self.registrations.bindings.overflows),
                             ("rtp.streams_overflow", self.rtp.overflows),
-                            ("sessions.flows_overflow", self.flows.overflows),
+                            ("sessions.flows_overflow", self.flows.overflows + self.directions.overflows),
                             ("sessions.hosts_overflow", self.hosts.overflows)):
             if count:
                 self.anomaly_counts[name] += count
+
+    def _count_dedup_caps(self) -> None:
+        """The deduplication caps hit so far, as anomaly counts (monitor's stats show them as caps_hit)."""
+        for name, count in (("dedup.held_overflow", self.dedup.held_overflows),
+                            ("dedup.keys_overflow", self.dedup.key_overflows)):
+            if count:
+                self.anomaly_counts[name] = count
+
+    def count_duplicates(self, frames: int) -> None:
+        """Copies the batch reader dropped among its RTP candidates: frames read, class duplicates."""
+        if frames:
+            self.frames_read += frames
+            self.frame_classes[DUPLICATES] += frames
+
+    def settled_frame(self, frames_done: int) -> int:
+        """The last frame number up to which every frame fed so far has been described (frames are
+        held for the deduplication window)."""
+        first = self.dedup.first_held_frame() if self.dedup is not None else None
+        return frames_done if first is None else first - 1
 
     def _count_taken(self, taken: FramesTaken) -> None:
         """Frames the RTP collector took from the capture itself join the frame counts and the capture span."""

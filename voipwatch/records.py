@@ -228,6 +228,8 @@ class SipMessage:
     refer_to: str | None = None    # Refer-To URI (RFC 3515)
     sdp: SdpSession | None = None
     body_has_dtmf_relay: bool = False  # INFO body application/dtmf-relay or dtmf (digits never kept)
+    vlan_path: tuple[tuple[int, ...], ...] | None = None  # VLAN stacks of every SPAN copy of the packet, first
+                                                          # first, when copies were dropped (voipwatch.dedup)
 
 
 @dataclass(frozen=True, slots=True)
@@ -408,6 +410,35 @@ class FlowSeen:
     src_mac: str | None = None
     dst_mac: str | None = None
     tcp_flags: int | None = None
+    vlan_path: tuple[tuple[int, ...], ...] | None = None   # as SipMessage.vlan_path
+
+
+@dataclass(frozen=True, slots=True)
+class IcmpError:
+    """An ICMP or ICMPv6 error message and the flow it answers, read from the packet it quotes
+    (dissectors/icmp.py): quoted_src/quoted_dst sent the datagram that caused the error."""
+    ts: float
+    frame: int
+    vlan: tuple[int, ...]
+    src: str                       # who sent the error: the target itself, or a router on the way
+    dst: str
+    src_mac: str | None
+    family: str                    # "icmp" | "icmpv6"
+    icmp_type: int
+    code: int
+    meaning: str                   # e.g. "port unreachable", "time exceeded"
+    quoted_proto: int              # IP protocol of the quoted datagram
+    quoted_transport: str | None   # "udp" | "tcp" | None (another protocol)
+    quoted_src: str
+    quoted_sport: int | None
+    quoted_dst: str
+    quoted_dport: int | None
+
+
+def vlan_path_text(path: tuple[tuple[int, ...], ...] | None) -> str | None:
+    """The VLANs a packet was seen on, in order: "200->100" (untagged copies as "untagged"); None
+    when it was seen once."""
+    return None if path is None else "->".join(vlan_text(v) or "untagged" for v in path)
 
 
 @dataclass(frozen=True, slots=True)
@@ -485,6 +516,7 @@ declare(SipMessage, rank=50, timeline=at_packet, table="sip_messages", sort=lamb
     ("auth_user", "string", lambda m: next((a.username for a in m.auth if a.username), None)),
     ("has_sdp", "boolean", lambda m: m.sdp is not None),
     ("body_len", "Int64", lambda m: m.body_len),
+    ("vlan_path", "string", lambda m: vlan_path_text(m.vlan_path)),
 ))
 
 
@@ -587,5 +619,6 @@ declare(Anomaly, rank=80, timeline=at_ts, table="anomalies", sort=lambda a: (a.f
 declare(L2Neighbor, rank=10, timeline=at_ts)
 declare(HostSeen, rank=20, timeline=at_ts)
 declare(FlowSeen, rank=30, timeline=at_packet)
+declare(IcmpError, rank=35, timeline=at_ts)
 declare(TlsFlow, rank=40, timeline=at_packet)
 declare(RtcpPacket, rank=70, timeline=at_packet)

@@ -1,8 +1,10 @@
 """The site model: zones, roles and dial plan that the NSA guide checks judge traffic against.
 
 Read from the same TOML file as every other setting ([zones.<name>], [roles], [dialplan], [site]).
-Zones are VLAN ids and/or CIDRs (CIDRs are the fallback when tags are stripped). Checks that need a
-piece of the model that is not configured stay idle and say so once (`idle_reasons`).
+Zones are VLAN ids and/or CIDRs (CIDRs are the fallback when tags are stripped). An address takes a
+zone from a VLAN only from the frames its own MAC sent (voipwatch.places: a router's frame carries
+the destination's VLAN), and a public address never does (it takes a zone from the CIDRs only).
+Checks that need a piece of the model that is not configured stay idle and say so once (`idle_reasons`).
 """
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ from functools import lru_cache
 
 from voipwatch.config_schema import ConfigError, build, opt
 from voipwatch.high_risk import HIGH_RISK_DEFAULT
+from voipwatch.places import HostPlaces
+from voipwatch.records import HostSeen
 
 ZONE_NAMES = ("voice", "softphone", "data", "mgmt", "uc_dmz", "wlan")
 # RFC 1918 and RFC 4193 private ranges, loopback and link-local: "internal" unless configured otherwise.
@@ -33,6 +37,7 @@ class SiteConfig:
     """Where the sensor sits and what counts as internal."""
     internal_prefixes: tuple[str, ...] = opt(DEFAULT_INTERNAL, "Prefixes of the organisation; any other address is public.")
     infer_voice_vlan: bool = opt(True, "Without [zones.voice], treat VLANs where SIP/RTP dominate as voice (alerts say so).")
+    gateway_min_sources: int = opt(4, "A MAC sourcing IPv4 packets from more addresses than this (or from internal and public ones) is a router's: its frames give no zone to the addresses they carry.")
 
 
 @dataclass(frozen=True)
@@ -94,25 +99,69 @@ class Site:
                           for f in fields(DialplanConfig) if isinstance(getattr(self.dialplan, f.name), tuple)}
         self._hours = _parse_hours(self.dialplan.business_hours)
         self.inferred_voice_vlans: frozenset[int] = frozenset()
+        if self.site.gateway_min_sources < 1:
+            raise ConfigError(f"[site] gateway_min_sources: must be at least 1, got {self.site.gateway_min_sources!r}")
+        self._gateway_macs = set(self.roles.gateway_macs)
+        self.places = self.new_places()
+
+    def declare_gateway_macs(self, macs) -> None:
+        """More MACs that route (a detector's firewall_macs): their frames place no host."""
+        self._gateway_macs.update(macs)
+        self.places.declare_gateways(macs)
+
+    def new_places(self) -> HostPlaces:
+        """Forget what earlier runs learned of where hosts live (each run learns afresh, in record order)."""
+        self.places = HostPlaces(self._gateway_macs, self.site.gateway_min_sources, self.is_internal)
+        return self.places
+
+    def observe_host(self, h: HostSeen) -> None:
+        """A (MAC, IP, VLAN) first sighting, in timeline order (voipwatch.detect.DetectorBus)."""
+        self.places.observe(h)
 
     # -- zones ------------------------------------------------------------------------------
     def zones_configured(self) -> bool:
         return any(z.vlans or z.cidrs for z in self.zones.values())
 
     def zone_of(self, ip: str | None, vlan: tuple[int, ...] = ()) -> str | None:
-        """The zone of an address seen on a VLAN stack: VLAN first (innermost configured tag), then CIDR."""
+        """The zone of an address that sent a packet tagged `vlan` (or, without an address, of the VLAN).
+
+        The VLAN that places the address is that of the first frame its own MAC sent (voipwatch.places),
+        not `vlan`, which a router's frame sets to the destination's; then its CIDR. `vlan` counts only
+        for an address no frame placed or showed behind a gateway yet (RTP-only senders, hand-built
+        records). A public address (outside [site] internal_prefixes) takes a zone from the CIDRs only.
+        """
+        if ip is None:
+            return self.vlan_zone(vlan)
+        if not self.is_internal(ip):
+            return self.cidr_zone(ip)         # a public source is never on a site VLAN: it was routed there
+        own = self.places.own_vlan(ip)
+        zone = self.vlan_zone(own) if own is not None else None
+        if zone is None:
+            zone = self.cidr_zone(ip)
+        if zone is None and own is None and not self.places.only_routed(ip):
+            zone = self.vlan_zone(vlan)
+        return zone
+
+    def sighting_zone(self, ip: str | None, vlan: tuple[int, ...]) -> str | None:
+        """The zone of a frame a host's own MAC sent on `vlan` (a HostSeen sighting): VLAN, then CIDR."""
+        return self.vlan_zone(vlan) or (self.cidr_zone(ip) if ip is not None else None)
+
+    def vlan_zone(self, vlan: tuple[int, ...]) -> str | None:
+        """The zone of a VLAN stack: its innermost configured (or inferred voice) tag."""
         for vid in reversed(vlan):
             zone = self._vlan_zone.get(vid)
             if zone is not None:
                 return zone
             if vid in self.inferred_voice_vlans:
                 return "voice"
-        if ip is not None:
-            addr = _addr(ip)
-            if addr is not None:
-                for name, nets in self._zone_nets.items():
-                    if any(addr in n for n in nets):
-                        return name
+        return None
+
+    def cidr_zone(self, ip: str) -> str | None:
+        addr = _addr(ip)
+        if addr is not None:
+            for name, nets in self._zone_nets.items():
+                if any(addr in n for n in nets):
+                    return name
         return None
 
     def is_internal(self, ip: str | None) -> bool:

@@ -82,9 +82,13 @@ def test_double_tags_into_a_declared_voice_vlan(public_captures, tmp_path, captu
 def test_same_hosts_on_voice_and_data_vlans(public_captures, tmp_path):
     """ipfixprobe vlan.pcap replays one DNS exchange untagged, on VLAN 123 and on VLAN 150: with 123 = voice and
     150 = data, both hosts are dual-role (XV-13) and the resolver, declared a data DNS server, answered a voice
-    client (XV-05); in both paths alike."""
+    client (XV-05); in both paths alike. The VLAN 150 frames are copies of the untagged ones (same time, IP id,
+    MACs and TTL): read as a SPAN (deduplicate, the default) they are dropped, and only XV-05 remains."""
     config = ("[zones.voice]\nvlans = [123]\n[zones.data]\nvlans = [150]\n"
               "[roles]\ndns_data = [\"192.168.170.20\"]\n")
+    span, settings = _run(public_captures / "ipfixprobe/inputs/vlan.pcap", config, tmp_path)
+    assert [(a.name, a.evidence["client_zone"]) for a in span] == [(f"{FAMILY}.shared_infrastructure_service", "voice")]
+    config += "[pipeline]\ndeduplicate = false\n"
     path = public_captures / "ipfixprobe/inputs/vlan.pcap"
     alerts, _ = _run(path, config, tmp_path)
     assert sorted((a.name, a.severity) for a in alerts) == [

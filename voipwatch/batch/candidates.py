@@ -71,9 +71,18 @@ class DecodedCandidates:
     payload_len: np.ndarray
     heuristic: np.ndarray
     ts: np.ndarray
+    ident: np.ndarray | None = None   # uint16 IPv4 identification (voipwatch.batch.copies)
+    macs: np.ndarray | None = None    # (n, 2) uint64: destination and source MAC
 
     def __len__(self) -> int:
         return len(self.index)
+
+    def take(self, rows: np.ndarray) -> DecodedCandidates:
+        """These candidates' rows `rows` only."""
+        return DecodedCandidates(
+            self.index[rows], [key[rows] for key in self.keys], self.seq[rows], self.rtp_ts[rows], self.b1[rows],
+            self.payload_len[rows], self.heuristic[rows], self.ts[rows],
+            None if self.ident is None else self.ident[rows], None if self.macs is None else self.macs[rows])
 
 
 def decode_vlan(code: int) -> tuple[int, ...]:
@@ -159,12 +168,15 @@ def decode_candidates(rec: Records) -> DecodedCandidates:
 
     keep = np.flatnonzero(ok)
     index = rows[keep]
+    mac = gather_rows(rec.buf, data[keep], 12)            # Ethernet destination, then source (IEEE 802.3 §3.1.1)
     # Per candidate: VLAN code (decode_vlan), src << 32 | dst, sport << 16 | dport, SSRC.
     return DecodedCandidates(
         index=index, keys=[(vlan | (depth << 36))[keep], _be(ip, 12, 8)[keep].astype(np.uint64),
                            _be(udp, 0, 4)[keep].astype(np.uint64), _be(udp, 16, 4)[keep].astype(np.uint32)],
         seq=_be(udp, 10, 2)[keep].astype(np.uint16), rtp_ts=_be(udp, 12, 4)[keep].astype(np.uint32), b1=b1[keep],
-        payload_len=body[keep].astype(np.int32), heuristic=heuristic[keep], ts=rec.ts[index])
+        payload_len=body[keep].astype(np.int32), heuristic=heuristic[keep], ts=rec.ts[index],
+        ident=_be(ip, 4, 2)[keep], macs=np.stack([(_be(mac, 0, 4).astype(np.uint64) << 16) | _be(mac, 4, 2),
+                                                  (_be(mac, 6, 2).astype(np.uint64) << 32) | _be(mac, 8, 4)], axis=1))
 
 
 def group_candidates(decoded: DecodedCandidates, streams: KeyIds | None = None) -> Candidates:

@@ -20,6 +20,7 @@ import numpy as np
 
 from voipwatch import compressed
 from voipwatch.batch.candidates import Candidates, DecodedCandidates, decode_candidates, group_candidates
+from voipwatch.batch.copies import CandidateCopies
 from voipwatch.batch.grouping import KeyIds
 from voipwatch.batch.reader import HEAD, Records, Scanner, ScanError
 from voipwatch.batch.rtp import BatchRtp
@@ -40,6 +41,7 @@ class Chunk:
     cand_span: tuple[float, float]                 # earliest and latest capture time of the candidates
     slow: list[tuple[int, float, int, bytes, int, int]]   # (index, ts, linktype, data, wire_len, file offset)
     last: tuple[float, int, int, int]                      # (ts, linktype, wire_len, file offset) of the last record
+    duplicates: int = 0                                    # candidates dropped as copies (voipwatch.batch.copies)
 
 
 class ChunkReader:
@@ -51,10 +53,11 @@ class ChunkReader:
     reports it exactly).
     """
 
-    def __init__(self, path: str, grouped: bool = True):
+    def __init__(self, path: str, grouped: bool = True, dedup_window_s: float | None = None):
         self.path = path
         self.grouped = grouped        # Chunk.cands grouped by stream (else DecodedCandidates)
         self.streams = KeyIds(4)      # the stream keys of every chunk (group_candidates)
+        self.copies = CandidateCopies(dedup_window_s) if dedup_window_s is not None else None
         with open(path, "rb") as raw:
             self.compression = compressed.kind(raw.read(4))
         with self._open() as fh:
@@ -98,19 +101,24 @@ class ChunkReader:
                     scanner.irregular = True      # a record longer than a chunk: leave it to the generic reader
                     break
                 if len(records.ts):
-                    yield _chunk(records, self.streams if self.grouped else None)
+                    yield _chunk(records, self.streams if self.grouped else None, self.copies)
                 base += used
                 kept = end - used
                 buf[:kept] = buf[used:end]
         self.complete = not scanner.irregular and not kept and not broken
 
 
-def _chunk(records: Records, streams: KeyIds | None) -> Chunk:
-    """The chunk's candidates grouped with `streams`, or (None) decoded only."""
+def _chunk(records: Records, streams: KeyIds | None, copies: CandidateCopies | None = None) -> Chunk:
+    """The chunk's candidates (their SPAN copies dropped when `copies`) grouped with `streams`, or
+    (None) decoded only."""
     decoded = decode_candidates(records)
-    cands = group_candidates(decoded, streams) if streams is not None else decoded
     is_cand = np.zeros(len(records.ts), dtype=bool)
-    is_cand[cands.index] = True
+    is_cand[decoded.index] = True
+    duplicates = 0
+    if copies is not None:
+        decoded, duplicates = copies.drop(decoded)
+    decoded.ident = decoded.macs = None
+    cands = group_candidates(decoded, streams) if streams is not None else decoded
     slow = np.flatnonzero(~is_cand)
     buf = records.buf
     data = [bytes(buf[start:start + caplen])
@@ -121,7 +129,7 @@ def _chunk(records: Records, streams: KeyIds | None) -> Chunk:
                  list(zip(slow.tolist(), records.ts[slow].tolist(), records.linktype[slow].tolist(), data,
                           records.wire_len[slow].tolist(), records.file_off[slow].tolist())),
                  (float(records.ts[last]), int(records.linktype[last]), int(records.wire_len[last]),
-                  int(records.file_off[last])))
+                  int(records.file_off[last])), duplicates)
 
 
 def feed_file(path: str, analyzer: Analyzer, rtp: BatchRtp, progress: Callable[[Frame], None] | None = None) -> bool:
@@ -134,7 +142,7 @@ def feed_file(path: str, analyzer: Analyzer, rtp: BatchRtp, progress: Callable[[
     computes the streams (with rtp.jobs processes).
     """
     try:
-        reader = ChunkReader(path, grouped=rtp.jobs == 1)
+        reader = ChunkReader(path, grouped=rtp.jobs == 1, dedup_window_s=rtp.dedup_window_s)
     except (OSError, ScanError):
         return False
     source: ChunkReader | KeptCandidates = reader
@@ -199,11 +207,12 @@ def _feed_chunk(chunk: Chunk, done: int, analyzer: Analyzer, rtp: BatchRtp, prog
     by the scanning process, counted)."""
     for i, ts, linktype, data, wire_len, offset in chunk.slow:
         analyzer.process(Frame(ts, done + 1 + i, linktype, data, wire_len, 0, offset))
+    analyzer.count_duplicates(chunk.duplicates)
     if chunk.n_cands:
         rtp.count_candidates(chunk.n_cands, *chunk.cand_span)
         if chunk.cands is not None:
             rtp.add_candidates(chunk.cands, done + 1 + chunk.cands.index)
-    rtp.share(done + chunk.records)
+    rtp.share(analyzer.settled_frame(done + chunk.records))   # frames still held: their SDP is not known yet
     if progress is not None:
         ts, linktype, wire_len, offset = chunk.last
         progress(Frame(ts, done + chunk.records, linktype, b"", wire_len, 0, offset))

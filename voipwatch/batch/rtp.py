@@ -76,6 +76,8 @@ class BatchRtp:
         self.heuristic = config.rtp_heuristic
         self.max_age_s = config.media_binding_max_s
         self.jobs = jobs              # processes the end-of-input statistics may use
+        # the batch reader drops SPAN copies among its candidates as the per-frame path does (voipwatch.dedup)
+        self.dedup_window_s = config.dedup_window_s if config.deduplicate else None
         self.overflows = 0            # offline analysis keeps every stream: no cap to hit
         # Every SDP announcement in order, appended by the Analyzer's MediaExpectations.
         self.announcements: list = []

@@ -10,7 +10,7 @@ call lasts, so that the bundle's capture reassembles.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from dissectors.net import Datagram, NetworkDecoder
 from voipwatch.call.select import CallView
@@ -92,7 +92,9 @@ def collect(paths: list[str], views: list[CallView], config: PipelineConfig | No
     """Read the captures again through the pipeline (with the analysis's `config`): each call's frames
     (SIP, RTP, RTCP) in frame order, and each stream's payloads."""
     calls = _CallPackets(views)
-    analyzer = Analyzer(calls, config, rtp=calls)
+    # Every frame is described as it is read (the sink notes the frame being processed), so SPAN copies
+    # are not held back and dropped here: the bundle keeps each copy the capture holds, as captured.
+    analyzer = Analyzer(calls, replace(config or PipelineConfig(), deduplicate=False), rtp=calls)
     calls.bindings = analyzer.expectations
     tcp_flows: dict[tuple, tuple[str, float, float]] = {}      # SIP over TCP: connection -> (call, window)
     for v in views:
