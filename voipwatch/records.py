@@ -227,6 +227,9 @@ class SipMessage:
     refer_to: str | None = None    # Refer-To URI (RFC 3515)
     sdp: SdpSession | None = None
     body_has_dtmf_relay: bool = False  # INFO body application/dtmf-relay or dtmf (digits never kept)
+    reliable: bool = False         # a provisional response sent reliably: Require 100rel with an RSeq (RFC 3262 §3)
+    session_ids: tuple[str, ...] = ()  # Session-ID UUIDs, local then remote, the null UUID left out (RFC 7989 §4)
+    leg_refs: tuple[str, ...] = ()  # Call-IDs a B2BUA names as this call's other leg (X-CID, X-Orig-Call-ID, ...)
 
 
 @dataclass(frozen=True, slots=True)
