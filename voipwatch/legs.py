@@ -86,6 +86,7 @@ class Leg:
     caller_side: str                      # the end that sent the leg's first message (the leg's UAC)
     exchanges: list[Exchange] = field(default_factory=list)
     dropped_exchanges: int = 0
+    strays: list[SdpSeen] = field(default_factory=list)   # SDP that fits no exchange (its request not captured)
 
     def first_complete(self) -> Exchange | None:
         """The first exchange with an offer and an answer (the call's initial media)."""
@@ -101,11 +102,12 @@ class Leg:
         return chosen[-1] if chosen else None
 
     def sdps(self):
-        """Every SDP body of the leg's exchanges (offers, answers, previews)."""
+        """Every SDP body kept on the leg: its exchanges' offers, answers and previews, and strays."""
         for x in self.exchanges:
             for seen in (x.offer, x.answer, x.preview):
                 if seen is not None:
                     yield seen
+        yield from self.strays
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,9 +142,10 @@ class CallLegs:
                 return None
             leg = self.legs[key] = Leg(self.call_id, key, p.ts, p.frame,
                                        key[0] if key[0] in (p.src, f"{p.src}:{p.sport}") else key[1])
-        if msg.is_request:
-            return self._request(leg, msg)
-        return self._response(leg, msg)
+        role = self._request(leg, msg) if msg.is_request else self._response(leg, msg)
+        if role is not None and role.role == "stray" and len(leg.strays) < self.max_exchanges:
+            leg.strays.append(self._seen(msg))
+        return role
 
     def _seen(self, msg: SipMessage) -> SdpSeen:
         p = msg.pkt
@@ -230,6 +233,42 @@ class CallLegs:
             exchange.preview = self._seen(msg)
             return SdpRole(leg, exchange, "preview")
         return SdpRole(leg, exchange, "stray")
+
+
+    def has_offer(self) -> bool:
+        return any(x.offer for leg in self.legs.values() for x in leg.exchanges)
+
+    def negotiated(self) -> bool:
+        """Whether some leg has an offer and its answer (or the preview of it that early media follows)."""
+        return any(x.offer and (x.answer or x.preview) for leg in self.legs.values() for x in leg.exchanges)
+
+    def announced_addresses(self) -> set[str]:
+        """Every media address that an SDP of any leg announced (RFC 3264 §5: where its sender receives)."""
+        return {m.connection or seen.sdp.connection for leg in self.legs.values() for seen in leg.sdps()
+                for m in seen.sdp.media if m.port} - {None}
+
+    def exchanges(self):
+        """Every exchange of every leg, legs in order of their first frame."""
+        for leg in self.ordered():
+            yield from leg.exchanges
+
+    def media_exchange(self, src: str, sport: int, dst: str, dport: int, ts: float) -> Exchange | None:
+        """The exchange that set up a media flow: on the leg whose exchange in force at ts announced most of
+        the flow's two ends (SDP announces where its sender receives, RFC 3264 §5), the first such leg on a
+        tie; the first leg's exchange in force when no leg announced either end; the first offer when every
+        offer was rejected."""
+        best, best_hits = None, -1
+        for leg in self.ordered():
+            exchange = leg.in_force(ts)
+            if exchange is None:
+                continue
+            announced = {(m.connection or seen.sdp.connection, m.port)
+                         for seen in (exchange.offer, exchange.answer, exchange.preview) if seen is not None
+                         for m in seen.sdp.media}
+            hits = ((src, sport) in announced) + ((dst, dport) in announced)
+            if hits > best_hits:
+                best, best_hits = exchange, hits
+        return best or next((x for x in self.exchanges() if x.offer), None)   # every offer was rejected
 
 
 def legs_of(messages: list[SipMessage]) -> dict[str, CallLegs]:

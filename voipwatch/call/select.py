@@ -8,6 +8,7 @@ call's own packets.
 from __future__ import annotations
 
 import re
+from datetime import datetime, timezone
 from dataclasses import dataclass, field
 
 from dissectors.sdp import active_rtp_lines, is_secure_profile, line_protection, session_protection
@@ -74,7 +75,8 @@ class Match:
     state: str
 
     def text(self) -> str:
-        return (f"{self.ts:.6f}  {self.call_id or '-'}  {self.method}  {self.from_user or '-'} -> {self.to_user or '-'}"
+        when = datetime.fromtimestamp(self.ts, tz=timezone.utc).isoformat(timespec="milliseconds")
+        return (f"{when}  {self.call_id or '-'}  {self.method}  {self.from_user or '-'} -> {self.to_user or '-'}"
                 f"  {self.path}  {self.state}")
 
 

@@ -15,7 +15,7 @@ from voipwatch.call.select import CallView, protection_verdict, select_calls, se
 from voipwatch.config import Settings
 from voipwatch.safe_text import visible_lines
 
-MATCH_HEADER = "time  Call-ID  method  from -> to  src -> dst  state"
+MATCH_HEADER = "time (UTC)  Call-ID  method  from -> to  src -> dst  state"
 MAX_FLOW_LINES = 50          # flows listed under the dialogs (all of them with --list)
 LINK_BASIS = {"session-id": "same Session-ID, RFC 7989", "header": "named in an X-CID-like header",
               "number+time": "same numbers, INVITE sent on by the host the first one reached"}
