@@ -1,0 +1,196 @@
+"""SDP offer/answer per leg (voipwatch.legs) on proxied, SBC and B2BUA calls, in both execution paths.
+
+The answer of each leg must be the SDP of that leg's 200 OK (or reliable 18x, RFC 3262) as tshark shows it,
+never the offer a proxy forwarded to the callee (the fact `voipwatch call` used to get wrong).
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from voipwatch.call.select import select_calls
+from voipwatch.call.text import investigate
+from voipwatch.config import load_settings
+from voipwatch.legs import leg_ends
+
+ROOT = Path(__file__).resolve().parents[1]
+LEGS = ROOT / "sample_captures" / "legs.pcap"
+TRUNK = ROOT / "tests" / "lab" / "captures" / "sip-tcp-trunk.pcap"
+MODES = ("batch", "stream")
+
+
+def tshark_sdp(tshark: str, capture: Path, display_filter: str) -> list[dict]:
+    """SIP messages with SDP as tshark dissects them: frame, hop, Call-ID, c= address and m= line."""
+    fields = ["frame.number", "ip.src", "ipv6.src", "ip.dst", "ipv6.dst", "udp.srcport", "tcp.srcport",
+              "udp.dstport", "tcp.dstport", "sip.Call-ID", "sdp.connection_info", "sdp.media"]
+    out = subprocess.run([tshark, "-n", "-r", str(capture), "-Y", display_filter, "-T", "fields", "-E", "occurrence=f",
+                          *[x for f in fields for x in ("-e", f)]], capture_output=True, text=True, check=True).stdout
+    rows = []
+    for line in out.splitlines():
+        frame, ip_src, ip6_src, ip_dst, ip6_dst, usport, tsport, udport, tdport, cid, conn, media = line.split("\t")
+        rows.append({"frame": int(frame), "src": ip_src or ip6_src, "dst": ip_dst or ip6_dst,
+                     "sport": int(usport or tsport), "dport": int(udport or tdport), "call_id": cid,
+                     "address": conn.split()[-1], "media": media})
+    return rows
+
+
+def m_line(seen) -> tuple[str, str]:
+    """(c= address, m= line as tshark prints it) of the first m= line of an SdpSeen."""
+    m = seen.sdp.media[0]
+    return m.connection or seen.sdp.connection, f"{m.kind} {m.port} {m.proto} {' '.join(m.formats)}"
+
+
+def legs_by_hop(result, call_id: str) -> dict:
+    (view,) = select_calls(result, call_id=call_id)
+    return {(leg.call_id, leg.ends): leg for leg in view.legs}
+
+
+def assert_answers_are_tshark_200s(result, rows: list[dict]) -> int:
+    """Each row (a 200 OK to INVITE with SDP) is the answer of the first answered INVITE exchange of its leg."""
+    checked = 0
+    for row in rows:
+        legs = legs_by_hop(result, row["call_id"])
+        leg = legs[(row["call_id"], leg_ends(row["src"], row["sport"], row["dst"], row["dport"]))]
+        exchange = leg.first_complete()
+        assert exchange.answer.frame == row["frame"], (row, exchange)
+        assert m_line(exchange.answer) == (row["address"], row["media"])
+        assert exchange.offer.receiver.rsplit(":", 1)[0].strip("[]") == row["src"]   # the answerer was offered to
+        assert m_line(exchange.answer) != m_line(exchange.offer)
+        checked += 1
+    return checked
+
+
+@pytest.mark.peer
+@pytest.mark.parametrize("mode", MODES)
+def test_proxied_call_answer_is_each_legs_200_ok(public_captures, tshark, analysis, mode):
+    """sipnab/sip-proxy.pcap: 10.33.6.101 -> proxy 10.33.6.102 -> 10.33.6.100, one Call-ID on both hops."""
+    capture = public_captures / "sipnab/sip-proxy.pcap"
+    rows = tshark_sdp(tshark, capture, 'sip.Status-Code == 200 && sip.CSeq.method == "INVITE" && sdp')
+    assert [r["frame"] for r in rows] == [7, 8]
+    assert assert_answers_are_tshark_200s(analysis(capture, mode=mode), rows) == 2
+    (view,) = select_calls(analysis(capture, mode=mode), call_id=rows[0]["call_id"])
+    # the caller's leg: offered by the caller, answered by the proxy with the callee's media address
+    assert [leg.ends for leg in view.legs] == [("10.33.6.101", "10.33.6.102"), ("10.33.6.100", "10.33.6.102"),
+                                               ("10.33.6.100", "10.33.6.101")]
+    assert view.legs[0].exchanges[0].offerer == "10.33.6.101:5060"
+    assert view.legs[1].exchanges[0].offerer == "10.33.6.102:5080"
+    assert view.legs[2].exchanges == []           # ACK and BYE straight between the phones: no SDP
+    assert (view.answer.media[0].connection or view.answer.connection, view.answer.media[0].port) == ("10.33.6.100", 6000)
+
+
+@pytest.mark.peer
+@pytest.mark.parametrize("mode", MODES)
+def test_kamailio_trunk_answers_per_leg(tshark, analysis, mode):
+    """The lab capture: SIPp -> kamailio (TCP) -> SIPp, three answered calls, each on two legs."""
+    rows = tshark_sdp(tshark, TRUNK, 'sip.Status-Code == 200 && sip.CSeq.method == "INVITE" && sdp')
+    assert len(rows) >= 6 and len({r["call_id"] for r in rows}) * 2 == len(rows)
+    assert assert_answers_are_tshark_200s(analysis(TRUNK, mode=mode), rows) == len(rows)
+
+
+@pytest.mark.peer
+@pytest.mark.parametrize("mode", MODES)
+def test_sbc_with_100rel_answers_in_the_reliable_183_and_update(public_captures, tshark, analysis, mode):
+    """sngrep/ipv6frag.pcap: an SBC anchoring media, same Call-ID on both legs; the INVITE's offer is answered
+    in a reliable 183 (Require: 100rel, RSeq: RFC 3262), a later UPDATE renegotiates (RFC 3311), and the
+    200 to the INVITE carries no SDP."""
+    capture = public_captures / "sngrep/ipv6frag.pcap"
+    reliable = tshark_sdp(tshark, capture, 'sip.Status-Code == 183 && sip.Require contains "100rel" && sdp')
+    updates = tshark_sdp(tshark, capture, 'sip.Status-Code == 200 && sip.CSeq.method == "UPDATE" && sdp')
+    assert tshark_sdp(tshark, capture, 'sip.Status-Code == 200 && sip.CSeq.method == "INVITE" && sdp') == []
+    result = analysis(capture, mode=mode)
+    legs = legs_by_hop(result, reliable[0]["call_id"])
+    first = {}
+    for row in reliable:         # the first reliable 183 of each leg answers; the second (RSeq 2) repeats it
+        first.setdefault(leg_ends(row["src"], row["sport"], row["dst"], row["dport"]), row)
+    assert len(first) == 2
+    for ends, row in first.items():
+        invite, update = legs[(row["call_id"], ends)].exchanges
+        assert (invite.method, invite.answer.frame, invite.answer.message) == ("INVITE", row["frame"], "183 INVITE (reliable)")
+        assert m_line(invite.answer) == (row["address"], row["media"])
+        # the client sends a second UPDATE with the same CSeq 3: the same transaction's number, so a repeat
+        upd = [u for u in updates if leg_ends(u["src"], u["sport"], u["dst"], u["dport"]) == ends][0]
+        assert (update.method, update.answer.frame) == ("UPDATE", upd["frame"])
+        assert m_line(update.answer) == (upd["address"], upd["media"])
+
+
+@pytest.mark.peer
+@pytest.mark.parametrize("mode", MODES)
+def test_generated_b2bua_and_sbc_answers_are_the_200_oks(tshark, analysis, mode):
+    rows = tshark_sdp(tshark, LEGS, 'sip.Status-Code == 200 && sip.CSeq.method == "INVITE" && sdp '
+                                    '&& !(sip.Call-ID == "late-offer@legs")')
+    assert len(rows) == 9
+    assert assert_answers_are_tshark_200s(analysis(LEGS, mode=mode), rows) == 9
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_b2bua_legs_are_joined_by_session_id_header_or_numbers(analysis, mode):
+    result = analysis(LEGS, mode=mode)
+    views = {v.call_id: v for v in select_calls(result, ip="10.30.1.6")}
+    assert {cid: (v.call_ids, [lk.basis for lk in v.links]) for cid, v in views.items()} == {
+        "b2bua-in@legs": (["b2bua-in@legs", "b2bua-out@legs"], ["session-id"]),
+        "xcid-in@legs": (["xcid-in@legs", "xcid-out@legs"], ["header"]),
+        "num-in@legs": (["num-in@legs", "num-out@legs"], ["number+time"])}
+    # either Call-ID finds the joined call; the direct call to the same number 1 s later is not a leg of it
+    assert [v.call_ids for v in select_calls(result, call_id="b2bua-out@legs")] == [["b2bua-in@legs", "b2bua-out@legs"]]
+    assert [v.call_ids for v in select_calls(result, number="4202")] == [["num-in@legs", "num-out@legs"], ["direct@legs"]]
+    # the 183 of the incoming leg previews the B2BUA's ringback port; the 200 answers with the media port
+    leg_in = views["b2bua-in@legs"].legs[0]
+    (exchange,) = leg_in.exchanges
+    assert (exchange.preview.message, exchange.preview.sdp.media[0].port) == ("183 INVITE", 52004)
+    assert (exchange.answer.message, exchange.answer.sdp.media[0].port) == ("200 INVITE", 52000)
+    assert views["b2bua-in@legs"].answer.media[0].port == 52000
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_offer_in_2xx_is_answered_in_the_ack_on_each_leg(analysis, mode):
+    """RFC 3261 §13.2.1 through a proxy: INVITE without SDP, offer in each leg's 200, answer in its ACK."""
+    (view,) = select_calls(analysis(LEGS, mode=mode), call_id="late-offer@legs")
+    got = [(leg.ends, x.offer.message, x.offer.frame, x.offer.sender, x.answer.message, x.answer.frame,
+            x.answer.sdp.media[0].port) for leg in view.legs for x in leg.exchanges]
+    assert got == [(("10.30.1.41", "10.30.1.7"), "200 INVITE", 469, "10.30.1.7:5060", "ACK", 470, 40030),
+                   (("10.30.1.42", "10.30.1.7"), "200 INVITE", 468, "10.30.1.42:5060", "ACK", 471, 40030)]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_sbc_streams_are_judged_by_their_own_legs_sdp(analysis, mode):
+    """UM-01 per leg: the SBC's outer leg is DTLS-SRTP, its inner leg plain RTP/AVP. Only the two inner
+    streams are cleartext (one SDP exchange for the whole Call-ID judged all four as DTLS-SRTP before)."""
+    result = analysis(LEGS, mode=mode)
+    (alert,) = [a for a in result.alerts if a.name == "unencrypted_media.cleartext_rtp" and a.call_id == "sbc-anchor@legs"]
+    assert sorted(s["flow"] for s in alert.evidence["streams"]) == [
+        "10.30.1.12:40002>10.30.1.5:50002", "10.30.1.5:50002>10.30.1.12:40002"]
+    assert not [a for a in result.alerts if a.name in ("unencrypted_media.zrtp_suspected", "cross_vlan.unannounced_media_peer",
+                                                       "unencrypted_media.srtp_downgrade")]
+    assert {s.call_id for s in result.records["rtp_streams"] if "10.30.1.5" in (s.src, s.dst)} == {"sbc-anchor@legs"}
+
+
+def test_call_shows_each_leg_and_summary_json_states_them(public_captures, tmp_path):
+    capture = str(public_captures / "sipnab/sip-proxy.pcap")
+    text, found = investigate([capture], load_settings(), ip="10.33.6.100", out_dir=str(tmp_path))
+    assert found == 1
+    assert "   Leg 1: 10.33.6.101 <-> 10.33.6.102\n       SDP offer from 10.33.6.101:5060 in INVITE (frame 1):\n" \
+           "         audio 10.33.6.101:6010 RTP/AVP" in text
+    assert "       SDP answer from 10.33.6.102:5080 in 200 INVITE (frame 8):\n         audio 10.33.6.100:6000 RTP/AVP" in text
+    assert "   Leg 3: 10.33.6.100 <-> 10.33.6.101: no SDP on this leg" in text
+    (folder,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    summary = json.loads((folder / "summary.json").read_text())
+    answer = summary["sdp"]["answer"]["media"][0]
+    assert (answer["address"], answer["port"]) == ("10.33.6.100", 6000)
+    assert [(leg["ends"], x["offerer"], x["offer"]["frame"], x["answer"]["frame"], x["answer"]["from"])
+            for leg in summary["legs"] for x in leg["exchanges"]] == [
+        (["10.33.6.101", "10.33.6.102"], "10.33.6.101:5060", 1, 8, "10.33.6.102:5080"),
+        (["10.33.6.100", "10.33.6.102"], "10.33.6.102:5080", 3, 7, "10.33.6.100:5060")]
+
+
+def test_b2bua_bundle_holds_both_call_ids(tmp_path):
+    text, found = investigate([str(LEGS)], load_settings(), call_id="b2bua-out@legs", out_dir=str(tmp_path))
+    assert found == 1 and "== Call b2bua-in@legs + b2bua-out@legs" in text
+    assert "Call-ID b2bua-out@legs is another leg of this call (same Session-ID, RFC 7989)" in text
+    assert "SDP preview (SDP of a non-reliable 18x, not the answer) from 10.30.1.6:5060 in 183 INVITE" in text
+    summary = json.loads((tmp_path / "1-b2bua-in@legs" / "summary.json").read_text())
+    assert summary["call_ids"] == ["b2bua-in@legs", "b2bua-out@legs"]
+    assert summary["linked_call_ids"] == [{"call_id": "b2bua-in@legs", "other": "b2bua-out@legs", "basis": "session-id"}]
+    assert len(summary["streams"]) == 4
