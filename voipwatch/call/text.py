@@ -16,6 +16,7 @@ from voipwatch.config import Settings
 from voipwatch.safe_text import visible_lines
 
 MATCH_HEADER = "time (UTC)  Call-ID  method  from -> to  src -> dst  state"
+MAX_BARE_LEGS = 3            # legs without SDP shown one per line; the rest counted
 MAX_FLOW_LINES = 50          # flows listed under the dialogs (all of them with --list)
 LINK_BASIS = {"session-id": "same Session-ID, RFC 7989", "header": "named in an X-CID-like header",
               "number+time": "same numbers, INVITE sent on by the host the first one reached"}
@@ -108,8 +109,12 @@ def describe(view: CallView) -> list[str]:
 
 def leg_lines(view: CallView) -> list[str]:
     """Each leg's offer/answer exchanges: who offered, in which message, what each side announced."""
-    lines = []
+    lines, bare = [], 0
     for n, leg in enumerate(view.legs, 1):
+        if not leg.exchanges:
+            bare += 1
+            if bare > MAX_BARE_LEGS:
+                continue
         where = f" (Call-ID {leg.call_id})" if len(view.call_ids) > 1 else ""
         lines.append(f"   Leg {n}: {leg.ends[0]} <-> {leg.ends[1]}{where}"
                      + ("" if leg.exchanges else ": no SDP on this leg"))
@@ -126,6 +131,8 @@ def leg_lines(view: CallView) -> list[str]:
                 lines += [f"         {text}" for text in media_texts(seen.sdp)]
         if leg.dropped_exchanges:
             lines.append(f"     ({leg.dropped_exchanges} older exchange(s) not kept)")
+    if bare > MAX_BARE_LEGS:
+        lines.append(f"   ... and {bare - MAX_BARE_LEGS} more leg(s) without SDP (summary.json lists every leg)")
     return lines
 
 
