@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -194,3 +195,66 @@ def test_b2bua_bundle_holds_both_call_ids(tmp_path):
     assert summary["call_ids"] == ["b2bua-in@legs", "b2bua-out@legs"]
     assert summary["linked_call_ids"] == [{"call_id": "b2bua-in@legs", "other": "b2bua-out@legs", "basis": "session-id"}]
     assert len(summary["streams"]) == 4
+
+
+# -- `voipwatch call` beyond INVITE dialogs: --ip any dialog or flow, --number by prefix, --list ---------------
+RF_ATTACKS = ROOT / "sample_captures" / "rf-attacks.pcap"
+
+
+def tshark_call_ids(tshark: str, capture: Path, display_filter: str) -> list[str]:
+    out = subprocess.run([tshark, "-n", "-r", str(capture), "-Y", display_filter, "-T", "fields", "-e", "sip.Call-ID"],
+                         capture_output=True, text=True, check=True).stdout
+    return list(dict.fromkeys(out.split()))
+
+
+@pytest.mark.peer
+@pytest.mark.parametrize("mode", MODES)
+def test_ip_selects_every_dialog_of_a_scanner(tshark, analysis, mode):
+    """A sweep of OPTIONS to 25 hosts (rf-attacks, 198.51.100.20): one OPTIONS dialog per Call-ID, as tshark
+    counts them, none of them a call."""
+    views = select_calls(analysis(RF_ATTACKS, mode=mode), ip="198.51.100.20")
+    expected = tshark_call_ids(tshark, RF_ATTACKS, "ip.addr == 198.51.100.20 && sip")
+    assert len(expected) == 25
+    assert [v.call_id for v in views] == expected
+    assert {(v.call, v.line().method, v.line().path.split(" -> ")[0]) for v in views} == {(None, "OPTIONS", "198.51.100.20")}
+
+
+@pytest.mark.cli
+@pytest.mark.peer
+def test_list_prints_one_line_per_match(tshark):
+    """--list: time, Call-ID, method, from -> to, src -> dst, state; the REGISTER enumeration's 40 dialogs."""
+    proc = subprocess.run([sys.executable, "-m", "voipwatch", "call", str(RF_ATTACKS), "--ip", "198.51.100.30", "--list"],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    header, *rows = proc.stdout.rstrip("\n").split("\n")
+    assert header == "time (UTC)  Call-ID  method  from -> to  src -> dst  state"
+    expected = tshark_call_ids(tshark, RF_ATTACKS, "ip.src == 198.51.100.30 && sip.Method == REGISTER")
+    assert [row.split("  ")[1] for row in rows] == expected and len(rows) == 40
+    states = [row.rsplit("  ", 1)[1] for row in rows]
+    assert (sum(s.startswith("401") for s in states), sum(s.startswith("404") for s in states)) == (7, 33)
+
+
+@pytest.mark.peer
+def test_bundle_of_a_register_dialog_holds_its_packets(tshark, tmp_path):
+    text, found = investigate([str(LEGS)], load_settings(), call_id="reg-legs@legs", out_dir=str(tmp_path))
+    assert found == 1 and "== REGISTER dialog reg-legs@legs" in text and "200 OK" in text
+    summary = json.loads((tmp_path / "1-reg-legs@legs" / "summary.json").read_text())
+    assert (summary["method"], summary["state"], summary["legs"][0]["exchanges"]) == ("REGISTER", "200 OK", [])
+    theirs = tshark_call_ids(tshark, LEGS, 'sip.Call-ID == "reg-legs@legs"')
+    assert theirs == ["reg-legs@legs"]
+    count = subprocess.run([tshark, "-n", "-r", str(tmp_path / "1-reg-legs@legs" / "call.pcap")],
+                           capture_output=True, text=True, check=True).stdout.count("\n")
+    expected = subprocess.run([tshark, "-n", "-r", str(LEGS), "-Y", 'sip.Call-ID == "reg-legs@legs"'],
+                              capture_output=True, text=True, check=True).stdout.count("\n")
+    assert count == expected == summary["call_pcap_packets"] == 4
+
+
+def test_options_and_prefix_selection(analysis):
+    result = analysis(LEGS)
+    assert [(v.call_id, v.line().method, v.line().state) for v in select_calls(result, ip="10.30.1.99")] == [
+        ("opt-legs@legs", "OPTIONS", "200 OK")]
+    # a prefix of the digits (+ and separators dropped): 4930... is the callee the B2BUA rewrote
+    assert [v.call_ids for v in select_calls(result, number="+4930")] == [["xcid-in@legs", "xcid-out@legs"]]
+    assert select_calls(result, number="202") == []          # 2202 and 4202 end with it: a prefix, not a suffix
+    with pytest.raises(ValueError):
+        select_calls(result, number="+49")
