@@ -15,9 +15,11 @@ Offer/answer on a leg (RFC 3264 §4, RFC 3261 §13.2.1):
 - SDP repeated later in the same transaction (a 2xx after a reliable 18x answer, a retransmission) is a
   repeat of that exchange, not a new one.
 
-This module is the one home of these rules: the call view (voipwatch.call), its evidence bundle, the
-UM-03 downgrade check and XV-04 unannounced_media_peer read them from here, and
-voipwatch.sessions.MediaExpectations records each media binding's leg and role with them.
+This module is the one home of these rules: the call view (voipwatch.call) and its evidence bundle, the
+UM-03 downgrade check, UM-01's binding of a stream to its negotiated m= line (media_exchange) and XV-04
+unannounced_media_peer read them from here. (The pipeline's endpoint bindings, voipwatch.sessions.
+MediaExpectations, need no leg: every SDP, offer or answer on any leg, announces where its own sender
+receives, RFC 3264 §5.)
 All state is bounded: legs per Call-ID and exchanges per leg have caps, counted when hit.
 """
 from __future__ import annotations
