@@ -400,9 +400,10 @@ class CrossVlan(Detector):
         cap = self.config.max_per_host
         if len(call.signalling) < cap:
             call.signalling.update((m.pkt.src, m.pkt.dst))
-        if call.legs is None:
-            call.legs = CallLegs(m.call_id)
-        call.legs.on_sip(m)
+        if call.legs is None and (m.method == "INVITE" or m.sdp is not None):
+            call.legs = CallLegs(m.call_id)        # dialogs without SDP (REGISTER, OPTIONS) keep no legs
+        if call.legs is not None:
+            call.legs.on_sip(m)
         if m.sdp is None:
             return
         for md in m.sdp.media:

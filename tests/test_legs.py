@@ -122,8 +122,8 @@ def test_sbc_with_100rel_answers_in_the_reliable_183_and_update(public_captures,
 def test_generated_b2bua_and_sbc_answers_are_the_200_oks(tshark, analysis, mode):
     rows = tshark_sdp(tshark, LEGS, 'sip.Status-Code == 200 && sip.CSeq.method == "INVITE" && sdp '
                                     '&& !(sip.Call-ID == "late-offer@legs")')
-    assert len(rows) == 9
-    assert assert_answers_are_tshark_200s(analysis(LEGS, mode=mode), rows) == 9
+    assert len(rows) == 13
+    assert assert_answers_are_tshark_200s(analysis(LEGS, mode=mode), rows) == 13
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -163,9 +163,19 @@ def test_sbc_streams_are_judged_by_their_own_legs_sdp(analysis, mode):
     (alert,) = [a for a in result.alerts if a.name == "unencrypted_media.cleartext_rtp" and a.call_id == "sbc-anchor@legs"]
     assert sorted(s["flow"] for s in alert.evidence["streams"]) == [
         "10.30.1.12:40002>10.30.1.5:50002", "10.30.1.5:50002>10.30.1.12:40002"]
-    assert not [a for a in result.alerts if a.name in ("unencrypted_media.zrtp_suspected", "cross_vlan.unannounced_media_peer",
-                                                       "unencrypted_media.srtp_downgrade")]
+    assert not [a for a in result.alerts if a.call_id == "sbc-anchor@legs" and a.name in (
+        "unencrypted_media.zrtp_suspected", "cross_vlan.unannounced_media_peer", "unencrypted_media.srtp_downgrade")]
     assert {s.call_id for s in result.records["rtp_streams"] if "10.30.1.5" in (s.src, s.dst)} == {"sbc-anchor@legs"}
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_srtp_downgrade_is_judged_per_leg(analysis, mode):
+    """UM-03 per leg: an SBC answers a carrier's RTP/AVP offer with RTP/AVP and offers DTLS-SRTP inside. Only
+    the phone that answered the SBC's SRTP offer with plain RTP downgraded (one exchange list for the whole
+    Call-ID paired the SBC's inner SRTP offer with its outer RTP answer, a false high alert)."""
+    downgrades = [(a.call_id, a.src, a.dst, a.evidence["lines"]) for a in analysis(LEGS, mode=mode).alerts
+                  if a.name == "unencrypted_media.srtp_downgrade"]
+    assert downgrades == [("srtp-refused-inside@legs", "10.30.1.14", "10.30.1.5", ["audio UDP/TLS/RTP/SAVP -> RTP/AVP"])]
 
 
 def test_call_shows_each_leg_and_summary_json_states_them(public_captures, tmp_path):
@@ -254,7 +264,8 @@ def test_options_and_prefix_selection(analysis):
     assert [(v.call_id, v.line().method, v.line().state) for v in select_calls(result, ip="10.30.1.99")] == [
         ("opt-legs@legs", "OPTIONS", "200 OK")]
     # a prefix of the digits (+ and separators dropped): 4930... is the callee the B2BUA rewrote
-    assert [v.call_ids for v in select_calls(result, number="+4930")] == [["xcid-in@legs", "xcid-out@legs"]]
+    assert [v.call_ids for v in select_calls(result, number="+4930")] == [
+        ["xcid-in@legs", "xcid-out@legs"], ["srtp-inside@legs"], ["srtp-refused-inside@legs"]]
     assert select_calls(result, number="202") == []          # 2202 and 4202 end with it: a prefix, not a suffix
     with pytest.raises(ValueError):
         select_calls(result, number="+49")

@@ -21,6 +21,11 @@ Untagged Ethernet/IPv4/UDP, SIP on 5060. Ground truth, per scenario (every SDP h
 - late-offer@legs: through a proxy (10.30.1.7) with the same Call-ID, an INVITE without SDP: the callee
   10.30.1.42 offers in its 200 (10.30.1.42:40032), the proxy forwards it, the caller 10.30.1.41 answers
   in the ACK (10.30.1.41:40030), forwarded by the proxy. No media.
+- srtp-inside@legs: a carrier (10.30.2.1) offers RTP/AVP to the SBC (answer RTP/AVP at 10.30.1.5:50010);
+  the SBC offers UDP/TLS/RTP/SAVP + a=fingerprint to the phone 10.30.1.13, answered in kind (10.30.1.13:40062).
+  Each leg's answer keeps its own offer's protection: no SRTP offer was answered with plain RTP. No media.
+- srtp-refused-inside@legs: the same, but the phone 10.30.1.14 answers the SBC's DTLS-SRTP offer with
+  RTP/AVP (a downgrade on the inner leg only).
 - reg-legs@legs: REGISTER of 10.30.1.11 (401, then 200); opt-legs@legs: OPTIONS from 10.30.1.99 to the
   SBC, answered 200.
 """
@@ -93,6 +98,27 @@ def sbc_anchor(cap: UdpCapture, t: float, rng: random.Random) -> None:
     out.response(t + 1.61, "200 OK", 2, "BYE")
     inner.request(t + 1.62, "BYE", 2)
     inner.response(t + 1.63, "200 OK", 2, "BYE")
+
+
+def srtp_inside(cap: UdpCapture, t: float, cid: str = "srtp-inside@legs", phone: str = "10.30.1.13",
+                phone_proto: str = "UDP/TLS/RTP/SAVP") -> None:
+    """A carrier offers plain RTP to the SBC; the SBC offers DTLS-SRTP to the phone, which answers with
+    `phone_proto`; the SBC answers the carrier with plain RTP."""
+    carrier = "10.30.2.1"
+    fm = ((0, "PCMU/8000"),)
+    outer, inner = Dialog(cap, cid, carrier, SBC, "4930999", "1303"), Dialog(cap, cid, SBC, phone, "4930999", "1303")
+    outer.request(t, "INVITE", 1, sdp_body(carrier, carrier, 30000, "RTP/AVP", fm))
+    inner.request(t + 0.02, "INVITE", 1, sdp_body(SBC, SBC, 50012, "UDP/TLS/RTP/SAVP", fm, FINGERPRINT))
+    secure = phone_proto != "RTP/AVP"
+    inner.response(t + 0.3, "200 OK", 1, "INVITE", sdp_body(phone, phone, 40062, phone_proto, fm,
+                                                                (FINGERPRINT[0], "a=setup:active") if secure else ()))
+    outer.response(t + 0.31, "200 OK", 1, "INVITE", sdp_body(SBC, SBC, 50010, "RTP/AVP", fm))
+    outer.request(t + 0.32, "ACK", 1)
+    inner.request(t + 0.33, "ACK", 1)
+    outer.request(t + 1.0, "BYE", 2)
+    outer.response(t + 1.01, "200 OK", 2, "BYE")
+    inner.request(t + 1.02, "BYE", 2)
+    inner.response(t + 1.03, "200 OK", 2, "BYE")
 
 
 def b2bua_call(cap: UdpCapture, t: float, tag: str, caller_ip: str, callee_ip: str, caller: str, callee: str,
@@ -188,6 +214,8 @@ def build():
                (40050, 52020, 52022, 40052), with_media=False)
     direct_call(cap, T0 + 13)
     late_offer(cap, T0 + 16)
+    srtp_inside(cap, T0 + 19)
+    srtp_inside(cap, T0 + 21, "srtp-refused-inside@legs", "10.30.1.14", "RTP/AVP")
     return cap.pcap
 
 
