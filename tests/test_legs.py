@@ -15,7 +15,8 @@ import pytest
 from voipwatch.call.select import select_calls
 from voipwatch.call.text import investigate
 from voipwatch.config import load_settings
-from voipwatch.legs import leg_ends
+from voipwatch.legs import MAX_JOINED, Link, call_groups, leg_ends, link_calls
+from voipwatch.records import Call, PacketMeta, SipMessage
 
 ROOT = Path(__file__).resolve().parents[1]
 LEGS = ROOT / "sample_captures" / "legs.pcap"
@@ -269,3 +270,34 @@ def test_options_and_prefix_selection(analysis):
     assert select_calls(result, number="202") == []          # 2202 and 4202 end with it: a prefix, not a suffix
     with pytest.raises(ValueError):
         select_calls(result, number="+49")
+
+
+# -- leg links are bounded: forged or busy evidence joins nothing it should not -----------------------------
+def _call(cid: str, ts: float, src: str, dst: str, caller: str, callee: str) -> Call:
+    return Call(cid, ts, ts + 1, caller, callee, src, dst, (), "udp", "ended", 200, 0.5, 0.5, None, "none",
+                first_frame=int(ts * 100))
+
+
+def _invite(call: Call, session_id: tuple[str, ...] = (), refs: tuple[str, ...] = ()) -> SipMessage:
+    pkt = PacketMeta(call.first_ts, call.first_frame, (), call.src, 5060, call.dst, 5060, "udp")
+    return SipMessage(pkt, True, "INVITE", f"sip:{call.callee}@x", call.callee, None, None, call.call_id, 1, "INVITE",
+                      None, call.caller, None, None, call.callee, None, session_ids=session_id, leg_refs=refs)
+
+
+def test_a_session_id_or_reference_on_many_call_ids_joins_none():
+    calls = [_call(f"c{i}", 100.0 + i * 20, f"10.0.0.{i + 1}", "10.0.1.1", f"1{i:03d}", f"2{i:03d}") for i in range(MAX_JOINED + 1)]
+    forged = [_invite(c, ("ab30317f1a784dc48ff824d0d3715d86",), ("c0",)) for c in calls]
+    assert link_calls(calls, forged) == []
+    pair = [_invite(c, ("ab30317f1a784dc48ff824d0d3715d86",)) for c in calls[:2]]
+    assert link_calls(calls, pair) == [Link("c0", "c1", "session-id")]
+
+
+def test_number_and_time_link_each_incoming_call_to_its_own_outgoing_leg():
+    """Two callers reach the same busy number through one B2BUA 20 ms apart, the B2BUA hiding the caller on its
+    outgoing legs: two calls of two legs each, not one call of four."""
+    b2bua, agent = "10.0.0.6", "10.0.2.9"
+    calls = [_call("in-1", 100.0, "10.0.0.1", b2bua, "1001", "5000"), _call("in-2", 100.02, "10.0.0.2", b2bua, "1002", "5000"),
+             _call("out-1", 100.05, b2bua, agent, None, "5000"), _call("out-2", 100.07, b2bua, agent, None, "5000"),
+             _call("late", 200.0, b2bua, agent, None, "5000")]
+    groups, _ = call_groups(calls, [])
+    assert (groups["in-1"], groups["in-2"], groups["late"]) == (["in-1", "out-1"], ["in-2", "out-2"], ["late"])

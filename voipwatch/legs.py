@@ -24,6 +24,7 @@ All state is bounded: legs per Call-ID and exchanges per leg have caps, counted 
 """
 from __future__ import annotations
 
+import bisect
 import re
 from dataclasses import dataclass, field
 
@@ -36,6 +37,8 @@ OFFER_CARRIERS = ("INVITE", "UPDATE", "PRACK")
 # (no RFC bounds it) while two unrelated calls from the same caller to the same callee are rarer.
 B2BUA_WINDOW_S = 10.0
 MIN_NUMBER_DIGITS = 3      # numbers shorter than this link nothing (they would match too much)
+MAX_JOINED = 8             # Call-IDs one Session-ID UUID or referenced Call-ID may join (a B2BUA chain is short)
+MAX_CANDIDATES = 64        # later INVITEs examined per call for a number+time link (a flood stays linear)
 
 
 def leg_ends(src: str, sport: int, dst: str, dport: int) -> tuple[str, str]:
@@ -312,7 +315,7 @@ def link_calls(calls: list[Call], messages: list[SipMessage], window_s: float = 
     """Pairs of Call-IDs that a B2BUA joined, strongest evidence first: a shared Session-ID UUID (RFC 7989 §6:
     intermediaries pass it on unchanged), a header naming the other Call-ID (X-CID and the like), or the
     same caller and callee numbers with the second INVITE sent, within window_s, by the host the first one
-    was sent to (the B2BUA)."""
+    was sent to (the B2BUA): the first such INVITE not already taken by an earlier call."""
     ids = {c.call_id for c in calls}
     uuids: dict[str, set[str]] = {}
     links: dict[frozenset, Link] = {}
@@ -324,24 +327,45 @@ def link_calls(calls: list[Call], messages: list[SipMessage], window_s: float = 
     for msg in messages:
         if msg.call_id in ids:
             for uuid in msg.session_ids:
-                uuids.setdefault(uuid, set()).add(msg.call_id)
+                group = uuids.setdefault(uuid, set())
+                if len(group) <= MAX_JOINED:
+                    group.add(msg.call_id)
     for group in uuids.values():
+        if len(group) > MAX_JOINED:
+            continue                 # a UUID on many Call-IDs is no session identifier (reused or forged)
         first, *rest = sorted(group)
         for other in rest:
             link(first, other, "session-id")
+    named: dict[str, set[str]] = {}       # referenced Call-ID -> the Call-IDs whose messages name it
     for msg in messages:
-        for ref in msg.leg_refs:
-            if msg.call_id is not None:
-                link(ref, msg.call_id, "header")
-    ordered = sorted(calls, key=lambda c: (c.first_ts, c.first_frame))
-    for i, inbound in enumerate(ordered):
-        for outbound in ordered[i + 1:]:
+        if msg.call_id in ids:
+            for ref in msg.leg_refs:
+                if ref in ids and len(named.setdefault(ref, set())) <= MAX_JOINED:
+                    named[ref].add(msg.call_id)
+    for ref, namers in named.items():
+        if len(namers) <= MAX_JOINED:    # a Call-ID named by many others is no leg reference (forged)
+            for cid in sorted(namers):
+                link(ref, cid, "header")
+    # Candidates by (sending host, last MIN_NUMBER_DIGITS digits of the callee): two numbers of which one
+    # ends with the other share those digits. Each list is in time order.
+    by_sender: dict[tuple[str, str], list[Call]] = {}
+    for call in sorted(calls, key=lambda c: (c.first_ts, c.first_frame)):
+        tail = _digits(call.callee)[-MIN_NUMBER_DIGITS:]
+        if len(tail) == MIN_NUMBER_DIGITS:
+            by_sender.setdefault((call.src, tail), []).append(call)
+    claimed: set[str] = set()        # one outgoing leg per incoming call: busy numbers are not chained
+    for inbound in sorted(calls, key=lambda c: (c.first_ts, c.first_frame)):
+        candidates = by_sender.get((inbound.dst, _digits(inbound.callee)[-MIN_NUMBER_DIGITS:]), [])
+        start = bisect.bisect_right(candidates, (inbound.first_ts, inbound.first_frame),
+                                    key=lambda c: (c.first_ts, c.first_frame))
+        for outbound in candidates[start:start + MAX_CANDIDATES]:
             if outbound.first_ts - inbound.first_ts > window_s:
                 break
-            if outbound.src == inbound.dst and outbound.call_id != inbound.call_id \
-                    and _same_number(inbound.callee, outbound.callee) \
+            if outbound.call_id not in claimed and _same_number(inbound.callee, outbound.callee) \
                     and (inbound.caller is None or outbound.caller is None or _same_number(inbound.caller, outbound.caller)):
+                claimed.add(outbound.call_id)
                 link(inbound.call_id, outbound.call_id, "number+time")
+                break
     return list(links.values())
 
 
