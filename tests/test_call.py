@@ -72,7 +72,7 @@ def test_stream_figures_agree_with_analyze_tables(office_bundle, analysis):
         ref = table[s["ssrc"]]
         assert (s["packets"], s["lost"], s["duplicates"], s["jitter_ms_max"]) == \
             (ref.packets, ref.lost, ref.duplicates, round(ref.jitter_ms_max, 3))
-        assert s["offered_in_sdp"] == {"src": True, "dst": True}
+        assert s["offered_in_sdp"] == {"src": True, "dst": True, "leg": 1}
         assert 4.3 < s["mos"] <= 4.5
 
 

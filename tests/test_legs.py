@@ -205,7 +205,11 @@ def test_b2bua_bundle_holds_both_call_ids(tmp_path):
     summary = json.loads((tmp_path / "1-b2bua-in@legs" / "summary.json").read_text())
     assert summary["call_ids"] == ["b2bua-in@legs", "b2bua-out@legs"]
     assert summary["linked_call_ids"] == [{"call_id": "b2bua-in@legs", "other": "b2bua-out@legs", "basis": "session-id"}]
-    assert len(summary["streams"]) == 4
+    # each stream bound to the leg whose offer and answer announced both its ends
+    assert [(s["src"], s["dst"], s["offered_in_sdp"]["leg"]) for s in summary["streams"]] == [
+        ("10.30.1.21", "10.30.1.6", 1), ("10.30.1.6", "10.30.1.21", 1), ("10.30.1.6", "10.30.1.22", 2),
+        ("10.30.1.22", "10.30.1.6", 2)]
+    assert "10.30.1.6:52002 -> 10.30.1.22:40012 SSRC 0x62320003 PCMU: 50 pkts" in text and "as negotiated on leg 2" in text
 
 
 # -- `voipwatch call` beyond INVITE dialogs: --ip any dialog or flow, --number by prefix, --list ---------------

@@ -18,7 +18,7 @@ from voipwatch import __version__
 from voipwatch.call import audio, ladder, quality
 from voipwatch.alerts import alert_event
 from voipwatch.call.packets import MediaPackets
-from voipwatch.call.select import CallView, Verdict, protection_verdict
+from voipwatch.call.select import CallView, Verdict, protection_verdict, stream_leg
 from voipwatch.legs import Leg
 from voipwatch.records import Frame, RtpStream
 from voipwatch.safe_text import json_line, visible
@@ -162,7 +162,7 @@ def write_bundle(view: CallView, frames: list[Frame], media: dict[tuple, MediaPa
             "jitter_ms_mean": round(stream.jitter_ms_mean, 3), "jitter_ms_max": round(stream.jitter_ms_max, 3),
             **quality.stream_quality(stream),
             "offered_in_sdp": {"src": (stream.src, stream.sport) in view.offered,
-                               "dst": (stream.dst, stream.dport) in view.offered},
+                               "dst": (stream.dst, stream.dport) in view.offered, "leg": stream_leg(view, stream)},
             "audio": wav, "audio_timing": timing, "not_decoded_because": None if ok else why,
         })
     if len(pcm) >= 2 and pcm[0][2] == pcm[1][2]:

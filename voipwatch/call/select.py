@@ -176,18 +176,31 @@ def first_offer_answer(legs: list[Leg]) -> tuple[SdpSession | None, SdpSession |
     return None, None
 
 
-def offered_endpoints(messages: list[SipMessage]) -> set[tuple[str, int]]:
-    """Every media address:port (and its RTCP port, RFC 3550 §11 / RFC 3605) any SDP of the call offered."""
+def stream_leg(view: CallView, stream: RtpStream) -> int | None:
+    """The number (1-based, view.legs order) of the first leg on which one offer/answer exchange announced
+    both ends of the stream (its media or RTCP ports), or None."""
+    for n, leg in enumerate(view.legs, 1):
+        for x in leg.exchanges:
+            announced = _endpoints(seen.sdp for seen in (x.offer, x.answer, x.preview) if seen is not None)
+            if (stream.src, stream.sport) in announced and (stream.dst, stream.dport) in announced:
+                return n
+    return None
+
+
+def _endpoints(sdps) -> set[tuple[str, int]]:
     endpoints = set()
-    for msg in messages:
-        if msg.sdp is None:
-            continue
-        for media in msg.sdp.media:
-            addr = media.connection or msg.sdp.connection
+    for sdp in sdps:
+        for media in sdp.media:
+            addr = media.connection or sdp.connection
             if addr and media.port:
                 endpoints.add((addr, media.port))
                 endpoints.add((addr, media.rtcp_port or media.port + 1))
     return endpoints
+
+
+def offered_endpoints(messages: list[SipMessage]) -> set[tuple[str, int]]:
+    """Every media address:port (and its RTCP port, RFC 3550 §11 / RFC 3605) any SDP of the call offered."""
+    return _endpoints(msg.sdp for msg in messages if msg.sdp is not None)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from voipwatch.call import ladder, quality
 from voipwatch.analyze import analyze_files
 from voipwatch.call.bundle import sdp_summary, write_bundle
 from voipwatch.call.packets import collect
-from voipwatch.call.select import CallView, protection_verdict, select_calls, select_flows
+from voipwatch.call.select import CallView, protection_verdict, select_calls, select_flows, stream_leg
 from voipwatch.config import Settings
 from voipwatch.safe_text import visible_lines
 
@@ -94,7 +94,9 @@ def describe(view: CallView) -> list[str]:
             lines.append("   Media streams:")
             for s in view.streams:
                 q = quality.stream_quality(s)
-                offered = "offered in SDP" if (s.src, s.sport) in view.offered and (s.dst, s.dport) in view.offered \
+                leg = stream_leg(view, s)
+                offered = f"as negotiated on leg {leg}" if leg else \
+                    "offered in SDP" if (s.src, s.sport) in view.offered and (s.dst, s.dport) in view.offered \
                     else "NOT as offered in SDP"
                 lines.append(f"   {s.src}:{s.sport} -> {s.dst}:{s.dport} SSRC 0x{s.ssrc:08x} {s.codec or s.payload_type}: "
                              f"{s.packets} pkts, lost {s.lost}, dup {s.duplicates}, out-of-order {s.out_of_order}, "
@@ -121,11 +123,12 @@ def leg_lines(view: CallView) -> list[str]:
         for k, x in enumerate(leg.exchanges, 1):
             if len(leg.exchanges) > 1:
                 lines.append(f"     exchange {k} ({x.method} CSeq {x.cseq})")
-            for role, seen in (("offer", x.offer), ("answer", x.answer), ("preview", x.preview)):
-                if seen is None:
-                    if role == "answer":
-                        lines.append("       SDP answer: none seen" + (f" (offer rejected {x.rejected})" if x.rejected else ""))
-                    continue
+            if x.answer is None:
+                lines.append("       SDP answer: none seen" + (f" (offer rejected {x.rejected})" if x.rejected else ""))
+            seen_in_order = sorted(((role, seen) for role, seen in (("offer", x.offer), ("answer", x.answer),
+                                                                     ("preview", x.preview)) if seen is not None),
+                                   key=lambda item: item[1].frame)
+            for role, seen in seen_in_order:
                 label = "preview (SDP of a non-reliable 18x, not the answer)" if role == "preview" else role
                 lines.append(f"       SDP {label} from {seen.sender} in {seen.message} (frame {seen.frame}):")
                 lines += [f"         {text}" for text in media_texts(seen.sdp)]
