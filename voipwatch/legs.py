@@ -88,7 +88,6 @@ class Leg:
     ends: tuple[str, str]
     first_ts: float
     first_frame: int
-    caller_side: str                      # the end that sent the leg's first message (the leg's UAC)
     exchanges: list[Exchange] = field(default_factory=list)
     dropped_exchanges: int = 0
     strays: list[SdpSeen] = field(default_factory=list)   # SDP that fits no exchange (its request not captured)
@@ -145,8 +144,7 @@ class CallLegs:
             if len(self.legs) >= self.max_legs:
                 self.dropped_legs += 1
                 return None
-            leg = self.legs[key] = Leg(self.call_id, key, p.ts, p.frame,
-                                       key[0] if key[0] in (p.src, f"{p.src}:{p.sport}") else key[1])
+            leg = self.legs[key] = Leg(self.call_id, key, p.ts, p.frame)
         role = self._request(leg, msg) if msg.is_request else self._response(leg, msg)
         if role is not None and role.role == "stray" and len(leg.strays) < self.max_exchanges:
             leg.strays.append(self._seen(msg))

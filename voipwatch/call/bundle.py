@@ -184,6 +184,7 @@ def write_bundle(view: CallView, frames: list[Frame], media: dict[tuple, MediaPa
         "sdp": {"offer": sdp_summary(view.offer), "answer": sdp_summary(view.answer)},
         "legs": [leg_summary(leg) for leg in view.legs],
         "linked_call_ids": [{"call_id": lk.call_id, "other": lk.other, "basis": lk.basis} for lk in view.links],
+        "legs_not_followed": view.dropped_legs,
         "ladder": [{"t_s": round(r.ts - lad.rows[0].ts, 6), "frame": r.frame, "from": lad.parties[r.src],
                     "to": lad.parties[r.dst], "label": r.label, "retransmission": r.is_retransmission}
                    for r in lad.rows],
@@ -225,7 +226,8 @@ def leg_summary(leg: Leg) -> dict:
                                        "message": s.message, "sdp": sdp_summary(s.sdp)}
     return {"call_id": leg.call_id, "ends": list(leg.ends), "first_frame": leg.first_frame,
             "exchanges": [{"method": x.method, "cseq": x.cseq, "offerer": x.offerer, "offer": seen(x.offer),
-                           "answer": seen(x.answer), "preview": seen(x.preview), "rejected": x.rejected}
+                           "answer": seen(x.answer), "preview": seen(x.preview), "rejected": x.rejected,
+                           "repeats": x.repeats}
                           for x in leg.exchanges],
             "older_exchanges_not_kept": leg.dropped_exchanges}
 

@@ -36,6 +36,7 @@ class CallView:
     offer: SdpSession | None = None      # the first leg's first offer and its answer (None until answered)
     answer: SdpSession | None = None
     offered: set[tuple[str, int]] = field(default_factory=set)    # SDP media + RTCP endpoints, any leg
+    dropped_legs: int = 0                # messages on legs beyond voipwatch.legs.MAX_LEGS per Call-ID
 
     @property
     def call_id(self) -> str:
@@ -137,6 +138,7 @@ def select_calls(result: AnalysisResult, call_id: str | None = None, number: str
         per_call = legs_of(msgs)
         view.legs = sorted((leg for legs in per_call.values() for leg in legs.legs.values()),
                            key=lambda leg: leg.first_frame)
+        view.dropped_legs = sum(legs.dropped_legs for legs in per_call.values())
         view.offer, view.answer = first_offer_answer(view.legs)
         view.offered = offered_endpoints(msgs)
         views.append(view)

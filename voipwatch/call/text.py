@@ -13,6 +13,7 @@ from voipwatch.call.bundle import sdp_summary, write_bundle
 from voipwatch.call.packets import collect
 from voipwatch.call.select import CallView, protection_verdict, select_calls, select_flows, stream_leg
 from voipwatch.config import Settings
+from voipwatch.legs import MAX_LEGS
 from voipwatch.safe_text import visible_lines
 
 MATCH_HEADER = "time (UTC)  Call-ID  method  from -> to  src -> dst  state"
@@ -136,6 +137,8 @@ def leg_lines(view: CallView) -> list[str]:
             lines.append(f"     ({leg.dropped_exchanges} older exchange(s) not kept)")
     if bare > MAX_BARE_LEGS:
         lines.append(f"   ... and {bare - MAX_BARE_LEGS} more leg(s) without SDP (summary.json lists every leg)")
+    if view.dropped_legs:
+        lines.append(f"   {view.dropped_legs} message(s) on legs beyond {MAX_LEGS} per Call-ID were not followed")
     return lines
 
 
