@@ -85,6 +85,24 @@ def test_proxied_call_answer_is_each_legs_200_ok(public_captures, tshark, analys
 
 @pytest.mark.peer
 @pytest.mark.parametrize("mode", MODES)
+def test_websocket_proxy_answers_per_leg(public_captures, tshark, analysis, mode):
+    """heplify/sip_tcp_websocket.pcap: a proxy (10.243.0.157) between a WebSocket client, a PBX and a carrier;
+    two Call-IDs, each forwarded on UDP legs with SDP previews in 183s before the 200. (SIP over WebSocket
+    itself is not decoded: only the UDP legs are compared.)"""
+    capture = public_captures.parent / "public-2" / "heplify" / "sip_tcp_websocket.pcap"
+    rows = tshark_sdp(tshark, capture, 'udp && sip.Status-Code == 200 && sip.CSeq.method == "INVITE" && sdp')
+    assert [r["frame"] for r in rows] == [40, 41, 44]
+    result = analysis(capture, mode=mode)
+    assert assert_answers_are_tshark_200s(result, rows) == 3
+    previews = tshark_sdp(tshark, capture, 'udp && sip.Status-Code == 183 && !sip.Require && sdp')
+    for row in rows:       # the last 183 before the 200 on the same hop is the preview kept
+        leg = legs_by_hop(result, row["call_id"])[(row["call_id"], leg_ends(row["src"], row["sport"], row["dst"], row["dport"]))]
+        last = [p for p in previews if p["call_id"] == row["call_id"] and (p["src"], p["dst"]) == (row["src"], row["dst"])][-1]
+        assert (leg.exchanges[0].preview.frame, m_line(leg.exchanges[0].preview)) == (last["frame"], (last["address"], last["media"]))
+
+
+@pytest.mark.peer
+@pytest.mark.parametrize("mode", MODES)
 def test_kamailio_trunk_answers_per_leg(tshark, analysis, mode):
     """The lab capture: SIPp -> kamailio (TCP) -> SIPp, three answered calls, each on two legs."""
     rows = tshark_sdp(tshark, TRUNK, 'sip.Status-Code == 200 && sip.CSeq.method == "INVITE" && sdp')
