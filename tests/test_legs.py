@@ -15,8 +15,8 @@ import pytest
 from voipwatch.call.select import select_calls
 from voipwatch.call.text import investigate
 from voipwatch.config import load_settings
-from voipwatch.legs import MAX_JOINED, Link, call_groups, leg_ends, link_calls
-from voipwatch.records import Call, PacketMeta, SipMessage
+from voipwatch.legs import MAX_JOINED, CallLegs, Link, call_groups, leg_ends, link_calls
+from voipwatch.records import Call, PacketMeta, SdpMedia, SdpSession, SipMessage
 
 ROOT = Path(__file__).resolve().parents[1]
 LEGS = ROOT / "sample_captures" / "legs.pcap"
@@ -323,3 +323,21 @@ def test_number_and_time_link_each_incoming_call_to_its_own_outgoing_leg():
              _call("late", 200.0, b2bua, agent, None, "5000")]
     groups, _ = call_groups(calls, [])
     assert (groups["in-1"], groups["in-2"], groups["late"]) == (["in-1", "out-1"], ["in-2", "out-2"], ["late"])
+
+
+def test_legs_and_exchanges_are_capped_and_counted():
+    """A dialog fanned out to many hops, or re-INVITEd without end, keeps bounded state and says so."""
+    legs = CallLegs("fan@test", max_legs=4, max_exchanges=3)
+    sdp = SdpSession("-", "10.0.0.1", "10.0.0.1", (SdpMedia("audio", 4000, "RTP/AVP", ("0",)),))
+    for i in range(10):                               # INVITEs to ten hosts: four legs kept
+        pkt = PacketMeta(float(i), i + 1, (), "10.0.0.1", 5060, f"10.0.1.{i}", 5060, "udp")
+        legs.on_sip(SipMessage(pkt, True, "INVITE", "sip:x@y", "x", None, None, "fan@test", 1, "INVITE",
+                               None, "a", None, None, "x", None, sdp=sdp))
+    assert (len(legs.legs), legs.dropped_legs) == (4, 6)
+    for cseq in range(2, 8):                          # six re-INVITEs on the first leg: the last three kept
+        pkt = PacketMeta(20.0 + cseq, 20 + cseq, (), "10.0.0.1", 5060, "10.0.1.0", 5060, "udp")
+        role = legs.on_sip(SipMessage(pkt, True, "INVITE", "sip:x@y", "x", None, None, "fan@test", cseq, "INVITE",
+                                      None, "a", None, None, "x", None, sdp=sdp))
+        assert role.role == "offer"
+    first = legs.ordered()[0]
+    assert ([x.cseq for x in first.exchanges], first.dropped_exchanges) == ([5, 6, 7], 4)
