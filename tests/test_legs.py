@@ -185,6 +185,9 @@ def test_sbc_streams_are_judged_by_their_own_legs_sdp(analysis, mode):
     assert not [a for a in result.alerts if a.call_id == "sbc-anchor@legs" and a.name in (
         "unencrypted_media.zrtp_suspected", "cross_vlan.unannounced_media_peer", "unencrypted_media.srtp_downgrade")]
     assert {s.call_id for s in result.records["rtp_streams"] if "10.30.1.5" in (s.src, s.dst)} == {"sbc-anchor@legs"}
+    # the calls table: the weakest leg's protection (the caller's leg alone said dtls)
+    protection = {c.call_id: c.media_protection for c in result.records["calls"]}
+    assert (protection["sbc-anchor@legs"], protection["srtp-inside@legs"], protection["b2bua-in@legs"]) == ("none", "none", "none")
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -16,7 +16,7 @@ Offer/answer on a leg (RFC 3264 §4, RFC 3261 §13.2.1):
   repeat of that exchange, not a new one.
 
 This module is the one home of these rules: the call view (voipwatch.call) and its evidence bundle, the
-UM-03 downgrade check, UM-01's binding of a stream to its negotiated m= line (media_exchange) and XV-04
+calls table's media_protection (voipwatch.sessions), the UM-03 downgrade check, UM-01's binding of a stream to its negotiated m= line (media_exchange) and XV-04
 unannounced_media_peer read them from here. (The pipeline's endpoint bindings, voipwatch.sessions.
 MediaExpectations, need no leg: every SDP, offer or answer on any leg, announces where its own sender
 receives, RFC 3264 §5.)
