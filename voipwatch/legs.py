@@ -122,11 +122,26 @@ class SdpRole:
     role: str                 # offer | answer | preview | repeat | stray (no exchange it belongs to)
 
 
-class CallLegs:
-    """The legs of one Call-ID and their offer/answer exchanges, fed its SIP messages in capture order."""
+def _may_negotiate(msg: SipMessage) -> bool:
+    """Whether a message can change an offer/answer exchange: it carries SDP, opens an INVITE transaction
+    (whose offer may come in the 2xx), or rejects an offer (a failure response to INVITE, UPDATE, PRACK)."""
+    if msg.sdp is not None:
+        return True
+    if msg.is_request:
+        return msg.method == "INVITE"
+    return (msg.status or 0) >= 300 and msg.cseq_method in OFFER_CARRIERS
 
-    def __init__(self, call_id: str, max_legs: int = MAX_LEGS, max_exchanges: int = MAX_EXCHANGES):
+
+class CallLegs:
+    """The legs of one Call-ID and their offer/answer exchanges, fed its SIP messages in capture order.
+
+    every_hop: also keep the legs that carry no offer/answer (BYE straight between the phones when a proxy
+    did not record-route), as the call view shows them; the trackers and detectors skip such messages."""
+
+    def __init__(self, call_id: str, max_legs: int = MAX_LEGS, max_exchanges: int = MAX_EXCHANGES,
+                 every_hop: bool = False):
         self.call_id = call_id
+        self.every_hop = every_hop
         self.max_legs = max_legs
         self.max_exchanges = max_exchanges
         self.legs: dict[tuple[str, str], Leg] = {}
@@ -137,6 +152,8 @@ class CallLegs:
 
     def on_sip(self, msg: SipMessage) -> SdpRole | None:
         """Follow one message; what its SDP is (None when it has no SDP or its leg is beyond the cap)."""
+        if not self.every_hop and not _may_negotiate(msg):
+            return None
         p = msg.pkt
         key = leg_ends(p.src, p.sport, p.dst, p.dport)
         leg = self.legs.get(key)
@@ -209,7 +226,9 @@ class CallLegs:
 
     def _response(self, leg: Leg, msg: SipMessage) -> SdpRole | None:
         status = msg.status or 0
-        exchange = self._find(leg, msg.cseq_method, msg.cseq) if msg.cseq_method in OFFER_CARRIERS else None
+        if (msg.sdp is None and status < 300) or msg.cseq_method not in OFFER_CARRIERS:
+            return None if msg.sdp is None else SdpRole(leg, None, "stray")
+        exchange = self._find(leg, msg.cseq_method, msg.cseq)
         if exchange is not None and status >= 300 and exchange.answer is None:
             exchange.rejected = status
         if msg.sdp is None or status < 101:
@@ -282,7 +301,7 @@ def legs_of(messages: list[SipMessage]) -> dict[str, CallLegs]:
             continue
         legs = out.get(msg.call_id)
         if legs is None:
-            legs = out[msg.call_id] = CallLegs(msg.call_id)
+            legs = out[msg.call_id] = CallLegs(msg.call_id, every_hop=True)
         legs.on_sip(msg)
     return out
 
