@@ -224,7 +224,7 @@ def leg_summary(leg: Leg) -> dict:
     def seen(s):
         return None if s is None else {"frame": s.frame, "ts": s.ts, "from": s.sender, "to": s.receiver,
                                        "message": s.message, "sdp": sdp_summary(s.sdp)}
-    return {"call_id": leg.call_id, "ends": list(leg.ends), "first_frame": leg.first_frame,
+    return {"call_id": leg.call_id, "ends": list(leg.ends), "first_ts": leg.first_ts, "first_frame": leg.first_frame,
             "exchanges": [{"method": x.method, "cseq": x.cseq, "offerer": x.offerer, "offer": seen(x.offer),
                            "answer": seen(x.answer), "preview": seen(x.preview), "rejected": x.rejected,
                            "repeats": x.repeats}
