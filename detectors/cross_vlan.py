@@ -8,6 +8,7 @@ from functools import lru_cache
 
 from voipwatch.config_schema import opt
 from voipwatch.detect import AlertSpec, Detector, register
+from voipwatch.legs import CallLegs
 from voipwatch.records import (DnsMessage, FlowSeen, HostSeen, IcmpError, L2Neighbor, RtpStream, SipMessage,
                                vlan_path_text)
 from voipwatch.windows import BoundedMap
@@ -57,10 +58,8 @@ class _Host:
 
 @dataclass
 class _Call:
-    announced: set = field(default_factory=set)     # SDP c= addresses
     signalling: set = field(default_factory=set)    # hosts that carried the call's SIP
-    offer: bool = False                              # SDP seen in a request
-    answer: bool = False                             # SDP seen in a response
+    legs: CallLegs | None = None                     # offer/answer per leg (voipwatch.legs)
 
 
 @lru_cache(maxsize=65536)
@@ -105,8 +104,8 @@ class CrossVlan(Detector):
     - unneeded_server_contact (XV-04, medium; needs roles.esc or roles.sbc): a voice-zone phone opening a flow
       to anything but the ESC, SBC, provisioning, voice DNS/NTP/DHCP, SDP media peers and `allowed_destinations`.
     - unannounced_media_peer (XV-04, high): RTP of a call whose source or destination address is neither in
-      the call's SDP nor one of its signalling hosts (RTP injection, RTP bleed, hijack); judged once SDP was seen
-      in a request and a response. Filed under XV-04 (a peer the endpoint was never set up to talk to); guide
+      the call's SDP (any leg) nor one of its signalling hosts (RTP injection, RTP bleed, hijack); judged once a
+      leg has an offer and its answer, or the 18x preview early media follows (voipwatch.legs, RFC 3264 §4). Filed under XV-04 (a peer the endpoint was never set up to talk to); guide
       section "Call eavesdropping protections", since media reaches a stranger.
     - shared_infrastructure_service (XV-05, medium): a voice client answered by a data DNS/NTP/DHCP server or the
       reverse; responses only (DNS responses, NTP replies from 123, DHCP from 67 to 68).
@@ -431,31 +430,32 @@ class CrossVlan(Detector):
         cap = self.config.max_per_host
         if len(call.signalling) < cap:
             call.signalling.update((m.pkt.src, m.pkt.dst))
+        if call.legs is None and (m.method == "INVITE" or m.sdp is not None):
+            call.legs = CallLegs(m.call_id)        # dialogs without SDP (REGISTER, OPTIONS) keep no legs
+        if call.legs is not None:
+            call.legs.on_sip(m)
         if m.sdp is None:
             return
-        call.offer |= m.is_request
-        call.answer |= not m.is_request
         for md in m.sdp.media:
             addr = md.connection or m.sdp.connection
             if addr and md.port and addr not in UNSPECIFIED:
                 self._media_peers.set(addr, True, m.pkt.ts)
-                if len(call.announced) < cap:
-                    call.announced.add(addr)
 
     def _unannounced(self, s: RtpStream):
         call = self._calls.get(s.call_id) if s.call_id else None
-        if call is None or not (call.offer and call.answer) or s.packets < self.config.min_media_packets:
+        if call is None or call.legs is None or not call.legs.negotiated() or s.packets < self.config.min_media_packets:
             return
+        announced = call.legs.announced_addresses()
         for addr, side in ((s.src, "source"), (s.dst, "destination")):
             ip = _ip(addr)
-            if addr in call.announced or addr in call.signalling or ip is None or ip.is_multicast:
+            if addr in announced or addr in call.signalling or ip is None or ip.is_multicast:
                 continue
             yield self._raise("unannounced_media_peer", ts=s.first_ts, identifier=f"{s.call_id}:{addr}",
                               src=s.src, sport=s.sport, dst=s.dst, dport=s.dport, vlan=s.vlan, call_id=s.call_id,
                               msg=f"{s.packets} RTP packets of call {s.call_id} {'came from' if side == 'source' else 'went to'} "
                                   f"{addr}, which its SDP never offered: RTP injection or bleed.",
                               evidence={"peer": addr, "side": side, "packets": s.packets,
-                                        "ssrc": f"0x{s.ssrc:08x}", "sdp_addresses": sorted(call.announced),
+                                        "ssrc": f"0x{s.ssrc:08x}", "sdp_addresses": sorted(announced),
                                         "first_ts": s.first_ts, "last_ts": s.last_ts})
 
     # -- XV-05 ------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from dissectors.sdp import is_secure_profile, line_protection
 from voipwatch.config_schema import ConfigError, opt
 from voipwatch.detect import SEVERITIES, AlertSpec, Detector, register
+from voipwatch.legs import CallLegs
 from voipwatch.records import Call, RtpStream, SdpCrypto, SdpSession, SipMessage
 from voipwatch.severity import severity_of
 from voipwatch.windows import BoundedMap
@@ -52,7 +53,7 @@ class Config:
     dtmf_min_packets: int = opt(3, "UM-08: a stream without SDP needs this many bare 4-byte event payloads to count as DTMF.")
     require_aes256: bool = opt(False, "UM-03: CNSA profile (CNSSP 15): an SRTP suite without AES-256 is reported (low).")
     max_listed: int = opt(20, "Streams, users, keys or Call-IDs listed in one alert's evidence at most.")
-    max_negotiations: int = opt(8, "Offer/answer exchanges remembered per call (re-INVITEs beyond it drop the oldest).")
+    max_negotiations: int = opt(8, "Offer/answer exchanges remembered per leg of a call (re-INVITEs beyond it drop the oldest).")
     max_calls: int = opt(50000, "Cap on calls whose SDP is remembered (least recent dropped).")
     call_idle_s: float = opt(7200.0, "A call's SDP is forgotten after this many capture seconds without SIP or media.")
     max_pending: int = opt(20000, "Cap on alerts being gathered at once; the oldest is reported early when hit.")
@@ -61,7 +62,7 @@ class Config:
 @dataclass(slots=True)
 class _CallState:
     ruri_user: str | None
-    sdps: list = field(default_factory=list)        # [ts, offer, answer] per offer/answer exchange, oldest first
+    legs: CallLegs                                  # offer/answer per leg (voipwatch.legs)
     keys: list = field(default_factory=list)        # (sdp side, SdpCrypto) with an inline key seen in clear
     streams: int = 0
     key_messages: int = 0                           # SIP messages that carried inline keys in clear (UM-02)
@@ -268,29 +269,20 @@ class UnencryptedMedia(Detector):
             group.items.append(msg.to_user)
         state = self._calls.get(msg.call_id) if msg.call_id else None
         if state is None and msg.call_id and (msg.sdp is not None or msg.method == "INVITE"):
-            state = _CallState(msg.ruri_user)
+            state = _CallState(msg.ruri_user, CallLegs(msg.call_id, max_exchanges=self.config.max_negotiations))
         if state is None:
             return
         self._calls.set(msg.call_id, state, pkt.ts)
         if msg.body_has_dtmf_relay:
             self._group(("dtmf", msg.call_id), pkt.ts, pkt.src, pkt.dst, pkt.vlan, msg.call_id, state).counts["info"] += 1
-        if msg.method == "INVITE" and msg.sdp is None and (not state.sdps or state.sdps[-1][1] is not None):
-            state.sdps.append([pkt.ts, None, None])  # RFC 3261 §13.2.1: the offer will come in the 2xx
+        role = state.legs.on_sip(msg)
         if msg.sdp is not None:
-            yield from self._sdp(msg, state)
+            yield from self._sdp(msg, state, role)
 
-    def _sdp(self, msg: SipMessage, state: _CallState):
+    def _sdp(self, msg: SipMessage, state: _CallState, role):
         sdp, pkt, cid = msg.sdp, msg.pkt, msg.call_id
-        # RFC 3264 §4: an INVITE/UPDATE body is an offer, answered in a response (or in the ACK when the 2xx
-        # carried the offer); a later response with SDP repeats or replaces the answer.
-        last = state.sdps[-1] if state.sdps else None
-        if last is not None and last[1] is None:
-            last[0], last[1], side = pkt.ts, sdp, "offer"
-        elif last is not None and not (msg.is_request and msg.method in ("INVITE", "UPDATE")):
-            last[2], side = sdp, "answer"
-        else:
-            state.sdps = (state.sdps + [[pkt.ts, sdp, None]])[-self.config.max_negotiations:]
-            side = "offer"
+        # What this SDP is on its leg (voipwatch.legs: RFC 3264 §4 offer/answer per hop).
+        side = role.role if role is not None else "stray"
         keys = [c for m in sdp.media for c in m.crypto if c.key_sha256] + [c for c in sdp.crypto if c.key_sha256]
         if keys and state.first_key_ts is None:
             state.first_key_ts = pkt.ts
@@ -312,7 +304,7 @@ class UnencryptedMedia(Detector):
                           "media_endpoints": [f"{m.connection or sdp.connection}:{m.port}" for m in sdp.media if m.port],
                           "from_user": msg.from_user, "to_user": msg.to_user, "first_ts": pkt.ts, "last_ts": pkt.ts})
         if side == "answer":
-            yield from self._negotiation(state.sdps[-1][1], sdp, where)
+            yield from self._negotiation(role.exchange.offer.sdp, sdp, where)
 
     def _negotiation(self, offer: SdpSession, answer: SdpSession, where: dict):
         """UM-03 on one completed offer/answer; m= lines pair up by position (RFC 3264 §6)."""
@@ -349,13 +341,15 @@ class UnencryptedMedia(Detector):
         state = self._calls.get(stream.call_id) if stream.call_id else None
         verdict, basis = self._payload_verdict(stream)
         events = False
-        exchanges = [x for x in state.sdps if x[1] is not None] if state else []
+        exchanges = state is not None and state.legs.has_offer()
         if exchanges:
             state.streams += 1
             self._calls.set(stream.call_id, state, stream.last_ts)
-            # Judge the stream by the exchange in force when it started (a later hold re-INVITE does not count).
-            current = ([x for x in exchanges if x[0] <= stream.first_ts] or exchanges[:1])[-1]
-            protection, event_pts = self._line_of(current[1], current[2], stream)
+            # Judge the stream by the exchange in force on its leg when it started (a later hold re-INVITE does
+            # not count); early media follows the SDP of a non-reliable 18x until the answer comes.
+            current = state.legs.media_exchange(stream.src, stream.sport, stream.dst, stream.dport, stream.first_ts)
+            answer = current.answer or current.preview
+            protection, event_pts = self._line_of(current.offer.sdp, answer.sdp if answer else None, stream)
             if protection == "clear":
                 kind, events = ("inband" if verdict == "srtp" else "clear"), bool(event_pts & _pts(stream))
             elif protection == "sdes" and state.keys:
@@ -424,11 +418,12 @@ class UnencryptedMedia(Detector):
         if state is None or state.streams or call.setup_s is None:
             return
         lines, ends = [], set()
-        for _, offer, answer in state.sdps:
+        for x in state.legs.exchanges():
+            offer, answer = (x.offer.sdp if x.offer else None), (x.answer.sdp if x.answer else None)
             clear = [m for m in (answer.media if answer else ()) if m.kind in MEDIA_KINDS and m.port
                      and m.direction != "inactive" and line_protection(answer, m) == "clear"]
             lines += [m for m in clear if m not in lines]
-            ends |= {m.connection or sdp.connection for sdp in (offer, answer) if clear for m in sdp.media}
+            ends |= {m.connection or sdp.connection for sdp in (offer, answer) if clear and sdp for m in sdp.media}
         if not lines:
             return
         public = sorted(a for a in ends if a and self._public(a))

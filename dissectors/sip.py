@@ -28,6 +28,12 @@ _EOL = re.compile(r"\r\n|\r|\n")
 # Headers that §20 defines as appearing once; a repeat is described as sip.duplicate_header.
 _SINGLETONS = ("call-id", "cseq", "from", "to", "content-length", "content-type", "max-forwards")
 _AUTH_HEADERS = ("authorization", "proxy-authorization", "www-authenticate", "proxy-authenticate")
+# Headers in which B2BUAs and SBCs copy the Call-ID of the call's other leg (vendor practice; HOMER and
+# heplify correlate legs by X-CID). RFC 7989's Session-ID is the standard way.
+LEG_REF_HEADERS = ("x-cid", "x-orig-call-id", "x-original-call-id", "x-call-id")
+# RFC 7989 §4: a Session-ID UUID is 32 lowercase hex digits; the null UUID means "not yet known".
+_UUID = re.compile(r"[0-9a-f]{32}")
+_NULL_UUID = "0" * 32
 _DTMF_TYPES = ("application/dtmf-relay", "application/dtmf")
 
 # Every Anomaly.name parse_sip gives (layer "sip"; the SDP body's own are dissectors.sdp.ANOMALIES,
@@ -320,6 +326,23 @@ def _auth(fields: dict[str, list[str]], notes: _Notes) -> tuple[SipAuth, ...]:
     return tuple(out[:MAX_LIST_VALUES])
 
 
+def _session_ids(value: str | None) -> tuple[str, ...]:
+    """RFC 7989 §4: Session-ID = sess-uuid *(SEMI sess-id-param), remote=<uuid> one of the params.
+    The UUIDs, local then remote, lowercased; malformed and null UUIDs left out."""
+    if not value:
+        return ()
+    local, _, rest = value.partition(";")
+    uuids = [local.strip().lower(), hv.params(";" + rest).get("remote", "").strip().lower()]
+    return tuple(u for u in uuids if _UUID.fullmatch(u) and u != _NULL_UUID)
+
+
+def _reliable(fields: dict[str, list[str]], status: int | None) -> bool:
+    """RFC 3262 §3: a reliable provisional response (101-199) has Require: 100rel and an RSeq header."""
+    if status is None or not 100 < status < 200 or _first(fields, "rseq") is None:
+        return False
+    return any(item.strip().lower() == "100rel" for value in fields.get("require", ()) for item in value.split(","))
+
+
 def parse_sip(meta: PacketMeta, payload: bytes) -> tuple[SipMessage | None, list[Anomaly]]:
     """Describe one SIP message; malformations become anomalies. (None, [...]) only without a start line."""
     notes = _Notes(meta)
@@ -403,6 +426,10 @@ def parse_sip(meta: PacketMeta, payload: bytes) -> tuple[SipMessage | None, list
         refer_to=(hv.name_addr(refer_to)[0] or None) if refer_to is not None else None,
         sdp=sdp,
         body_has_dtmf_relay=method == "INFO" and media_type in _DTMF_TYPES and bool(body),
+        reliable=_reliable(fields, sl.status),
+        session_ids=_session_ids(_first(fields, "session-id")),
+        leg_refs=tuple(dict.fromkeys(v.strip() for name in LEG_REF_HEADERS for v in fields.get(name, ())
+                                     if v.strip() and v.strip() != call_id))[:MAX_LIST_VALUES],
     )
     return msg, notes.records()
 

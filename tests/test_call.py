@@ -72,7 +72,7 @@ def test_stream_figures_agree_with_analyze_tables(office_bundle, analysis):
         ref = table[s["ssrc"]]
         assert (s["packets"], s["lost"], s["duplicates"], s["jitter_ms_max"]) == \
             (ref.packets, ref.lost, ref.duplicates, round(ref.jitter_ms_max, 3))
-        assert s["offered_in_sdp"] == {"src": True, "dst": True}
+        assert s["offered_in_sdp"] == {"src": True, "dst": True, "leg": 1}
         assert 4.3 < s["mos"] <= 4.5
 
 
@@ -108,11 +108,14 @@ def test_sdes_over_cleartext_sip_is_readable_but_never_decoded(tmp_path):
     assert "inline" not in (tmp_path / "1-call-c@small-office" / "summary.json").read_text()
 
 
-def test_number_selects_every_call_of_that_party(analysis):
+def test_number_selects_every_dialog_of_that_party(analysis):
+    """--number matches by prefix the users of every dialog (calls and REGISTER alike)."""
     result = analysis(OFFICE)
-    assert [v.call.call_id for v in select_calls(result, number="1002")] == [
-        "call-a@small-office", "call-c@small-office", "bad-length@small-office"]
-    assert [v.call.call_id for v in select_calls(result, ip="10.1.20.50")] == []
+    assert [(v.call_id, v.line().method) for v in select_calls(result, number="1002")] == [
+        ("reg-1002@small-office", "REGISTER"), ("call-a@small-office", "INVITE"), ("call-c@small-office", "INVITE"),
+        ("bad-length@small-office", "INVITE")]
+    assert select_calls(result, number="002") == []          # a prefix, not a suffix
+    assert [v.call_id for v in select_calls(result, ip="10.1.20.50")] == []
 
 
 @pytest.mark.peer
@@ -150,13 +153,14 @@ def test_failed_call_ladder_marks_the_challenge_and_rejection(public_captures):
 def test_cli_reports_no_match_with_exit_1(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "voipwatch", "call", OFFICE, "--call-id", "nope"],
                           capture_output=True, text=True)
-    assert proc.returncode == 1 and "no call matches" in proc.stdout
+    assert proc.returncode == 1 and proc.stdout == "no call, dialog or flow matches\n\n"
 
 
 def test_real_zrtp_call_is_not_readable_and_not_decoded(public_captures, tmp_path):
     """Asterisk/Zfone/X-Lite: plain RTP/AVP in SDP, but SRTP-sized payloads (ZRTP keyed on the media path)."""
     capture = str(public_captures / "sipnab/Asterisk_ZFONE_XLITE.pcap")
-    _, found = investigate([capture], load_settings(), ip="192.168.10.41", out_dir=str(tmp_path))
+    _, found = investigate([capture], load_settings(), call_id="ZDYzOWVlNjEwM2NjZTBjNzliNmM1ZTNiOGZjNWFhN2E.",
+                           out_dir=str(tmp_path))
     (folder,) = [p for p in tmp_path.iterdir() if p.is_dir()]
     summary = json.loads((folder / "summary.json").read_text())
     assert found == 1

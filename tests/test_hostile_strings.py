@@ -159,7 +159,8 @@ def test_call_text_and_bundle(tmp_path):
     assert safety.terminal_clean(res.output)
     assert "180 Ringing \\x1b[1A" in res.output and "EvilPhone" not in res.output    # the UA is not in the view
     bundles = sorted(p for p in tmp_path.iterdir() if p.is_dir())
-    assert [p.name for p in bundles] == ["1--2_3_cmd@evil", "2-" + gen.CALL2_ID[:80]]          # _safe keeps 80 characters
+    # _safe keeps 80 characters; the phone's REGISTER is a dialog of its own, with its bundle
+    assert [p.name for p in bundles] == ["1--2_3_cmd@evil", "2-" + gen.CALL2_ID[:80], "3-reg-3@evil"]
     for bundle in bundles:
         summary_text = (bundle / "summary.json").read_text(encoding="utf-8")
         assert safety.terminal_clean(summary_text.replace("\n", ""))
@@ -173,6 +174,19 @@ def test_call_text_and_bundle(tmp_path):
     assert [r["label"] for r in first["ladder"]][2:4] == [f"180 {gen.RINGING}", f"200 {gen.OK_REASON} (SDP)"]
     labels = [t.text for t in safety.xml_parses(bundles[0] / "ladder.svg").iter("{http://www.w3.org/2000/svg}text")]
     assert "180 Ringing \\x1b[1A\\x1b[2K\\x01\\x0c\\x00 <script>alert(1)</sc…" in labels    # cut at 60
+    register = json.loads((bundles[2] / "summary.json").read_text())
+    assert (register["method"], register["caller"], register["call_pcap_packets"]) == ("REGISTER", gen.REGISTER_USER, 2)
+
+
+def test_call_list_is_one_escaped_line_per_dialog():
+    res = CliRunner().invoke(cli, ["call", str(CAPTURE), "--ip", gen.PHONE, "--list"])
+    assert res.exit_code == 0 and safety.terminal_clean(res.output), res.output
+    header, *rows = res.output.rstrip("\n").split("\n")
+    assert header.startswith("time (UTC)  Call-ID  method")
+    # the phone's DNS query is a flow outside any dialog, listed in time order with the dialogs
+    assert [row.split("  ")[2] for row in rows] == ["dns", "INVITE", "INVITE", "REGISTER"]
+    assert rows[0].endswith("  dns  - -> -  203.0.113.66:40000 -> 192.0.2.53:53  replied")
+    assert "REGISTER  =1+1\\x1b[2J\\x07\\x9b -> =1+1\\x1b[2J\\x07\\x9b  203.0.113.66 -> 192.0.2.5  200 OK" in rows[3]
 
 
 @pytest.fixture

@@ -134,7 +134,7 @@ def test_ladder_of_a_huge_dialog_is_bounded_and_says_so(bomb):
         '(at most 6 lifelines)',
         "100 of 621 messages drawn, the first 50 and the last 50; the 521 between them are one row (at most 100 drawn)"]
     # the terminal ladder: a header, 100 message rows, one row for those left out, the two limits
-    lines = text.split("== Call ladder-bomb@views")[1].split("SDP offer")[0].strip("\n").split("\n")
+    lines = text.split("== Call ladder-bomb@views")[1].split("   Leg 1: ")[0].strip("\n").split("\n")
     ladder_lines = [line for line in lines[3:] if line.strip()]
     assert len(ladder_lines) == 1 + 100 + 1 + 2
     assert "… 521 messages not drawn (frames" in ladder_lines[51]

@@ -333,7 +333,6 @@ def test_one_incident_per_actor_with_its_phases(outputs, path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="issue 12: legs (SDP offer/answer per leg)")
 def test_the_sdp_answer_of_every_proxied_call_is_the_200_oks(tmp_path):
     """`voipwatch call`'s summary.json: the call's answer is the 200 OK's SDP on the caller's leg, and each
     leg's (the 407-challenged INVITE is an exchange of its own) is the 200 OK that crossed that leg."""

@@ -294,19 +294,22 @@ def search(store, number, ip, user_agent, method, since, until, alerts, kinds, s
 
 @cli.command()
 @click.argument("captures", nargs=-1, required=True, type=click.Path(allow_dash=False))
-@click.option("--call-id", help="The Call-ID of the call.")
-@click.option("--number", help="Digits of a caller, callee, R-URI, P-Asserted-Identity or Diversion number.")
-@click.option("--ip", help="An address in the call's signalling or media.")
+@click.option("--call-id", help="The Call-ID of the call or dialog.")
+@click.option("--number", help="Leading digits of a caller, callee, R-URI, P-Asserted-Identity or Diversion number.")
+@click.option("--ip", help="An address in a dialog's signalling or media (any method), or of a flow outside dialogs.")
+@click.option("--list", "list_only", is_flag=True, help="One line per match (time, Call-ID, method, from, to, src -> dst, state).")
 @click.option("--incident", "incident_id", metavar="ID",
               help="An incident (incidents table): its evidence bundle instead of a call's (as `voipwatch incident`).")
 @click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False),
-              help="Write an evidence bundle per call here (pcap, audio, ladder, plots, summary, manifest).")
+              help="Write an evidence bundle per call or dialog here (pcap, audio, ladder, plots, summary, manifest).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Site configuration (TOML).")
 @click.option("--set", "sets", multiple=True, metavar="SECTION.KEY=VALUE", help="Override one setting.")
-def call(captures, call_id, number, ip, incident_id, out_dir, config_path, sets) -> None:
-    """Investigate a call: its SIP ladder, SDP, media quality, whether it could be overheard, its alerts.
+def call(captures, call_id, number, ip, list_only, incident_id, out_dir, config_path, sets) -> None:
+    """Investigate a call or dialog: its SIP ladder, the SDP offer and answer of each leg, media quality,
+    whether it could be overheard, its alerts.
 
-    Exactly one of --call-id, --number, --ip selects the calls; every match is shown.
+    Exactly one of --call-id, --number, --ip selects the calls and other dialogs (REGISTER, OPTIONS, ...);
+    every match is shown, or listed one per line with --list.
 
     Example:
 
@@ -316,12 +319,15 @@ def call(captures, call_id, number, ip, incident_id, out_dir, config_path, sets)
 
     if sum(x is not None for x in (call_id, number, ip, incident_id)) != 1:
         raise click.UsageError("give exactly one of --call-id, --number, --ip, --incident")
+    if list_only and out_dir:
+        raise click.UsageError("--list prints one line per match; it writes no bundle (-o)")
     if incident_id is not None:
         _incident(captures, incident_id, out_dir, config_path, sets)
         return
     settings = settings_or_exit(config_path, sets)
     try:
-        text, found = investigate(list(captures), settings, call_id=call_id, number=number, ip=ip, out_dir=out_dir)
+        text, found = investigate(list(captures), settings, call_id=call_id, number=number, ip=ip, out_dir=out_dir,
+                                  list_only=list_only)
     except (ValueError, CaptureError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(Exit.ERROR)

@@ -230,6 +230,9 @@ class SipMessage:
     body_has_dtmf_relay: bool = False  # INFO body application/dtmf-relay or dtmf (digits never kept)
     vlan_path: tuple[tuple[int, ...], ...] | None = None  # VLAN stacks of every SPAN copy of the packet, first
                                                           # first, when copies were dropped (voipwatch.dedup)
+    reliable: bool = False         # a provisional response sent reliably: Require 100rel with an RSeq (RFC 3262 §3)
+    session_ids: tuple[str, ...] = ()  # Session-ID UUIDs, local then remote, the null UUID left out (RFC 7989 §4)
+    leg_refs: tuple[str, ...] = ()  # Call-IDs a B2BUA names as this call's other leg (X-CID, X-Orig-Call-ID, ...)
 
 
 @dataclass(frozen=True, slots=True)

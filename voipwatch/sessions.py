@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from dissectors.sip import address_of_record
 from voipwatch.bindings import Binding, RegisterRequest, RegistrarView
+from voipwatch.legs import CallLegs
 from voipwatch.records import ENDED_STATES, Call, Registration, SdpSession, SipMessage
 from voipwatch.sip_auth import credentials, outcome
 
@@ -143,6 +144,25 @@ def media_protection(offer: SdpSession | None, answer: SdpSession | None) -> str
     return "unknown"
 
 
+# Weakest first: plain RTP, keys in the signalling (SDES), keys from a handshake on the media path.
+PROTECTION_STRENGTH = ("none", "sdes", "dtls", "zrtp")
+
+
+def call_protection(legs: CallLegs) -> str:
+    """The media protection of a call as its weakest leg has it: on each leg, the exchange in force at the
+    end (voipwatch.legs; the first offer when every offer was rejected), its answer (or the 18x preview
+    early media follows) else its offer. A call with
+    DTLS-SRTP on the caller's leg and plain RTP behind an SBC is "none": its media crossed in clear."""
+    found = set()
+    for leg in legs.legs.values():
+        # a call whose offers were all rejected is described by what it offered
+        exchange = leg.in_force(float("inf")) or next((x for x in leg.exchanges if x.offer), None)
+        if exchange is not None:
+            answer = exchange.answer or exchange.preview
+            found.add(media_protection(exchange.offer.sdp, answer.sdp if answer else None))
+    return next((p for p in PROTECTION_STRENGTH if p in found), "unknown")
+
+
 @dataclass(slots=True)
 class CallState:
     call_id: str
@@ -161,8 +181,7 @@ class CallState:
     final_status: int | None = None
     answer_ts: float | None = None
     end_ts: float | None = None
-    offer: SdpSession | None = None
-    answer: SdpSession | None = None
+    legs: CallLegs | None = None          # offer/answer per leg (voipwatch.legs)
 
     def to_record(self) -> Call:
         setup_s = None if self.answer_ts is None else round(self.answer_ts - self.first_ts, 6)
@@ -174,7 +193,7 @@ class CallState:
             call_id=self.call_id, first_ts=self.first_ts, last_ts=self.last_ts, caller=self.caller,
             callee=self.callee, src=self.src, dst=self.dst, vlan=self.vlan, transport=self.transport,
             state=self.state, final_status=self.final_status, setup_s=setup_s, duration_s=duration_s,
-            user_agent=self.user_agent, media_protection=media_protection(self.offer, self.answer),
+            user_agent=self.user_agent, media_protection=call_protection(self.legs),
             first_frame=self.first_frame, ruri_user=self.ruri_user)
 
 
@@ -211,7 +230,7 @@ class CallTracker:
                 call_id=msg.call_id, first_ts=msg.pkt.ts, last_ts=msg.pkt.ts, first_frame=msg.pkt.frame,
                 caller=msg.from_user, callee=msg.to_user or msg.ruri_user, ruri_user=msg.ruri_user,
                 src=msg.pkt.src, dst=msg.pkt.dst, vlan=msg.pkt.vlan, transport=msg.pkt.transport,
-                user_agent=msg.user_agent)
+                user_agent=msg.user_agent, legs=CallLegs(msg.call_id))
             self._calls[msg.call_id] = call
             while len(self._calls) > self.max_calls:
                 _, old = self._calls.popitem(last=False)
@@ -219,6 +238,7 @@ class CallTracker:
                 self.overflows += 1
         self._calls.move_to_end(msg.call_id)
         call.last_ts = max(call.last_ts, msg.pkt.ts)
+        call.legs.on_sip(msg)
         if msg.is_request:
             self._on_request(call, msg)
         else:
@@ -228,12 +248,8 @@ class CallTracker:
     @staticmethod
     def _on_request(call: CallState, msg: SipMessage) -> None:
         if msg.method == "INVITE":
-            if msg.sdp is not None and call.answer_ts is None:
-                call.offer = msg.sdp
             if call.answer_ts is None and call.state in ("failed", "attempting"):
                 call.state = "attempting"  # a new INVITE after a 401/407 challenge retries the call
-        elif msg.method == "ACK" and msg.sdp is not None and call.answer is None:
-            call.answer = msg.sdp      # RFC 3264 §4: offer in the 2xx, answer in the ACK
         elif msg.method == "BYE" and call.end_ts is None:
             call.end_ts = msg.pkt.ts
             call.state = "ended" if call.answer_ts is not None else "cancelled"
@@ -245,11 +261,6 @@ class CallTracker:
         status = msg.status or 0
         if msg.cseq_method != "INVITE":
             return
-        if msg.sdp is not None:
-            if call.offer is None:
-                call.offer = msg.sdp
-            elif call.answer_ts is None or 200 <= status < 300:
-                call.answer = msg.sdp
         if 100 < status < 200 and call.state == "attempting":
             call.state = "ringing"
         elif 200 <= status < 300:

@@ -783,3 +783,32 @@ def test_nul_outside_a_quoted_pair_is_counted():
     _, anomalies = parse_sip(meta(), message)
     found = [a for a in anomalies if a.name == "sip.nul_byte"]
     assert [a.detail for a in found] == ["2 NUL bytes in the start line and header fields"]
+
+
+# -- what the per-leg model reads (voipwatch.legs) ---------------------------------------------------------
+def _response(extra: str) -> bytes:
+    return crlf("SIP/2.0 183 Session Progress\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\nFrom: <sip:a@x>;tag=1\n"
+                "To: <sip:b@x>;tag=2\nCall-ID: leg-b@x\nCSeq: 1 INVITE\n" + extra + "Content-Length: 0\n\n")
+
+
+@pytest.mark.parametrize("extra, reliable", [
+    ("Require: 100rel\nRSeq: 1\n", True),
+    ("Require: precondition, 100REL\nRSeq: 7\n", True),      # RFC 3261 §7.3.1: option tags compare as tokens
+    ("Require: 100rel\n", False),                            # RFC 3262 §3: no RSeq, not sent reliably
+    ("RSeq: 1\n", False),
+])
+def test_reliable_provisional_needs_require_100rel_and_rseq(extra, reliable):
+    msg, _ = parse_sip(meta(), _response(extra))
+    assert msg.reliable is reliable
+
+
+def test_session_id_uuids_and_leg_references():
+    """RFC 7989 §4: the local UUID, then remote=; the null UUID and malformed ones are left out. X-CID-like
+    headers name another Call-ID (this message's own Call-ID is no reference)."""
+    msg, _ = parse_sip(meta(), _response("Session-ID: AB30317F1A784DC48FF824D0D3715D86;remote=00000000000000000000000000000000\n"
+                                         "X-CID: leg-a@x\nX-Orig-Call-ID: leg-b@x\n"))
+    assert (msg.session_ids, msg.leg_refs) == (("ab30317f1a784dc48ff824d0d3715d86",), ("leg-a@x",))
+    msg, _ = parse_sip(meta(), _response("Session-ID: 47755a9de7794ba387653f2099600ef2;remote=ab30317f1a784dc48ff824d0d3715d86\n"))
+    assert msg.session_ids == ("47755a9de7794ba387653f2099600ef2", "ab30317f1a784dc48ff824d0d3715d86")
+    msg, _ = parse_sip(meta(), _response("Session-ID: not-a-uuid;remote=1234\n"))
+    assert msg.session_ids == ()

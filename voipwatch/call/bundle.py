@@ -18,7 +18,8 @@ from voipwatch import __version__
 from voipwatch.call import audio, ladder, quality
 from voipwatch.alerts import alert_event
 from voipwatch.call.packets import MediaPackets
-from voipwatch.call.select import CallView, Verdict, protection_verdict
+from voipwatch.call.select import CallView, Verdict, protection_verdict, stream_leg
+from voipwatch.legs import Leg
 from voipwatch.records import Frame, RtpStream
 from voipwatch.safe_text import json_line, visible
 
@@ -161,7 +162,7 @@ def write_bundle(view: CallView, frames: list[Frame], media: dict[tuple, MediaPa
             "jitter_ms_mean": round(stream.jitter_ms_mean, 3), "jitter_ms_max": round(stream.jitter_ms_max, 3),
             **quality.stream_quality(stream),
             "offered_in_sdp": {"src": (stream.src, stream.sport) in view.offered,
-                               "dst": (stream.dst, stream.dport) in view.offered},
+                               "dst": (stream.dst, stream.dport) in view.offered, "leg": stream_leg(view, stream)},
             "audio": wav, "audio_timing": timing, "not_decoded_because": None if ok else why,
         })
     if len(pcm) >= 2 and pcm[0][2] == pcm[1][2]:
@@ -169,15 +170,21 @@ def write_bundle(view: CallView, frames: list[Frame], media: dict[tuple, MediaPa
         start = min(s_a.first_ts, s_b.first_ts)
         mix = audio.stereo_mix(a, b, int(round((s_a.first_ts - start) * rate)), int(round((s_b.first_ts - start) * rate)))
         parts.write(["mix-stereo.wav"], audio.write_wav, out / "mix-stereo.wav", mix, rate, 2)
-    call = view.call
-    drawn = ladder.bounded_view(lad)
+    call, drawn, match = view.call, ladder.bounded_view(lad), view.line()
     summary = {
-        "tool": "voipwatch", "version": __version__, "call_id": call.call_id, "caller": call.caller,
-        "callee": call.callee, "state": call.state, "final_status": call.final_status,
-        "first_ts": call.first_ts, "last_ts": call.last_ts, "setup_s": call.setup_s, "duration_s": call.duration_s,
-        "signalling": {"src": call.src, "dst": call.dst, "transport": call.transport, "vlan": list(call.vlan)},
+        "tool": "voipwatch", "version": __version__, "call_id": view.call_id, "call_ids": view.call_ids,
+        "method": match.method, "caller": call.caller if call else match.from_user,
+        "callee": call.callee if call else match.to_user, "state": call.state if call else match.state,
+        "final_status": call.final_status if call else None,
+        "first_ts": view.first_ts, "last_ts": view.last_ts,
+        "setup_s": call.setup_s if call else None, "duration_s": call.duration_s if call else None,
+        "signalling": {"src": call.src, "dst": call.dst, "transport": call.transport, "vlan": list(call.vlan)}
+        if call else {"path": match.path},
         "protection": verdict.protection, "media_readable_on_path": verdict.readable, "verdict": verdict.reason,
         "sdp": {"offer": sdp_summary(view.offer), "answer": sdp_summary(view.answer)},
+        "legs": [leg_summary(leg) for leg in view.legs],
+        "linked_call_ids": [{"call_id": lk.call_id, "other": lk.other, "basis": lk.basis} for lk in view.links],
+        "legs_not_followed": view.dropped_legs,
         "ladder": [{"t_s": round(r.ts - lad.rows[0].ts, 6), "frame": r.frame, "from": lad.parties[r.src],
                     "to": lad.parties[r.dst], "label": r.label, "retransmission": r.is_retransmission}
                    for r in lad.rows],
@@ -212,11 +219,25 @@ def _clock(stream: RtpStream) -> int | None:
     return {"PCMU": 8000, "PCMA": 8000, "G722": 8000, "OPUS": 48000}.get(name)
 
 
+def leg_summary(leg: Leg) -> dict:
+    """One leg's offer/answer exchanges (voipwatch.legs) as the bundle's summary states them."""
+    def seen(s):
+        return None if s is None else {"frame": s.frame, "ts": s.ts, "from": s.sender, "to": s.receiver,
+                                       "message": s.message, "sdp": sdp_summary(s.sdp)}
+    return {"call_id": leg.call_id, "ends": list(leg.ends), "first_ts": leg.first_ts, "first_frame": leg.first_frame,
+            "exchanges": [{"method": x.method, "cseq": x.cseq, "offerer": x.offerer, "offer": seen(x.offer),
+                           "answer": seen(x.answer), "preview": seen(x.preview), "rejected": x.rejected,
+                           "repeats": x.repeats}
+                          for x in leg.exchanges],
+            "older_exchanges_not_kept": leg.dropped_exchanges}
+
+
 def sdp_summary(sdp) -> dict | None:
     if sdp is None:
         return None
     return {"origin": sdp.origin_addr, "connection": sdp.connection,
             "media": [{"kind": m.kind, "address": m.connection or sdp.connection, "port": m.port, "proto": m.proto,
+                       "formats": list(m.formats),
                        "codecs": [f"{pt} {name}/{rate}" for pt, name, rate in m.rtpmap],
                        "direction": m.direction or sdp.direction,
                        "crypto": [{"suite": c.suite, "key_sha256": c.key_sha256, "key_len": c.key_len,

@@ -38,7 +38,11 @@ class _CallPackets:
     overflows = 0
 
     def __init__(self, views: list[CallView], bindings: MediaExpectations | None = None):
-        self.frames: dict[str, dict[int, Frame]] = {v.call.call_id: {} for v in views}
+        self.frames: dict[str, dict[int, Frame]] = {}      # Call-ID -> its view's frames (one dict per view)
+        for v in views:
+            found: dict[int, Frame] = {}
+            for cid in v.call_ids:
+                self.frames[cid] = found
         self.media: dict[StreamKey, MediaPackets] = {}
         self.bindings = bindings   # the analyzer's SDP bindings (the RTCP of a call is sent to or from one)
         self.frame: Frame | None = None            # the frame the pipeline is processing
@@ -89,8 +93,9 @@ class _CallPackets:
 
 def collect(paths: list[str], views: list[CallView], config: PipelineConfig | None = None
             ) -> tuple[dict[str, list[Frame]], dict[StreamKey, MediaPackets]]:
-    """Read the captures again through the pipeline (with the analysis's `config`): each call's frames
-    (SIP, RTP, RTCP) in frame order, and each stream's payloads."""
+    """Read the captures again through the pipeline (with the analysis's `config`): each view's frames
+    (SIP, RTP, RTCP of all its Call-IDs) in frame order, keyed by the view's Call-ID, and each stream's
+    payloads."""
     calls = _CallPackets(views)
     # Every frame is described as it is read (the sink notes the frame being processed), so SPAN copies
     # are not held back and dropped here: the bundle keeps each copy the capture holds, as captured.
@@ -101,7 +106,7 @@ def collect(paths: list[str], views: list[CallView], config: PipelineConfig | No
         for m in v.messages:
             if m.pkt.transport == "tcp":
                 key = (m.pkt.vlan, m.pkt.src, m.pkt.sport, m.pkt.dst, m.pkt.dport)
-                tcp_flows[key] = (v.call.call_id, v.call.first_ts - 1.0, v.call.last_ts + 1.0)
+                tcp_flows[key] = (v.call_id, v.first_ts - 1.0, v.last_ts + 1.0)
     decoder = NetworkDecoder()           # the datagram the pipeline's own decoder sees in each frame
     for item in read_captures(paths):
         if type(item) is Frame:
@@ -116,5 +121,5 @@ def collect(paths: list[str], views: list[CallView], config: PipelineConfig | No
                     calls.frames[hit[0]][item.frame] = item
         analyzer.process(item)
     analyzer.finish()
-    frames = {call_id: [found[n] for n in sorted(found)] for call_id, found in calls.frames.items()}
+    frames = {v.call_id: [calls.frames[v.call_id][n] for n in sorted(calls.frames[v.call_id])] for v in views}
     return frames, calls.media
