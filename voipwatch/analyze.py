@@ -105,12 +105,16 @@ class AnalysisResult:
 
 
 def analyze_files(paths: list[str], settings: Settings | None = None, mode: str = "batch",
-                  progress: Callable[[Frame], None] | None = None, jobs: int = 1) -> AnalysisResult:
+                  progress: Callable[[Frame], None] | None = None, jobs: int = 1,
+                  feed: Callable[[Analyzer, BatchRtp], None] | None = None,
+                  failed: list[dict] | None = None) -> AnalysisResult:
     """Analyze capture files (merged in time order): records, tables, alerts and a summary.
 
     `jobs` > 1 lets the batch path use more processes (the results are the same): the detectors
     run in a second one, and a single uncompressed file is scanned in parallel. The stream mode
-    uses one.
+    uses one. `feed(analyzer, rtp)`, in batch mode, gives the analyzer the frames of `paths` instead
+    of reading them here (analyze --cluster: voipwatch.cluster.stitch). `failed` lists the captures
+    of the set that could not be read (summary.json captures_failed).
     """
     if mode not in ("batch", "stream"):
         raise ValueError(f"mode must be batch or stream, not {mode!r}")
@@ -125,7 +129,10 @@ def analyze_files(paths: list[str], settings: Settings | None = None, mode: str 
     rtp = BatchRtp(settings.pipeline, jobs) if mode == "batch" else None
     analyzer = Analyzer(Tee(sink, bus), settings.pipeline, rtp)
     vectorised = rtp is not None and len(paths) == 1 and paths[0] != "-"
-    if vectorised and feed_file(paths[0], analyzer, rtp, progress):
+    if feed is not None and rtp is not None:
+        feed(analyzer, rtp)
+        analyzer.finish()
+    elif vectorised and feed_file(paths[0], analyzer, rtp, progress):
         analyzer.finish()
     else:
         analyzer.run(read_captures(paths), progress)
@@ -139,7 +146,7 @@ def analyze_files(paths: list[str], settings: Settings | None = None, mode: str 
     if detectors is None:
         detect()
     sink[Call] = attach_streams(sink[Call], sink[RtpStream])
-    summary = build_summary(paths, analyzer, sink, mode, time.perf_counter() - started)
+    summary = build_summary(paths, analyzer, sink, mode, time.perf_counter() - started, failed or [])
     if detectors is not None:                 # alerts, counts and deliveries come from the forked process
         return AnalysisResult(sink, summary, detectors=detectors, started=started)
     add_alert_counts(summary, alerts, bus.suppressed)
@@ -171,11 +178,13 @@ def attach_streams(calls: list[Call], streams: list[RtpStream]) -> list[Call]:
     return out
 
 
-def build_summary(paths: list[str], analyzer: Analyzer, sink: Collector, mode: str, run_s: float) -> dict:
+def build_summary(paths: list[str], analyzer: Analyzer, sink: Collector, mode: str, run_s: float,
+                  failed: list[dict]) -> dict:
     return {
         "tool": "voipwatch",
         "version": __version__,
         "inputs": [str(p) for p in paths],
+        **({"captures_failed": failed} if failed else {}),
         "mode": mode,
         "frames_read": analyzer.frames_read,
         "frames_undecoded": analyzer.frames_undecoded,

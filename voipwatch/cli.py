@@ -28,6 +28,7 @@ class Exit(enum.IntEnum):
     ERROR = 1          # bad input file, bad configuration
     USAGE = 2          # click's own usage errors
     FINDINGS = 3       # --fail-on threshold reached
+    CAPTURES_FAILED = 4  # a capture of a set could not be read: left out, the others analyzed
 
 
 class Progress:
@@ -95,26 +96,46 @@ def cli() -> None:
               help="Processes for --mode batch, 0 for one per available core (same results; a single "
                    "uncompressed pcap/pcapng file is the input that uses them best).")
 @click.option("--csv-raw", is_flag=True, help=CSV_RAW_HELP)
-def analyze(captures, out_dir, fmt, mode, config_path, sets, progress, fail_on, jobs, csv_raw) -> None:
+@click.option("--cluster", metavar="ADDRESS", default=None,
+              help="Decode the captures on a Dask cluster: tcp://HOST:PORT of a running scheduler, or local:N "
+                   "for N local worker processes (the paths must be readable by every worker).")
+def analyze(captures, out_dir, fmt, mode, config_path, sets, progress, fail_on, jobs, csv_raw, cluster) -> None:
     """Analyze capture files (pcap, pcapng, gzip, or - for stdin) into tables and a summary.
 
-    Several files are merged in capture-time order. Writes sip_messages, calls, registrations,
-    rtp_streams, dns and anomalies tables plus summary.json into OUT.
+    Several files are merged in capture-time order; a directory stands for its files. Writes
+    sip_messages, calls, registrations, rtp_streams, dns and anomalies tables plus summary.json
+    into OUT.
 
     Examples:
 
         voipwatch analyze capture.pcapng -o out/ --format parquet
 
         voipwatch analyze big.pcap -o out/ --jobs 0
+
+        voipwatch analyze rotated/ -o out/ --cluster tcp://10.0.0.5:8786
     """
     from voipwatch.analyze import analyze_files, write_outputs
+    from voipwatch.cluster.inputs import expand_captures, unreadable
 
+    captures = expand_captures(list(captures))
+    if not captures:
+        raise click.UsageError("no capture files in the directories given")
+    if cluster is not None and (mode != "batch" or "-" in captures):
+        raise click.UsageError("--cluster works in --mode batch on capture files (not stdin)")
     settings = settings_or_exit(config_path, sets)
     for reason in idle_notices(settings):
         click.echo(f"notice: {reason}", err=True)
-    reporter = Progress(list(captures), sys.stderr.isatty() if progress is None else progress)
+    jobs = jobs or len(os.sched_getaffinity(0))
+    failed: list[dict] = []
+    if cluster is None and len(captures) > 1:  # a set: a capture that cannot be read is left out
+        failed = [f for path in captures if path != "-" and (f := unreadable(path)) is not None]
+        captures = [path for path in captures if path not in {f["file"] for f in failed}]
+    reporter = Progress(captures, sys.stderr.isatty() if progress is None and cluster is None else bool(progress))
     try:
-        result = analyze_files(list(captures), settings, mode, reporter, jobs or len(os.sched_getaffinity(0)))
+        if cluster is not None:
+            result, failed = cluster_result(captures, cluster, settings, jobs)
+        else:
+            result = analyze_files(captures, settings, mode, reporter, jobs, failed=failed)
     except CaptureError as exc:
         reporter.done()
         click.echo(f"error: {exc}", err=True)
@@ -130,8 +151,30 @@ def analyze(captures, out_dir, fmt, mode, config_path, sets, progress, fail_on, 
         click.echo(f"error: {exc.filename or out_dir}: cannot write output: {exc.strerror or exc}", err=True)
         sys.exit(Exit.ERROR)
     click.echo(terminal_summary(result.summary, out_dir))
+    for f in failed:
+        click.echo(visible_lines(f"error: {f['file']}: offset {f['offset']}: {f['error']} (left out of the run)"),
+                   err=True)
     if fail_on and any(SEVERITIES.index(a.severity) >= SEVERITIES.index(fail_on) for a in result.alerts):
         sys.exit(Exit.FINDINGS)
+    if failed:
+        sys.exit(Exit.CAPTURES_FAILED)
+
+
+def cluster_result(captures: list[str], address: str, settings, jobs: int):
+    """analyze --cluster: (result, captures_failed); one capture alone that fails is an error (exit 1)."""
+    from voipwatch.cluster.run import ClusterError, analyze_on_cluster, parse_local
+
+    try:
+        parse_local(address)
+        result, failed = analyze_on_cluster(captures, address, settings, jobs)
+    except (ValueError, ClusterError) as exc:
+        click.echo(visible_lines(f"error: {exc}"), err=True)
+        sys.exit(Exit.ERROR)
+    if len(captures) == 1 and failed:
+        f = failed[0]
+        click.echo(visible_lines(f"error: {f['file']}: offset {f['offset']}: {f['error']}"), err=True)
+        sys.exit(Exit.ERROR)
+    return result, failed
 
 
 @cli.command()
