@@ -33,8 +33,14 @@ def merge_order(keys: list[np.ndarray]) -> np.ndarray:
     if all(len(k) < 2 or bool((k[1:] >= k[:-1]).all()) for k in keys):
         return np.argsort(joined, kind="stable")
     starts = np.cumsum([0] + [len(k) for k in keys[:-1]]).tolist()
-    files = [((t, f, j) for j, t in enumerate(k.tolist())) for f, k in enumerate(keys)]
+    files = [_keyed_items(f, k) for f, k in enumerate(keys)]
     return np.fromiter((starts[f] + j for _, f, j in heapq.merge(*files)), dtype=np.int64, count=len(joined))
+
+
+def _keyed_items(f: int, keys: np.ndarray):
+    """(time, file, item) of one file's items: compared by time, then by file, as heapq.merge breaks ties."""
+    for j, t in enumerate(keys.tolist()):
+        yield t, f, j
 
 
 def feed_parts(parts: list[FilePart], analyzer: Analyzer, rtp: BatchRtp) -> None:

@@ -1,0 +1,307 @@
+"""Rotated captures stay one capture: a capture cut into 2, 5 and 20 files (editcap -c, so calls and
+RTP streams cross the cuts) gives the same tables, alerts and summary as the whole file, in one
+process and when the files are decoded apart and stitched (analyze --cluster), on a LocalCluster
+and on a real `dask scheduler` with two `dask worker` processes.
+
+The stitching is the code the workers and the client run (cluster.decode, cluster.stitch), so most
+checks call it in this process; the tests marked slow run it on Dask.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from voipwatch.analyze import analyze_files, write_outputs
+from voipwatch.capture import read_capture
+from voipwatch.cluster.decode import decode_capture
+from voipwatch.cluster.inputs import expand_captures
+from voipwatch.cluster.run import connect, decode_on
+from voipwatch.cluster.stitch import feed_parts
+from voipwatch.config import load_settings
+from voipwatch.records import Frame
+from voipwatch.tables import TABLES, read_table
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL_OFFICE = REPO / "sample_captures" / "small-office.pcap"
+# A generated site (scripts/gen_site_capture.py): 20 concurrent calls of 2-8 s, so that every cut
+# lands inside calls and streams; registrations, OPTIONS, DNS and a scan every 8 s for the detectors.
+SITE_PACKETS = 24_000
+SITE_ARGS = ["--packets", str(SITE_PACKETS), "--calls-concurrent", "20", "--call-duration-s", "2", "8",
+             "--scan-every-s", "8", "--reg-spread-s", "10", "--options-every-s", "5", "-q", "--no-truth"]
+SPLITS = (2, 5, 20)
+# summary.json fields that name the inputs or time the run.
+RUN_FIELDS = ("inputs", "run_s", "captures_failed")
+PCAP_HEADER_BYTES = 24
+RECORD_HEADER_BYTES = 16
+
+
+# --- captures ------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("site") / "site.pcap"
+    subprocess.run([sys.executable, str(REPO / "scripts" / "gen_site_capture.py"), "-o", str(path), *SITE_ARGS],
+                   check=True, timeout=300)
+    return path
+
+
+@pytest.fixture(scope="module")
+def captures(site) -> dict[str, Path]:
+    return {"small-office": SMALL_OFFICE, "site": site}
+
+
+def frame_count(path: Path) -> int:
+    return sum(1 for item in read_capture(str(path)) if type(item) is Frame)
+
+
+@pytest.fixture(scope="module")
+def rotated(captures, editcap, tmp_path_factory):
+    """rotated(name, n): the capture cut by `editcap -c` into n files, in their order."""
+    made: dict[tuple[str, int], list[str]] = {}
+
+    def get(name: str, n: int) -> list[str]:
+        if (name, n) not in made:
+            out = tmp_path_factory.mktemp(f"{name}-{n}")
+            per_file = math.ceil(frame_count(captures[name]) / n)
+            subprocess.run([editcap, "-c", str(per_file), str(captures[name]), str(out / "part.pcap")], check=True,
+                           timeout=120)
+            files = sorted(str(p) for p in out.iterdir())
+            assert len(files) == n
+            made[name, n] = files
+        return made[name, n]
+    return get
+
+
+# --- outputs -------------------------------------------------------------------------------------
+
+def outputs(result, out: Path) -> tuple[dict[str, bytes], dict]:
+    """Every table and alerts.jsonl byte for byte, and summary.json without the run's own fields."""
+    write_outputs(result, out)
+    files = {p.name: p.read_bytes() for p in sorted(out.iterdir()) if p.name != "summary.json"}
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    for name in RUN_FIELDS:
+        summary.pop(name, None)
+    return files, summary
+
+
+def stitched(paths: list[str]):
+    """The analysis analyze --cluster makes, its workers' share run here: each file decoded on its own."""
+    parts = [decode_capture(p) for p in paths]
+    assert all(part.error is None for part in parts)
+    return analyze_files(paths, load_settings(), feed=lambda analyzer, rtp: feed_parts(parts, analyzer, rtp))
+
+
+@pytest.fixture(scope="module")
+def whole(captures, tmp_path_factory):
+    """whole(name): (outputs, output directory) of the one-process analysis of the uncut capture."""
+    done = {}
+
+    def get(name: str):
+        if name not in done:
+            out = tmp_path_factory.mktemp(f"whole-{name}")
+            done[name] = outputs(analyze_files([str(captures[name])], load_settings()), out), out
+        return done[name]
+    return get
+
+
+def assert_same(got, expected) -> None:
+    files, summary = got
+    assert sorted(files) == sorted(expected[0]) == sorted([f"{t}.csv" for t in TABLES] + ["alerts.jsonl"])
+    for name in files:
+        assert files[name] == expected[0][name], name
+    assert summary == expected[1]
+
+
+# --- rotated captures, one process and stitched ---------------------------------------------------
+
+@pytest.mark.parametrize("n", SPLITS)
+@pytest.mark.parametrize("name", ["small-office", "site"])
+def test_cuts_fall_inside_calls_and_streams(name, n, rotated, whole):
+    """The premise of the equality tests: some call and some RTP stream run across a cut."""
+    cuts = [next(i.ts for i in read_capture(p) if type(i) is Frame) for p in rotated(name, n)[1:]]
+    out = whole(name)[1]
+    calls, streams = read_table(out, "calls"), read_table(out, "rtp_streams")
+    assert any(c.first_ts < cut < c.last_ts for c in calls.itertuples() for cut in cuts)
+    assert any(s.first_ts < cut < s.last_ts for s in streams.itertuples() for cut in cuts)
+
+
+@pytest.mark.parametrize("n", SPLITS)
+@pytest.mark.parametrize("name", ["small-office", "site"])
+def test_rotated_files_in_one_process_equal_the_whole_capture(name, n, rotated, whole, tmp_path):
+    assert_same(outputs(analyze_files(rotated(name, n), load_settings()), tmp_path), whole(name)[0])
+
+
+@pytest.mark.parametrize("n", SPLITS)
+@pytest.mark.parametrize("name", ["small-office", "site"])
+def test_rotated_files_decoded_apart_and_stitched_equal_the_whole_capture(name, n, rotated, whole, tmp_path):
+    assert_same(outputs(stitched(rotated(name, n)), tmp_path), whole(name)[0])
+
+
+# --- files that overlap in time, or are out of order ----------------------------------------------
+
+def pcap_records(path: Path) -> tuple[bytes, list[bytes]]:
+    """The pcap file header and every record (header and data) of a classic little-endian pcap."""
+    data = path.read_bytes()
+    records, at = [], PCAP_HEADER_BYTES
+    while at < len(data):
+        caplen = int.from_bytes(data[at + 8:at + 12], "little")
+        records.append(data[at:at + RECORD_HEADER_BYTES + caplen])
+        at += RECORD_HEADER_BYTES + caplen
+    return data[:PCAP_HEADER_BYTES], records
+
+
+def test_interleaved_files_are_merged_and_regrouped_as_in_one_process(site, tmp_path):
+    """Three files dealt record by record (two capture points of one link): every stream has packets
+    in every file, so the workers' per-file grouping cannot be kept and the client regroups."""
+    header, records = pcap_records(site)
+    paths = []
+    for k in range(3):
+        paths.append(str(tmp_path / f"dealt{k}.pcap"))
+        Path(paths[-1]).write_bytes(header + b"".join(records[k::3]))
+    assert_same(outputs(stitched(paths), tmp_path / "stitched"),
+                outputs(analyze_files(paths, load_settings()), tmp_path / "one-process"))
+
+
+def test_files_out_of_time_order_merge_as_in_one_process(site, tmp_path):
+    """A file whose second half was written before its first (a time step back inside the file):
+    the merge is replayed exactly as read_captures' heapq.merge yields it."""
+    header, records = pcap_records(site)
+    half, third = len(records) // 2, len(records) // 3
+    paths = [str(tmp_path / "a.pcap"), str(tmp_path / "b.pcap")]
+    Path(paths[0]).write_bytes(header + b"".join(records[half:] + records[third:half]))
+    Path(paths[1]).write_bytes(header + b"".join(records[:third]))
+    assert_same(outputs(stitched(paths), tmp_path / "stitched"),
+                outputs(analyze_files(paths, load_settings()), tmp_path / "one-process"))
+
+
+def test_reader_anomalies_are_numbered_as_in_one_process(rotated, tmp_path):
+    """A cut record (truncated file) in the middle of a set: its anomaly carries the run's frame number."""
+    paths = [str(tmp_path / Path(p).name) for p in rotated("small-office", 5)]
+    for src, dst in zip(rotated("small-office", 5), paths):
+        shutil.copy(src, dst)
+    data = Path(paths[2]).read_bytes()
+    Path(paths[2]).write_bytes(data[:-7])
+    got = outputs(stitched(paths), tmp_path / "stitched")
+    assert_same(got, outputs(analyze_files(paths, load_settings()), tmp_path / "one-process"))
+    anomalies = read_table(tmp_path / "stitched", "anomalies")
+    cut = anomalies[anomalies["name"] == "capture.truncated_record"]
+    # editcap writes pcapng: the cut is inside the last Enhanced Packet Block (type 6).
+    kept = [i.offset for i in read_capture(paths[2]) if type(i) is Frame]
+    last = [i.offset for i in read_capture(rotated("small-office", 5)[2]) if type(i) is Frame][-1]
+    assert cut["detail"].tolist() == [f"{paths[2]}: offset {last}: block type 0x6 needs "
+                                      f"{len(data) - last} bytes, {len(data) - last - 7} left"]
+    assert kept[-1] < last                    # every whole block before the cut is read
+
+
+def test_directory_expands_by_first_packet_time(rotated, tmp_path):
+    """Files named against their time order come back in time order (tcpdump -C names part10 before part2)."""
+    parts = rotated("small-office", 5)
+    for k, src in enumerate(parts):
+        shutil.copy(src, tmp_path / f"z{len(parts) - k}.pcap")
+    (tmp_path / ".hidden").write_bytes(b"not a capture")
+    assert expand_captures([str(tmp_path)]) == [str(tmp_path / f"z{len(parts) - k}.pcap") for k in range(len(parts))]
+
+
+# --- on Dask ------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def local_cluster():
+    """A Client of `--cluster local:2`: two worker processes of one thread, for this module."""
+    with connect("local:2") as client:
+        yield client
+
+
+def on_cluster(client, paths: list[str]):
+    parts, failed = decode_on(client, paths)
+    return analyze_files([p.path for p in parts], load_settings(),
+                         feed=lambda analyzer, rtp: feed_parts(parts, analyzer, rtp), failed=failed)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("n", SPLITS)
+@pytest.mark.parametrize("name", ["small-office", "site"])
+def test_rotated_files_on_a_local_cluster_equal_the_whole_capture(name, n, rotated, whole, local_cluster, tmp_path):
+    assert_same(outputs(on_cluster(local_cluster, rotated(name, n)), tmp_path), whole(name)[0])
+
+
+def run_cli(args: list[str], timeout: float = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(REPO), os.environ.get("PYTHONPATH"))))}
+    return subprocess.run([sys.executable, "-m", "voipwatch", "analyze", *args, "--no-progress"], capture_output=True,
+                          text=True, env=env, cwd=REPO, timeout=timeout)
+
+
+def cli_outputs(out: Path) -> tuple[dict[str, bytes], dict]:
+    files = {p.name: p.read_bytes() for p in sorted(out.iterdir()) if p.name != "summary.json"}
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    return files, {k: v for k, v in summary.items() if k not in RUN_FIELDS}
+
+
+@pytest.mark.cli
+@pytest.mark.slow
+def test_cli_cluster_local_on_a_directory(rotated, whole, tmp_path):
+    directory = Path(rotated("site", 5)[0]).parent
+    run = run_cli([str(directory), "-o", str(tmp_path / "out"), "--cluster", "local:2"])
+    assert run.returncode == 0, run.stderr
+    assert_same(cli_outputs(tmp_path / "out"), whole("site")[0])
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["inputs"] == rotated("site", 5)
+
+
+# --- bad input in a set --------------------------------------------------------------------------
+
+@pytest.fixture
+def set_with_a_bad_file(rotated, tmp_path):
+    """The site cut into 20 files, copied, with the 8th overwritten by a header no reader knows, and the
+    same set without it."""
+    paths = [str(tmp_path / "set" / Path(p).name) for p in rotated("site", 20)]
+    (tmp_path / "set").mkdir()
+    for src, dst in zip(rotated("site", 20), paths):
+        shutil.copy(src, dst)
+    Path(paths[7]).write_bytes(b"\x00\x01\x02\x03" + Path(paths[7]).read_bytes()[4:])
+    return paths, paths[:7] + paths[8:]
+
+
+BAD_FILE_ERROR = "unknown file format (magic 0x00010203)"
+
+
+@pytest.mark.cli
+def test_a_corrupt_file_among_twenty_is_left_out_and_named(set_with_a_bad_file, tmp_path):
+    paths, others = set_with_a_bad_file
+    run = run_cli([*paths, "-o", str(tmp_path / "out")])
+    assert run.returncode == 4, run.stderr
+    assert f"error: {paths[7]}: offset 0: {BAD_FILE_ERROR} (left out of the run)" in run.stderr.splitlines()
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["captures_failed"] == [{"file": paths[7], "offset": 0, "error": BAD_FILE_ERROR}]
+    assert summary["inputs"] == others
+    assert_same(cli_outputs(tmp_path / "out"), outputs(analyze_files(others, load_settings()), tmp_path / "others"))
+
+
+@pytest.mark.slow
+def test_a_corrupt_file_among_twenty_on_a_cluster(set_with_a_bad_file, local_cluster, tmp_path):
+    paths, others = set_with_a_bad_file
+    result = on_cluster(local_cluster, paths)
+    assert result.summary["captures_failed"] == [{"file": paths[7], "offset": 0, "error": BAD_FILE_ERROR}]
+    assert result.summary["inputs"] == others
+    assert_same(outputs(result, tmp_path / "cluster"), outputs(analyze_files(others, load_settings()), tmp_path / "one"))
+
+
+def test_a_truncated_file_among_twenty_keeps_its_frames_and_names_the_cut(rotated, tmp_path):
+    paths = [str(tmp_path / Path(p).name) for p in rotated("site", 20)]
+    for src, dst in zip(rotated("site", 20), paths):
+        shutil.copy(src, dst)
+    data = Path(paths[7]).read_bytes()
+    Path(paths[7]).write_bytes(data[:len(data) // 2])
+    got = outputs(stitched(paths), tmp_path / "stitched")
+    assert_same(got, outputs(analyze_files(paths, load_settings()), tmp_path / "one-process"))
+    assert got[1]["anomalies_by_reason"] == {"capture.truncated_record": 1}
+    detail = read_table(tmp_path / "stitched", "anomalies")["detail"].tolist()
+    assert len(detail) == 1 and detail[0].startswith(f"{paths[7]}: offset ")
+    assert got[1]["frames_read"] == SITE_PACKETS - math.ceil(SITE_PACKETS / 20) + frame_count(Path(paths[7])) + 1
