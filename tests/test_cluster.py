@@ -233,8 +233,9 @@ def test_rotated_files_on_a_local_cluster_equal_the_whole_capture(name, n, rotat
     assert_same(outputs(on_cluster(local_cluster, rotated(name, n)), tmp_path), whole(name)[0])
 
 
-def run_cli(args: list[str], timeout: float = 600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(REPO), os.environ.get("PYTHONPATH"))))}
+def run_cli(args: list[str], timeout: float = 600, **extra_env: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(REPO), os.environ.get("PYTHONPATH")))),
+           **extra_env}
     return subprocess.run([sys.executable, "-m", "voipwatch", "analyze", *args, "--no-progress"], capture_output=True,
                           text=True, env=env, cwd=REPO, timeout=timeout)
 
@@ -305,3 +306,77 @@ def test_a_truncated_file_among_twenty_keeps_its_frames_and_names_the_cut(rotate
     detail = read_table(tmp_path / "stitched", "anomalies")["detail"].tolist()
     assert len(detail) == 1 and detail[0].startswith(f"{paths[7]}: offset ")
     assert got[1]["frames_read"] == SITE_PACKETS - math.ceil(SITE_PACKETS / 20) + frame_count(Path(paths[7])) + 1
+
+
+# --- a real cluster: a scheduler and two workers, each its own process -----------------------------
+
+START_TIMEOUT_S = 90
+STOP_TIMEOUT_S = 20
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Stop one process this test started, by its pid: SIGTERM, then SIGKILL if it lingers."""
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=STOP_TIMEOUT_S)
+
+
+@pytest.fixture
+def dask_cluster(tmp_path):
+    """tcp://127.0.0.1:PORT of `dask scheduler` (a free port) with two `dask worker --nthreads 1
+    --no-nanny` processes (so that each pid is the worker itself); all three stopped afterwards."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(REPO), os.environ.get("PYTHONPATH"))))}
+    started: list[subprocess.Popen] = []
+
+    def start(*args: str) -> None:
+        log = open(tmp_path / f"dask-{len(started)}.log", "wb")
+        started.append(subprocess.Popen([sys.executable, "-m", "dask", *args], env=env, cwd=tmp_path, stdout=log,
+                                        stderr=subprocess.STDOUT))
+        log.close()
+
+    scheduler_file = tmp_path / "scheduler.json"
+    try:
+        start("scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard", "--scheduler-file",
+              str(scheduler_file))
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not scheduler_file.exists() and time.monotonic() < deadline and started[0].poll() is None:
+            time.sleep(0.2)
+        address = json.loads(scheduler_file.read_text())["address"]
+        assert address.startswith("tcp://127.0.0.1:")
+        for _ in range(2):
+            start("worker", address, "--nthreads", "1", "--no-nanny", "--no-dashboard", "--host", "127.0.0.1",
+                  "--death-timeout", str(START_TIMEOUT_S))
+        from dask.distributed import Client
+        with Client(address, timeout=START_TIMEOUT_S) as client:
+            client.wait_for_workers(2, timeout=START_TIMEOUT_S)
+            assert all(w["nthreads"] == 1 for w in client.scheduler_info()["workers"].values())
+        yield address
+    finally:
+        for proc in reversed(started):
+            _stop(proc)
+    assert all(proc.returncode is not None for proc in started)
+
+
+@pytest.mark.cli
+@pytest.mark.slow
+def test_dask_scheduler_and_two_workers_equal_one_process(dask_cluster, rotated, whole, tmp_path):
+    run = run_cli([*rotated("site", 20), "-o", str(tmp_path / "out"), "--cluster", dask_cluster])
+    assert run.returncode == 0, run.stderr
+    assert_same(cli_outputs(tmp_path / "out"), whole("site")[0])
+
+
+@pytest.mark.cli
+@pytest.mark.slow
+def test_an_unreachable_scheduler_is_a_named_error(tmp_path):
+    import socket
+    with socket.socket() as s:                # a port nothing listens on: bound here, never listening
+        s.bind(("127.0.0.1", 0))
+        address = f"tcp://127.0.0.1:{s.getsockname()[1]}"
+        run = run_cli([str(SMALL_OFFICE), "-o", str(tmp_path / "out"), "--cluster", address], timeout=120,
+                      DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT="2s")
+    assert run.returncode == 1
+    assert run.stderr.splitlines()[-1].startswith(f"error: cannot reach the Dask scheduler at {address}")

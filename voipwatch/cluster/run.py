@@ -18,9 +18,6 @@ from voipwatch.cluster.inputs import failure
 from voipwatch.cluster.stitch import feed_parts
 from voipwatch.config import Settings
 
-CONNECT_TIMEOUT_S = 30
-
-
 class ClusterError(Exception):
     """The cluster could not be reached or started: names the address."""
 
@@ -46,7 +43,7 @@ def connect(address: str) -> Iterator:
             cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
             client = Client(cluster)
         else:
-            cluster, client = None, Client(address, timeout=CONNECT_TIMEOUT_S)
+            cluster, client = None, Client(address)    # waits distributed.comm.timeouts.connect (30 s)
     except (OSError, TimeoutError) as exc:
         raise ClusterError(f"cannot reach the Dask scheduler at {address}: {exc}") from exc
     try:
