@@ -24,7 +24,7 @@ from voipwatch.analyze import analyze_files, write_outputs
 from voipwatch.capture import read_capture
 from voipwatch.cluster.decode import decode_capture
 from voipwatch.cluster.inputs import expand_captures
-from voipwatch.cluster.run import connect, decode_on
+from voipwatch.cluster.run import ClusterError, connect, decode_on
 from voipwatch.cluster.stitch import feed_parts
 from voipwatch.config import load_settings
 from voipwatch.records import Frame
@@ -306,6 +306,49 @@ def test_a_truncated_file_among_twenty_keeps_its_frames_and_names_the_cut(rotate
     detail = read_table(tmp_path / "stitched", "anomalies")["detail"].tolist()
     assert len(detail) == 1 and detail[0].startswith(f"{paths[7]}: offset ")
     assert got[1]["frames_read"] == SITE_PACKETS - math.ceil(SITE_PACKETS / 20) + frame_count(Path(paths[7])) + 1
+
+
+class _Done:
+    """A finished future of the stand-in client."""
+
+    def __init__(self, fn, path):
+        self.fn, self.path = fn, path
+
+    def result(self):
+        return self.fn(self.path)
+
+
+class _InlineClient:
+    """A stand-in for dask.distributed.Client whose tasks run here, each replaced by `swap` if it names the file."""
+
+    def __init__(self, swap=None):
+        self.swap = swap or {}
+
+    def map(self, fn, paths, pure=True):
+        return [_Done(self.swap.get(p, fn), p) for p in paths]
+
+
+def test_a_task_that_fails_on_the_cluster_costs_its_file_only(rotated):
+    paths = rotated("small-office", 5)
+
+    def killed(path):
+        raise RuntimeError("KilledWorker: the worker running this task died 3 times")
+    parts, failed = decode_on(_InlineClient({paths[1]: killed}), paths)
+    assert [p.path for p in parts] == paths[:1] + paths[2:]
+    assert failed == [{"file": paths[1], "offset": 0, "error": "decoding failed on the cluster: RuntimeError: "
+                                                               "KilledWorker: the worker running this task died 3 times"}]
+
+
+def test_a_worker_with_other_dissectors_is_refused(rotated):
+    """Site dissector plugins change which datagrams the fast path takes: a worker must have the client's."""
+    paths = rotated("small-office", 2)
+
+    def other_site(path):
+        part = decode_capture(path)
+        part.decoder = (part.decoder[0], ("site_dissector_x",))
+        return part
+    with pytest.raises(ClusterError, match=r"dissector plugins \['site_dissector_x'\]; this client has"):
+        decode_on(_InlineClient({paths[1]: other_site}), paths)
 
 
 # --- a real cluster: a scheduler and two workers, each its own process -----------------------------

@@ -16,6 +16,8 @@ from itertools import islice
 
 import numpy as np
 
+from dissectors import dispatch
+from voipwatch import __version__
 from voipwatch.batch.candidates import Candidates
 from voipwatch.batch.driver import ChunkReader
 from voipwatch.batch.reader import ScanError
@@ -37,6 +39,7 @@ class FilePart:
     error: str | None = None          # why the capture could not be read at all (its items are then empty)
     offset: int = 0                   # byte offset that error refers to
     seconds: float = 0.0              # the worker's time on this file
+    decoder: tuple = ()               # decoder_identity() of the worker
 
     @property
     def frames(self) -> int:
@@ -48,6 +51,12 @@ class FilePart:
                                                                       count=len(self.tail))]
 
 
+def decoder_identity() -> tuple[str, tuple[str, ...]]:
+    """What decides how a worker splits frames: voipwatch's version and the site's dissector plugins
+    (their ports join the dispatch table, which keeps datagrams on them off the RTP fast path)."""
+    return __version__, tuple(module.__name__ for module in dispatch.site_modules())
+
+
 def decode_capture(path: str) -> FilePart:
     """The FilePart of one capture; a capture whose header cannot be read gives a part with `error`."""
     started = time.perf_counter()
@@ -56,6 +65,7 @@ def decode_capture(path: str) -> FilePart:
     except CaptureError as exc:
         part = FilePart(path, np.zeros(0), 0, error=exc.message, offset=exc.offset)
     part.seconds = round(time.perf_counter() - started, 6)
+    part.decoder = decoder_identity()
     return part
 
 

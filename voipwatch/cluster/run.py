@@ -13,7 +13,7 @@ import time
 from typing import Callable, Iterator
 
 from voipwatch.analyze import AnalysisResult, analyze_files
-from voipwatch.cluster.decode import FilePart, decode_capture
+from voipwatch.cluster.decode import FilePart, decode_capture, decoder_identity
 from voipwatch.cluster.inputs import failure
 from voipwatch.cluster.stitch import feed_parts
 from voipwatch.config import Settings
@@ -59,12 +59,17 @@ def decode_on(client, paths: list[str]) -> tuple[list[FilePart], list[dict]]:
     order of `paths`, and captures_failed entries for the others."""
     futures = client.map(decode_capture, paths, pure=False)
     parts, failed = [], []
+    here = decoder_identity()
     for path, future in zip(paths, futures):
         try:
             part = future.result()
         except Exception as exc:          # noqa: BLE001 - a worker's failure costs this file only
             failed.append(failure(path, 0, f"decoding failed on the cluster: {type(exc).__name__}: {exc}"))
             continue
+        if part.decoder != here:
+            raise ClusterError(f"a worker decoded {path} with voipwatch {part.decoder[0]} and dissector plugins "
+                               f"{list(part.decoder[1])}; this client has {here[0]} and {list(here[1])}: install "
+                               "the same on every worker")
         if part.error is not None:
             failed.append(failure(path, part.offset, part.error))
         else:
