@@ -13,13 +13,16 @@ processes is started once; each repeat then times, in this process (the client):
   client   the stitching and everything after it: merge, per-frame pipeline, RTP statistics,
            detectors, tables written (cluster.stitch.feed_parts + analyze_files + write_outputs).
 
-wall = decode + client; packets/s = packets / wall; the median-wall repeat is reported. With
+wall = decode + client; packets/s = packets / wall; the median-wall repeat is reported, with the
+CPU seconds of the workers (summed) and of the client, which a busy shared machine disturbs less
+than the wall times, and the 1-minute load average before each run. Worker counts take turns. With
 --one-process it also times `analyze_files` on the same files in one process (the per-frame merge of
 voipwatch.capture.read_captures) and on the uncut capture (the vectorised single-file path), once each.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -57,14 +60,16 @@ def rotated(capture: Path, files: int, packets: int) -> list[str]:
 
 def one_run(client, paths: list[str], out: Path) -> dict:
     settings = load_settings()
+    load = os.getloadavg()[0]
     t0 = time.perf_counter()
     parts, failed = decode_on(client, paths)
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), time.process_time()
     result = analyze_files([p.path for p in parts], settings, feed=lambda a, rtp: feed_parts(parts, a, rtp))
     write_outputs(result, out)
-    t2 = time.perf_counter()
+    t2, c2 = time.perf_counter(), time.process_time()
     assert not failed, failed
-    return {"decode_s": t1 - t0, "workers_s": sum(p.seconds for p in parts), "client_s": t2 - t1, "wall_s": t2 - t0,
+    return {"decode_s": t1 - t0, "workers_s": sum(p.seconds for p in parts), "workers_cpu_s": sum(p.cpu_s for p in parts),
+            "client_s": t2 - t1, "client_cpu_s": c2 - c1, "wall_s": t2 - t0, "load1": load,
             "frames": result.summary["frames_read"]}
 
 
@@ -94,12 +99,22 @@ def main() -> None:
     report: dict = {"files": len(paths), "packets": packets, "bytes": size, "cpus": os.cpu_count(), "runs": {}}
     out = Path(tempfile.mkdtemp(prefix="bench-cluster-"))
     try:
-        for workers in [int(w) for w in args.workers.split(",")]:
-            with connect(f"local:{workers}") as client:
-                runs = [one_run(client, paths, out / f"w{workers}-{k}") for k in range(args.repeat)]
-            assert all(r["frames"] == packets for r in runs)
-            median = sorted(runs, key=lambda r: r["wall_s"])[len(runs) // 2]
-            report["runs"][workers] = {"median": median, "walls": [r["wall_s"] for r in runs]}
+        counts = [int(w) for w in args.workers.split(",")]
+        with contextlib.ExitStack() as stack:
+            # Every cluster up at once (idle workers cost no CPU), the runs taking turns, so that the
+            # load of a shared machine falls on each worker count alike.
+            clients = {w: stack.enter_context(connect(f"local:{w}")) for w in counts}
+            runs: dict[int, list[dict]] = {w: [] for w in counts}
+            for k in range(args.repeat):
+                for w in counts:
+                    runs[w].append(one_run(clients[w], paths, out / f"w{w}-{k}"))
+                    print(f"  {w} worker(s), run {k + 1}: {runs[w][-1]['wall_s']:.2f} s "
+                          f"(load average {runs[w][-1]['load1']:.1f})", flush=True)
+        for w in counts:
+            assert all(r["frames"] == packets for r in runs[w])
+            median = sorted(runs[w], key=lambda r: r["wall_s"])[len(runs[w]) // 2]
+            report["runs"][w] = {"median": median, "walls": [r["wall_s"] for r in runs[w]],
+                                 "loads": [r["load1"] for r in runs[w]]}
         if args.one_process:
             settings = load_settings()
             report["one_process_set_s"] = timed(lambda: analyze_files(paths, settings).alerts)
@@ -114,22 +129,25 @@ def main() -> None:
 
 def print_report(report: dict) -> None:
     packets = report["packets"]
-    print(f"\n| workers | wall s | packets/s | decode s | workers' decode s (sum) | client s (stitch + analysis) |")
+    print("\n| workers | wall s | packets/s | decode s | workers' decode s, CPU s (sums) | client s, CPU s "
+          "(stitch + analysis) |")
     print("|---|---|---|---|---|---|")
     base = None
     for workers, run in report["runs"].items():
         m = run["median"]
         base = base or m["wall_s"]
         print(f"| {workers} | {m['wall_s']:.2f} | {packets / m['wall_s']:,.0f} | {m['decode_s']:.2f} | "
-              f"{m['workers_s']:.2f} | {m['client_s']:.2f} |")
+              f"{m['workers_s']:.2f}, {m['workers_cpu_s']:.2f} | {m['client_s']:.2f}, {m['client_cpu_s']:.2f} |")
     walls = {w: r["median"]["wall_s"] for w, r in report["runs"].items()}
     if len(walls) > 1:
         first, last = list(walls)[0], list(walls)[-1]
         print(f"\nratio wall({first} worker) / wall({last} workers) = {walls[first] / walls[last]:.2f}")
     for workers, run in report["runs"].items():
         m = run["median"]
-        print(f"{workers} worker(s): per-worker decode {packets / m['workers_s']:,.0f} packets/s; "
-              f"client {packets / m['client_s']:,.0f} packets/s; walls {', '.join(f'{w:.2f}' for w in run['walls'])}")
+        print(f"{workers} worker(s): per-worker decode {packets / m['workers_s']:,.0f} packets/s "
+              f"({packets / m['workers_cpu_s']:,.0f} per CPU s); client {packets / m['client_s']:,.0f} packets/s "
+              f"({packets / m['client_cpu_s']:,.0f} per CPU s); walls {', '.join(f'{w:.2f}' for w in run['walls'])}; "
+              f"load averages {', '.join(f'{x:.1f}' for x in run['loads'])}")
     if "one_process_set_s" in report:
         print(f"one process, the {report['files']} files: {report['one_process_set_s']:.2f} s; "
               f"the uncut capture: {report['one_process_whole_s']:.2f} s")

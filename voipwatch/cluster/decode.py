@@ -38,7 +38,8 @@ class FilePart:
     tail: list[Frame | Anomaly] = field(default_factory=list)             # the generic reader's items after them
     error: str | None = None          # why the capture could not be read at all (its items are then empty)
     offset: int = 0                   # byte offset that error refers to
-    seconds: float = 0.0              # the worker's time on this file
+    seconds: float = 0.0              # the worker's time on this file (wall)
+    cpu_s: float = 0.0                # and the CPU time of its process meanwhile
     decoder: tuple = ()               # decoder_identity() of the worker
 
     @property
@@ -59,12 +60,13 @@ def decoder_identity() -> tuple[str, tuple[str, ...]]:
 
 def decode_capture(path: str) -> FilePart:
     """The FilePart of one capture; a capture whose header cannot be read gives a part with `error`."""
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     try:
         part = _decode(path)
     except CaptureError as exc:
         part = FilePart(path, np.zeros(0), 0, error=exc.message, offset=exc.offset)
     part.seconds = round(time.perf_counter() - started, 6)
+    part.cpu_s = round(time.process_time() - cpu, 6)
     part.decoder = decoder_identity()
     return part
 

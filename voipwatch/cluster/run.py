@@ -40,7 +40,9 @@ def connect(address: str) -> Iterator:
     workers = parse_local(address)
     try:
         if workers is not None:
-            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+            # Loopback only; the scheduler's HTTP server on a free port (its default, 8787, may be taken).
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                   dashboard_address="127.0.0.1:0")
             client = Client(cluster)
         else:
             cluster, client = None, Client(address)    # waits distributed.comm.timeouts.connect (30 s)
