@@ -115,13 +115,13 @@ def main() -> None:
             median = sorted(runs[w], key=lambda r: r["wall_s"])[len(runs[w]) // 2]
             report["runs"][w] = {"median": median, "walls": [r["wall_s"] for r in runs[w]],
                                  "loads": [r["load1"] for r in runs[w]]}
+        report["client_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         if args.one_process:
             settings = load_settings()
             report["one_process_set_s"] = timed(lambda: analyze_files(paths, settings).alerts)
             report["one_process_whole_s"] = timed(lambda: analyze_files([str(capture)], settings).alerts)
     finally:
         shutil.rmtree(out, ignore_errors=True)
-    report["client_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print_report(report)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
@@ -151,7 +151,7 @@ def print_report(report: dict) -> None:
     if "one_process_set_s" in report:
         print(f"one process, the {report['files']} files: {report['one_process_set_s']:.2f} s; "
               f"the uncut capture: {report['one_process_whole_s']:.2f} s")
-    print(f"client peak RSS {report['client_peak_rss_mb']:.0f} MB")
+    print(f"client peak RSS over the cluster runs {report['client_peak_rss_mb']:.0f} MB")
 
 
 if __name__ == "__main__":
