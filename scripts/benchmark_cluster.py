@@ -17,7 +17,8 @@ wall = decode + client; packets/s = packets / wall; the median-wall repeat is re
 CPU seconds of the workers (summed) and of the client, which a busy shared machine disturbs less
 than the wall times, and the 1-minute load average before each run. Worker counts take turns. With
 --one-process it also times `analyze_files` on the same files in one process (the per-frame merge of
-voipwatch.capture.read_captures) and on the uncut capture (the vectorised single-file path), once each.
+voipwatch.capture.read_captures) and on the uncut capture (the vectorised single-file path), once each;
+with --steps, the CPU seconds of each client step, the files decoded in this process first.
 """
 from __future__ import annotations
 
@@ -73,6 +74,46 @@ def one_run(client, paths: list[str], out: Path) -> dict:
             "frames": result.summary["frames_read"]}
 
 
+def client_steps(paths: list[str]) -> dict[str, float]:
+    """CPU seconds of the client's steps, the files decoded in this process first (as a worker would)."""
+    from voipwatch.cluster import decode, stitch
+    spent: dict[str, float] = {}
+
+    def clocked(name, fn):
+        def run(*args, **kwargs):
+            started = time.process_time()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent[name] = spent.get(name, 0.0) + time.process_time() - started
+        return run
+
+    parts = clocked("decode (workers' share)", lambda: [decode.decode_capture(p) for p in paths])()
+    numbering = stitch._per_frame_items
+    originals = stitch.merge_order, stitch._per_frame_items, stitch._in_run_order
+    stitch.merge_order = clocked("stitch: merge order", stitch.merge_order)
+    stitch._per_frame_items = clocked("stitch: run numbering", lambda *a: list(numbering(*a)))
+    stitch._in_run_order = clocked("stitch: candidate block order", stitch._in_run_order)
+
+    def feed(analyzer, rtp):
+        analyzer.process = clocked("per-frame pipeline (non-RTP records)", analyzer.process)
+        analyzer.finish = clocked("RTP statistics, open calls closed", analyzer.finish)
+        rtp.add_candidates = clocked("stitch: candidates handed over", rtp.add_candidates)
+        stitch.feed_parts(parts, analyzer, rtp)
+    try:
+        started = time.process_time()
+        result = analyze_files([p.path for p in parts], load_settings(), feed=feed)
+        result.alerts                     # noqa: B018
+        spent["detectors, summary"] = time.process_time() - started - sum(
+            v for k, v in spent.items() if not k.startswith("decode"))
+        out = Path(tempfile.mkdtemp(prefix="bench-steps-"))
+        clocked("tables written", write_outputs)(result, out)
+        shutil.rmtree(out, ignore_errors=True)
+    finally:
+        stitch.merge_order, stitch._per_frame_items, stitch._in_run_order = originals
+    return spent
+
+
 def timed(fn) -> float:
     t0 = time.perf_counter()
     fn()
@@ -87,6 +128,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "voipwatch-bench")
     ap.add_argument("--one-process", action="store_true", help="also time the one-process runs (once each)")
+    ap.add_argument("--steps", action="store_true", help="also time the client's steps apart (CPU s, one process)")
     ap.add_argument("--json", type=Path, help="write every figure here")
     args = ap.parse_args()
 
@@ -120,6 +162,8 @@ def main() -> None:
             settings = load_settings()
             report["one_process_set_s"] = timed(lambda: analyze_files(paths, settings).alerts)
             report["one_process_whole_s"] = timed(lambda: analyze_files([str(capture)], settings).alerts)
+        if args.steps:
+            report["client_steps_cpu_s"] = client_steps(paths)
     finally:
         shutil.rmtree(out, ignore_errors=True)
     print_report(report)
@@ -152,6 +196,8 @@ def print_report(report: dict) -> None:
         print(f"one process, the {report['files']} files: {report['one_process_set_s']:.2f} s; "
               f"the uncut capture: {report['one_process_whole_s']:.2f} s")
     print(f"client peak RSS over the cluster runs {report['client_peak_rss_mb']:.0f} MB")
+    for step, cpu in report.get("client_steps_cpu_s", {}).items():
+        print(f"  {step}: {cpu:.2f} CPU s")
 
 
 if __name__ == "__main__":
