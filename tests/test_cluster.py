@@ -256,6 +256,17 @@ def test_cli_cluster_local_on_a_directory(rotated, whole, tmp_path):
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["inputs"] == rotated("site", 5)
 
 
+@pytest.mark.cli
+def test_cluster_needs_batch_mode_and_files(tmp_path):
+    run = run_cli([str(SMALL_OFFICE), "-o", str(tmp_path / "out"), "--cluster", "local:2", "--mode", "stream"])
+    assert run.returncode == 2
+    assert run.stderr.splitlines()[-1] == "Error: --cluster works in --mode batch on capture files (not stdin)"
+    run = run_cli([str(SMALL_OFFICE), "-o", str(tmp_path / "out"), "--cluster", "local:0"])
+    assert run.returncode == 1
+    assert run.stderr.splitlines()[-1] == "error: --cluster local:N needs a number of workers >= 1, not 'local:0'"
+    assert not (tmp_path / "out").exists()
+
+
 # --- bad input in a set --------------------------------------------------------------------------
 
 @pytest.fixture
