@@ -25,6 +25,9 @@ from voipwatch.capture import read_capture
 from voipwatch.cluster.decode import decode_capture
 from voipwatch.cluster.inputs import expand_captures
 from voipwatch.cluster.run import ClusterError, connect, decode_on
+from voipwatch.batch.candidates import group_candidates
+from voipwatch.cluster import stitch
+from voipwatch.cluster.stitch import _keyed_items as keyed_items
 from voipwatch.cluster.stitch import feed_parts
 from voipwatch.config import load_settings
 from voipwatch.records import Frame
@@ -135,13 +138,13 @@ def test_cuts_fall_inside_calls_and_streams(name, n, rotated, whole):
 
 
 @pytest.mark.parametrize("n", SPLITS)
-@pytest.mark.parametrize("name", ["small-office", "site"])
+@pytest.mark.parametrize("name", ["small-office", pytest.param("site", marks=pytest.mark.slow)])
 def test_rotated_files_in_one_process_equal_the_whole_capture(name, n, rotated, whole, tmp_path):
     assert_same(outputs(analyze_files(rotated(name, n), load_settings()), tmp_path), whole(name)[0])
 
 
-@pytest.mark.parametrize("n", SPLITS)
-@pytest.mark.parametrize("name", ["small-office", "site"])
+@pytest.mark.parametrize("name, n", [("small-office", n) for n in SPLITS] + [
+    pytest.param("site", n, marks=[pytest.mark.slow] if n != 20 else []) for n in SPLITS])
 def test_rotated_files_decoded_apart_and_stitched_equal_the_whole_capture(name, n, rotated, whole, tmp_path):
     assert_same(outputs(stitched(rotated(name, n)), tmp_path), whole(name)[0])
 
@@ -159,28 +162,35 @@ def pcap_records(path: Path) -> tuple[bytes, list[bytes]]:
     return data[:PCAP_HEADER_BYTES], records
 
 
-def test_interleaved_files_are_merged_and_regrouped_as_in_one_process(site, tmp_path):
-    """Three files dealt record by record (two capture points of one link): every stream has packets
+def test_interleaved_files_are_merged_and_regrouped_as_in_one_process(tmp_path, monkeypatch):
+    """Three files dealt record by record (three capture points of one link): every stream has packets
     in every file, so the workers' per-file grouping cannot be kept and the client regroups."""
-    header, records = pcap_records(site)
+    header, records = pcap_records(SMALL_OFFICE)
     paths = []
     for k in range(3):
         paths.append(str(tmp_path / f"dealt{k}.pcap"))
         Path(paths[-1]).write_bytes(header + b"".join(records[k::3]))
-    assert_same(outputs(stitched(paths), tmp_path / "stitched"),
-                outputs(analyze_files(paths, load_settings()), tmp_path / "one-process"))
+    regrouped = []
+    monkeypatch.setattr(stitch, "group_candidates", lambda *a: regrouped.append(1) or group_candidates(*a))
+    got = outputs(stitched(paths), tmp_path / "stitched")
+    assert regrouped
+    assert_same(got, outputs(analyze_files(paths, load_settings()), tmp_path / "one-process"))
+    assert got[1]["counts"]["rtp_streams"] > 0
 
 
-def test_files_out_of_time_order_merge_as_in_one_process(site, tmp_path):
+def test_files_out_of_time_order_merge_as_in_one_process(tmp_path, monkeypatch):
     """A file whose second half was written before its first (a time step back inside the file):
     the merge is replayed exactly as read_captures' heapq.merge yields it."""
-    header, records = pcap_records(site)
+    header, records = pcap_records(SMALL_OFFICE)
     half, third = len(records) // 2, len(records) // 3
     paths = [str(tmp_path / "a.pcap"), str(tmp_path / "b.pcap")]
     Path(paths[0]).write_bytes(header + b"".join(records[half:] + records[third:half]))
     Path(paths[1]).write_bytes(header + b"".join(records[:third]))
-    assert_same(outputs(stitched(paths), tmp_path / "stitched"),
-                outputs(analyze_files(paths, load_settings()), tmp_path / "one-process"))
+    replayed = []
+    monkeypatch.setattr(stitch, "_keyed_items", lambda *a: replayed.append(1) or keyed_items(*a))
+    got = outputs(stitched(paths), tmp_path / "stitched")
+    assert len(replayed) == 2
+    assert_same(got, outputs(analyze_files(paths, load_settings()), tmp_path / "one-process"))
 
 
 def test_reader_anomalies_are_numbered_as_in_one_process(rotated, tmp_path):
@@ -271,11 +281,11 @@ def test_cluster_needs_batch_mode_and_files(tmp_path):
 
 @pytest.fixture
 def set_with_a_bad_file(rotated, tmp_path):
-    """The site cut into 20 files, copied, with the 8th overwritten by a header no reader knows, and the
-    same set without it."""
-    paths = [str(tmp_path / "set" / Path(p).name) for p in rotated("site", 20)]
+    """small-office.pcap cut into 20 files, copied, with the 8th overwritten by a header no reader
+    knows, and the same set without it."""
+    paths = [str(tmp_path / "set" / Path(p).name) for p in rotated("small-office", 20)]
     (tmp_path / "set").mkdir()
-    for src, dst in zip(rotated("site", 20), paths):
+    for src, dst in zip(rotated("small-office", 20), paths):
         shutil.copy(src, dst)
     Path(paths[7]).write_bytes(b"\x00\x01\x02\x03" + Path(paths[7]).read_bytes()[4:])
     return paths, paths[:7] + paths[8:]
@@ -305,18 +315,21 @@ def test_a_corrupt_file_among_twenty_on_a_cluster(set_with_a_bad_file, local_clu
     assert_same(outputs(result, tmp_path / "cluster"), outputs(analyze_files(others, load_settings()), tmp_path / "one"))
 
 
-def test_a_truncated_file_among_twenty_keeps_its_frames_and_names_the_cut(rotated, tmp_path):
-    paths = [str(tmp_path / Path(p).name) for p in rotated("site", 20)]
-    for src, dst in zip(rotated("site", 20), paths):
+def test_a_truncated_file_among_twenty_keeps_its_frames_and_names_the_cut(rotated, whole, tmp_path):
+    paths = [str(tmp_path / Path(p).name) for p in rotated("small-office", 20)]
+    for src, dst in zip(rotated("small-office", 20), paths):
         shutil.copy(src, dst)
     data = Path(paths[7]).read_bytes()
     Path(paths[7]).write_bytes(data[:len(data) // 2])
     got = outputs(stitched(paths), tmp_path / "stitched")
     assert_same(got, outputs(analyze_files(paths, load_settings()), tmp_path / "one-process"))
-    assert got[1]["anomalies_by_reason"] == {"capture.truncated_record": 1}
-    detail = read_table(tmp_path / "stitched", "anomalies")["detail"].tolist()
+    assert got[1]["anomalies_by_reason"] == {**whole("small-office")[0][1]["anomalies_by_reason"],
+                                             "capture.truncated_record": 1}
+    anomalies = read_table(tmp_path / "stitched", "anomalies")
+    detail = anomalies.loc[anomalies["layer"] == "capture", "detail"].tolist()
     assert len(detail) == 1 and detail[0].startswith(f"{paths[7]}: offset ")
-    assert got[1]["frames_read"] == SITE_PACKETS - math.ceil(SITE_PACKETS / 20) + frame_count(Path(paths[7])) + 1
+    small_office = frame_count(SMALL_OFFICE)
+    assert got[1]["frames_read"] == small_office - math.ceil(small_office / 20) + frame_count(Path(paths[7])) + 1
 
 
 class _Done:
