@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Callable
 
 from voipwatch import __version__
-from voipwatch.capture import read_captures
+from voipwatch.capture import CaptureError, read_captures
 from voipwatch.alerts import write_alerts
 from voipwatch.detect import SEVERITIES, DetectorBus
 from voipwatch.batch.driver import feed_file
 from voipwatch.batch.rtp import BatchRtp
-from voipwatch.batch.workers import forked
+from voipwatch.batch.workers import forked, map_forked
 from voipwatch.pipeline import Analyzer
 from voipwatch.records import Alert, Call, DnsMessage, Frame, Registration, RtcpPacket, RtpStream, SipMessage, TlsFlow
 from voipwatch.config import Settings, load_settings
@@ -129,6 +129,8 @@ def analyze_files(paths: list[str], settings: Settings | None = None, mode: str 
     rtp = BatchRtp(settings.pipeline, jobs) if mode == "batch" else None
     analyzer = Analyzer(Tee(sink, bus), settings.pipeline, rtp)
     vectorised = rtp is not None and len(paths) == 1 and paths[0] != "-"
+    if feed is None and rtp is not None and len(paths) > 1 and "-" not in paths:
+        feed = decoded_apart(paths, jobs)
     if feed is not None and rtp is not None:
         feed(analyzer, rtp)
         analyzer.finish()
@@ -151,6 +153,20 @@ def analyze_files(paths: list[str], settings: Settings | None = None, mode: str 
         return AnalysisResult(sink, summary, detectors=detectors, started=started)
     add_alert_counts(summary, alerts, bus.suppressed)
     return AnalysisResult(sink, summary, alerts, delivered=bus.records_delivered())
+
+
+def decoded_apart(paths: list[str], jobs: int) -> Callable[[Analyzer, BatchRtp], None]:
+    """A set of capture files in batch mode: each file decoded on its own (in `jobs` processes), then
+    stitched into one run, as analyze --cluster does (voipwatch.cluster); the same records as the
+    per-frame merge of voipwatch.capture.read_captures, with the vectorised RTP path."""
+    from voipwatch.cluster.decode import decode_capture
+    from voipwatch.cluster.stitch import feed_parts
+
+    parts = map_forked(decode_capture, paths, jobs)
+    for part in parts:
+        if part.error is not None:
+            raise CaptureError(part.path, part.offset, part.error)
+    return lambda analyzer, rtp: feed_parts(parts, analyzer, rtp)
 
 
 def add_alert_counts(summary: dict, alerts: list[Alert], suppressed: int) -> None:
