@@ -130,7 +130,7 @@ def analyze_files(paths: list[str], settings: Settings | None = None, mode: str 
     analyzer = Analyzer(Tee(sink, bus), settings.pipeline, rtp)
     vectorised = rtp is not None and len(paths) == 1 and paths[0] != "-"
     if feed is None and rtp is not None and len(paths) > 1 and "-" not in paths:
-        feed = decoded_apart(paths, jobs)
+        feed = decoded_apart(paths, jobs, progress)
     if feed is not None and rtp is not None:
         feed(analyzer, rtp)
         analyzer.finish()
@@ -155,7 +155,8 @@ def analyze_files(paths: list[str], settings: Settings | None = None, mode: str 
     return AnalysisResult(sink, summary, alerts, delivered=bus.records_delivered())
 
 
-def decoded_apart(paths: list[str], jobs: int) -> Callable[[Analyzer, BatchRtp], None]:
+def decoded_apart(paths: list[str], jobs: int,
+                  progress: Callable[[Frame], None] | None) -> Callable[[Analyzer, BatchRtp], None]:
     """A set of capture files in batch mode: each file decoded on its own (in `jobs` processes), then
     stitched into one run, as analyze --cluster does (voipwatch.cluster); the same records as the
     per-frame merge of voipwatch.capture.read_captures, with the vectorised RTP path."""
@@ -166,7 +167,7 @@ def decoded_apart(paths: list[str], jobs: int) -> Callable[[Analyzer, BatchRtp],
     for part in parts:
         if part.error is not None:
             raise CaptureError(part.path, part.offset, part.error)
-    return lambda analyzer, rtp: feed_parts(parts, analyzer, rtp)
+    return lambda analyzer, rtp: feed_parts(parts, analyzer, rtp, progress)
 
 
 def add_alert_counts(summary: dict, alerts: list[Alert], suppressed: int) -> None:

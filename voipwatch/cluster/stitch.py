@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import heapq
 from operator import itemgetter
+from typing import Callable
 
 import numpy as np
 
@@ -43,8 +44,10 @@ def _keyed_items(f: int, keys: np.ndarray):
         yield t, f, j
 
 
-def feed_parts(parts: list[FilePart], analyzer: Analyzer, rtp: BatchRtp) -> None:
-    """Feed the parts (files in the run's order) to `analyzer`, whose RTP collector is `rtp`."""
+def feed_parts(parts: list[FilePart], analyzer: Analyzer, rtp: BatchRtp,
+               progress: Callable[[Frame], None] | None = None) -> None:
+    """Feed the parts (files in the run's order) to `analyzer`, whose RTP collector is `rtp`;
+    `progress` sees the per-frame records' frames (numbered over the run) as they go."""
     keys = [part.ts for part in parts]
     starts = np.cumsum([0] + [len(k) for k in keys[:-1]]).tolist()
     order = merge_order(keys)
@@ -64,6 +67,8 @@ def feed_parts(parts: list[FilePart], analyzer: Analyzer, rtp: BatchRtp) -> None
     items.sort(key=itemgetter(0))
     for _, item in items:
         analyzer.process(item)
+        if progress is not None and type(item) is Frame:
+            progress(item)
     for frames, cands in _in_run_order(blocks):
         rtp.count_candidates(len(cands), float(cands.ts.min()), float(cands.ts.max()))
         rtp.add_candidates(cands, frames)
