@@ -97,10 +97,19 @@ def outputs(result, out: Path) -> tuple[dict[str, bytes], dict]:
 
 
 def stitched(paths: list[str]):
-    """The analysis analyze --cluster makes, its workers' share run here: each file decoded on its own."""
+    """The analysis analyze --cluster makes, its workers' share run here: each file decoded on its own
+    (what analyze_files does with several files in batch mode)."""
     parts = [decode_capture(p) for p in paths]
     assert all(part.error is None for part in parts)
     return analyze_files(paths, load_settings(), feed=lambda analyzer, rtp: feed_parts(parts, analyzer, rtp))
+
+
+def per_frame(paths: list[str], out: Path):
+    """Outputs of the per-frame merge of the files (voipwatch.capture.read_captures, the streaming
+    path, which writes what the batch path writes: tests/test_parity.py), as a batch run's."""
+    files, summary = outputs(analyze_files(paths, load_settings(), mode="stream"), out)
+    assert summary["mode"] == "stream"
+    return files, {**summary, "mode": "batch"}
 
 
 @pytest.fixture(scope="module")
@@ -137,16 +146,18 @@ def test_cuts_fall_inside_calls_and_streams(name, n, rotated, whole):
     assert any(s.first_ts < cut < s.last_ts for s in streams.itertuples() for cut in cuts)
 
 
-@pytest.mark.parametrize("n", SPLITS)
-@pytest.mark.parametrize("name", ["small-office", pytest.param("site", marks=pytest.mark.slow)])
-def test_rotated_files_in_one_process_equal_the_whole_capture(name, n, rotated, whole, tmp_path):
-    assert_same(outputs(analyze_files(rotated(name, n), load_settings()), tmp_path), whole(name)[0])
-
-
 @pytest.mark.parametrize("name, n", [("small-office", n) for n in SPLITS] + [
     pytest.param("site", n, marks=[pytest.mark.slow] if n != 20 else []) for n in SPLITS])
-def test_rotated_files_decoded_apart_and_stitched_equal_the_whole_capture(name, n, rotated, whole, tmp_path):
+def test_rotated_files_in_one_process_equal_the_whole_capture(name, n, rotated, whole, tmp_path):
+    """Batch mode: each file decoded on its own and the files stitched, in this process."""
     assert_same(outputs(stitched(rotated(name, n)), tmp_path), whole(name)[0])
+
+
+@pytest.mark.parametrize("n", SPLITS)
+@pytest.mark.parametrize("name", ["small-office", pytest.param("site", marks=pytest.mark.slow)])
+def test_rotated_files_merged_frame_by_frame_equal_the_whole_capture(name, n, rotated, whole, tmp_path):
+    """The streaming path's merge of the files, one frame at a time (voipwatch.capture.read_captures)."""
+    assert_same(per_frame(rotated(name, n), tmp_path), whole(name)[0])
 
 
 # --- files that overlap in time, or are out of order ----------------------------------------------
@@ -174,7 +185,7 @@ def test_interleaved_files_are_merged_and_regrouped_as_in_one_process(tmp_path, 
     monkeypatch.setattr(stitch, "group_candidates", lambda *a: regrouped.append(1) or group_candidates(*a))
     got = outputs(stitched(paths), tmp_path / "stitched")
     assert regrouped
-    assert_same(got, outputs(analyze_files(paths, load_settings()), tmp_path / "one-process"))
+    assert_same(got, per_frame(paths, tmp_path / "per-frame"))
     assert got[1]["counts"]["rtp_streams"] > 0
 
 
@@ -190,7 +201,7 @@ def test_files_out_of_time_order_merge_as_in_one_process(tmp_path, monkeypatch):
     monkeypatch.setattr(stitch, "_keyed_items", lambda *a: replayed.append(1) or keyed_items(*a))
     got = outputs(stitched(paths), tmp_path / "stitched")
     assert len(replayed) == 2
-    assert_same(got, outputs(analyze_files(paths, load_settings()), tmp_path / "one-process"))
+    assert_same(got, per_frame(paths, tmp_path / "per-frame"))
 
 
 def test_reader_anomalies_are_numbered_as_in_one_process(rotated, tmp_path):
@@ -201,7 +212,7 @@ def test_reader_anomalies_are_numbered_as_in_one_process(rotated, tmp_path):
     data = Path(paths[2]).read_bytes()
     Path(paths[2]).write_bytes(data[:-7])
     got = outputs(stitched(paths), tmp_path / "stitched")
-    assert_same(got, outputs(analyze_files(paths, load_settings()), tmp_path / "one-process"))
+    assert_same(got, per_frame(paths, tmp_path / "per-frame"))
     anomalies = read_table(tmp_path / "stitched", "anomalies")
     cut = anomalies[anomalies["name"] == "capture.truncated_record"]
     # editcap writes pcapng: the cut is inside the last Enhanced Packet Block (type 6).
@@ -267,13 +278,17 @@ def test_cli_cluster_local_on_a_directory(rotated, whole, tmp_path):
 
 
 @pytest.mark.cli
-def test_cluster_needs_batch_mode_and_files(tmp_path):
+def test_usage_errors_of_sets_and_clusters(tmp_path):
     run = run_cli([str(SMALL_OFFICE), "-o", str(tmp_path / "out"), "--cluster", "local:2", "--mode", "stream"])
     assert run.returncode == 2
     assert run.stderr.splitlines()[-1] == "Error: --cluster works in --mode batch on capture files (not stdin)"
     run = run_cli([str(SMALL_OFFICE), "-o", str(tmp_path / "out"), "--cluster", "local:0"])
     assert run.returncode == 1
     assert run.stderr.splitlines()[-1] == "error: --cluster local:N needs a number of workers >= 1, not 'local:0'"
+    (tmp_path / "empty").mkdir()
+    run = run_cli([str(tmp_path / "empty"), "-o", str(tmp_path / "out")])
+    assert run.returncode == 2
+    assert run.stderr.splitlines()[-1] == "Error: no capture files in the directories given"
     assert not (tmp_path / "out").exists()
 
 
@@ -303,7 +318,7 @@ def test_a_corrupt_file_among_twenty_is_left_out_and_named(set_with_a_bad_file, 
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["captures_failed"] == [{"file": paths[7], "offset": 0, "error": BAD_FILE_ERROR}]
     assert summary["inputs"] == others
-    assert_same(cli_outputs(tmp_path / "out"), outputs(analyze_files(others, load_settings()), tmp_path / "others"))
+    assert_same(cli_outputs(tmp_path / "out"), per_frame(others, tmp_path / "others"))
 
 
 @pytest.mark.slow
@@ -312,7 +327,7 @@ def test_a_corrupt_file_among_twenty_on_a_cluster(set_with_a_bad_file, local_clu
     result = on_cluster(local_cluster, paths)
     assert result.summary["captures_failed"] == [{"file": paths[7], "offset": 0, "error": BAD_FILE_ERROR}]
     assert result.summary["inputs"] == others
-    assert_same(outputs(result, tmp_path / "cluster"), outputs(analyze_files(others, load_settings()), tmp_path / "one"))
+    assert_same(outputs(result, tmp_path / "cluster"), per_frame(others, tmp_path / "one"))
 
 
 def test_a_truncated_file_among_twenty_keeps_its_frames_and_names_the_cut(rotated, whole, tmp_path):
@@ -322,7 +337,7 @@ def test_a_truncated_file_among_twenty_keeps_its_frames_and_names_the_cut(rotate
     data = Path(paths[7]).read_bytes()
     Path(paths[7]).write_bytes(data[:len(data) // 2])
     got = outputs(stitched(paths), tmp_path / "stitched")
-    assert_same(got, outputs(analyze_files(paths, load_settings()), tmp_path / "one-process"))
+    assert_same(got, per_frame(paths, tmp_path / "per-frame"))
     assert got[1]["anomalies_by_reason"] == {**whole("small-office")[0][1]["anomalies_by_reason"],
                                              "capture.truncated_record": 1}
     anomalies = read_table(tmp_path / "stitched", "anomalies")
