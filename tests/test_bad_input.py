@@ -323,7 +323,7 @@ def _unusable(public: Path, folder: Path) -> dict[str, tuple[Path, str]]:
 
 
 @pytest.mark.parametrize("case", ["garbage", "empty", "three bytes", "pcap header cut", "pcap version 3",
-                                  "pcapng byte-order magic", "gzip of garbage", "NetMon", "missing", "directory",
+                                  "pcapng byte-order magic", "gzip of garbage", "NetMon", "missing",
                                   "pcapng section header too short"])
 def test_unusable_capture_exits_1_naming_file_and_offset(tmp_path, public_captures, case):
     path, message = _unusable(public_captures, tmp_path / "in")[case]
@@ -341,10 +341,31 @@ def test_corrupt_gzip_stream_is_an_error_not_a_traceback(tmp_path):
         assert line.startswith(f"error: {path}: offset 0: bad gzip stream: ") and len(line) > len(str(path)) + 40
 
 
-def test_one_unusable_file_among_several_is_named(tmp_path, public_captures):
+def test_one_unusable_file_among_several_is_named_and_left_out(tmp_path, public_captures):
+    """A set (several captures): the unusable one is named and left out (exit 5), the others analysed."""
     garbage = write(tmp_path, "garbage.pcap", b"\x00" * 64)
+    alone = analyze(tmp_path, [public_captures / G711], out=tmp_path / "alone", modes=("batch",))["batch"]
     for run in analyze(tmp_path, [public_captures / G711, garbage]).values():
-        assert run.rc == 1 and run.errors() == [f"error: {garbage}: offset 0: unknown file format (magic 0x00000000)"]
+        assert run.rc == 4
+        assert run.errors() == [f"error: {garbage}: offset 0: unknown file format (magic 0x00000000) "
+                                "(left out of the run)"]
+        assert run.summary["captures_failed"] == [{"file": str(garbage), "offset": 0,
+                                                   "error": "unknown file format (magic 0x00000000)"}]
+        assert run.summary["inputs"] == [str(public_captures / G711)]
+        assert run.summary["counts"] == alone.summary["counts"]
+
+
+def test_a_directory_of_unusable_files_names_each(tmp_path, public_captures):
+    """A directory is a set: each of its files that cannot be read is named (in name order, none has a
+    first packet to order it by) and left out."""
+    folder = tmp_path / "in"
+    inside = sorted((path, message) for path, message in _unusable(public_captures, folder).values()
+                    if path.parent == folder and path.is_file())
+    assert len(inside) == 8
+    for mode, run in analyze(tmp_path, [folder]).items():
+        assert run.rc == 5, (mode, run.stderr)
+        assert run.errors() == [f"error: {path}: {message} (left out of the run)" for path, message in inside], mode
+        assert run.summary["frames_read"] == 0 and run.summary["inputs"] == []
 
 
 def test_gzip_truncated_mid_stream(tmp_path, g711):

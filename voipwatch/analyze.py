@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import Callable
 
 from voipwatch import __version__
-from voipwatch.capture import read_captures
+from voipwatch.capture import CaptureError, read_captures
 from voipwatch.alerts import write_alerts
 from voipwatch.detect import SEVERITIES, DetectorBus
 from voipwatch.incidents import Incident
 from voipwatch.batch.driver import feed_file
 from voipwatch.batch.rtp import BatchRtp
-from voipwatch.batch.workers import forked
+from voipwatch.batch.workers import forked, map_forked
 from voipwatch.pipeline import Analyzer
 from voipwatch.records import Alert, Call, DnsMessage, Frame, Registration, RtcpPacket, RtpStream, SipMessage, TlsFlow
 from voipwatch.config import Settings, load_settings
@@ -119,12 +119,16 @@ class AnalysisResult:
 
 
 def analyze_files(paths: list[str], settings: Settings | None = None, mode: str = "batch",
-                  progress: Callable[[Frame], None] | None = None, jobs: int = 1) -> AnalysisResult:
+                  progress: Callable[[Frame], None] | None = None, jobs: int = 1,
+                  feed: Callable[[Analyzer, BatchRtp], None] | None = None,
+                  failed: list[dict] | None = None) -> AnalysisResult:
     """Analyze capture files (merged in time order): records, tables, alerts and a summary.
 
     `jobs` > 1 lets the batch path use more processes (the results are the same): the detectors
     run in a second one, and a single uncompressed file is scanned in parallel. The stream mode
-    uses one.
+    uses one. `feed(analyzer, rtp)`, in batch mode, gives the analyzer the frames of `paths` instead
+    of reading them here (analyze --cluster: voipwatch.cluster.stitch). `failed` lists the captures
+    of the set that could not be read (summary.json captures_failed).
     """
     if mode not in ("batch", "stream"):
         raise ValueError(f"mode must be batch or stream, not {mode!r}")
@@ -136,7 +140,12 @@ def analyze_files(paths: list[str], settings: Settings | None = None, mode: str 
     rtp = BatchRtp(settings.pipeline, jobs) if mode == "batch" else None
     analyzer = Analyzer(Tee(sink, bus), settings.pipeline, rtp)
     vectorised = rtp is not None and len(paths) == 1 and paths[0] != "-"
-    if vectorised and feed_file(paths[0], analyzer, rtp, progress):
+    if feed is None and rtp is not None and len(paths) > 1 and "-" not in paths:
+        feed = decoded_apart(paths, jobs, progress)
+    if feed is not None and rtp is not None:
+        feed(analyzer, rtp)
+        analyzer.finish()
+    elif vectorised and feed_file(paths[0], analyzer, rtp, progress):
         analyzer.finish()
     else:
         analyzer.run(read_captures(paths), progress)
@@ -152,10 +161,25 @@ def analyze_files(paths: list[str], settings: Settings | None = None, mode: str 
     detectors = forked(detect) if mode == "batch" and jobs > 1 else None
     found = detect() if detectors is None else None
     sink[Call] = attach_streams(sink[Call], sink[RtpStream])
-    summary = build_summary(paths, analyzer, sink, mode, time.perf_counter() - started)
+    summary = build_summary(paths, analyzer, sink, mode, time.perf_counter() - started, failed or [])
     if detectors is not None:                 # alerts, counts and deliveries come from the forked process
         return AnalysisResult(sink, summary, detectors=detectors, started=started)
     return AnalysisResult(sink, summary, detectors=lambda: found)
+
+
+def decoded_apart(paths: list[str], jobs: int,
+                  progress: Callable[[Frame], None] | None) -> Callable[[Analyzer, BatchRtp], None]:
+    """A set of capture files in batch mode: each file decoded on its own (in `jobs` processes), then
+    stitched into one run, as analyze --cluster does (voipwatch.cluster); the same records as the
+    per-frame merge of voipwatch.capture.read_captures, with the vectorised RTP path."""
+    from voipwatch.cluster.decode import decode_capture
+    from voipwatch.cluster.stitch import feed_parts
+
+    parts = map_forked(decode_capture, paths, jobs)
+    for part in parts:
+        if part.error is not None:
+            raise CaptureError(part.path, part.offset, part.error)
+    return lambda analyzer, rtp: feed_parts(parts, analyzer, rtp, progress)
 
 
 def detector_bus(settings: Settings, on_alert: Callable[[Alert], None], mode: str) -> DetectorBus:
@@ -206,11 +230,13 @@ def attach_streams(calls: list[Call], streams: list[RtpStream]) -> list[Call]:
     return out
 
 
-def build_summary(paths: list[str], analyzer: Analyzer, sink: Collector, mode: str, run_s: float) -> dict:
+def build_summary(paths: list[str], analyzer: Analyzer, sink: Collector, mode: str, run_s: float,
+                  failed: list[dict]) -> dict:
     return {
         "tool": "voipwatch",
         "version": __version__,
         "inputs": [str(p) for p in paths],
+        **({"captures_failed": failed} if failed else {}),
         "mode": mode,
         "frames_read": analyzer.frames_read,
         "frames_undecoded": analyzer.frames_undecoded,

@@ -30,7 +30,7 @@ class Exit(enum.IntEnum):
     USAGE = 2          # click's own usage errors
     FINDINGS = 3       # --fail-on threshold reached; search: nothing matched
     STORED = 4         # analyze --store: a capture is already in the store (nothing written)
-    PARTIAL = 5        # analyze --store: the run is stored, but a capture could not be read
+    PARTIAL = 5        # a capture of a set could not be read: left out, the others analysed (and stored)
 
 
 class Progress:
@@ -104,14 +104,18 @@ def cli() -> None:
               help="With --store: analyse again captures the store already holds, replacing their run.")
 @click.option("--sensor", default="default", show_default=True,
               help="With --store: the capture point; a run is stitched only to earlier runs of the same sensor.")
+@click.option("--cluster", metavar="ADDRESS", default=None,
+              help="Decode the captures on a Dask cluster: tcp://HOST:PORT of a running scheduler, or local:N "
+                   "for N local worker processes (the paths must be readable by every worker).")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
 @click.option("-v", "--verbose", is_flag=True, help="List every check that is idle until the site model says more.")
 def analyze(captures, out_dir, fmt, mode, config_path, sets, progress, fail_on, jobs, csv_raw, store, replace,
-            sensor, quiet, verbose) -> None:
+            sensor, cluster, quiet, verbose) -> None:
     """Analyze capture files (pcap, pcapng, gzip, or - for stdin) into tables and a summary.
 
-    Several files are merged in capture-time order. Writes sip_messages, calls, registrations,
-    rtp_streams, dns and anomalies tables plus summary.json into OUT.
+    Several files are merged in capture-time order; a directory stands for its files. Writes
+    sip_messages, calls, registrations, rtp_streams, dns and anomalies tables plus summary.json
+    into OUT.
 
     Examples:
 
@@ -120,11 +124,13 @@ def analyze(captures, out_dir, fmt, mode, config_path, sets, progress, fail_on, 
         voipwatch analyze big.pcap -o out/ --jobs 0
 
         voipwatch analyze rotated/*.pcap --store case/
+        voipwatch analyze rotated/ -o out/ --cluster tcp://10.0.0.5:8786
 
-    With --store, exit status 4 means a capture was already stored (nothing written; --replace
-    analyses it again) and 5 that the run was stored but a capture could not be read.
+    Exit status 5 means a capture of a set could not be read (it is left out, the others analysed);
+    with --store, 4 means a capture was already stored (nothing written; --replace analyses it again).
     """
     from voipwatch.analyze import analyze_files, write_outputs
+    from voipwatch.cluster.inputs import expand_captures, unreadable
 
     if out_dir is None and store is None:
         raise click.UsageError("give -o DIR, --store CASE, or both")
@@ -132,17 +138,34 @@ def analyze(captures, out_dir, fmt, mode, config_path, sets, progress, fail_on, 
         raise click.UsageError("--replace needs --store")
     if quiet and verbose:
         raise click.UsageError("give at most one of --quiet, --verbose")
+    if store is not None and cluster is not None:
+        raise click.UsageError("--store runs in this process: give --store or --cluster, not both")
+    captures = expand_captures(list(captures))
+    if not captures:
+        raise click.UsageError("no capture files in the directories given")
+    if cluster is not None and (mode != "batch" or "-" in captures):
+        raise click.UsageError("--cluster works in --mode batch on capture files (not stdin)")
     settings = settings_or_exit(config_path, sets)
     if not quiet:
         for line in notice_lines(idle_notices(settings), verbose):
             click.echo(line, err=True)
-    reporter = Progress(list(captures), not quiet and (sys.stderr.isatty() if progress is None else progress))
+    jobs = jobs or len(os.sched_getaffinity(0))
     if store is not None:
+        reporter = Progress(list(captures), not quiet and (sys.stderr.isatty() if progress is None else progress))
         _analyze_into_store(captures, out_dir, fmt, mode, settings, reporter, fail_on, jobs, csv_raw, store, replace,
                             sensor, quiet)
         return
+    failed: list[dict] = []
+    if cluster is None and len(captures) > 1:  # a set: a capture that cannot be read is left out
+        failed = [f for path in captures if path != "-" and (f := unreadable(path)) is not None]
+        captures = [path for path in captures if path not in {f["file"] for f in failed}]
+    reporter = Progress(captures, not quiet and (sys.stderr.isatty() if progress is None and cluster is None
+                                                 else bool(progress)))
     try:
-        result = analyze_files(list(captures), settings, mode, reporter, jobs or len(os.sched_getaffinity(0)))
+        if cluster is not None:
+            result, failed = cluster_result(captures, cluster, settings, jobs)
+        else:
+            result = analyze_files(captures, settings, mode, reporter, jobs, failed=failed)
     except CaptureError as exc:
         reporter.done()
         click.echo(f"error: {exc}", err=True)
@@ -159,8 +182,30 @@ def analyze(captures, out_dir, fmt, mode, config_path, sets, progress, fail_on, 
         sys.exit(Exit.ERROR)
     if not quiet:
         click.echo(terminal_summary(result.summary, out_dir, result.incidents))
+    for f in failed:
+        click.echo(visible_lines(f"error: {f['file']}: offset {f['offset']}: {f['error']} (left out of the run)"),
+                   err=True)
     if fail_on and any(SEVERITIES.index(a.severity) >= SEVERITIES.index(fail_on) for a in result.alerts):
         sys.exit(Exit.FINDINGS)
+    if failed:
+        sys.exit(Exit.PARTIAL)
+
+
+def cluster_result(captures: list[str], address: str, settings, jobs: int):
+    """analyze --cluster: (result, captures_failed); one capture alone that fails is an error (exit 1)."""
+    from voipwatch.cluster.run import ClusterError, analyze_on_cluster, parse_local
+
+    try:
+        parse_local(address)
+        result, failed = analyze_on_cluster(captures, address, settings, jobs)
+    except (ValueError, ClusterError) as exc:
+        click.echo(visible_lines(f"error: {exc}"), err=True)
+        sys.exit(Exit.ERROR)
+    if len(captures) == 1 and failed:
+        f = failed[0]
+        click.echo(visible_lines(f"error: {f['file']}: offset {f['offset']}: {f['error']}"), err=True)
+        sys.exit(Exit.ERROR)
+    return result, failed
 
 
 def _analyze_into_store(captures, out_dir, fmt, mode, settings, reporter, fail_on, jobs, csv_raw, store, replace,
