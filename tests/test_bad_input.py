@@ -346,7 +346,7 @@ def test_one_unusable_file_among_several_is_named_and_left_out(tmp_path, public_
     garbage = write(tmp_path, "garbage.pcap", b"\x00" * 64)
     alone = analyze(tmp_path, [public_captures / G711], out=tmp_path / "alone", modes=("batch",))["batch"]
     for run in analyze(tmp_path, [public_captures / G711, garbage]).values():
-        assert run.rc == 4
+        assert run.rc == 5
         assert run.errors() == [f"error: {garbage}: offset 0: unknown file format (magic 0x00000000) "
                                 "(left out of the run)"]
         assert run.summary["captures_failed"] == [{"file": str(garbage), "offset": 0,
