@@ -46,14 +46,8 @@ def port_flags() -> np.ndarray:
 
 IS_TPID = np.zeros(1 << 16, dtype=bool)
 IS_TPID[sorted(VLAN_TPIDS)] = True
-# dissectors.link.FIXED_HEADERS as arrays over every LINKTYPE (0: a link type left to the per-frame path).
-_PROTOCOLS = ("ethertype", "ip_version", "family", "ipv4", "ipv6")
-LINK_KIND = np.zeros(1 << 16, dtype=np.uint8)        # 1 + _PROTOCOLS.index(header.protocol)
-LINK_LENGTH = np.zeros(1 << 16, dtype=np.int64)
-LINK_PROTOCOL_AT = np.zeros(1 << 16, dtype=np.int64)
-for _linktype, _header in FIXED_HEADERS.items():
-    LINK_KIND[_linktype] = 1 + _PROTOCOLS.index(_header.protocol)
-    LINK_LENGTH[_linktype], LINK_PROTOCOL_AT[_linktype] = _header.length, _header.protocol_at
+# Octets of a link header and its VLAN tags, at most (dissectors.link.FIXED_HEADERS).
+LINK_HEAD = max(header.length for header in FIXED_HEADERS.values()) + 4 * MAX_TAGS
 
 
 @dataclass
@@ -118,31 +112,46 @@ def rtp_candidates(rec: Records) -> Candidates:
     return group_candidates(decode_candidates(rec))
 
 
+def _stated_ethertype(protocol: str, field: np.ndarray) -> np.ndarray | int:
+    """The EtherType (0: none decoded here) a link header states by `protocol`
+    (dissectors.link.FixedHeader), from the 4 octets at its protocol_at."""
+    if protocol == "ethertype":
+        return _be(field, 0, 2).astype(np.int64)
+    if protocol == "ip_version":
+        version = field[:, 0] >> 4
+        return np.where(version == 4, ETHERTYPE_IPV4, np.where(version == 6, ETHERTYPE_IPV6, 0))
+    if protocol == "family":
+        # BSD loopback: the address family in the capturing host's order; upper bits set mean the other one.
+        family = field.view("<u4")[:, 0]
+        family = np.where(family & 0xFFFF0000, field.view(">u4")[:, 0], family)
+        return np.where(family == AF_INET, ETHERTYPE_IPV4, np.where(np.isin(family, sorted(AF_INET6)), ETHERTYPE_IPV6, 0))
+    return ETHERTYPE_IPV4 if protocol == "ipv4" else ETHERTYPE_IPV6
+
+
 def _network_layer(rec: Records) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per record, as dissectors.link.decode_link finds them: the EtherType of its network layer (0 when
     the link type or the protocol is left to the per-frame path), where that layer starts, and the
     VLAN stack's code (decode_vlan)."""
-    linktype = rec.linktype
-    kind, length = LINK_KIND[linktype], LINK_LENGTH[linktype]
-    field = gather_rows(rec.buf, rec.data_off + LINK_PROTOCOL_AT[linktype], 4)
-    version = field[:, 0] >> 4
-    # BSD loopback: the address family in the capturing host's order; upper bits set mean the other one.
-    family = field.view("<u4")[:, 0]
-    family = np.where(family & 0xFFFF0000, field.view(">u4")[:, 0], family)
-    stated = {
-        "ethertype": _be(field, 0, 2).astype(np.int64),
-        "ip_version": np.where(version == 4, ETHERTYPE_IPV4, np.where(version == 6, ETHERTYPE_IPV6, 0)),
-        "family": np.where(family == AF_INET, ETHERTYPE_IPV4,
-                           np.where(np.isin(family, sorted(AF_INET6)), ETHERTYPE_IPV6, 0)),
-        "ipv4": ETHERTYPE_IPV4, "ipv6": ETHERTYPE_IPV6}
-    ethertype = np.select([kind == 1 + i for i in range(len(_PROTOCOLS))],
-                          [stated[protocol] for protocol in _PROTOCOLS], 0).astype(np.int64)
-    # IEEE 802.1Q/802.1ad tags after an EtherType-stating header: tag t's TCI at 4t, then the next
-    # EtherType (tags holds the octets after the link header).
-    tags = gather_rows(rec.buf, rec.data_off + length, 4 * MAX_TAGS)
-    vlan = np.zeros(len(kind), dtype=np.int64)
-    depth = np.zeros(len(kind), dtype=np.int64)
-    tagged = kind == 1 + _PROTOCOLS.index("ethertype")
+    linktype, n = rec.linktype, len(rec.linktype)
+    head = gather_rows(rec.buf, rec.data_off, LINK_HEAD)
+    ethertype, length = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
+    tags = np.zeros((n, 4 * MAX_TAGS), dtype=np.uint8)      # the octets after the link header
+    may_tag = np.zeros(n, dtype=bool)
+    one = n and (linktype == linktype[0]).all()              # the usual chunk: one link type
+    for value in ([int(linktype[0])] if one else np.unique(linktype).tolist()):
+        header = FIXED_HEADERS.get(value)
+        if header is None:
+            continue
+        rows = slice(None) if one else np.flatnonzero(linktype == value)
+        at = header.protocol_at
+        ethertype[rows] = _stated_ethertype(header.protocol, head[rows, at:at + 4])
+        length[rows] = header.length
+        tags[rows] = head[rows, header.length:header.length + 4 * MAX_TAGS]
+        may_tag[rows] = header.protocol == "ethertype"
+    # IEEE 802.1Q/802.1ad tags after an EtherType-stating header: tag t's TCI at 4t, then the next EtherType.
+    vlan = np.zeros(n, dtype=np.int64)
+    depth = np.zeros(n, dtype=np.int64)
+    tagged = may_tag
     for t in range(MAX_TAGS):
         tagged &= IS_TPID[ethertype]
         if not tagged.any():
