@@ -218,13 +218,17 @@ def decode_candidates(rec: Records) -> DecodedCandidates:
 
     index = np.flatnonzero(ok)
     ip, six = ip[index], v6[index]
-    zero = np.zeros(len(index), dtype=np.uint64)
+    if six.any():                       # addresses as high and low 64 bits
+        zero = np.uint64(0)
+        addresses = [np.where(six, _be(ip, 8, 8), zero), np.where(six, _be(ip, 16, 8), _be(ip, 12, 4)),
+                     np.where(six, _be(ip, 24, 8), zero), np.where(six, _be(ip, 32, 8), _be(ip, 16, 4))]
+    else:                               # IPv4 alone: the high halves take no memory (kept with --jobs)
+        zero = np.broadcast_to(np.uint64(0), len(index))
+        addresses = [zero, _be(ip, 12, 4).astype(np.uint32), zero, _be(ip, 16, 4).astype(np.uint32)]
     return DecodedCandidates(
         index=index,
-        keys=[(link_code[index] | (six.astype(np.int64) << 40)).astype(np.uint64),
-              np.where(six, _be(ip, 8, 8), zero), np.where(six, _be(ip, 16, 8), _be(ip, 12, 4)),
-              np.where(six, _be(ip, 24, 8), zero), np.where(six, _be(ip, 32, 8), _be(ip, 16, 4)),
-              _be(udp, 0, 4)[index].astype(np.uint64), _be(udp, 16, 4)[index].astype(np.uint32)],
+        keys=[(link_code[index] | np.where(six, IPV6_FLOW, 0)).astype(np.uint64), *addresses,
+              _be(udp, 0, 4)[index].astype(np.uint32), _be(udp, 16, 4)[index].astype(np.uint32)],
         seq=_be(udp, 10, 2)[index].astype(np.uint16), rtp_ts=_be(udp, 12, 4)[index].astype(np.uint32),
         b1=b1[index], payload_len=body[index].astype(np.int32), heuristic=heuristic[index], ts=rec.ts[index])
 
