@@ -124,7 +124,8 @@ def _stated_ethertype(protocol: str, field: np.ndarray) -> np.ndarray | int:
         # BSD loopback: the address family in the capturing host's order; upper bits set mean the other one.
         family = field.view("<u4")[:, 0]
         family = np.where(family & 0xFFFF0000, field.view(">u4")[:, 0], family)
-        return np.where(family == AF_INET, ETHERTYPE_IPV4, np.where(np.isin(family, sorted(AF_INET6)), ETHERTYPE_IPV6, 0))
+        return np.where(family == AF_INET, ETHERTYPE_IPV4,
+                        np.where(np.isin(family, sorted(AF_INET6)), ETHERTYPE_IPV6, 0))
     return ETHERTYPE_IPV4 if protocol == "ipv4" else ETHERTYPE_IPV6
 
 
