@@ -39,12 +39,36 @@ _OUI_ENCAP_ETHERTYPE, _OUI_CISCO, _PID_CDP = b"\x00\x00\x00", b"\x00\x00\x0c", 0
 _SAP_STP = 0x42                   # IEEE 802.1D spanning tree BPDUs
 # BSD loopback (LINKTYPE_NULL host order, LINKTYPE_LOOP network order): address family(4)
 _FAMILY = struct.Struct("<I")
-_AF_INET, _AF_INET6 = 2, frozenset((10, 24, 28, 30))     # AF_INET6 of Linux, NetBSD/OpenBSD, FreeBSD, macOS
+AF_INET, AF_INET6 = 2, frozenset((10, 24, 28, 30))     # AF_INET6 of Linux, NetBSD/OpenBSD, FreeBSD, macOS
 # RFC 1661 §2 / RFC 1662 §3.1: address 0xff, control 0x03 (both may be omitted), protocol(1 or 2)
 _PPP_IPV4, _PPP_IPV6 = 0x0021, 0x0057
 
 # RFC 2516 §4: version(4) type(4) | code(8) | session id(16) | length(16), then a PPP protocol field
 _PPPOE_SESSION, _PPPOE_HEADER = 0x8864, 6
+
+
+@dataclass(frozen=True)
+class FixedHeader:
+    """A link header of fixed length, and how it states its payload's network protocol."""
+    length: int                    # octets before the payload (or before the first VLAN tag)
+    protocol: str                  # "ethertype": 2 octets at protocol_at, VLAN tags may follow the header;
+                                   # "ip_version": the IP header's version nibble; "family": a BSD address
+                                   # family (4 octets, either byte order); "ipv4" / "ipv6": fixed
+    protocol_at: int = 0
+
+
+# The link types whose headers the batch path decodes column-wise (voipwatch.batch.candidates); the
+# decoders above are the reference for each.
+FIXED_HEADERS = {
+    LINKTYPE_ETHERNET: FixedHeader(_ETH.size, "ethertype", _ETH.size - 2),
+    LINKTYPE_LINUX_SLL: FixedHeader(_SLL.size, "ethertype", _SLL.size - 2),
+    LINKTYPE_LINUX_SLL2: FixedHeader(_SLL2.size, "ethertype", 0),
+    **{linktype: FixedHeader(0, "ip_version") for linktype in _RAW_LINKTYPES},
+    LINKTYPE_IPV4: FixedHeader(0, "ipv4"),
+    LINKTYPE_IPV6: FixedHeader(0, "ipv6"),
+    LINKTYPE_NULL: FixedHeader(_FAMILY.size, "family"),
+    LINKTYPE_LOOP: FixedHeader(_FAMILY.size, "family"),
+}
 
 _ETHERTYPE_BUCKETS = {0x0806: "arp", 0x88CC: "lldp", 0x8863: "pppoe_discovery"}
 RAW_PAYLOAD_BUCKETS = frozenset(("lldp", "cdp"))          # buckets whose L2 payload is returned
@@ -203,9 +227,9 @@ def _decode_loopback(data: bytes) -> Link | tuple[str, str]:
     family = _FAMILY.unpack_from(data)[0]
     if family & 0xFFFF0000:                       # written in the other byte order
         family = int.from_bytes(data[:4], "big")
-    if family == _AF_INET:
+    if family == AF_INET:
         return Link(ETHERTYPE_IPV4, 4)
-    if family in _AF_INET6:
+    if family in AF_INET6:
         return Link(ETHERTYPE_IPV6, 4)
     return Link(family, 4, bucket="other_family")
 

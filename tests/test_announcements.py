@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 
 from dissectors.sip import parse_sip
-from voipwatch.batch.announcements import AnnouncementIndex, ipv4_key
+from voipwatch.batch.announcements import AnnouncementIndex
 from voipwatch.records import PacketMeta
 from voipwatch.sessions import MediaExpectations, binding_holds, endpoints_in_lookup_order
 
-ADDRESSES = ["10.0.0.1", "10.0.0.2", "192.0.2.7", "192.0.2.8"]
+ADDRESSES = ["10.0.0.1", "10.0.0.2", "192.0.2.7", "192.0.2.8", "2001:db8::1", "2001:db8::2"]
 PORTS = [4000, 4001, 4002, 4003, 5004, 5005]
 
 
@@ -30,8 +30,10 @@ def invite(rng: random.Random, frame: int, ts: float) -> bytes:
         lines.append(f"m=audio {port} RTP/AVP 0 8\r\n")
         if rng.random() < 0.3:
             lines.append(f"a=rtcp:{rng.choice(PORTS)}\r\n")          # RFC 3605: RTCP not on port + 1
-    connection = rng.choice(ADDRESSES + ["0.0.0.0", "2001:db8::1", "010.0.0.1", "10.0.0.01"])
-    body = f"v=0\r\no=- 1 1 IN IP4 {connection}\r\ns=-\r\nc=IN IP4 {connection}\r\nt=0 0\r\n" + "".join(lines)
+    # and addresses no packet's text equals: the tables match the text itself
+    connection = rng.choice(ADDRESSES + ["0.0.0.0", "010.0.0.1", "10.0.0.01", "2001:DB8::1", "2001:db8:0::2"])
+    family = "IP6" if ":" in connection else "IP4"
+    body = f"v=0\r\no=- 1 1 IN {family} {connection}\r\ns=-\r\nc=IN {family} {connection}\r\nt=0 0\r\n" + "".join(lines)
     return (f"INVITE sip:b@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.9;branch=z9hG4bK{frame}\r\n"
             f"From: <sip:a@example.com>;tag=1\r\nTo: <sip:b@example.com>\r\nCall-ID: call-{frame}\r\n"
             f"CSeq: 1 INVITE\r\nContent-Type: application/sdp\r\nContent-Length: {len(body)}\r\n\r\n{body}").encode()
@@ -63,12 +65,12 @@ def test_streaming_table_and_vectorised_index_agree(seed):
 
     flows = sorted({p[:4] for p in packets})
     flow_of = {f: i for i, f in enumerate(flows)}
-    src_keys = np.asarray([ipv4_key(s, sp) for s, sp, _, _ in flows], dtype=np.int64)
-    dst_keys = np.asarray([ipv4_key(d, dp) for _, _, d, dp in flows], dtype=np.int64)
+    index = AnnouncementIndex(log, max_age_s)
+    src_keys = index.keys([(s, sp) for s, sp, _, _ in flows])
+    dst_keys = index.keys([(d, dp) for _, _, d, dp in flows])
     flow = np.asarray([flow_of[p[:4]] for p in packets], dtype=np.int64)
     frames = np.asarray([p[4] for p in packets], dtype=np.int64)
     times = np.asarray([p[5] for p in packets], dtype=np.float64)
-    index = AnnouncementIndex(log, max_age_s)
 
     def endpoints(found: np.ndarray) -> list:
         return [None if i < 0 else log[i][1] for i in found.tolist()]
@@ -93,6 +95,20 @@ def test_the_rule_itself():
 
 
 def test_only_addresses_written_as_packets_write_them_have_a_key():
-    assert ipv4_key("10.0.0.1", 4000) == (0x0A000001 << 16) | 4000
-    for text in ("010.0.0.1", "10.0.0.01", "+10.0.0.1", "10.0.0.256", "10.0.0", "2001:db8::1", "١٠.0.0.1"):
-        assert ipv4_key(text, 4000) == -1, text
+    """The streaming table matches the announced text itself: "010.0.0.1" or "2001:DB8::2" never equals
+    a packet's address (dissectors.ip.ntop), so the index gives them no key a flow could have."""
+    log: list = []
+    table = MediaExpectations(100, 60.0, log=log)
+    for frame, connection in enumerate(["10.0.0.1", "010.0.0.2", "2001:db8::1", "2001:DB8::2"], start=1):
+        family = "IP6" if ":" in connection else "IP4"
+        body = f"v=0\r\nc=IN {family} {connection}\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n"
+        message = (f"INVITE sip:b@example.com SIP/2.0\r\nCall-ID: call-{frame}\r\nCSeq: 1 INVITE\r\n"
+                   f"Content-Type: application/sdp\r\nContent-Length: {len(body)}\r\n\r\n{body}")
+        meta = PacketMeta(1.0, frame, (), "10.0.0.9", 5060, "10.0.0.10", 5060, "udp")
+        table.announce(parse_sip(meta, message.encode())[0])
+    index = AnnouncementIndex(log, 60.0)
+    assert len(index.endpoints) == 8                 # each announcement's RTP and RTCP port
+    keys = index.keys([("10.0.0.1", 4000), ("10.0.0.1", 4001), ("2001:db8::1", 4000), ("10.0.0.1", 4002),
+                       ("10.0.0.2", 4000), ("2001:db8::2", 4000)])
+    assert len(set(keys[:3].tolist())) == 3 and (keys[:3] >= 0).all()
+    assert keys[3:].tolist() == [-1, -1, -1]

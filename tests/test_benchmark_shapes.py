@@ -120,6 +120,33 @@ def test_compressed_captures_take_the_vectorised_path(name, made):
     assert sum(chunk.n_cands for chunk in chunks) == sum(chunk.n_cands for chunk in ChunkReader(str(_path(made, "original"))))
 
 
+@pytest.mark.parametrize("name", [name for name in OTHERS if name not in COMPRESSED])
+def test_every_link_type_and_ipv6_take_the_vectorised_path(name, made):
+    """Linux cooked v1/v2, raw IP, BSD null and loopback, QinQ and IPv6: every RTP packet of the
+    generator's ground truth is an RTP candidate of the vectorised path, as in the original."""
+    truth = json.loads(Path(made["original"]["path"]).with_suffix(".truth.json").read_text())
+    expected = truth["capture"]["rtp_packets"]
+    assert sum(chunk.n_cands for chunk in ChunkReader(str(_path(made, "original")))) == expected > 500
+    reader = ChunkReader(str(_path(made, name)))
+    assert sum(chunk.n_cands for chunk in reader) == expected and reader.complete
+
+
+def _outputs(result, out: Path) -> tuple[dict[str, str], dict]:
+    write_outputs(result, out, "csv")
+    keys = ("frames_read", "frames_undecoded", "frames_by_class", "counts", "anomalies_by_reason")
+    return ({p.name: p.read_text(encoding="utf-8") for p in sorted(out.glob("*.csv"))},
+            {key: result.summary[key] for key in keys})
+
+
+@pytest.mark.parametrize("name", ["ipv6", "raw6", "sll", "sll2", "null", "loop"])
+def test_batch_stream_and_two_jobs_agree_on_the_shape(name, made, tmp_path):
+    path = str(_path(made, name))
+    batch = _outputs(analyze_files([path]), tmp_path / "batch")
+    assert batch[1]["frames_by_class"]["rtp"] > 500
+    assert _outputs(analyze_files([path], mode="stream"), tmp_path / "stream") == batch
+    assert _outputs(analyze_files([path], jobs=2), tmp_path / "jobs2") == batch
+
+
 @pytest.mark.parametrize("name", COMPRESSED)
 @pytest.mark.parametrize("cut", [0.4, 0.8])
 def test_a_cut_compressed_capture_is_read_up_to_the_damage(name, cut, made, tmp_path):

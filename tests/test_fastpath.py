@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 import struct
-from ipaddress import IPv4Address
+from ipaddress import ip_address
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +20,8 @@ from dissectors.net import Datagram, NetworkDecoder
 from voipwatch.batch import candidates, reader, grouping
 from voipwatch.analyze import analyze_files
 from voipwatch.capture import read_capture
-from voipwatch.batch.candidates import decode_candidates, decode_vlan, group_candidates, rtp_candidates
+from voipwatch.batch.candidates import decode_candidates, group_candidates, rtp_candidates
+from voipwatch.batch.driver import ChunkReader
 from voipwatch.batch.reader import HEAD, Scanner
 from voipwatch.records import Frame
 from voipwatch.config import load_settings
@@ -144,19 +145,23 @@ def test_chain_skips_starts_no_record_leads_to():
 # -- RTP candidates --------------------------------------------------------------------------------
 
 ADDRESSES = [bytes([10, 0, 0, i]) for i in range(1, 5)] + [bytes([192, 168, 1, 200])]
+ADDRESSES_V6 = [bytes.fromhex("fd000004000600000000000000000001"), bytes.fromhex("20010db8000000000000000000000002"),
+                bytes(15) + b"\x01", bytes.fromhex("00000000000000000000ffff0a000001")]
 PORTS = [53, 123, 5060, 5353, 10000, 10001, 40000, 40002]
+# Link types of the vectorised path (dissectors.link.FIXED_HEADERS): Ethernet, Linux cooked v1/v2,
+# raw IP (101, DLT_RAW 12 and 14, IPv4 228, IPv6 229), BSD null and loopback.
+LINKTYPES = (1, 113, 276, 101, 12, 14, 228, 229, 0, 108)
 
 
 DEFECTS = ("rtp_version", "rtcp_octet", "conflict_pt", "short_payload", "ext_overrun", "pad_zero",
-           "pad_too_big", "udp_length", "ip_total", "ip_version", "fragment", "tcp", "ipv6", "too_deep",
-           "cut", "ether_pad")
+           "pad_too_big", "udp_length", "ip_total", "ip_version", "fragment", "tcp", "wrong_protocol", "too_deep",
+           "cut", "ether_pad", "ext_header", "jumbo", "llc")
 
 
-def ethernet_frame(rng: random.Random) -> bytes:
-    """An RTP/UDP/IPv4 Ethernet frame of random shape, half of them with one defect from DEFECTS."""
+def random_frame(rng: random.Random, linktype: int = 1) -> bytes:
+    """An RTP/UDP/IP frame of random shape (IPv4 or IPv6, VLAN tags where the link type has an
+    EtherType), half of them with one defect from DEFECTS."""
     defect = rng.choice(DEFECTS) if rng.random() < 0.5 else None
-    depth = 4 if defect == "too_deep" else rng.choice([0, 1, 1, 2, 3])
-    tags = b"".join(struct.pack("!HH", rng.choice([0x8100, 0x88A8, 0x9100]), rng.randrange(4096)) for _ in range(depth))
     cc = rng.choice([0, 0, 0, 1, 15])
     b0 = (0x40 if defect == "rtp_version" else 0x80) | cc
     extension = b""
@@ -174,22 +179,50 @@ def ethernet_frame(rng: random.Random) -> bytes:
     if defect == "short_payload":
         payload = payload[:11]
     udp = struct.pack("!HHHH", rng.choice(PORTS), rng.choice(PORTS), 8 + len(payload) + (defect == "udp_length"), 0)
-    ihl = rng.choice([5, 5, 5, 6, 15])
-    header = struct.pack("!BBHHHBBH4s4s", (0x60 if defect == "ip_version" else 0x40) | ihl, 0,
-                         4 * ihl + len(udp) + len(payload) + (defect == "ip_total"), 0,
-                         0x2000 if defect == "fragment" else rng.choice([0, 0x4000]), 64,
-                         6 if defect == "tcp" else 17, 0, rng.choice(ADDRESSES), rng.choice(ADDRESSES))
-    ethertype = 0x86DD if defect == "ipv6" else 0x0800
-    frame = (bytes(11) + b"\x01" + tags + struct.pack("!H", ethertype) + header + rng.randbytes(4 * ihl - 20) + udp
-             + payload + bytes(6 if defect == "ether_pad" else 0))
-    return frame[:rng.randrange(14, len(frame))] if defect == "cut" else frame
+    udp += payload
+    proto = 6 if defect == "tcp" else 17
+    if linktype == 229 or linktype != 228 and rng.random() < 0.4:           # IPv6 (RFC 8200 §3)
+        ext = b""
+        if defect in ("fragment", "ext_header"):    # a Fragment (offset 0, M set) or hop-by-hop header
+            ext = struct.pack("!BBHI", proto, 0, 1, 7) if defect == "fragment" else \
+                struct.pack("!BB", proto, 0) + bytes(6)
+        plen = 0 if defect == "jumbo" else len(ext) + len(udp) + (defect == "ip_total")
+        first = 44 if defect == "fragment" else 0 if defect == "ext_header" else proto
+        packet = (struct.pack("!IHBB16s16s", (0x4 if defect == "ip_version" else 0x6) << 28, plen, first, 64,
+                              rng.choice(ADDRESSES_V6), rng.choice(ADDRESSES_V6)) + ext + udp)
+        ethertype = 0x0800 if defect == "wrong_protocol" else 0x86DD
+    else:                                           # IPv4 (RFC 791)
+        ihl = rng.choice([5, 5, 5, 6, 15])
+        packet = struct.pack("!BBHHHBBH4s4s", (0x60 if defect == "ip_version" else 0x40) | ihl, 0,
+                             4 * ihl + len(udp) + (defect == "ip_total"), 0,
+                             0x2000 if defect == "fragment" else rng.choice([0, 0x4000]), 64, proto, 0,
+                             rng.choice(ADDRESSES), rng.choice(ADDRESSES)) + rng.randbytes(4 * ihl - 20) + udp
+        ethertype = 0x86DD if defect == "wrong_protocol" else 0x0800
+    depth = 4 if defect == "too_deep" else rng.choice([0, 1, 1, 2, 3])
+    tags = b"".join(struct.pack("!HH", rng.choice([0x8100, 0x88A8, 0x9100]), rng.randrange(4096)) for _ in range(depth))
+    protocol = struct.pack("!H", 0x0004 if defect == "llc" else ethertype)     # SLL: 4 is an 802.2 LLC frame
+    if linktype == 1:
+        link = bytes(11) + b"\x01" + tags + protocol
+    elif linktype == 113:                           # the protocol field is the first tag's TPID, if any
+        link = struct.pack("!HHH8s", 0, 1, 6, bytes(8)) + tags + protocol
+    elif linktype == 276:
+        chain = tags + protocol
+        link = chain[:2] + struct.pack("!HIHBB8s", 0, 2, 1, 0, 6, bytes(8)) + chain[2:]
+    elif linktype in (0, 108):
+        # AF_INET 2; AF_INET6 of Linux, BSDs, macOS; another family. Either byte order on either type.
+        family = 7 if defect == "wrong_protocol" else 2 if ethertype == 0x0800 else rng.choice([10, 24, 28, 30])
+        link = struct.pack(rng.choice("<>") + "I", family)
+    else:
+        link = b""
+    frame = link + packet + bytes(6 if defect == "ether_pad" else 0)
+    return frame[:rng.randrange(len(link) + 1, len(frame))] if defect == "cut" else frame
 
 
-def _mixed_records(tmp_path, seed: int = 7, n: int = 4000):
+def _mixed_records(tmp_path, seed: int = 7, n: int = 4000, linktype: int = 1):
     rng = random.Random(seed)
-    frames = [ethernet_frame(rng) for _ in range(n)]
+    frames = [random_frame(rng, linktype) for _ in range(n)]
     path = tmp_path / "mix.pcap"
-    path.write_bytes(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1) + b"".join(
+    path.write_bytes(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, linktype) + b"".join(
         struct.pack("<IIII", 1_700_000_000, i, len(f), len(f)) + f for i, f in enumerate(frames)))
     buf = bytearray(path.read_bytes()[24:]) + bytearray(HEAD)
     return frames, Scanner(path.read_bytes()[:64]).scan(buf, len(buf) - HEAD, 24)[0]
@@ -202,16 +235,17 @@ def test_grouping_survives_stream_hash_collisions(tmp_path, monkeypatch):
     decoded = decode_candidates(records)
     fields = ("index", "flow", "flows", "ssrc", "seq", "rtp_ts", "b1", "payload_len", "heuristic", "ts")
     usual = group_candidates(decoded)
-    monkeypatch.setattr(grouping, "MIX", np.zeros(4, dtype=np.uint64))      # every key hashes to 0
+    monkeypatch.setattr(grouping, "MIX", np.zeros(len(grouping.MIX), dtype=np.uint64))   # every key hashes to 0
     with pytest.raises(grouping.HashCollision):
-        grouping.KeyIds(4).ids(decoded.keys)
+        grouping.KeyIds(candidates.KEY_COLUMNS).ids(decoded.keys)
     colliding = group_candidates(decoded)
     assert all(np.array_equal(getattr(usual, f), getattr(colliding, f)) for f in fields)
     assert len(usual.flows) > 50
 
 
-def test_rtp_candidates_decode_as_the_dissectors_do(tmp_path):
-    frames, records = _mixed_records(tmp_path)
+@pytest.mark.parametrize("linktype", LINKTYPES)
+def test_rtp_candidates_decode_as_the_dissectors_do(linktype, tmp_path):
+    frames, records = _mixed_records(tmp_path, linktype=linktype)
     cands = rtp_candidates(records)
     assert len(frames) // 6 < len(cands) < len(frames) // 2
     # Ports the dispatch table names are left to the per-frame pipeline (dissectors/dispatch.py).
@@ -223,29 +257,32 @@ def test_rtp_candidates_decode_as_the_dissectors_do(tmp_path):
     # Grouped by stream, in record order within each.
     assert [s for i, s in enumerate(streams) if i == 0 or s != streams[i - 1]] == list(dict.fromkeys(streams))
     assert all(a < b for (s, a), (t, b) in zip(zip(streams, cands.index), zip(streams[1:], cands.index[1:])) if s == t)
+    versions, tagged = set(), 0
     for row, i in enumerate(cands.index.tolist()):
-        decoded = NetworkDecoder().decode(Frame(1.0, i + 1, 1, frames[i], len(frames[i])))
+        decoded = NetworkDecoder().decode(Frame(1.0, i + 1, linktype, frames[i], len(frames[i])))
         assert type(decoded) is Datagram and decoded.anomaly is None and decoded.meta.transport == "udp"
         meta, payload = decoded.meta, decoded.payload
         pkt = rtp.parse_rtp(meta, payload, False)
         assert pkt is not None
-        vlan, addresses, ports = flows[cands.flow[row]]
-        assert (decode_vlan(vlan), str(IPv4Address(addresses >> 32)), ports >> 16,
-                str(IPv4Address(addresses & 0xFFFFFFFF)), ports & 0xFFFF) == \
-            (meta.vlan, meta.src, meta.sport, meta.dst, meta.dport)
+        assert candidates.flow_of(tuple(flows[cands.flow[row]])) == (meta.vlan, meta.src, meta.sport, meta.dst,
+                                                                     meta.dport)
+        versions.add(ip_address(meta.src).version)
+        tagged += bool(meta.vlan)
         assert (int(cands.ssrc[row]), int(cands.seq[row]), int(cands.rtp_ts[row]), int(cands.b1[row]) & 0x7F,
                 bool(cands.b1[row] & 0x80), int(cands.payload_len[row])) == \
             (pkt.ssrc, pkt.seq, pkt.rtp_ts, pkt.pt, pkt.marker, pkt.payload_len)
         assert bool(cands.heuristic[row]) == \
             (rtp.looks_like_rtp(payload) and not {meta.sport, meta.dport} & rtp.HEURISTIC_EXCLUDED_PORTS)
         assert meta.sport not in named and meta.dport not in named
+    assert versions == {228: {4}, 229: {6}}.get(linktype, {4, 6})
+    assert (tagged > 50) == (linktype in (1, 113, 276))
 
 
 def test_flow_codes_survive_hash_collisions(monkeypatch):
     rng = np.random.default_rng(3)
     columns = [rng.integers(0, 5, size=2000).astype(np.uint64) << np.uint64(40) for _ in range(3)]
     codes, first = candidates._factorize_rows(columns)
-    monkeypatch.setattr(grouping, "MIX", np.zeros(4, dtype=np.uint64))      # every row hashes to 0
+    monkeypatch.setattr(grouping, "MIX", np.zeros(len(grouping.MIX), dtype=np.uint64))   # every row hashes to 0
     assert [a.tolist() for a in candidates._factorize_rows(columns)] == [codes.tolist(), first.tolist()]
     rows = list(zip(*(c.tolist() for c in columns)))
     assert [rows[i] for i in first.tolist()] == list(dict.fromkeys(rows))
@@ -253,14 +290,19 @@ def test_flow_codes_survive_hash_collisions(monkeypatch):
 
 
 def test_streams_mixing_candidates_and_per_frame_packets(tmp_path):
-    """A quarter of the packets carry IP options too long for the vectorised path, which leaves them
-    to the per-frame path: both paths, and --jobs 2, still give the same streams."""
+    """A quarter of the packets carry IP options, CSRCs and an RTP header extension that end past the
+    octets the vectorised path reads (reader.HEAD), which leaves them to the per-frame path: both
+    paths, and --jobs 2, still give the same streams."""
     rng = random.Random(5)
     records = []
+    slow = 0
     for i in range(8000):
         src, dst, ssrc = rng.choice([(1, 2, 7), (2, 1, 8), (3, 4, 9), (4, 3, 10)])
         ihl = 15 if rng.random() < 0.25 else 5
-        rtp_packet = struct.pack("!BBHII", 0x80, 0, (i // 4) & 0xFFFF, i // 4 * 160, ssrc) + bytes(160)
+        slow += ihl == 15
+        cc = 15 if ihl == 15 else 0                 # then 18 + 60 + 8 + 12 + 60 + 4 octets > HEAD
+        rtp_packet = struct.pack("!BBHII", 0x80 | 0x10 * (cc > 0) | cc, 0, (i // 4) & 0xFFFF, i // 4 * 160, ssrc)
+        rtp_packet += bytes(4 * cc) + (struct.pack("!HH", 0xBEDE, 0) if cc else b"") + bytes(160)
         udp = struct.pack("!HHHH", 40000 + src, 40000 + dst, 8 + len(rtp_packet), 0) + rtp_packet
         ip = struct.pack("!BBHHHBBH4s4s", 0x40 | ihl, 0, 4 * ihl + len(udp), 0, 0, 64, 17, 0, bytes([10, 0, 0, src]),
                          bytes([10, 0, 0, dst])) + bytes(4 * ihl - 20) + udp
@@ -268,6 +310,7 @@ def test_streams_mixing_candidates_and_per_frame_packets(tmp_path):
         records.append(struct.pack("<IIII", 1_700_000_000 + i // 200, i % 200 * 5000, len(frame), len(frame)) + frame)
     path = tmp_path / "two-paths.pcap"
     path.write_bytes(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1) + b"".join(records))
+    assert sum(chunk.n_cands for chunk in ChunkReader(str(path))) == 8000 - slow > 5000
     batch = analyze_files([str(path)])
     assert batch.summary["frames_by_class"] == {"rtp": 8000}
     streams = batch.tables["rtp_streams"]

@@ -27,6 +27,9 @@ PUBLIC = [
     "ndpi/pcap/fuzz-2006-06-26-2594.pcap",
     "ndpi/pcap/stun.pcap",
     "sngrep/ipv6frag.pcap",
+    "ndpi/pcap/rtcp_multiple_pkts_in_the_same_datagram.pcap",     # Linux cooked v1
+    "heplify/ipip0.pcap",
+    "zeek/Traces/sip/sip-long-request-response-paths.pcap",       # raw IPv4
     "sngrep/aaa.pcap",
     "sipp/dtmf_2833_1.pcap",
 ]

@@ -21,8 +21,10 @@ class AnnouncementIndex:
     def __init__(self, log: list, max_age_s: float):
         self.log = log
         self.max_age_s = max_age_s
-        entries = [(i, ep.setup_frame, key) for i, ((addr, port), ep) in enumerate(log)
-                   if (key := ipv4_key(addr, port)) >= 0]
+        # Each announced (address, port) numbered: the streaming table matches the address text itself.
+        self.endpoints: dict[tuple[str, int], int] = {}
+        entries = [(i, ep.setup_frame, self.endpoints.setdefault(endpoint, len(self.endpoints)))
+                   for i, (endpoint, ep) in enumerate(log)]
         index, setup, key = (np.asarray(col, dtype=np.int64) for col in zip(*entries)) if entries else \
             (np.zeros(0, np.int64),) * 3
         order = np.lexsort((setup, key))             # by endpoint, then by setup frame
@@ -33,10 +35,16 @@ class AnnouncementIndex:
         # (endpoint rank, setup frame) as one sortable number.
         self.ranked = np.repeat(np.arange(len(self.known), dtype=np.int64), self.count) * FRAME_SPAN + self.setup
 
+    def keys(self, endpoints: list[tuple[str, int]]) -> np.ndarray:
+        """The key of each (address, port), -1 when no announcement names it. As in the streaming table,
+        an announced address matches packets only when written as their addresses are (dissectors.ip.ntop:
+        IPv4 in decimal without leading zeros, IPv6 as socket.inet_ntop writes it)."""
+        return np.asarray([self.endpoints.get(endpoint, -1) for endpoint in endpoints], dtype=np.int64)
+
     def lookup(self, src_keys: np.ndarray, dst_keys: np.ndarray, flow: np.ndarray, frames: np.ndarray,
                ts: np.ndarray) -> np.ndarray:
         """Per packet, the log index of the announcement MediaExpectations.lookup would give it; -1 when
-        none. Keys are IPv4 << 16 | port per flow (-1: not IPv4); flow, frames, ts per packet."""
+        none. Keys (keys()) per flow; flow, frames, ts per packet."""
         result = np.full(len(frames), -1, dtype=np.int64)
         for keys in endpoints_in_lookup_order(src_keys, dst_keys):
             rows, code, pos = self._latest(keys[flow], frames)
@@ -78,18 +86,3 @@ class AnnouncementIndex:
         code = code[rows].astype(np.int64)
         pos = np.searchsorted(self.ranked, code * FRAME_SPAN + frames[rows] - 1, side="right") - 1
         return rows, code, pos
-
-
-def ipv4_key(addr: str, port: int) -> int:
-    """IPv4 address << 16 | port; -1 unless `addr` is a dotted quad written as packets' addresses are
-    (dissectors.ip: decimal, no leading zeros), since the streaming table matches the text itself."""
-    parts = addr.split(".")
-    if len(parts) != 4:
-        return -1
-    value = 0
-    for part in parts:
-        if not (part.isascii() and part.isdigit() and len(part) <= 3 and str(int(part)) == part
-                and int(part) <= 255):
-            return -1
-        value = (value << 8) | int(part)
-    return (value << 16) | port

@@ -1,6 +1,6 @@
 """SPAN copies among the batch reader's RTP candidates, found column-wise: voipwatch.dedup's rule.
 
-A candidate is a copy when the previous candidate with the same IPv4 identification, addresses,
+A candidate is a copy when the previous candidate with the same IPv4 identification (IPv6: flow label), addresses,
 ports and RTP header (SSRC, sequence number, timestamp, marker and payload type) and payload length
 came at most `window_s` earlier, and its identification is not 0 or it came by another layer-2 path
 (VLAN stack or MAC pair). For RTP the header and length stand for the payload hash the per-frame path
@@ -27,12 +27,14 @@ class CandidateCopies:
         n = len(cands)
         if n == 0:
             return cands, 0
-        vlan, addresses, ports, ssrc = cands.keys
-        cols = {"k0": addresses, "k1": (ports << np.uint64(16)) | cands.ident.astype(np.uint64),
+        link, src_high, src_low, dst_high, dst_low, ports, ssrc = cands.keys
+        u64 = np.uint64
+        cols = {"k0": src_low.astype(u64), "k4": src_high.astype(u64), "k5": dst_high.astype(u64),
+                "k6": dst_low.astype(u64), "k1": (ports.astype(u64) << u64(32)) | cands.ident.astype(u64),
                 "k2": (ssrc.astype(np.uint64) << np.uint64(32)) | cands.rtp_ts.astype(np.uint64),
                 "k3": ((cands.seq.astype(np.uint64) << np.uint64(48)) | (cands.b1.astype(np.uint64) << np.uint64(40))
                        | cands.payload_len.astype(np.uint64)),
-                "ident": cands.ident, "vlan": vlan.astype(np.uint64), "mac0": cands.macs[:, 0],
+                "ident": cands.ident, "vlan": link.astype(u64), "mac0": cands.macs[:, 0],
                 "mac1": cands.macs[:, 1], "ts": cands.ts}
         tail = self._tail
         both = cols if tail is None else {name: np.concatenate([tail[name], col]) for name, col in cols.items()}
@@ -50,7 +52,7 @@ def _copies(cols: dict[str, np.ndarray], window_s: float) -> np.ndarray:
     """Per row: whether it is a copy of the previous row with the same key."""
     n = len(cols["ts"])
     copy = np.zeros(n, dtype=bool)
-    keys = [cols["k0"], cols["k1"], cols["k2"], cols["k3"]]
+    keys = [cols[name] for name in sorted(cols) if name.startswith("k")]
     hashed = mix_columns(keys)
     # equal keys together, in record order: a stable radix sort on the hash's low, then high 32 bits
     order = stable_order(hashed & np.uint64(0xFFFFFFFF))

@@ -3,7 +3,7 @@
 A capture file is scanned in chunks (batch.reader). In each chunk the RTP candidates, frames whose
 headers numpy can decode exactly as the per-frame dissectors would, are decoded column-wise
 (batch.candidates) and go straight to the analyzer's RTP collector (batch.rtp.BatchRtp); every
-other frame (SIP, DNS, TCP, IPv6, fragments, other link types, anything unusual) goes through the
+other frame (SIP, DNS, TCP, fragments, IPv6 extension headers, anything unusual) goes through the
 per-frame pipeline in frame order. Candidates are classified once every SDP announced before their
 frames is known (at the end of input, or with --jobs as the per-frame path's SDP log grows): a
 candidate sent to or from an SDP-announced endpoint set up before its frame is negotiated RTP,
@@ -19,7 +19,7 @@ from typing import BinaryIO, Callable, Iterable, Iterator
 import numpy as np
 
 from voipwatch import compressed
-from voipwatch.batch.candidates import Candidates, DecodedCandidates, decode_candidates, group_candidates
+from voipwatch.batch.candidates import KEY_COLUMNS, Candidates, DecodedCandidates, decode_candidates, group_candidates
 from voipwatch.batch.copies import CandidateCopies
 from voipwatch.batch.grouping import KeyIds
 from voipwatch.batch.reader import HEAD, Records, Scanner, ScanError
@@ -56,7 +56,7 @@ class ChunkReader:
     def __init__(self, path: str, grouped: bool = True, dedup_window_s: float | None = None):
         self.path = path
         self.grouped = grouped        # Chunk.cands grouped by stream (else DecodedCandidates)
-        self.streams = KeyIds(4)      # the stream keys of every chunk (group_candidates)
+        self.streams = KeyIds(KEY_COLUMNS)      # the stream keys of every chunk (group_candidates)
         self.copies = CandidateCopies(dedup_window_s) if dedup_window_s is not None else None
         with open(path, "rb") as raw:
             self.compression = compressed.kind(raw.read(4))

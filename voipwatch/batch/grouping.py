@@ -132,12 +132,14 @@ class HashCollision(Exception):
     """Two different keys with the same 64-bit hash (KeyIds): the caller groups those rows another way."""
 
 
-# Odd 64-bit multipliers (those of splitmix64 and of Fibonacci hashing) that spread each column over the hash.
-MIX = np.asarray([0xBF58476D1CE4E5B9, 0x94D049BB133111EB, 0x9E3779B97F4A7C15, 0xD6E8FEB86659FD93], dtype=np.uint64)
+# Odd 64-bit multipliers (those of splitmix64, Fibonacci hashing, MurmurHash3's finalizer and
+# xorshift64*) that spread each column over the hash.
+MIX = np.asarray([0xBF58476D1CE4E5B9, 0x94D049BB133111EB, 0x9E3779B97F4A7C15, 0xD6E8FEB86659FD93,
+                  0xFF51AFD7ED558CCD, 0xC4CEB9FE1A85EC53, 0x2545F4914F6CDD1D], dtype=np.uint64)
 
 
 def mix_columns(columns: list[np.ndarray]) -> np.ndarray:
-    """One 64-bit hash per row of up to four integer columns. A multiplication by an odd constant
+    """One 64-bit hash per row of up to seven integer columns. A multiplication by an odd constant
     carries every input bit into the bits above it, so the top bits (KeyIds' slot) depend on all."""
     mixed = np.zeros(len(columns[0]), dtype=np.uint64)
     for k, column in enumerate(columns):

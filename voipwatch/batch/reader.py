@@ -7,7 +7,7 @@ at the record its length field says comes next, and the records are the chain of
 reached from the known first one. A position a chain does not reach is never taken, so the result
 is exactly that of the one-record-at-a-time walk, which handles whatever the chain stops at (a new
 timestamp pattern, a block that is not a packet, the end of the chunk, an irregular record).
-Link, IPv4, UDP and RTP header fields are then gathered with numpy from the record offsets
+Link, IP, UDP and RTP header fields are then gathered with numpy from the record offsets
 (see batch/driver.py).
 """
 from __future__ import annotations
@@ -21,8 +21,9 @@ from voipwatch.capture_format import (BLOCK_HEADER, BYTE_ORDER_MAGICS, DEFAULT_U
                                       PCAP_HEADER, PCAP_MAGICS, PCAP_RECORD, SHB, SHB_BODY, SHB_MAGIC, SPB, BadOption,
                                       idb_options)
 
-# Bytes of packet data the batch path may read per record: enough for Ethernet + 3 VLAN tags + IPv4 +
-# UDP + the RTP fixed header with CSRCs. Chunks are padded with this many zero bytes.
+# Bytes of packet data the batch path may read per record: enough for a link header with 3 VLAN tags
+# (32 octets at most), an IPv4 header with options or an IPv6 header, UDP and the RTP fixed header
+# (batch.candidates). Chunks are padded with this many zero bytes.
 HEAD = 128
 # The vectorised walk looks for candidates this many bytes ahead at a time; when it finds fewer than
 # MIN_RUN records in a window, the next STEP_RECORDS records are walked one at a time.

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import ctypes
 from collections import Counter
-from ipaddress import IPv4Address
 from typing import Callable
 
 import numpy as np
 
 from dissectors import rtp
-from voipwatch.batch.announcements import AnnouncementIndex, ipv4_key
-from voipwatch.batch.candidates import Candidates, decode_vlan
+from voipwatch.batch.announcements import AnnouncementIndex
+from voipwatch.batch.candidates import Candidates, flow_of
 from voipwatch.batch.grouping import factorize, stable_order
 from voipwatch.batch.stream_stats import segment_rows, stream_records
 from voipwatch.batch.workers import map_forked
@@ -89,7 +88,7 @@ class BatchRtp:
         self._classified_blocks = 0                    # self._blocks[:n] are classified
         self._not_rtp = 0
         self._flows = _Interner()
-        self._fast_flows: dict[tuple[int, int, int], int] = {}     # batch.driver flow key -> flow code
+        self._fast_flows: dict[tuple[int, ...], int] = {}          # batch.candidates flow key -> flow code
         self._profiles = _Interner()
         self._rows: dict[str, list] = {name: [] for name in _COLUMN_DTYPES}
         self._blocks: list[dict[str, np.ndarray]] = []
@@ -118,13 +117,10 @@ class BatchRtp:
             "ts": cands.ts, "frame": frames, "flows": flows, "local": cands.flow, "ssrc": cands.ssrc, "seq": cands.seq,
             "rtp_ts": cands.rtp_ts, "b1": cands.b1, "payload_len": cands.payload_len, "heuristic": cands.heuristic})
 
-    def _fast_flow(self, key: tuple[int, int, int]) -> int:
+    def _fast_flow(self, key: tuple[int, ...]) -> int:
         code = self._fast_flows.get(key)
         if code is None:
-            vlan, addresses, ports = key
-            code = self._fast_flows[key] = self._flows.code((
-                decode_vlan(vlan), str(IPv4Address(addresses >> 32)), ports >> 16,
-                str(IPv4Address(addresses & 0xFFFFFFFF)), ports & 0xFFFF))
+            code = self._fast_flows[key] = self._flows.code(flow_of(key))
         return code
 
     def delegate(self, ask: Ask, tell: Tell) -> None:
@@ -220,8 +216,8 @@ class BatchRtp:
         if ready == self._classified_blocks:
             return
         index = AnnouncementIndex(self.announcements, self.max_age_s)
-        src_keys = np.asarray([ipv4_key(src, sport) for _, src, sport, _, _ in self._flows.values], dtype=np.int64)
-        dst_keys = np.asarray([ipv4_key(dst, dport) for _, _, _, dst, dport in self._flows.values], dtype=np.int64)
+        src_keys = index.keys([(src, sport) for _, src, sport, _, _ in self._flows.values])
+        dst_keys = index.keys([(dst, dport) for _, _, _, dst, dport in self._flows.values])
         profiles = np.full((len(index.log) + 1) * 128, -1, dtype=np.int32)
         for block in self._blocks[self._classified_blocks:ready]:    # block by block: small temporaries
             flows, local = block.pop("flows"), block.pop("local")
