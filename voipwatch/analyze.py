@@ -121,14 +121,17 @@ class AnalysisResult:
 def analyze_files(paths: list[str], settings: Settings | None = None, mode: str = "batch",
                   progress: Callable[[Frame], None] | None = None, jobs: int = 1,
                   feed: Callable[[Analyzer, BatchRtp], None] | None = None,
-                  failed: list[dict] | None = None) -> AnalysisResult:
+                  failed: list[dict] | None = None, every_frame: bool = False) -> AnalysisResult:
     """Analyze capture files (merged in time order): records, tables, alerts and a summary.
 
     `jobs` > 1 lets the batch path use more processes (the results are the same): the detectors
     run in a second one, and a single uncompressed file is scanned in parallel. The stream mode
     uses one. `feed(analyzer, rtp)`, in batch mode, gives the analyzer the frames of `paths` instead
     of reading them here (analyze --cluster: voipwatch.cluster.stitch). `failed` lists the captures
-    of the set that could not be read (summary.json captures_failed).
+    of the set that could not be read (summary.json captures_failed). `every_frame`: a set is read
+    through the per-frame merge, so that `progress` sees every frame (the case store maps each frame
+    back to its capture); otherwise each file of a set is decoded apart and only the frames the
+    vectorised path does not take reach `progress`.
     """
     if mode not in ("batch", "stream"):
         raise ValueError(f"mode must be batch or stream, not {mode!r}")
@@ -140,7 +143,7 @@ def analyze_files(paths: list[str], settings: Settings | None = None, mode: str 
     rtp = BatchRtp(settings.pipeline, jobs) if mode == "batch" else None
     analyzer = Analyzer(Tee(sink, bus), settings.pipeline, rtp)
     vectorised = rtp is not None and len(paths) == 1 and paths[0] != "-"
-    if feed is None and rtp is not None and len(paths) > 1 and "-" not in paths:
+    if feed is None and rtp is not None and len(paths) > 1 and "-" not in paths and not every_frame:
         feed = decoded_apart(paths, jobs, progress)
     if feed is not None and rtp is not None:
         feed(analyzer, rtp)

@@ -150,7 +150,7 @@ def ingest(store: str | Path, paths: list[str], settings: Settings, *, mode: str
             tail, tail_shas, open_rows = stitch_plan(store, runs, previous, settings, result) if previous \
                 else ([], [], {})
             origins = FrameOrigins(len(tail) + len(new_paths), progress)
-            whole = analyze_files(tail + new_paths, settings, mode, origins, jobs)
+            whole = analyze_files(tail + new_paths, settings, mode, origins, jobs, every_frame=True)
             alone = whole if not tail else analyze_files(new_paths, settings, mode, None, jobs)
             result.analysis = alone
             result.previous_run = previous["run_id"] if previous else None
