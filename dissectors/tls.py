@@ -43,7 +43,8 @@ MESSAGE_NAMES = {0: "hello_request", 1: "client_hello", 2: "server_hello", 3: "h
                  12: "server_key_exchange", 13: "certificate_request", 14: "server_hello_done",
                  15: "certificate_verify", 16: "client_key_exchange", 20: "finished", 24: "key_update",
                  254: "message_hash"}
-CLIENT_HELLO, SERVER_HELLO, CERTIFICATE, CERTIFICATE_REQUEST = 1, 2, 11, 13
+CLIENT_HELLO, SERVER_HELLO, CERTIFICATE, SERVER_KEY_EXCHANGE, CERTIFICATE_REQUEST = 1, 2, 11, 12, 13
+NAMED_CURVE = 3                        # RFC 8422 §5.4 ECCurveType named_curve
 # RFC 8446 §4.1.3: a HelloRetryRequest is a ServerHello whose random is SHA-256("HelloRetryRequest").
 HRR_RANDOM = bytes.fromhex("cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c")
 # Extension types (IANA TLS ExtensionType registry).
@@ -153,8 +154,7 @@ class TlsRecordFramer:
 
 
 def parse_tls(meta: PacketMeta, message: bytes) -> tuple[TlsHandshake | None, list[Anomaly]]:
-    """One whole handshake message of a TCP direction: a TlsHandshake, or None for messages that
-    describe nothing judged here (key exchange, finished, ...)."""
+    """One whole cleartext handshake message of a TCP direction as a TlsHandshake."""
     notes: list[Anomaly] = []
     record = _describe(meta, "tls", [(message[0], message[4:])], notes)
     return record, notes
@@ -202,7 +202,7 @@ def _dropped(meta: PacketMeta, why: str) -> Anomaly:
 
 def parse_dtls(meta: PacketMeta, payload: bytes) -> tuple[TlsHandshake | None, list[Anomaly]]:
     """One DTLS datagram: its cleartext (epoch 0) handshake messages as one TlsHandshake, or None when
-    it holds none (application data, alerts, encrypted handshake)."""
+    it holds none (application data, alerts, encrypted handshake, a fragment of a message still open)."""
     notes: list[Anomaly] = []
     found: list[tuple[int, bytes]] = []
     pos, n = 0, len(payload)
@@ -255,8 +255,8 @@ def _dtls_fragments(meta: PacketMeta, body: bytes, found: list[tuple[int, bytes]
 
 # -- handshake messages ------------------------------------------------------------------------------
 def _describe(meta: PacketMeta, protocol: str, messages: list[tuple[int, bytes]],
-              notes: list[Anomaly]) -> TlsHandshake | None:
-    names, hello, certificates, request = [], None, None, False
+              notes: list[Anomaly]) -> TlsHandshake:
+    names, hello, certificates, request, curve, dh_bits = [], None, None, False, None, None
     for msg_type, body in messages:
         names.append(MESSAGE_NAMES.get(msg_type, str(msg_type)))
         if msg_type in (CLIENT_HELLO, SERVER_HELLO) and hello is None:
@@ -269,9 +269,13 @@ def _describe(meta: PacketMeta, protocol: str, messages: list[tuple[int, bytes]]
             certificates = _certificates(meta, protocol, body, notes)
         elif msg_type == CERTIFICATE_REQUEST:
             request = True
-    if hello is None and certificates is None and not request:
-        return None
-    return TlsHandshake(meta, protocol, tuple(names), hello, certificates, request)
+        elif msg_type == SERVER_KEY_EXCHANGE and len(body) >= 3:
+            if body[0] == NAMED_CURVE:
+                curve = int.from_bytes(body[1:3], "big")
+            prime_len = int.from_bytes(body[0:2], "big")
+            if 0 < prime_len <= len(body) - 2:
+                dh_bits = prime_len * 8 - (8 - body[2].bit_length())
+    return TlsHandshake(meta, protocol, tuple(names), hello, certificates, request, curve, dh_bits)
 
 
 class _Reader:

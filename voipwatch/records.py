@@ -333,6 +333,10 @@ class TlsHandshake:
     hello: TlsHello | None = None
     certificates: tuple[X509Summary, ...] | None = None
     certificate_request: bool = False
+    # ServerKeyExchange (TLS <= 1.2), read both ways because its layout depends on the chosen suite:
+    # the named curve if it is ECDHE's (RFC 8422 §5.4, curve_type 3), the prime's bits if DHE's (RFC 5246 §7.4.3)
+    ske_curve: int | None = None
+    ske_dh_bits: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -667,5 +671,7 @@ declare(TlsHandshake, rank=45, timeline=at_packet, table="tls", sort=lambda h: (
     ("cert_self_signed", "boolean", lambda h: _leaf(h, lambda c: c.self_signed)),
     ("cert_sha256", "string", lambda h: _leaf(h, lambda c: c.sha256)),
     ("certificate_request", "boolean", lambda h: h.certificate_request),
+    ("ske_curve", "string", lambda h: None if h.ske_curve is None else f"0x{h.ske_curve:04x}"),
+    ("ske_dh_bits", "Int64", lambda h: h.ske_dh_bits),
 ))
 declare(RtcpPacket, rank=70, timeline=at_packet)
