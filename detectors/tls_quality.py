@@ -203,9 +203,9 @@ class TlsQuality(Detector):
         small = (cert.key_alg == "ec" and bits < self.config.min_ec_bits
                  or cert.key_alg in ("rsa", "dsa") and bits < self.config.min_rsa_bits)
         if small:
-            yield from self._note(ts, conn, "weak_key", {**evidence, "key": f"{cert.key_alg} {bits} bits"})
+            yield from self._note(ts, conn, "weak_key", {**evidence, "public_key": f"{cert.key_alg} {bits} bits"})
         elif self.config.cnsa and (cert.key_alg == "rsa" and bits < 3072 or cert.key_alg == "ec" and cert.curve != "secp384r1"):
-            yield from self._note(ts, conn, "not_cnsa", {**evidence, "key": f"{cert.key_alg} {bits} bits",
+            yield from self._note(ts, conn, "not_cnsa", {**evidence, "public_key": f"{cert.key_alg} {bits} bits",
                                                           "needs": "RSA >= 3072 or P-384"})
         sig = (cert.signature_alg or "").lower()
         if "sha1" in sig or "md5" in sig or "md2" in sig:

@@ -15,7 +15,7 @@ from collections import OrderedDict
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives.asymmetric import dh, dsa, ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import dh, dsa, ec, ed448, ed25519, padding, rsa
 
 from voipwatch.records import Anomaly, PacketMeta, TlsHandshake, TlsHello, X509Summary
 
@@ -424,11 +424,26 @@ def describe_certificate(der: bytes) -> X509Summary:
 
 
 def _self_signed(cert: x509.Certificate) -> bool:
-    """RFC 5280 §3.2: issued by itself (issuer = subject) and signed with its own key."""
+    """RFC 5280 §3.2: issued by itself (issuer = subject) and its signature verifies with its own key
+    (checked here directly: `verify_directly_issued_by` refuses SHA-1 and MD5 signatures, which weak
+    self-signed certificates use)."""
     if cert.issuer != cert.subject:
         return False
+    key, signature, tbs = cert.public_key(), cert.signature, cert.tbs_certificate_bytes
+    digest = cert.signature_hash_algorithm
     try:
-        cert.verify_directly_issued_by(cert)
+        if isinstance(key, rsa.RSAPublicKey):
+            pss = cert.signature_algorithm_oid == x509.SignatureAlgorithmOID.RSASSA_PSS
+            key.verify(signature, tbs, padding.PSS(padding.MGF1(digest), padding.PSS.AUTO) if pss
+                       else padding.PKCS1v15(), digest)
+        elif isinstance(key, ec.EllipticCurvePublicKey):
+            key.verify(signature, tbs, ec.ECDSA(digest))
+        elif isinstance(key, dsa.DSAPublicKey):
+            key.verify(signature, tbs, digest)
+        elif isinstance(key, (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey)):
+            key.verify(signature, tbs)
+        else:
+            return False
     except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
         return False
     return True
