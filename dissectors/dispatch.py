@@ -100,7 +100,8 @@ UDP = (
     Entry("stun", "STUN (RFC 5389): ICE checks and NAT keep-alives", stun.looks_like_stun, first=stun.FIRST_OCTETS),
     # A DTLS datagram without a cleartext handshake (application data, alerts) is still DTLS: failed="dtls".
     Entry("dtls", "a DTLS record (RFC 6347; DTLS-SRTP keying, RFC 5764)", tls.looks_like_dtls, tls.parse_dtls,
-          failed="dtls", first=tls.FIRST_OCTETS),
+          failed="dtls", failed_meaning="a DTLS datagram without a cleartext handshake message (application data, "
+                                        "alerts, encrypted handshake)", first=tls.FIRST_OCTETS),
     Entry("rtcp", "an RTCP packet (RFC 3550 §6) on announced media, or found by Wireshark's rtcp_udp heuristic",
           rtcp.looks_like_rtcp, rtcp.parse_rtcp,
           failed="rtcp.malformed", failed_meaning="a datagram taken as RTCP that cannot be decoded",

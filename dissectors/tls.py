@@ -26,7 +26,7 @@ CONTENT_TYPES = range(20, 25)
 TLS_MAJOR = b"\x03"
 # RFC 6347 §4.1: DTLS versions are the one's complement of TLS's (0xfeff DTLS 1.0, 0xfefd DTLS 1.2).
 DTLS_MAJOR = b"\xfe"
-FIRST_OCTETS = frozenset(range(20, 24))
+FIRST_OCTETS = frozenset(range(20, 24))   # a flow or datagram never starts with a heartbeat (RFC 6520 §3)
 # RFC 8446 §5.1: a TLSCiphertext fragment is at most 2^14 + 256 octets; RFC 5246 §6.2.3 allowed
 # 2^14 + 2048 for TLS 1.2 and earlier: the larger bound.
 MAX_RECORD = 2 ** 14 + 2048
@@ -71,12 +71,12 @@ ANOMALIES = {
 
 def looks_like_tls(payload: bytes) -> bool:
     """A TCP segment that starts with a TLS record header (called with a non-empty payload)."""
-    return payload[0] in CONTENT_TYPES and payload[1:2] == TLS_MAJOR
+    return payload[0] in FIRST_OCTETS and payload[1:2] == TLS_MAJOR
 
 
 def looks_like_dtls(payload: bytes) -> bool:
     """A UDP datagram that starts with a DTLS record header."""
-    return payload[1:2] == DTLS_MAJOR and payload[0] in CONTENT_TYPES
+    return payload[1:2] == DTLS_MAJOR and payload[0] in FIRST_OCTETS
 
 
 # -- TLS over TCP ------------------------------------------------------------------------------------
