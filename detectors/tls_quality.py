@@ -164,8 +164,6 @@ class TlsQuality(Detector):
         if version < 0x0303:
             yield from self._note(ts, conn, "old_version", {"version": version_name(conn.version)},
                                   severity="high" if version <= 0x0300 else None)
-        if hello.role == "hello_retry_request":
-            return
         broken, weak = suite_problems(conn.suite)
         suite = CIPHER_SUITES.get(conn.suite, f"0x{conn.suite:04x}")
         if broken:

@@ -43,7 +43,7 @@ MESSAGE_NAMES = {0: "hello_request", 1: "client_hello", 2: "server_hello", 3: "h
                  12: "server_key_exchange", 13: "certificate_request", 14: "server_hello_done",
                  15: "certificate_verify", 16: "client_key_exchange", 20: "finished", 24: "key_update",
                  254: "message_hash"}
-CLIENT_HELLO, SERVER_HELLO, CERTIFICATE, SERVER_KEY_EXCHANGE, CERTIFICATE_REQUEST = 1, 2, 11, 12, 13
+CLIENT_HELLO, SERVER_HELLO, HELLO_VERIFY_REQUEST, CERTIFICATE, SERVER_KEY_EXCHANGE, CERTIFICATE_REQUEST = 1, 2, 3, 11, 12, 13
 NAMED_CURVE = 3                        # RFC 8422 §5.4 ECCurveType named_curve
 # RFC 8446 §4.1.3: a HelloRetryRequest is a ServerHello whose random is SHA-256("HelloRetryRequest").
 HRR_RANDOM = bytes.fromhex("cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c")
@@ -265,6 +265,9 @@ def _describe(meta: PacketMeta, protocol: str, messages: list[tuple[int, bytes]]
             except ValueError as exc:
                 notes.append(Anomaly(meta.ts, meta.frame, protocol, "tls.malformed_hello", str(exc), meta.src,
                                      meta.dst))
+        elif msg_type == HELLO_VERIFY_REQUEST and hello is None and len(body) >= 2:
+            # RFC 6347 §4.2.1: server_version, then the cookie the client must echo.
+            hello = TlsHello("hello_verify_request", int.from_bytes(body[:2], "big"))
         elif msg_type == CERTIFICATE and certificates is None:
             certificates = _certificates(meta, protocol, body, notes)
         elif msg_type == CERTIFICATE_REQUEST:

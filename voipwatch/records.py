@@ -290,7 +290,8 @@ class TlsFlow:
 class TlsHello:
     """A ClientHello or ServerHello (RFC 8446 §4.1.2/§4.1.3; RFC 5246 §7.4.1; DTLS RFC 6347 §4.2.1).
     Codes are the IANA registries' numbers; the chosen version prefers supported_versions (RFC 8446 §4.2.1)."""
-    role: str                          # "client" | "server" | "hello_retry_request" (RFC 8446 §4.1.4)
+    role: str                          # "client" | "server" | "hello_retry_request" (RFC 8446 §4.1.4) |
+                                       # "hello_verify_request" (DTLS, RFC 6347 §4.2.1: server_version only)
     legacy_version: int                # e.g. 0x0303; DTLS 0xfefd
     versions: tuple[int, ...] = ()     # supported_versions: offered (client) or the one chosen (server)
     cipher_suites: tuple[int, ...] = ()  # offered (client) or the one chosen (server)
