@@ -119,6 +119,8 @@ class TlsQuality(Detector):
         "no_mutual_auth": AlertSpec("UM-05", "medium", TRUST, "a SIP-TLS server does not authenticate clients by certificate"),
         "certificate_unverifiable": AlertSpec("UM-05", "info", TRUST, "TLS 1.3 hides a SIP-TLS server's certificate and client authentication"),
         "not_cnsa": AlertSpec("UM-05", "low", TRUST, "TLS short of the CNSA suite (cnsa = true)"),
+        "dtls_fingerprint_mismatch": AlertSpec("UM-05", "high", TRUST, "a DTLS-SRTP certificate is not the one "
+                                               "its call's SDP a=fingerprint announced"),
     }
     Config = Config
 
@@ -139,6 +141,10 @@ class TlsQuality(Detector):
             conn.version, conn.suite = chosen_version(hello), hello.cipher_suites[0]
             yield from self._judge_hello(pkt.ts, conn, hello)
         from_server = pkt.src == conn.server and pkt.sport == conn.sport
+        if h.sdp_fingerprint == "mismatch":
+            yield from self._note(pkt.ts, conn, "dtls_fingerprint_mismatch",
+                                  {"call_id": h.call_id, "sender": f"{pkt.src}:{pkt.sport}",
+                                   "cert_sha256": h.certificates[0].sha256, "subject": h.certificates[0].subject})
         if h.certificate_request:
             conn.cert_request = True
         if from_server and (h.ske_curve is not None or h.ske_dh_bits is not None):
@@ -274,6 +280,9 @@ class TlsQuality(Detector):
             "no_mutual_auth": "request and verify client certificates on SIP-TLS (mutual TLS), or set "
                               "require_mutual_auth = false where digest over TLS is the accepted client authentication",
             "certificate_unverifiable": "verify the certificate and client authentication from the server's configuration",
+            "dtls_fingerprint_mismatch": "the media path presents another certificate than the call's signalling "
+                                         "announced (a man in the middle, or an SBC that re-terminates DTLS without "
+                                         "rewriting SDP): find who terminates DTLS on this address",
             "not_cnsa": "configure TLS 1.3 (or 1.2) with AES-256-GCM/SHA-384, P-384 and RSA 3072/P-384 certificates",
         }[key]
         msg = (f"{c.protocol.upper()} server {server}: {self.alerts[key].title} ({what}) in {g.handshakes} "

@@ -11,7 +11,10 @@ from __future__ import annotations
 from collections import Counter, OrderedDict, defaultdict
 from typing import Callable, Iterable, Protocol
 
+from dataclasses import replace
+
 from dissectors import dispatch, l2, rtp
+from dissectors.tls import certificate_hash
 from dissectors.dispatch import Entry, PortIndex
 from dissectors.net import Datagram, NetworkDecoder, Skipped
 from dissectors.tcp import TcpReassembler
@@ -19,7 +22,7 @@ from voipwatch.capture import FRAME_NOTES
 from voipwatch.config import PipelineConfig
 from voipwatch.flows import FirstSeen
 from voipwatch.media import FramesTaken, RtpCollector, StreamingRtp
-from voipwatch.records import Anomaly, FlowSeen, Frame, HostSeen, RtpPacket, RtpStream, SipMessage
+from voipwatch.records import Anomaly, FlowSeen, Frame, HostSeen, RtpPacket, RtpStream, SipMessage, TlsHandshake
 from voipwatch.sessions import CallTracker, MediaExpectations, RegistrationTracker
 
 # Buckets of frames that RtpStream records describe (no flow or host sightings for them).
@@ -91,7 +94,8 @@ class Analyzer:
         self.emit = sink.emit
         # Where a record a dispatch entry's parser returns goes: SIP messages feed the session trackers,
         # RTP packets the stream trackers; any other record goes out as it is.
-        self._records = defaultdict(lambda: sink.emit, {SipMessage: self._sip, RtpPacket: self._unannounced_rtp})
+        self._records = defaultdict(lambda: sink.emit, {SipMessage: self._sip, RtpPacket: self._unannounced_rtp,
+                                                        TlsHandshake: self._tls})
 
     # -- input -------------------------------------------------------------------------------
     def run(self, items: Iterable[Frame | Anomaly], progress: Callable[[Frame], None] | None = None) -> None:
@@ -276,6 +280,19 @@ class Analyzer:
             self.emit(call)
         for reg in self.registrations.on_sip(msg):
             self.emit(reg)
+
+    def _tls(self, handshake: TlsHandshake) -> None:
+        """A DTLS certificate on SDP-announced media is matched to the a=fingerprint its sender's SDP gave
+        (RFC 5763 §5: the fingerprint is what authenticates a DTLS-SRTP certificate)."""
+        pkt = handshake.pkt
+        if handshake.protocol == "dtls" and handshake.certificates:
+            endpoint = self.expectations.announced(pkt.src, pkt.sport, pkt.frame, pkt.ts)
+            if endpoint is not None and endpoint.fingerprint is not None:
+                function, value = endpoint.fingerprint
+                ours = certificate_hash(handshake.certificates[0], function)
+                verdict = "unchecked" if ours is None else "match" if ours == value else "mismatch"
+                handshake = replace(handshake, call_id=endpoint.call_id, sdp_fingerprint=verdict)
+        self.emit(handshake)
 
     def _emit_streams(self, streams: list[RtpStream]) -> None:
         for stream in streams:

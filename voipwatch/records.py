@@ -161,6 +161,7 @@ class SdpMedia:
     zrtp_hash: bool = False        # a=zrtp-hash present (RFC 6189)
     setup: str | None = None       # a=setup (RFC 4145) for DTLS-SRTP
     rtcp_port: int | None = None   # a=rtcp (RFC 3605)
+    fingerprint_value: str | None = None  # the a=fingerprint value, hex lower case without colons
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +175,7 @@ class SdpSession:
     zrtp_hash: bool = False
     direction: str | None = None
     crypto: tuple[SdpCrypto, ...] = ()   # session-level a=crypto (non-standard, seen in the wild)
+    fingerprint_value: str | None = None  # the session-level a=fingerprint value, hex lower case without colons
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,6 +340,11 @@ class TlsHandshake:
     # the named curve if it is ECDHE's (RFC 8422 §5.4, curve_type 3), the prime's bits if DHE's (RFC 5246 §7.4.3)
     ske_curve: int | None = None
     ske_dh_bits: int | None = None
+    # DTLS-SRTP (RFC 5763 §5): the call whose SDP announced the certificate sender's address:port, and
+    # whether the certificate's hash equals that SDP's a=fingerprint (RFC 8122 §5): "match", "mismatch",
+    # "unchecked" (a hash function not kept); None without such an SDP
+    call_id: str | None = None
+    sdp_fingerprint: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -674,5 +681,7 @@ declare(TlsHandshake, rank=45, timeline=at_packet, table="tls", sort=lambda h: (
     ("certificate_request", "boolean", lambda h: h.certificate_request),
     ("ske_curve", "string", lambda h: None if h.ske_curve is None else f"0x{h.ske_curve:04x}"),
     ("ske_dh_bits", "Int64", lambda h: h.ske_dh_bits),
+    ("call_id", "string", lambda h: h.call_id),
+    ("sdp_fingerprint", "string", lambda h: h.sdp_fingerprint),
 ))
 declare(RtcpPacket, rank=70, timeline=at_packet)
