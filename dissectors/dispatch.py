@@ -73,6 +73,8 @@ class Entry:
                                          # others, as RFC 7983 §7 demultiplexes by the first octet); None: any
     home: frozenset[int] = frozenset()   # its default ports: traffic there that no entry claims is `stray`
     stray: str | None = None             # that anomaly's name (declared by the protocol's dissector)
+    fresh: Callable[[], Parser] | None = None   # UDP: makes a parser with state of its own for each Analyzer
+                                                # (e.g. DTLS fragment reassembly); parse is then its stand-in
 
     @property
     def protocol(self) -> str:
@@ -99,9 +101,9 @@ UDP = (
     Entry("zrtp", "ZRTP key agreement (RFC 6189)", zrtp.looks_like_zrtp, first=zrtp.FIRST_OCTETS),
     Entry("stun", "STUN (RFC 5389): ICE checks and NAT keep-alives", stun.looks_like_stun, first=stun.FIRST_OCTETS),
     # A DTLS datagram without a cleartext handshake (application data, alerts) is still DTLS: failed="dtls".
-    Entry("dtls", "a DTLS record (RFC 6347; DTLS-SRTP keying, RFC 5764)", tls.looks_like_dtls, tls.parse_dtls,
+    Entry("dtls", "a DTLS record (RFC 6347; DTLS-SRTP keying, RFC 5764)", tls.looks_like_dtls, tls.DtlsParser(),
           failed="dtls", failed_meaning="a DTLS datagram without a cleartext handshake message (application data, "
-                                        "alerts, encrypted handshake)", first=tls.FIRST_OCTETS),
+                                        "alerts, encrypted handshake)", first=tls.FIRST_OCTETS, fresh=tls.DtlsParser),
     Entry("rtcp", "an RTCP packet (RFC 3550 §6) on announced media, or found by Wireshark's rtcp_udp heuristic",
           rtcp.looks_like_rtcp, rtcp.parse_rtcp,
           failed="rtcp.malformed", failed_meaning="a datagram taken as RTCP that cannot be decoded",

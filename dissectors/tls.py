@@ -35,7 +35,8 @@ DTLS_HEADER = 13                       # RFC 6347 §4.1: type, version, epoch(2)
 DTLS_HANDSHAKE_HEADER = 12             # RFC 6347 §4.2.2: + message_seq(2), fragment_offset(3), fragment_length(3)
 MAX_HANDSHAKE_MESSAGE = 1 << 17        # bytes of one handshake message buffered (a long certificate chain fits)
 MAX_CERTIFICATES = 10                  # certificates of one chain described
-MAX_DTLS_MESSAGES = 256                # DTLS messages being reassembled at once (all flows)
+MAX_DTLS_MESSAGES = 64                 # DTLS messages being reassembled at once (all flows): at most
+                                       # 64 x 2 x MAX_HANDSHAKE_MESSAGE octets (body and coverage map) held
 DTLS_FRAGMENT_TTL_S = 60.0             # capture seconds a fragmented message may take to complete
 
 MESSAGE_NAMES = {0: "hello_request", 1: "client_hello", 2: "server_hello", 3: "hello_verify_request",
@@ -166,7 +167,8 @@ class DtlsReassembly:
     MAX_DTLS_MESSAGES messages, each at most MAX_HANDSHAKE_MESSAGE octets and DTLS_FRAGMENT_TTL_S old."""
 
     def __init__(self) -> None:
-        self._open: OrderedDict[tuple, tuple[float, int, int, bytearray, set[int]]] = OrderedDict()
+        # key -> (first fragment's time, type, length, body, coverage: one octet per body octet, 1 once seen)
+        self._open: OrderedDict[tuple, tuple[float, int, int, bytearray, bytearray]] = OrderedDict()
 
     def add(self, meta: PacketMeta, msg_type: int, length: int, seq: int, offset: int, fragment: bytes,
             notes: list[Anomaly]) -> bytes | None:
@@ -174,33 +176,42 @@ class DtlsReassembly:
         if length > MAX_HANDSHAKE_MESSAGE or offset + len(fragment) > length:
             notes.append(_dropped(meta, f"fragment {offset}+{len(fragment)} of a {length}-octet message"))
             return None
-        for key in [k for k, v in self._open.items() if meta.ts - v[0] > DTLS_FRAGMENT_TTL_S or meta.ts < v[0]]:
+        for key in [k for k, v in self._open.items() if meta.ts - v[0] > DTLS_FRAGMENT_TTL_S]:
             del self._open[key]
             notes.append(_dropped(meta, "a fragmented message that did not complete"))
         key = (meta.vlan, meta.src, meta.sport, meta.dst, meta.dport, seq, msg_type)
         entry = self._open.get(key)
         if entry is None or entry[2] != length:
-            entry = self._open[key] = (meta.ts, msg_type, length, bytearray(length), set())
+            entry = self._open[key] = (meta.ts, msg_type, length, bytearray(length), bytearray(length))
             if len(self._open) > MAX_DTLS_MESSAGES:
                 self._open.popitem(last=False)
                 notes.append(_dropped(meta, "too many messages being reassembled"))
         body, have = entry[3], entry[4]
         body[offset:offset + len(fragment)] = fragment
-        have.update(range(offset, offset + len(fragment)))
-        if len(have) < length:
+        have[offset:offset + len(fragment)] = b"\x01" * len(fragment)
+        if have.count(0):
             return None
         del self._open[key]
         return bytes(body)
-
-
-_REASSEMBLY = DtlsReassembly()
 
 
 def _dropped(meta: PacketMeta, why: str) -> Anomaly:
     return Anomaly(meta.ts, meta.frame, "dtls", "dtls.fragments_dropped", why, meta.src, meta.dst)
 
 
-def parse_dtls(meta: PacketMeta, payload: bytes) -> tuple[TlsHandshake | None, list[Anomaly]]:
+class DtlsParser:
+    """The DTLS datagram parser, with the fragments it reassembles (one per Analyzer: the dispatch
+    entry's `fresh` factory makes it, so no state outlives or crosses an analysis)."""
+
+    def __init__(self) -> None:
+        self.reassembly = DtlsReassembly()
+
+    def __call__(self, meta: PacketMeta, payload: bytes) -> tuple[TlsHandshake | None, list[Anomaly]]:
+        return parse_dtls(meta, payload, self.reassembly)
+
+
+def parse_dtls(meta: PacketMeta, payload: bytes,
+               reassembly: DtlsReassembly) -> tuple[TlsHandshake | None, list[Anomaly]]:
     """One DTLS datagram: its cleartext (epoch 0) handshake messages as one TlsHandshake, or None when
     it holds none (application data, alerts, encrypted handshake, a fragment of a message still open)."""
     notes: list[Anomaly] = []
@@ -223,11 +234,12 @@ def parse_dtls(meta: PacketMeta, payload: bytes) -> tuple[TlsHandshake | None, l
             break
         pos += DTLS_HEADER + length
         if ctype == HANDSHAKE and epoch == 0:
-            _dtls_fragments(meta, body, found, notes)
+            _dtls_fragments(meta, body, reassembly, found, notes)
     return (_describe(meta, "dtls", found, notes) if found else None), notes
 
 
-def _dtls_fragments(meta: PacketMeta, body: bytes, found: list[tuple[int, bytes]], notes: list[Anomaly]) -> None:
+def _dtls_fragments(meta: PacketMeta, body: bytes, reassembly: DtlsReassembly, found: list[tuple[int, bytes]],
+                    notes: list[Anomaly]) -> None:
     pos = 0
     while len(body) - pos >= DTLS_HANDSHAKE_HEADER:
         msg_type = body[pos]
@@ -245,7 +257,7 @@ def _dtls_fragments(meta: PacketMeta, body: bytes, found: list[tuple[int, bytes]
         if offset == 0 and frag_len == length:
             found.append((msg_type, fragment))
         else:
-            whole = _REASSEMBLY.add(meta, msg_type, length, seq, offset, fragment, notes)
+            whole = reassembly.add(meta, msg_type, length, seq, offset, fragment, notes)
             if whole is not None:
                 found.append((msg_type, whole))
     if pos != len(body):

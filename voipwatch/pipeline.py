@@ -83,7 +83,9 @@ class Analyzer:
         # TCP flow direction -> [dispatch entry, its framer, its stream probe while one seeks the protocol,
         # last segment time]; least recently used first
         self._tcp_flows: OrderedDict[tuple, list] = OrderedDict()
-        self._udp_table = PortIndex(dispatch.udp_entries(), self.config)
+        # entries whose parser keeps state get a parser of this Analyzer's own
+        self._udp_table = PortIndex(tuple(replace(e, parse=e.fresh()) if e.fresh is not None else e
+                                          for e in dispatch.udp_entries()), self.config)
         self._tcp_table = PortIndex(dispatch.tcp_entries(), self.config)
         self.flows = FirstSeen(self.config.max_flows, self.config.sighting_idle_s)
         self.hosts = FirstSeen(self.config.max_hosts, self.config.sighting_idle_s)
