@@ -12,12 +12,12 @@ from voipwatch.windows import BoundedMap
 TRUST = "Part I: Trusted path and channel protections"
 VERSIONS = {0x0300: "SSL 3.0", 0x0301: "TLS 1.0", 0x0302: "TLS 1.1", 0x0303: "TLS 1.2", 0x0304: "TLS 1.3",
             0xFEFF: "DTLS 1.0", 0xFEFD: "DTLS 1.2", 0xFEFC: "DTLS 1.3"}
-# DTLS 1.0 is TLS 1.1 (RFC 4347 §1), DTLS 1.2 is TLS 1.2 (RFC 6347), DTLS 1.3 is TLS 1.3 (RFC 9147).
+# DTLS 1.0 is TLS 1.1's deltas (RFC 4347 §4), DTLS 1.2 TLS 1.2's (RFC 6347 §1), DTLS 1.3 TLS 1.3's (RFC 9147 §1).
 TLS_EQUIVALENT = {0xFEFF: 0x0302, 0xFEFD: 0x0303, 0xFEFC: 0x0304}
-# RFC 8422 §5.1.1 / RFC 7919: groups under 256-bit EC strength (sect163..sect239, secp160..secp224).
+# RFC 4492 §5.1.1 curves under 256 bits (sect163..sect239, secp160..secp224; deprecated by RFC 8422 §5.1.1).
 WEAK_GROUPS = frozenset((*range(1, 9), *range(15, 22)))
 CNSA_GROUPS = frozenset((0x0018, 0x0101, 0x0102, 0x0103, 0x0104))     # secp384r1, ffdhe3072..ffdhe8192
-# CNSSP 15 (CNSA 1.0): AES-256-GCM with SHA-384.
+# CNSSP 15 (CNSA 1.0) as RFC 9151 §3-4 profiles TLS: AES-256-GCM with SHA-384.
 CNSA_SUITES = frozenset((0x1302, 0xC02C, 0xC030, 0x009F))
 BROKEN_CIPHER_PARTS = ("_NULL_", "WITH_NULL", "EXPORT", "_anon_", "RC4", "_DES_", "DES40", "3DES", "_MD5")
 STATIC_KEY_EXCHANGE = ("TLS_RSA_", "TLS_DH_", "TLS_ECDH_", "TLS_PSK_", "TLS_RSA_PSK_", "TLS_KRB5_", "SSL_")
