@@ -73,6 +73,8 @@ class Entry:
                                          # others, as RFC 7983 §7 demultiplexes by the first octet); None: any
     home: frozenset[int] = frozenset()   # its default ports: traffic there that no entry claims is `stray`
     stray: str | None = None             # that anomaly's name (declared by the protocol's dissector)
+    fresh: Callable[[], Parser] | None = None   # UDP: makes a parser with state of its own for each Analyzer
+                                                # (e.g. DTLS fragment reassembly); parse is then its stand-in
 
     @property
     def protocol(self) -> str:
@@ -98,8 +100,10 @@ UDP = (
           dns.looks_like_mdns_answer, ports=frozenset((dns.MDNS_PORT,)), **_DNS),
     Entry("zrtp", "ZRTP key agreement (RFC 6189)", zrtp.looks_like_zrtp, first=zrtp.FIRST_OCTETS),
     Entry("stun", "STUN (RFC 5389): ICE checks and NAT keep-alives", stun.looks_like_stun, first=stun.FIRST_OCTETS),
-    Entry("dtls", "a DTLS record (RFC 6347; DTLS-SRTP keying, RFC 5764)", tls.looks_like_dtls,
-          first=tls.FIRST_OCTETS),
+    # A DTLS datagram without a cleartext handshake (application data, alerts) is still DTLS: failed="dtls".
+    Entry("dtls", "a DTLS record (RFC 6347; DTLS-SRTP keying, RFC 5764)", tls.looks_like_dtls, tls.DtlsParser(),
+          failed="dtls", failed_meaning="a DTLS datagram without a cleartext handshake message (application data, "
+                                        "alerts, encrypted handshake)", first=tls.FIRST_OCTETS, fresh=tls.DtlsParser),
     Entry("rtcp", "an RTCP packet (RFC 3550 §6) on announced media, or found by Wireshark's rtcp_udp heuristic",
           rtcp.looks_like_rtcp, rtcp.parse_rtcp,
           failed="rtcp.malformed", failed_meaning="a datagram taken as RTCP that cannot be decoded",
@@ -115,8 +119,9 @@ ANNOUNCED_NOT_MEDIA = "rtp.malformed"
 TCP = (
     Entry("tcp.dns", "a TCP segment of a DNS flow (port 53; messages framed by RFC 1035 §4.2.2)", None,
           dns.parse, framer=dns.stream_framer, ports=frozenset((dns.DNS_PORT,))),
-    Entry("tcp.tls", "a TCP segment of a flow that starts with a TLS record (SIP over TLS: recorded, not decrypted)",
-          tls.looks_like_tls, opens=TlsFlow, first=tls.FIRST_OCTETS),
+    Entry("tcp.tls", "a TCP segment of a flow that starts with a TLS record (SIP over TLS: handshake described, "
+                     "never decrypted)",
+          tls.looks_like_tls, tls.parse_tls, framer=tls.TlsRecordFramer, opens=TlsFlow, first=tls.FIRST_OCTETS),
     # SIP on its ports is framed from the first byte, as Wireshark's port table does: the framer skips to
     # the next start line and gives up a direction that holds none (sip.not_sip_on_sip_port).
     Entry("tcp.sip", "a TCP segment of a SIP flow direction once a start line was found in it (framed by "

@@ -48,6 +48,7 @@ class _Section:
         self.direction: str | None = None
         self.crypto: list[SdpCrypto] = []
         self.fingerprint: str | None = None
+        self.fingerprint_value: str | None = None
         self.zrtp_hash = False
         self.setup: str | None = None
         self.rtcp_port: int | None = None
@@ -119,6 +120,10 @@ def _attribute(section: _Section, value: str, in_media: bool, note) -> None:
         func = arg.split()
         if section.fingerprint is None and func:
             section.fingerprint = func[0].lower()
+            # the value: uppercase hex octets joined by colons (§5), kept as bare lower-case hex
+            value = func[1].replace(":", "").lower() if len(func) > 1 else ""
+            if value and len(value) <= 128 and all(c in "0123456789abcdef" for c in value):
+                section.fingerprint_value = value
     elif name == "zrtp-hash":
         section.zrtp_hash = True
     elif name == "setup":
@@ -235,9 +240,11 @@ def parse_sdp(body: bytes | str) -> tuple[SdpSession | None, list[str]]:
             SdpMedia(kind=kind, port=port, proto=proto, formats=formats,
                      rtpmap=_rtpmap(formats, proto, sec.rtpmap), connection=sec.connection,
                      direction=sec.direction, crypto=tuple(sec.crypto), fingerprint=sec.fingerprint,
-                     zrtp_hash=sec.zrtp_hash, setup=sec.setup or session.setup, rtcp_port=sec.rtcp_port)
+                     zrtp_hash=sec.zrtp_hash, setup=sec.setup or session.setup, rtcp_port=sec.rtcp_port,
+                     fingerprint_value=sec.fingerprint_value)
             for kind, port, proto, formats, sec in media),
         fingerprint=session.fingerprint,
+        fingerprint_value=session.fingerprint_value,
         zrtp_hash=session.zrtp_hash,
         direction=session.direction,
         crypto=tuple(session.crypto),

@@ -12,7 +12,10 @@ from collections import Counter, OrderedDict, defaultdict
 from dataclasses import replace
 from typing import Callable, Iterable, Protocol
 
+from dataclasses import replace
+
 from dissectors import dispatch, icmp, l2, rtp
+from dissectors.tls import certificate_hash
 from dissectors.dispatch import Entry, PortIndex
 from dissectors.net import Datagram, NetworkDecoder, Skipped
 from dissectors.tcp import TcpReassembler
@@ -21,7 +24,7 @@ from voipwatch.config import PipelineConfig
 from voipwatch.dedup import ANOMALIES as DEDUP_ANOMALIES, Deduplicator
 from voipwatch.flows import FirstSeen
 from voipwatch.media import FramesTaken, RtpCollector, StreamingRtp
-from voipwatch.records import Anomaly, FlowSeen, Frame, HostSeen, RtpPacket, RtpStream, SipMessage
+from voipwatch.records import Anomaly, FlowSeen, Frame, HostSeen, RtpPacket, RtpStream, SipMessage, TlsHandshake
 from voipwatch.sessions import CallTracker, MediaExpectations, RegistrationTracker
 
 # Buckets of frames that RtpStream records describe (no flow or host sightings for them).
@@ -89,7 +92,9 @@ class Analyzer:
         # TCP flow direction -> [dispatch entry, its framer, its stream probe while one seeks the protocol,
         # last segment time]; least recently used first
         self._tcp_flows: OrderedDict[tuple, list] = OrderedDict()
-        self._udp_table = PortIndex(dispatch.udp_entries(), self.config)
+        # entries whose parser keeps state get a parser of this Analyzer's own
+        self._udp_table = PortIndex(tuple(replace(e, parse=e.fresh()) if e.fresh is not None else e
+                                          for e in dispatch.udp_entries()), self.config)
         self._tcp_table = PortIndex(dispatch.tcp_entries(), self.config)
         self.flows = FirstSeen(self.config.max_flows, self.config.sighting_idle_s)
         self.directions = FirstSeen(self.config.max_flows, self.config.sighting_idle_s)   # flows.keys without VLAN
@@ -104,7 +109,8 @@ class Analyzer:
         self.emit = sink.emit
         # Where a record a dispatch entry's parser returns goes: SIP messages feed the session trackers,
         # RTP packets the stream trackers; any other record goes out as it is.
-        self._records = defaultdict(lambda: sink.emit, {SipMessage: self._sip, RtpPacket: self._unannounced_rtp})
+        self._records = defaultdict(lambda: sink.emit, {SipMessage: self._sip, RtpPacket: self._unannounced_rtp,
+                                                        TlsHandshake: self._tls})
 
     # -- input -------------------------------------------------------------------------------
     def run(self, items: Iterable[Frame | Anomaly], progress: Callable[[Frame], None] | None = None) -> None:
@@ -345,6 +351,19 @@ class Analyzer:
             self.emit(call)
         for reg in self.registrations.on_sip(msg):
             self.emit(reg)
+
+    def _tls(self, handshake: TlsHandshake) -> None:
+        """A DTLS certificate on SDP-announced media is matched to the a=fingerprint its sender's SDP gave
+        (RFC 5763 §5: the fingerprint is what authenticates a DTLS-SRTP certificate)."""
+        pkt = handshake.pkt
+        if handshake.protocol == "dtls" and handshake.certificates:
+            endpoint = self.expectations.announced(pkt.src, pkt.sport, pkt.frame, pkt.ts)
+            if endpoint is not None and endpoint.fingerprint is not None:
+                function, value = endpoint.fingerprint
+                ours = certificate_hash(handshake.certificates[0], function)
+                verdict = "unchecked" if ours is None else "match" if ours == value else "mismatch"
+                handshake = replace(handshake, call_id=endpoint.call_id, sdp_fingerprint=verdict)
+        self.emit(handshake)
 
     def _emit_streams(self, streams: list[RtpStream]) -> None:
         for stream in streams:

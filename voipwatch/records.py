@@ -161,6 +161,7 @@ class SdpMedia:
     zrtp_hash: bool = False        # a=zrtp-hash present (RFC 6189)
     setup: str | None = None       # a=setup (RFC 4145) for DTLS-SRTP
     rtcp_port: int | None = None   # a=rtcp (RFC 3605)
+    fingerprint_value: str | None = None  # the a=fingerprint value, hex lower case without colons
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +175,7 @@ class SdpSession:
     zrtp_hash: bool = False
     direction: str | None = None
     crypto: tuple[SdpCrypto, ...] = ()   # session-level a=crypto (non-standard, seen in the wild)
+    fingerprint_value: str | None = None  # the session-level a=fingerprint value, hex lower case without colons
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,9 +288,68 @@ class DnsMessage:
 
 @dataclass(frozen=True, slots=True)
 class TlsFlow:
-    """A TCP flow carrying TLS (e.g. SIP over TLS on 5061): recorded, never decrypted."""
+    """A TCP flow direction that starts with a TLS record (e.g. SIP over TLS on 5061): recorded, never
+    decrypted; what its handshake says is in TlsHandshake records."""
     pkt: PacketMeta
-    sni: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TlsHello:
+    """A ClientHello or ServerHello (RFC 8446 §4.1.2/§4.1.3; RFC 5246 §7.4.1; DTLS RFC 6347 §4.2.1).
+    Codes are the IANA registries' numbers; the chosen version prefers supported_versions (RFC 8446 §4.2.1)."""
+    role: str                          # "client" | "server" | "hello_retry_request" (RFC 8446 §4.1.4) |
+                                       # "hello_verify_request" (DTLS, RFC 6347 §4.2.1: server_version only)
+    legacy_version: int                # e.g. 0x0303; DTLS 0xfefd
+    versions: tuple[int, ...] = ()     # supported_versions: offered (client) or the one chosen (server)
+    cipher_suites: tuple[int, ...] = ()  # offered (client) or the one chosen (server)
+    groups: tuple[int, ...] = ()       # supported_groups (client)
+    key_share_groups: tuple[int, ...] = ()  # key_share: offered groups (client) or the chosen one (server)
+    signature_algorithms: tuple[int, ...] = ()
+    sni: str | None = None             # server_name host_name (RFC 6066 §3), as sent (attacker text)
+    alpn: tuple[str, ...] = ()         # RFC 7301 protocol names
+    use_srtp: tuple[int, ...] = ()     # RFC 5764 §4.1.1 SRTP protection profiles
+    extensions: tuple[int, ...] = ()   # extension types in order
+    session_id_len: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class X509Summary:
+    """One X.509 certificate of a Certificate message (RFC 5280), described, never trusted."""
+    subject: str
+    issuer: str
+    not_before: float | None           # seconds since the epoch
+    not_after: float | None
+    key_alg: str                       # "rsa" | "ec" | "dsa" | "ed25519" | "ed448" | "dh" | ...
+    key_bits: int | None               # RSA modulus / EC curve size
+    curve: str | None                  # EC named curve (e.g. "secp256r1")
+    signature_alg: str | None          # e.g. "sha256WithRSAEncryption" (OID name)
+    self_signed: bool                  # issuer == subject and the signature verifies with its own key
+    serial: str                        # hex
+    sha1: str                          # DER hashes, hex lower case (RFC 8122 fingerprints)
+    sha256: str
+    der_len: int
+
+
+@dataclass(frozen=True, slots=True)
+class TlsHandshake:
+    """The cleartext handshake messages of one TLS message (TCP) or one DTLS datagram: what each side
+    offered, chose and showed. `certificates` is None without a Certificate message, () when it was
+    empty (a client declining mutual authentication, RFC 5246 §7.4.6)."""
+    pkt: PacketMeta
+    protocol: str                      # "tls" | "dtls"
+    messages: tuple[str, ...]          # handshake message names in order
+    hello: TlsHello | None = None
+    certificates: tuple[X509Summary, ...] | None = None
+    certificate_request: bool = False
+    # ServerKeyExchange (TLS <= 1.2), read both ways because its layout depends on the chosen suite:
+    # the named curve if it is ECDHE's (RFC 8422 §5.4, curve_type 3), the prime's bits if DHE's (RFC 5246 §7.4.3)
+    ske_curve: int | None = None
+    ske_dh_bits: int | None = None
+    # DTLS-SRTP (RFC 5763 §5): the call whose SDP announced the certificate sender's address:port, and
+    # whether the certificate's hash equals that SDP's a=fingerprint (RFC 8122 §5): "match", "mismatch",
+    # "unchecked" (a hash function not kept); None without such an SDP
+    call_id: str | None = None
+    sdp_fingerprint: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -624,4 +685,56 @@ declare(HostSeen, rank=20, timeline=at_ts)
 declare(FlowSeen, rank=30, timeline=at_packet)
 declare(IcmpError, rank=35, timeline=at_ts)
 declare(TlsFlow, rank=40, timeline=at_packet)
+
+
+def _codes(codes: tuple[int, ...]) -> str | None:
+    """IANA code points as 4-digit hex, space separated (tshark shows them as 0x....)."""
+    return " ".join(f"0x{c:04x}" for c in codes) or None
+
+
+def _hello(h: Any, get: Callable[[Any], Any]) -> Any:
+    return None if h.hello is None else get(h.hello)
+
+
+def _leaf(h: Any, get: Callable[[Any], Any]) -> Any:
+    """A field of the sender's own certificate (the first of the chain)."""
+    return get(h.certificates[0]) if h.certificates else None
+
+
+declare(TlsHandshake, rank=45, timeline=at_packet, table="tls", sort=lambda h: (h.pkt.ts, h.pkt.frame), columns=(
+    ("ts", "Float64", lambda h: r6(h.pkt.ts)),
+    ("frame", "Int64", lambda h: h.pkt.frame),
+    ("src", "string", lambda h: h.pkt.src),
+    ("sport", "Int64", lambda h: h.pkt.sport),
+    ("dst", "string", lambda h: h.pkt.dst),
+    ("dport", "Int64", lambda h: h.pkt.dport),
+    ("vlan", "string", lambda h: vlan_text(h.pkt.vlan)),
+    ("protocol", "string", lambda h: h.protocol),
+    ("messages", "string", lambda h: " ".join(h.messages)),
+    ("hello", "string", lambda h: _hello(h, lambda x: x.role)),
+    ("legacy_version", "string", lambda h: _hello(h, lambda x: f"0x{x.legacy_version:04x}")),
+    ("versions", "string", lambda h: _hello(h, lambda x: _codes(x.versions))),
+    ("cipher_suites", "string", lambda h: _hello(h, lambda x: _codes(x.cipher_suites))),
+    ("groups", "string", lambda h: _hello(h, lambda x: _codes(x.groups))),
+    ("key_share_groups", "string", lambda h: _hello(h, lambda x: _codes(x.key_share_groups))),
+    ("signature_algorithms", "string", lambda h: _hello(h, lambda x: _codes(x.signature_algorithms))),
+    ("sni", "string", lambda h: _hello(h, lambda x: x.sni)),
+    ("alpn", "string", lambda h: _hello(h, lambda x: ",".join(x.alpn) or None)),
+    ("use_srtp", "string", lambda h: _hello(h, lambda x: _codes(x.use_srtp))),
+    ("certificates", "Int64", lambda h: None if h.certificates is None else len(h.certificates)),
+    ("cert_subject", "string", lambda h: _leaf(h, lambda c: c.subject)),
+    ("cert_issuer", "string", lambda h: _leaf(h, lambda c: c.issuer)),
+    ("cert_not_before", "Float64", lambda h: _leaf(h, lambda c: c.not_before)),
+    ("cert_not_after", "Float64", lambda h: _leaf(h, lambda c: c.not_after)),
+    ("cert_key_alg", "string", lambda h: _leaf(h, lambda c: c.key_alg)),
+    ("cert_key_bits", "Int64", lambda h: _leaf(h, lambda c: c.key_bits)),
+    ("cert_sig_alg", "string", lambda h: _leaf(h, lambda c: c.signature_alg)),
+    ("cert_self_signed", "boolean", lambda h: _leaf(h, lambda c: c.self_signed)),
+    ("cert_sha256", "string", lambda h: _leaf(h, lambda c: c.sha256)),
+    ("certificate_request", "boolean", lambda h: h.certificate_request),
+    ("ske_curve", "string", lambda h: None if h.ske_curve is None else f"0x{h.ske_curve:04x}"),
+    ("ske_dh_bits", "Int64", lambda h: h.ske_dh_bits),
+    ("call_id", "string", lambda h: h.call_id),
+    ("sdp_fingerprint", "string", lambda h: h.sdp_fingerprint),
+))
 declare(RtcpPacket, rank=70, timeline=at_packet)

@@ -35,6 +35,7 @@ class MediaEndpoint:
     rtpmap: dict[int, tuple[str, int]]
     is_rtcp: bool                # the RTCP port of the m= line (port+1, RFC 3550 §11, or a=rtcp)
     payload_types: dict = field(default_factory=dict)   # pt -> (clock rate, codec name), filled on first use
+    fingerprint: tuple[str, str] | None = None   # a=fingerprint (hash function, hex value), RFC 8122
 
 
 def endpoints_in_lookup_order(sent_from, sent_to) -> tuple:
@@ -85,10 +86,13 @@ class MediaExpectations:
                 continue  # RFC 3264 §8.4 hold (0.0.0.0) and §6 rejected streams (port 0)
             rtpmap = {pt: (name, rate) for pt, name, rate in media.rtpmap}
             rtcp_port = media.rtcp_port or media.port + 1
+            fingerprint = ((media.fingerprint, media.fingerprint_value) if media.fingerprint else
+                           (sdp.fingerprint, sdp.fingerprint_value) if sdp.fingerprint else (None, None))
+            fingerprint = fingerprint if fingerprint[1] else None
             self._put((addr, media.port), MediaEndpoint(
-                msg.call_id, msg.pkt.frame, msg.pkt.ts, media.kind, media.proto, rtpmap, False))
+                msg.call_id, msg.pkt.frame, msg.pkt.ts, media.kind, media.proto, rtpmap, False, {}, fingerprint))
             self._put((addr, rtcp_port), MediaEndpoint(
-                msg.call_id, msg.pkt.frame, msg.pkt.ts, media.kind, media.proto, rtpmap, True))
+                msg.call_id, msg.pkt.frame, msg.pkt.ts, media.kind, media.proto, rtpmap, True, {}, fingerprint))
 
     def _put(self, key: tuple[str, int], endpoint: MediaEndpoint) -> None:
         old = self._table.get(key)
@@ -110,6 +114,13 @@ class MediaExpectations:
             if endpoint is not None and binding_holds(endpoint.setup_frame, endpoint.setup_ts, frame, ts,
                                                       self.max_age_s):
                 return endpoint
+        return None
+
+    def announced(self, addr: str, port: int, frame: int, ts: float) -> MediaEndpoint | None:
+        """What SDP announced at exactly this address:port, while its binding holds."""
+        endpoint = self._table.get((addr, port))
+        if endpoint is not None and binding_holds(endpoint.setup_frame, endpoint.setup_ts, frame, ts, self.max_age_s):
+            return endpoint
         return None
 
     def expire(self, now: float) -> None:
