@@ -14,8 +14,10 @@ from typing import Callable, Iterable, Protocol
 
 from dissectors import dispatch, icmp, l2, rtp
 from dissectors.dispatch import Entry, PortIndex
+from dissectors.http import HttpMessage
 from dissectors.net import Datagram, NetworkDecoder, Skipped
 from dissectors.tcp import TcpReassembler
+from dissectors.tftp import TftpPacket
 from voipwatch.capture import FRAME_NOTES
 from voipwatch.config import PipelineConfig
 from voipwatch.dedup import ANOMALIES as DEDUP_ANOMALIES, Deduplicator
@@ -23,6 +25,7 @@ from voipwatch.flows import FirstSeen
 from voipwatch.media import FramesTaken, RtpCollector, StreamingRtp
 from voipwatch.records import Anomaly, FlowSeen, Frame, HostSeen, RtpPacket, RtpStream, SipMessage
 from voipwatch.sessions import CallTracker, MediaExpectations, RegistrationTracker
+from voipwatch.transfers import Transfers
 
 # Buckets of frames that RtpStream records describe (no flow or host sightings for them).
 MEDIA_BUCKETS = frozenset({"rtp", "rtcp", "rtcp.malformed"})
@@ -91,6 +94,7 @@ class Analyzer:
         self._tcp_flows: OrderedDict[tuple, list] = OrderedDict()
         self._udp_table = PortIndex(dispatch.udp_entries(), self.config)
         self._tcp_table = PortIndex(dispatch.tcp_entries(), self.config)
+        self.transfers = Transfers()                    # TFTP and HTTP files (voipwatch.transfers)
         self.flows = FirstSeen(self.config.max_flows, self.config.sighting_idle_s)
         self.directions = FirstSeen(self.config.max_flows, self.config.sighting_idle_s)   # flows.keys without VLAN
         self.hosts = FirstSeen(self.config.max_hosts, self.config.sighting_idle_s)
@@ -104,7 +108,8 @@ class Analyzer:
         self.emit = sink.emit
         # Where a record a dispatch entry's parser returns goes: SIP messages feed the session trackers,
         # RTP packets the stream trackers; any other record goes out as it is.
-        self._records = defaultdict(lambda: sink.emit, {SipMessage: self._sip, RtpPacket: self._unannounced_rtp})
+        self._records = defaultdict(lambda: sink.emit, {SipMessage: self._sip, RtpPacket: self._unannounced_rtp,
+                                                        TftpPacket: self._tftp_packet, HttpMessage: self._http})
 
     # -- input -------------------------------------------------------------------------------
     def run(self, items: Iterable[Frame | Anomaly], progress: Callable[[Frame], None] | None = None) -> None:
@@ -346,6 +351,17 @@ class Analyzer:
         for reg in self.registrations.on_sip(msg):
             self.emit(reg)
 
+    # -- files moved in the clear -----------------------------------------------------------
+    def _tftp_packet(self, packet: TftpPacket) -> None:
+        self.emit(packet)
+        for transfer in self.transfers.on_tftp(packet):
+            self.emit(transfer)
+
+    def _http(self, msg: HttpMessage) -> None:
+        self.emit(msg)
+        for transfer in self.transfers.on_http(msg):
+            self.emit(transfer)
+
     def _emit_streams(self, streams: list[RtpStream]) -> None:
         for stream in streams:
             self.emit(stream)
@@ -371,6 +387,8 @@ class Analyzer:
             self._anomaly(anomaly)
         for anomaly in self.net.expire(now):
             self._anomaly(anomaly)
+        for transfer in self.transfers.expire(now):
+            self.emit(transfer)
         self.sink.tick(now)
         for call in self.calls.expire(now):
             self.emit(call)
@@ -402,6 +420,8 @@ class Analyzer:
             self.emit(call)
         for reg in self.registrations.finish(self.last_ts):
             self.emit(reg)
+        for transfer in self.transfers.finish():
+            self.emit(transfer)
         for name, count in (("sessions.media_expectations_overflow", self.expectations.overflows),
                             ("sessions.calls_overflow", self.calls.overflows),
                             ("sessions.registrations_overflow", self.registrations.overflows),
@@ -409,7 +429,8 @@ class Analyzer:
                             ("sessions.bindings_overflow", self.registrations.bindings.overflows),
                             ("rtp.streams_overflow", self.rtp.overflows),
                             ("sessions.flows_overflow", self.flows.overflows + self.directions.overflows),
-                            ("sessions.hosts_overflow", self.hosts.overflows)):
+                            ("sessions.hosts_overflow", self.hosts.overflows),
+                            ("sessions.transfers_overflow", self.transfers.overflows)):
             if count:
                 self.anomaly_counts[name] += count
 
