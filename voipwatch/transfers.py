@@ -35,7 +35,7 @@ class FileTransfer:
     size: int
     sha256: str | None              # None when cut or over the cap
     complete: bool
-    status: str                     # "ok", an HTTP status, "tftp error N", "cut"
+    status: str                     # "ok", an HTTP status, "tftp error N", "cut", "unanswered" (TFTP)
     file_kind: str | None           # provisioning.kind_of_name: "config" | "firmware" | None
     content: str                    # provisioning.classify: plaintext | signed | encrypted | binary | empty
     credential_fields: tuple[str, ...]
@@ -91,8 +91,11 @@ class Transfers:
         done: list[FileTransfer] = []
         if p.opcode in ("RRQ", "WRQ") and m.dport == TFTP_PORT:
             key = (m.vlan, m.src, m.sport, m.dst)
-            old = self._tftp.pop(key, None)
-            if old is not None and old.size:
+            old = self._tftp.get(key)
+            if old is not None and old.peer_port is None and old.req.filename == p.filename:
+                return done                  # RFC 1350 §4: a request repeated before any answer
+            if old is not None:
+                del self._tftp[key]
                 done.append(self._tftp_record(old, "cut", False))
             self._tftp[key] = _Tftp(p)
             if len(self._tftp) > MAX_TRANSFERS:
@@ -134,6 +137,8 @@ class Transfers:
         return done
 
     def _tftp_record(self, t: _Tftp, status: str, complete: bool, last: TftpPacket | None = None) -> FileTransfer:
+        if status == "cut" and t.peer_port is None:
+            status = "unanswered"
         r = t.req.pkt
         name = t.req.filename or ""
         content, fields = provisioning.classify(name, bytes(t.kept))
@@ -181,13 +186,11 @@ class Transfers:
     def expire(self, now: float) -> list[FileTransfer]:
         done = []
         for key in [k for k, t in self._tftp.items() if now - t.last_ts > TFTP_IDLE_S]:
-            t = self._tftp.pop(key)
-            if t.size:
-                done.append(self._tftp_record(t, "cut", False))
+            done.append(self._tftp_record(self._tftp.pop(key), "cut", False))
         return done
 
     def finish(self) -> list[FileTransfer]:
-        done = [self._tftp_record(t, "cut", False) for t in self._tftp.values() if t.size]
+        done = [self._tftp_record(t, "cut", False) for t in self._tftp.values()]
         self._tftp.clear()
         self._http.clear()
         return done
