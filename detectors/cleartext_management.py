@@ -12,7 +12,7 @@ from dissectors.snmp import SnmpMessage
 from dissectors.telnet import TelnetEvent
 from voipwatch.config_schema import ConfigError, opt
 from voipwatch.detect import AlertSpec, Detector, register
-from voipwatch.records import Registration
+from voipwatch.records import SipMessage
 from voipwatch.transfers import FileTransfer
 from voipwatch.windows import BoundedMap
 
@@ -67,7 +67,7 @@ class CleartextManagement(Detector):
     (OT-02); an NMS polling with a stale community looks like guessing only if it tries several.
     """
     name = "cleartext_management"
-    consumes = (SnmpMessage, FileTransfer, HttpMessage, FtpCommand, TelnetEvent, Registration)
+    consumes = (SnmpMessage, FileTransfer, HttpMessage, FtpCommand, TelnetEvent, SipMessage)
     Config = Config
     alerts = {
         "cleartext_snmp": AlertSpec("UM-10", "medium", SNMP, "SNMP v1/v2c sent its community string in clear"),
@@ -103,9 +103,10 @@ class CleartextManagement(Detector):
     def _is_phone(self, ip: str) -> bool:
         return ip in self._phones or _in(ip, self._phones_nets)
 
-    # -- SIP registrations: who the phones are ------------------------------------------------
-    def on_registration(self, reg: Registration):
-        self._phones.set(reg.src, True, reg.last_ts)
+    # -- SIP: who the phones are (the sources of REGISTER requests) ---------------------------------
+    def on_sip_message(self, msg: SipMessage):
+        if msg.method == "REGISTER":
+            self._phones.set(msg.pkt.src, True, msg.pkt.ts)
         return ()
 
     # -- UM-10, RF-10 (SNMP) -------------------------------------------------------------------
@@ -167,7 +168,7 @@ class CleartextManagement(Detector):
                                      + "; provision over HTTPS with signed (and encrypted) files.",
                                  evidence={"protocol": t.protocol, "file": t.name, "size": t.size, "sha256": t.sha256,
                                            "content": t.content, "credential_fields": fields,
-                                           "complete": t.complete, "first_ts": t.ts, "last_ts": t.end_ts})
+                                           "complete": t.complete, "first_ts": t.ts, "last_ts": t.end_ts}, **where)
         if t.sha256 is None or not t.complete:
             return
         before = self._files.get(t.name)
