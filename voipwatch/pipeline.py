@@ -55,6 +55,8 @@ ANOMALIES = {
                             "closed early",
     "sessions.flows_overflow": "flow directions over max_flows: the least recently seen forgotten (sighted anew later)",
     "sessions.hosts_overflow": "hosts over max_hosts: the least recently seen forgotten (sighted anew later)",
+    "sessions.transfers_overflow": "TFTP transfers or HTTP requests awaiting their response over 10000 "
+                                   "(voipwatch.transfers): the least recently active forgotten",
 }
 
 
