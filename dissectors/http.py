@@ -51,7 +51,7 @@ class HttpMessage:
     pkt: PacketMeta
     is_request: bool
     method: str | None = None
-    uri: str | None = None
+    uri: str | None = None                  # values of password-like query parameters replaced by "***"
     version: str | None = None
     status: int | None = None
     host: str | None = None
@@ -172,7 +172,10 @@ class HttpFramer:
                 elif not self.chunked and self.remaining == 0:
                     units.append(self._unit(True))
                 continue
-            pos = self._body(buf, pos, meta, units, notes)
+            after = self._body(buf, pos, meta, units, notes)
+            if after == pos:                 # an unfinished chunk-size line: wait for more bytes
+                break
+            pos = after
         return units, pos if not self.abandoned else n, notes
 
     def _start_body(self, head: bytes) -> tuple[str, str] | None:
@@ -295,6 +298,14 @@ def _basic(value: str) -> tuple[str | None, bytes | None]:
     return user.decode("utf-8", "replace"), password
 
 
+_QUERY_SECRET = re.compile(r"(?i)([?&;][^=&;#]*(?:pass|pwd|secret|token|key)[^=&;#]*=)[^&;#]*")
+
+
+def redact_uri(uri: str) -> str:
+    """A request target with the values of password-like query parameters replaced by "***"."""
+    return _QUERY_SECRET.sub(r"\1***", uri)
+
+
 _DIGEST_USER = re.compile(r'(?i)(?:^|,)\s*username\s*=\s*(?:"([^"]*)"|([^\s,]*))')
 
 
@@ -338,7 +349,7 @@ def parse(meta: PacketMeta, unit: HttpUnit) -> tuple[HttpMessage | None, list[An
         if method in ("POST", "PUT") and "application/x-www-form-urlencoded" in (common["content_type"] or "").lower():
             names = [k for k, _ in parse_qsl(unit.body_head.decode("latin-1"), keep_blank_values=True)]
             form = tuple(dict.fromkeys(n[:64] for n in names if _PASSWORD_FIELD.search(n)))
-        return HttpMessage(is_request=True, method=method, uri=unquote(request.group(2).decode("latin-1"))[:2048],
+        return HttpMessage(is_request=True, method=method, uri=redact_uri(unquote(request.group(2).decode("latin-1")))[:2048],
                            version=first[-4:].strip().decode("latin-1", "replace"),
                            auth_scheme=scheme, auth_user=user, auth_secret_sha256=digest, auth_secret_len=length,
                            auth_secret_default=default, form_password_fields=form, **common), notes
