@@ -1,4 +1,5 @@
-"""Writes sample_captures/cm-attacks.pcap and cm-benign.pcap: cleartext management, provisioning and logins.
+"""Writes sample_captures/cm-attacks.pcap (cm_benign.py writes cm-benign.pcap from benign() here): cleartext
+management, provisioning and logins.
 
 Site (untagged): phones 10.40.1.21-22 (10.40.1.21 registers over SIP to the PBX 10.40.1.5, so it is known as a
 phone), provisioning server 10.40.1.9, admin station 10.40.2.50, attacker 10.40.2.66.
@@ -227,6 +228,4 @@ def benign() -> PcapWriter:
 
 
 if __name__ == "__main__":
-    out = Path(__file__).resolve().parent.parent
-    attacks().save(out / "cm-attacks.pcap")
-    benign().save(out / "cm-benign.pcap")
+    attacks().save(sys.argv[1] if len(sys.argv) > 1 else str(Path(__file__).resolve().parents[1] / "cm-attacks.pcap"))
