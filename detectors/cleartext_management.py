@@ -188,7 +188,7 @@ class CleartextManagement(Detector):
             where = dict(ts=p.ts, src=p.src, dst=p.dst, dport=p.dport, vlan=p.vlan)
             if m.auth_scheme in ("Basic", "Digest") and self._once(("um12", "http", p.src, p.dst, m.auth_user), p.ts):
                 basic = m.auth_scheme == "Basic"
-                yield self.alert("credentials_in_clear", identifier=f"http {m.auth_user or '?'}@{p.dst}",
+                yield self.alert("credentials_in_clear", identifier=f"http {m.auth_user or '?'}@{p.dst} from {p.src}",
                                  severity="critical" if basic else "medium",
                                  msg=f"{p.src} sent HTTP {m.auth_scheme} credentials for user {m.auth_user!r} to "
                                      f"{p.dst}:{p.dport} without TLS" + (": the password is readable" if basic else
