@@ -211,7 +211,7 @@ class CleartextManagement(Detector):
                                      f"HTTP {m.status}" + (f" (Server: {m.server})" if m.server else ""))
 
     def _phone_admin(self, service: str, client: str, server: str, port: int, ts: float, vlan, what: str):
-        if not self._is_phone(server) or _in(client, self._allowed) or not self._once(("um15", service, client, server), ts):
+        if not self._is_phone(server) or _in(client, self._allowed) or not self._once(("um15", service, server), ts):
             return
         yield self.alert("cleartext_phone_admin", identifier=f"{service} {server}", ts=ts, src=client, dst=server,
                          dport=port, vlan=vlan,
@@ -224,7 +224,7 @@ class CleartextManagement(Detector):
     def on_ftp_command(self, c: FtpCommand):
         p = c.pkt
         if c.is_request and c.command == "PASS" and self._once(("um12", "ftp", p.src, p.dst), p.ts):
-            yield self.alert("credentials_in_clear", identifier=f"ftp {p.dst}", ts=p.ts, src=p.src, dst=p.dst,
+            yield self.alert("credentials_in_clear", identifier=f"ftp {p.src}->{p.dst}", ts=p.ts, src=p.src, dst=p.dst,
                              dport=p.dport, vlan=p.vlan,
                              msg=f"{p.src} sent an FTP password to {p.dst} in clear; use SFTP or FTPS.",
                              evidence={"service": "ftp", "password_sha256": c.secret_sha256,
@@ -237,7 +237,7 @@ class CleartextManagement(Detector):
         p = e.pkt
         server, client = (p.src, p.dst) if p.sport == 23 else (p.dst, p.src)
         if e.event == "password_prompt" and self._once(("um12", "telnet", client, server), p.ts):
-            yield self.alert("credentials_in_clear", identifier=f"telnet {server}", ts=p.ts, src=client, dst=server,
+            yield self.alert("credentials_in_clear", identifier=f"telnet {client}->{server}", ts=p.ts, src=client, dst=server,
                              dport=23, vlan=p.vlan,
                              msg=f"{server} asked {client} for a Telnet password: the answer crosses the network in "
                                  "clear; disable Telnet, use SSHv2.",
