@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Callable
 
-from dissectors import dns, rtcp, rtp, sip, stun, tls, zrtp
+from dissectors import dns, ftp, http, rtcp, rtp, sip, snmp, stun, telnet, tftp, tls, zrtp
 from dissectors.sip_stream import SipStreamFramer, SipStreamProbe
 from dissectors.tcp import Framer, StreamProbe
 from voipwatch.records import Anomaly, PacketMeta, TlsFlow
@@ -98,12 +98,21 @@ UDP = (
           ports=frozenset(dns.DNS_PORTS), **_DNS),
     Entry("dns", "a multicast DNS response, which has no question (RFC 6762 §6), on port 5353",
           dns.looks_like_mdns_answer, ports=frozenset((dns.MDNS_PORT,)), **_DNS),
+    Entry("snmp", "an SNMP v1/v2c/v3 message (RFC 3416, RFC 3412) on port 161 or 162", snmp.looks_like_snmp,
+          snmp.parse, failed="snmp.malformed", failed_meaning="a datagram that looked like SNMP whose PDU cannot be "
+                                                              "decoded", ports=snmp.SNMP_PORTS, first=snmp.FIRST_OCTETS),
+    Entry("tftp", "a TFTP read or write request (RFC 1350 §5) on port 69", tftp.looks_like_request, tftp.parse,
+          ports=frozenset((tftp.TFTP_PORT,)), first=tftp.FIRST_OCTETS),
     Entry("zrtp", "ZRTP key agreement (RFC 6189)", zrtp.looks_like_zrtp, first=zrtp.FIRST_OCTETS),
     Entry("stun", "STUN (RFC 5389): ICE checks and NAT keep-alives", stun.looks_like_stun, first=stun.FIRST_OCTETS),
     # A DTLS datagram without a cleartext handshake (application data, alerts) is still DTLS: failed="dtls".
     Entry("dtls", "a DTLS record (RFC 6347; DTLS-SRTP keying, RFC 5764)", tls.looks_like_dtls, tls.DtlsParser(),
           failed="dtls", failed_meaning="a DTLS datagram without a cleartext handshake message (application data, "
                                         "alerts, encrypted handshake)", first=tls.FIRST_OCTETS, fresh=tls.DtlsParser),
+    # TFTP moves the file between ports the request's answer picks (RFC 1350 §4): found by content, and
+    # voipwatch.transfers keeps only packets of a transfer a request opened.
+    Entry("tftp", "a TFTP DATA, ACK, ERROR or OACK packet (RFC 1350 §5, RFC 2347) on any port",
+          tftp.looks_like_transfer, tftp.parse, first=tftp.FIRST_OCTETS, not_ports=rtp.HEURISTIC_EXCLUDED_PORTS),
     Entry("rtcp", "an RTCP packet (RFC 3550 §6) on announced media, or found by Wireshark's rtcp_udp heuristic",
           rtcp.looks_like_rtcp, rtcp.parse_rtcp,
           failed="rtcp.malformed", failed_meaning="a datagram taken as RTCP that cannot be decoded",
@@ -122,12 +131,20 @@ TCP = (
     Entry("tcp.tls", "a TCP segment of a flow that starts with a TLS record (SIP over TLS: handshake described, "
                      "never decrypted)",
           tls.looks_like_tls, tls.parse_tls, framer=tls.TlsRecordFramer, opens=TlsFlow, first=tls.FIRST_OCTETS),
+    Entry("tcp.ftp", "a TCP segment of an FTP control connection (port 21, RFC 959: CRLF lines)", None, ftp.parse,
+          framer=ftp.stream_framer, ports=frozenset((ftp.FTP_PORT,))),
+    Entry("tcp.telnet", "a TCP segment of a Telnet connection (port 23, RFC 854)", None, telnet.parse,
+          framer=telnet.TelnetFramer, ports=frozenset((telnet.TELNET_PORT,))),
     # SIP on its ports is framed from the first byte, as Wireshark's port table does: the framer skips to
     # the next start line and gives up a direction that holds none (sip.not_sip_on_sip_port).
     Entry("tcp.sip", "a TCP segment of a SIP flow direction once a start line was found in it (framed by "
                      "Content-Length, §18.3, and resynchronised on start lines): on port 5060 or 5061 from its "
                      "first byte, elsewhere from the first segment that begins a SIP message",
           None, sip.parse_sip, framer=SipStreamFramer, ports=SIP_PORTS),
+    # HTTP/1.x on any port other than SIP's, from a first segment that begins a request or status line.
+    Entry("tcp.http", "a TCP segment of an HTTP/1.x flow direction (RFC 9112) that began with a request or status "
+                      "line", http.looks_like_http, http.parse, framer=http.HttpFramer, not_ports=SIP_PORTS,
+          first=http.FIRST_OCTETS),
     # Elsewhere SIP is sought segment by segment (Wireshark's SIP heuristic), for a bounded number of segments.
     Entry("tcp.sip", "a TCP segment of a SIP flow direction outside the SIP ports, from the first segment that "
                      "begins a SIP message", None, sip.parse_sip, framer=SipStreamFramer, seek=SipStreamProbe,

@@ -554,13 +554,14 @@ def test_sip_over_tcp_from_any_point(tmp_path, tshark, case):
 
 
 def test_sip_probe_outside_the_sip_ports_is_bounded(tmp_path):
-    """Outside the SIP ports a direction is probed for its first 32 data segments: an HTTP download is
-    then left alone without a word; WebSocket frames carrying SIP (RFC 7118) are reported once."""
+    """Outside the SIP ports a direction is probed for its first 32 data segments; WebSocket frames
+    carrying SIP (RFC 7118) are reported once. An HTTP download is described as HTTP (dissectors/http.py,
+    tried before the SIP probe) without a word."""
     http = [b"HTTP/1.1 200 OK\r\n\r\n"] + [bytes(range(32, 127)) * 10] * 39
     websocket = [b"\x81\x7e\x01\x20" + sip(f"ws{i}@x", start="SIP/2.0 200 OK") for i in range(40)]
     frames = tcp_segments(http, 8080, 40000) + tcp_segments(websocket, 8443, 40001)
     got = same_in_both(analyze(tmp_path, [write(tmp_path, "probe.pcap", pcap_bytes(frames))]))
-    assert got.summary["frames_by_class"] == {"tcp.control": 2, "tcp.other": 80}
+    assert got.summary["frames_by_class"] == {"tcp.control": 2, "tcp.http": 40, "tcp.other": 40}
     assert got.anomalies() == [(1 + 40 + 1 + 32, "sip", "sip.probe_gave_up")]   # the 32nd WebSocket segment
     assert got.details("sip.probe_gave_up") == [
         "32 TCP segments probed, 32 holding 'SIP/2.0' but none beginning with a SIP start line: no longer probed"]

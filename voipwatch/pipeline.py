@@ -12,13 +12,14 @@ from collections import Counter, OrderedDict, defaultdict
 from dataclasses import replace
 from typing import Callable, Iterable, Protocol
 
-from dataclasses import replace
 
 from dissectors import dispatch, icmp, l2, rtp
 from dissectors.tls import certificate_hash
 from dissectors.dispatch import Entry, PortIndex
+from dissectors.http import HttpMessage
 from dissectors.net import Datagram, NetworkDecoder, Skipped
 from dissectors.tcp import TcpReassembler
+from dissectors.tftp import TftpPacket
 from voipwatch.capture import FRAME_NOTES
 from voipwatch.config import PipelineConfig
 from voipwatch.dedup import ANOMALIES as DEDUP_ANOMALIES, Deduplicator
@@ -26,6 +27,7 @@ from voipwatch.flows import FirstSeen
 from voipwatch.media import FramesTaken, RtpCollector, StreamingRtp
 from voipwatch.records import Anomaly, FlowSeen, Frame, HostSeen, RtpPacket, RtpStream, SipMessage, TlsHandshake
 from voipwatch.sessions import CallTracker, MediaExpectations, RegistrationTracker
+from voipwatch.transfers import Transfers
 
 # Buckets of frames that RtpStream records describe (no flow or host sightings for them).
 MEDIA_BUCKETS = frozenset({"rtp", "rtcp", "rtcp.malformed"})
@@ -55,6 +57,8 @@ ANOMALIES = {
                             "closed early",
     "sessions.flows_overflow": "flow directions over max_flows: the least recently seen forgotten (sighted anew later)",
     "sessions.hosts_overflow": "hosts over max_hosts: the least recently seen forgotten (sighted anew later)",
+    "sessions.transfers_overflow": "TFTP transfers or HTTP requests awaiting their response over 10000 "
+                                   "(voipwatch.transfers): the least recently active forgotten",
 }
 
 
@@ -96,6 +100,7 @@ class Analyzer:
         self._udp_table = PortIndex(tuple(replace(e, parse=e.fresh()) if e.fresh is not None else e
                                           for e in dispatch.udp_entries()), self.config)
         self._tcp_table = PortIndex(dispatch.tcp_entries(), self.config)
+        self.transfers = Transfers()                    # TFTP and HTTP files (voipwatch.transfers)
         self.flows = FirstSeen(self.config.max_flows, self.config.sighting_idle_s)
         self.directions = FirstSeen(self.config.max_flows, self.config.sighting_idle_s)   # flows.keys without VLAN
         self.hosts = FirstSeen(self.config.max_hosts, self.config.sighting_idle_s)
@@ -110,7 +115,8 @@ class Analyzer:
         # Where a record a dispatch entry's parser returns goes: SIP messages feed the session trackers,
         # RTP packets the stream trackers; any other record goes out as it is.
         self._records = defaultdict(lambda: sink.emit, {SipMessage: self._sip, RtpPacket: self._unannounced_rtp,
-                                                        TlsHandshake: self._tls})
+                                                        TlsHandshake: self._tls, TftpPacket: self._tftp_packet,
+                                                        HttpMessage: self._http})
 
     # -- input -------------------------------------------------------------------------------
     def run(self, items: Iterable[Frame | Anomaly], progress: Callable[[Frame], None] | None = None) -> None:
@@ -365,6 +371,17 @@ class Analyzer:
                 handshake = replace(handshake, call_id=endpoint.call_id, sdp_fingerprint=verdict)
         self.emit(handshake)
 
+    # -- files moved in the clear -----------------------------------------------------------
+    def _tftp_packet(self, packet: TftpPacket) -> None:
+        self.emit(packet)
+        for transfer in self.transfers.on_tftp(packet):
+            self.emit(transfer)
+
+    def _http(self, msg: HttpMessage) -> None:
+        self.emit(msg)
+        for transfer in self.transfers.on_http(msg):
+            self.emit(transfer)
+
     def _emit_streams(self, streams: list[RtpStream]) -> None:
         for stream in streams:
             self.emit(stream)
@@ -390,6 +407,8 @@ class Analyzer:
             self._anomaly(anomaly)
         for anomaly in self.net.expire(now):
             self._anomaly(anomaly)
+        for transfer in self.transfers.expire(now):
+            self.emit(transfer)
         self.sink.tick(now)
         for call in self.calls.expire(now):
             self.emit(call)
@@ -421,6 +440,8 @@ class Analyzer:
             self.emit(call)
         for reg in self.registrations.finish(self.last_ts):
             self.emit(reg)
+        for transfer in self.transfers.finish():
+            self.emit(transfer)
         for name, count in (("sessions.media_expectations_overflow", self.expectations.overflows),
                             ("sessions.calls_overflow", self.calls.overflows),
                             ("sessions.registrations_overflow", self.registrations.overflows),
@@ -428,7 +449,8 @@ class Analyzer:
                             ("sessions.bindings_overflow", self.registrations.bindings.overflows),
                             ("rtp.streams_overflow", self.rtp.overflows),
                             ("sessions.flows_overflow", self.flows.overflows + self.directions.overflows),
-                            ("sessions.hosts_overflow", self.hosts.overflows)):
+                            ("sessions.hosts_overflow", self.hosts.overflows),
+                            ("sessions.transfers_overflow", self.transfers.overflows)):
             if count:
                 self.anomaly_counts[name] += count
 
