@@ -57,9 +57,11 @@ def _tpkt_size(header: bytes) -> int | None:
 
 
 def looks_like_tpkt_q931(payload: bytes) -> bool:
-    """A first segment that begins a TPKT packet carrying Q.931."""
-    return (len(payload) >= TPKT_HEADER + 1 and _tpkt_size(payload[:TPKT_HEADER]) is not None
-            and payload[TPKT_HEADER] == Q931_DISCRIMINATOR)
+    """A first segment that begins a TPKT packet carrying Q.931, or is a TPKT header alone (some stacks send
+    the 4-octet header in a segment of its own, as ndpi/pcap/h323.pcap frame 48 shows)."""
+    if len(payload) < TPKT_HEADER or _tpkt_size(payload[:TPKT_HEADER]) is None:
+        return False
+    return len(payload) == TPKT_HEADER or payload[TPKT_HEADER] == Q931_DISCRIMINATOR
 
 
 def framer() -> LengthFramer:

@@ -29,6 +29,12 @@ MESSAGES = {
     0x0100: "KeepAliveAck", 0x0105: "OpenReceiveChannel", 0x0106: "CloseReceiveChannel",
     0x0110: "SelectSoftKeys", 0x0111: "CallState", 0x0116: "ActivateCallPlane", 0x011D: "DialedNumber",
     0x0118: "UnregisterAck", 0x0144: "DisplayPriNotifyV2", 0x0145: "DisplayPromptStatusV2", 0x014A: "CallInfoV2",
+    0x0009: "ForwardStatReq", 0x000A: "SpeedDialStatReq", 0x000B: "LineStatReq", 0x000C: "ConfigStatReq",
+    0x000D: "TimeDateReq", 0x000E: "ButtonTemplateReq", 0x0025: "SoftKeySetReq", 0x0090: "ForwardStatRes",
+    0x0091: "SpeedDialStatRes", 0x0092: "LineStatRes", 0x0093: "ConfigStatRes", 0x0094: "TimeDateRes",
+    0x0097: "ButtonTemplateRes", 0x0099: "DisplayText", 0x009A: "ClearDisplay", 0x0108: "SoftKeyTemplateRes",
+    0x0109: "SoftKeySetRes", 0x0112: "DisplayPromptStatus", 0x0113: "ClearPromptStatus", 0x0114: "DisplayNotify",
+    0x0115: "ClearNotify", 0x0117: "DeactivateCallPlane", 0x0154: "StartMediaTransmissionAck",
 }
 
 ANOMALIES = {
