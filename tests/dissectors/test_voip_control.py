@@ -33,11 +33,12 @@ def _tshark(tshark, path, display, fields):
 
 
 @pytest.mark.peer
-def test_mgcp_agrees_with_tshark(public_captures, tshark, analysis):
-    path = public_captures / "ndpi/pcap/mgcp.pcap"
+@pytest.mark.parametrize("capture, count", [("ndpi/pcap/mgcp.pcap", 23), ("sipnab/SIP_CALL_RTP_G711", 30)])
+def test_mgcp_agrees_with_tshark(capture, count, public_captures, tshark, analysis):
+    path = public_captures / capture
     ours = _records(analysis, path, {"mgcp"})
     theirs = _tshark(tshark, path, "mgcp", ["mgcp.req.verb", "mgcp.transid", "mgcp.req.endpoint", "mgcp.rsp.rspcode"])
-    assert len(theirs) == 23 and set(ours) == set(theirs)
+    assert len(theirs) == count and set(ours) == set(theirs)
     for frame, (verb, transid, endpoint, code) in theirs.items():
         (m,) = ours[frame]
         assert (m.message, m.transaction) == (verb or code, transid)
@@ -60,6 +61,16 @@ def test_q931_and_ras_agree_with_tshark(public_captures, tshark, analysis):
     for frame, (choice,) in ras.items():
         (m,) = ours[frame]
         assert (m.protocol, m.code, m.message) == ("h225.ras", int(choice), h225.RAS_MESSAGES[int(choice)])
+
+
+@pytest.mark.peer
+def test_ras_beside_sip_agrees_with_tshark(public_captures, tshark, analysis):
+    """The Wireshark SIP sample also holds RAS on UDP 1719 (24 messages): named by the same PER choice."""
+    path = public_captures / "sipnab/SIP_CALL_RTP_G711"
+    ours = _records(analysis, path, {"h225.ras"})
+    ras = _tshark(tshark, path, "h225.RasMessage", ["h225.RasMessage"])
+    assert len(ras) == 24 and {f: [m.code for m in ms] for f, ms in ours.items()} == \
+        {f: [int(choice)] for f, (choice,) in ras.items()}
 
 
 @pytest.mark.peer
