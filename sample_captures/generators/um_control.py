@@ -1,6 +1,7 @@
 """Writes sample_captures/um-control.pcap: VoIP control protocols other than SIP, in cleartext, and one
 IAX2 trunk that negotiates encryption (the trap).
 
+(sample_captures/um-control-benign.pcap, by um_control_benign.py, holds only the protected ones.)
 Internal hosts 10.30.0.x (untagged): call agent 10.30.0.2, MGCP gateway 10.30.0.3, Megaco MGC 10.30.0.4
 and MG 10.30.0.5, H.323 endpoint 10.30.0.10 and gatekeeper/gateway 10.30.0.11, Skinny phone 10.30.0.20 and
 call manager 10.30.0.21, IAX2 peers 10.30.0.30/31 (cleartext) and 10.30.0.40/41 (encrypted).
@@ -148,24 +149,9 @@ def build() -> PcapWriter:
     return cap.pcap
 
 
-def build_benign() -> PcapWriter:
-    """um-control-benign.pcap: only protected control: the encrypted IAX2 trunk, and a phone's SCCP over TLS
-    on TCP 2443 (a TLS 1.2 ClientHello record header and body, RFC 5246 §6.2.1, §7.4.1.2)."""
-    cap = UdpCapture()
-    iax2_encrypted(cap)
-    flow = TcpFlow(cap.pcap, PHONE, 49300, CUCM, 2443, [2000])
-    flow.open(T0 + 40.0)
-    body = b"\x03\x03" + bytes(32) + b"\x00" + b"\x00\x02\xc0\x2f" + b"\x01\x00"   # version, random, session, suites, null compression
-    hello = bytes((1,)) + len(body).to_bytes(3, "big") + body
-    flow.send(T0 + 40.01, True, PSH | ACK, b"\x16\x03\x01" + struct.pack(">H", len(hello)) + hello)
-    return cap.pcap
-
-
-def main(out: str, benign: str) -> None:
+def main(out: str) -> None:
     build().save(out)
-    build_benign().save(benign)
 
 
 if __name__ == "__main__":
-    here = Path(__file__).resolve().parents[1]
-    main(*(sys.argv[1:3] if len(sys.argv) > 2 else (here / "um-control.pcap", here / "um-control-benign.pcap")))
+    main(sys.argv[1] if len(sys.argv) > 1 else str(Path(__file__).resolve().parents[1] / "um-control.pcap"))
