@@ -144,8 +144,8 @@ class VoipControlDetector(Detector):
         numbers = f"; {g.with_numbers} carried phone numbers" if g.with_numbers else ""
         keys = f"; {g.srtp_offers} SRTP offer(s) travelled inside it" if g.srtp_offers else ""
         yield self.alert(
-            "cleartext_control", ts=g.first_ts, identifier=f"{protocol} {a} <-> {b}", src=g.src, dst=g.dst, vlan=g.vlan,
-            severity=severity,
+            "cleartext_control", ts=g.last_ts, first_ts=g.first_ts, identifier=f"{protocol} {a} <-> {b}", src=g.src,
+            dst=g.dst, vlan=g.vlan, severity=severity, totals={"messages": n},
             msg=(f"{n} {NAMES[protocol]} message(s) between {g.src} and {g.dst} were readable ({counts}){numbers}{keys}"
                  f"{'; one end is public' if public else ''}: {ADVICE[protocol]}."),
             evidence={"protocol": protocol, "hosts": [g.src, g.dst], "messages": n, "by_message": dict(g.messages),
