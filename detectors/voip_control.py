@@ -10,7 +10,7 @@ from voipwatch.config_schema import ConfigError, opt
 from voipwatch.detect import AlertSpec, Detector, register
 from voipwatch.records import VoipControl
 
-TRUST = "Part I: Trusted path and channel protections"
+SG = "Part II: Signaling gateway protections"
 NAMES = {"mgcp": "MGCP", "megaco": "H.248/Megaco", "h225": "H.225.0/Q.931 call signalling", "h225.ras": "H.225.0 RAS",
          "sccp": "SCCP/Skinny", "iax2": "IAX2"}
 # What each protocol's own standard offers instead (the actionable sentence of the finding).
@@ -69,8 +69,8 @@ def _in(ip: str, net) -> bool:
 
 @register
 class VoipControlDetector(Detector):
-    """Cleartext VoIP control protocols other than SIP (UM-07; NSA guide Part I: Trusted path and channel
-    protections; Part II signalling and media gateways).
+    """Cleartext VoIP control protocols other than SIP (UM-07; NSA guide Part II: Signaling gateway
+    protections; Part I: Trusted path and channel protections).
 
     What: every MGCP, H.248/Megaco, H.225.0 (Q.931 over TPKT on 1720, RAS on 1719), SCCP/Skinny (TCP 2000) and
     IAX2 message the dissectors recognised by content on their ports, rolled up per protocol and host pair over
@@ -88,7 +88,7 @@ class VoipControlDetector(Detector):
     consumes = (VoipControl,)
     Config = Config
     alerts = {
-        "cleartext_control": AlertSpec("UM-07", "medium", TRUST,
+        "cleartext_control": AlertSpec("UM-07", "medium", SG,
                                        "A VoIP control protocol other than SIP (MGCP, H.248, H.323, SCCP, IAX2) ran in cleartext"),
     }
 

@@ -11,7 +11,7 @@ IAX2_PORT = 4569
 FULL_HEADER = 12             # §8.1.1: F|source call, R|destination call, timestamp, oseqno, iseqno, type, C|subclass
 MINI_HEADER = 4              # §8.1.2: F=0|source call, 16-bit timestamp
 TYPE_CONTROL, TYPE_IAX = 4, 6
-IE_CALLED_NUMBER, IE_CALLING_NUMBER, IE_ENCRYPTION = 0x01, 0x02, 0x26   # §8.6.1, §8.6.2, §8.6.34
+IE_CALLED_NUMBER, IE_CALLING_NUMBER, IE_ENCRYPTION = 0x01, 0x02, 0x2B   # §8.6.1, §8.6.2, §8.6.34
 MAX_DIGITS = 32
 
 # §8.2 frame types, §8.4 IAX subclasses, §8.3 control subclasses, named as Wireshark names them

@@ -133,9 +133,9 @@ def iax2(cap: UdpCapture) -> None:
 
 
 def iax2_encrypted(cap: UdpCapture) -> None:
-    secure = ie(11, b"\x00\x02") + ie(1, b"7000") + ie(0x26, b"\x00\x01")
+    secure = ie(11, b"\x00\x02") + ie(1, b"7000") + ie(0x2B, b"\x00\x01")
     cap.udp(T0 + 30.0, IAX_C, 4569, IAX_D, 4569, iax_full(5, 0, 1, 0, 0, 6, 1, secure))
-    cap.udp(T0 + 30.01, IAX_D, 4569, IAX_C, 4569, iax_full(6, 5, 2, 0, 1, 6, 7, ie(0x26, b"\x00\x01")))
+    cap.udp(T0 + 30.01, IAX_D, 4569, IAX_C, 4569, iax_full(6, 5, 2, 0, 1, 6, 7, ie(0x2B, b"\x00\x01")))
 
 
 def build() -> PcapWriter:

@@ -164,3 +164,12 @@ def test_message_names_are_wiresharks(tshark):
     # UNQUELCH and UNSUPPORT, which we keep.
     differ = {k for k, v in iax2.IAX_SUBCLASSES.items() if values["iax2.iax.subclass"].get(k) != v}
     assert differ == {29, 33}
+
+
+def test_iax2_encryption_ie_is_0x2b_not_calling_presentation():
+    """RFC 5456 §8.6: ENCRYPTION is IE 0x2b (Wireshark: "Encryption format"); 0x26 is CALLINGPRES."""
+    def new(ie: bytes) -> bytes:
+        return b"\x80\x01\x00\x00\x00\x00\x00\x01\x00\x00\x06\x01" + ie
+    assert iax2.parse(META, new(b"\x2b\x02\x00\x01"))[0].secure is True
+    assert iax2.parse(META, new(b"\x26\x01\x00"))[0].secure is False
+    assert iax2.parse(META, new(b"\x2b\x02\x00\x00"))[0].secure is False
