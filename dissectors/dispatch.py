@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Callable
 
-from dissectors import dns, ftp, http, rtcp, rtp, sip, snmp, stun, telnet, tftp, tls, zrtp
+from dissectors import dns, ftp, h225, http, iax2, megaco, mgcp, rtcp, rtp, sip, skinny, snmp, stun, telnet, tftp, tls, zrtp
 from dissectors.sip_stream import SipStreamFramer, SipStreamProbe
 from dissectors.tcp import Framer, StreamProbe
 from voipwatch.records import Anomaly, PacketMeta, TlsFlow
@@ -103,6 +103,23 @@ UDP = (
                                                               "decoded", ports=snmp.SNMP_PORTS, first=snmp.FIRST_OCTETS),
     Entry("tftp", "a TFTP read or write request (RFC 1350 §5) on port 69", tftp.looks_like_request, tftp.parse,
           ports=frozenset((tftp.TFTP_PORT,)), first=tftp.FIRST_OCTETS),
+    # Other VoIP control protocols on their registered ports, each recognised by its content first.
+    Entry("mgcp", "an MGCP command or response (RFC 3435) on UDP 2427 or 2727", mgcp.looks_like_mgcp, mgcp.parse,
+          failed="mgcp.unparsed", failed_meaning="a datagram that looked like MGCP without a valid command or "
+                                                 "response line", ports=mgcp.MGCP_PORTS),
+    Entry("megaco", "an H.248/Megaco message (RFC 3525) on UDP 2944 or 2945: text described, binary counted",
+          megaco.looks_like_megaco, megaco.parse, failed="megaco.unparsed",
+          failed_meaning="a datagram that looked like text Megaco whose header cannot be read",
+          ports=megaco.MEGACO_PORTS),
+    Entry("h225.ras", "an H.225.0 RAS message on UDP 1719, named by its PER choice", h225.looks_like_ras,
+          h225.parse_ras, failed="h225.ras_unparsed", failed_meaning="a datagram on UDP 1719 whose first octet "
+                                                                     "is no RasMessage choice",
+          ports=frozenset((h225.H225_RAS_PORT,))),
+    Entry("iax2", "an IAX2 full frame (RFC 5456 §8.1.1) on UDP 4569", iax2.is_full_frame, iax2.parse,
+          failed="iax2.short_frame", failed_meaning="a datagram on UDP 4569 with the F bit but no full header",
+          ports=frozenset((iax2.IAX2_PORT,))),
+    Entry("iax2.media", "an IAX2 mini or meta frame (RFC 5456 §8.1.2, §8.1.3) on UDP 4569: media, counted",
+          iax2.is_mini_frame, ports=frozenset((iax2.IAX2_PORT,))),
     Entry("zrtp", "ZRTP key agreement (RFC 6189)", zrtp.looks_like_zrtp, first=zrtp.FIRST_OCTETS),
     Entry("stun", "STUN (RFC 5389): ICE checks and NAT keep-alives", stun.looks_like_stun, first=stun.FIRST_OCTETS),
     # A DTLS datagram without a cleartext handshake (application data, alerts) is still DTLS: failed="dtls".
@@ -145,6 +162,15 @@ TCP = (
     Entry("tcp.http", "a TCP segment of an HTTP/1.x flow direction (RFC 9112) that began with a request or status "
                       "line", http.looks_like_http, http.parse, framer=http.HttpFramer, not_ports=SIP_PORTS,
           first=http.FIRST_OCTETS),
+    # H.225.0 call signalling and SCCP on their ports, when the first data segment is theirs (before the
+    # SIP heuristic, which would otherwise seek SIP in them).
+    Entry("tcp.h225", "a TCP segment of an H.225.0 call signalling flow (TCP 1720 whose first data segment begins "
+                      "a TPKT packet carrying Q.931; framed by TPKT length, RFC 1006)",
+          h225.looks_like_tpkt_q931, h225.parse_q931, framer=h225.framer, ports=frozenset((h225.H225_CS_PORT,)),
+          first=frozenset((h225.TPKT_VERSION,))),
+    Entry("tcp.sccp", "a TCP segment of an SCCP/Skinny flow (TCP 2000 whose first data segment begins a plausible "
+                      "12-octet Skinny header; framed by its length)",
+          skinny.looks_like_skinny, skinny.parse, framer=skinny.framer, ports=frozenset((skinny.SKINNY_PORT,))),
     # Elsewhere SIP is sought segment by segment (Wireshark's SIP heuristic), for a bounded number of segments.
     Entry("tcp.sip", "a TCP segment of a SIP flow direction outside the SIP ports, from the first segment that "
                      "begins a SIP message", None, sip.parse_sip, framer=SipStreamFramer, seek=SipStreamProbe,

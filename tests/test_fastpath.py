@@ -250,7 +250,7 @@ def test_rtp_candidates_decode_as_the_dissectors_do(linktype, tmp_path):
     assert len(frames) // 6 < len(cands) < len(frames) // 2
     # Ports the dispatch table names are left to the per-frame pipeline (dissectors/dispatch.py).
     named = {port for entry in dispatch.udp_entries() for port in entry.ports | entry.home}
-    assert named == {53, 5353, 5060, 5061, 69, 161, 162}     # DNS, SIP, TFTP requests, SNMP
+    assert named == {53, 5353, 5060, 5061, 69, 161, 162, 2427, 2727, 2944, 2945, 1719, 4569}   # DNS, SIP, TFTP, SNMP, MGCP, H.248, RAS, IAX2
     assert sorted(cands.index.tolist()) == sorted(set(cands.index.tolist()))
     flows = cands.flows.tolist()
     streams = list(zip(cands.flow.tolist(), cands.ssrc.tolist()))

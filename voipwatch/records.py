@@ -738,3 +738,42 @@ declare(TlsHandshake, rank=45, timeline=at_packet, table="tls", sort=lambda h: (
     ("sdp_fingerprint", "string", lambda h: h.sdp_fingerprint),
 ))
 declare(RtcpPacket, rank=70, timeline=at_packet)
+
+
+@dataclass(frozen=True, slots=True)
+class VoipControl:
+    """One message of a VoIP control protocol other than SIP (MGCP, H.248/Megaco, H.225.0/Q.931 and RAS,
+    SCCP/Skinny, IAX2): what was said, by whom, and whether the protocol shows its own protection."""
+    pkt: PacketMeta
+    protocol: str                  # "mgcp" | "megaco" | "h225" (Q.931 over TPKT) | "h225.ras" | "sccp" | "iax2"
+    message: str                   # verb, response code, message name (as Wireshark names it) or "0x...."
+    code: int | None = None        # the numeric message type/id/response code, when the protocol has one
+    transaction: str | None = None  # MGCP/Megaco transaction id, Q.931 call reference, IAX2 "src/dst" calls
+    endpoint: str | None = None    # MGCP endpoint name, Megaco mId, SCCP device name (RegisterReq)
+    call_id: str | None = None     # MGCP CallId (C:)
+    calling: str | None = None     # calling party number (Q.931 IE 0x6C, IAX2 IE 2)
+    called: str | None = None      # called party number (Q.931 IE 0x70, IAX2 IE 1)
+    secure: bool | None = None     # True: the message offers/negotiates protection (MGCP SDP RTP/SAVP, IAX2
+                                   # ENCRYPTION IE); False: it shows none where it could; None: not visible
+
+
+declare(VoipControl, rank=55, timeline=at_packet, table="voip_control", sort=lambda m: (m.pkt.ts, m.pkt.frame),
+        columns=(
+    ("ts", "Float64", lambda m: r6(m.pkt.ts)),
+    ("frame", "Int64", lambda m: m.pkt.frame),
+    ("protocol", "string", lambda m: m.protocol),
+    ("message", "string", lambda m: m.message),
+    ("code", "Int64", lambda m: m.code),
+    ("src", "string", lambda m: m.pkt.src),
+    ("sport", "Int64", lambda m: m.pkt.sport),
+    ("dst", "string", lambda m: m.pkt.dst),
+    ("dport", "Int64", lambda m: m.pkt.dport),
+    ("transport", "string", lambda m: m.pkt.transport),
+    ("vlan", "string", lambda m: vlan_text(m.pkt.vlan)),
+    ("transaction", "string", lambda m: m.transaction),
+    ("endpoint", "string", lambda m: m.endpoint),
+    ("call_id", "string", lambda m: m.call_id),
+    ("calling", "string", lambda m: m.calling),
+    ("called", "string", lambda m: m.called),
+    ("secure", "boolean", lambda m: m.secure),
+))
