@@ -115,9 +115,9 @@ def test_tables_hold_no_wall_clock(tmp_path):
     ingest(a, [str(OFFICE)], load_settings())
     ingest(b, [str(OFFICE)], load_settings())
     files = sorted(p.relative_to(a) for p in a.rglob("*.parquet") if p.parts[-2] != "runs")
-    # every table with rows and the alerts, one day each (the office capture holds no HTTP, TFTP, FTP,
+    # every table with rows and the alerts, one day each (the office capture holds no TLS, HTTP, TFTP, FTP,
     # Telnet, SNMP or VoIP control protocol but SIP: those tables are empty and write no file)
-    empty = {"http", "file_transfers", "snmp", "ftp", "telnet", "voip_control"}
+    empty = {"tls", "http", "file_transfers", "snmp", "ftp", "telnet", "voip_control"}
     assert [f.parts[0] for f in files] == sorted((set(TABLES) - empty) | {"alerts"})
     assert all((a / f).read_bytes() == (b / f).read_bytes() for f in files)
 
