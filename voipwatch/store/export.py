@@ -146,7 +146,9 @@ def export_pcap(store: Path, con, found: dict, out: Path) -> Export:
             settings = caps.settings(run_id)
             analysis = analyze_files(paths, settings)
             wanted = {r[0] for r in group}
-            views = [v for v in select_calls(analysis) if v.call.call_id in wanted]
+            # a view names a call by its Call-IDs (a B2BUA call has one per side, voipwatch.legs); views of
+            # dialogs that are no call (call None) hold none of the calls table's Call-IDs
+            views = [v for v in select_calls(analysis) if wanted.intersection(v.call_ids)]
             by_call, _ = collect(paths, views, settings.pipeline)
             for call_frames in by_call.values():
                 for f in call_frames:
