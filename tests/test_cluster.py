@@ -462,3 +462,23 @@ def test_an_unreachable_scheduler_is_a_named_error(tmp_path):
                       DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT="2s")
     assert run.returncode == 1
     assert run.stderr.splitlines()[-1].startswith(f"error: cannot reach the Dask scheduler at {address}")
+
+
+# --- SPAN copies --------------------------------------------------------------------------------------
+
+def test_span_copies_of_a_set_are_dropped_as_in_one_process(tmp_path):
+    """xv-benign.pcap holds each RTP packet of call remote@xv twice (tshark: SSRC 0xbc03cb0a has 40
+    frames, each IP id on VLAN 900 then, 0.2 ms later, on VLAN 50); a second copy of the file makes
+    every packet a copy across files too. Decoded apart, the set drops the same copies as the
+    per-frame merge, and the call keeps its two streams of 20 packets."""
+    xv = REPO / "sample_captures" / "xv-benign.pcap"
+    shutil.copy(xv, tmp_path / "again.pcap")
+    sets = [[str(xv), str(REPO / "sample_captures" / "um-benign.pcap")], [str(xv), str(tmp_path / "again.pcap")]]
+    for k, paths in enumerate(sets):
+        got = outputs(stitched(paths), tmp_path / f"stitched{k}")
+        assert_same(got, per_frame(paths, tmp_path / f"per-frame{k}"))
+        assert got[1]["frames_by_class"]["duplicates"] > 0
+        calls = read_table(tmp_path / f"stitched{k}", "calls")
+        assert calls.loc[calls.call_id == "remote@xv", "n_streams"].tolist() == [2]
+        streams = read_table(tmp_path / f"stitched{k}", "rtp_streams")
+        assert streams.loc[streams.call_id == "remote@xv", "packets"].tolist() == [20, 20]

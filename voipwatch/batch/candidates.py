@@ -65,6 +65,8 @@ class Candidates:
     payload_len: np.ndarray  # int32
     heuristic: np.ndarray    # bool: dissectors.rtp.looks_like_rtp would accept it
     ts: np.ndarray           # float64 capture time
+    ident: np.ndarray | None = None   # kept for the client of a set decoded apart (voipwatch.cluster.stitch)
+    macs: np.ndarray | None = None    # ... which drops the SPAN copies of the whole set (voipwatch.batch.copies)
 
     def __len__(self) -> int:
         return len(self.index)
@@ -275,7 +277,9 @@ def group_candidates(decoded: DecodedCandidates, streams: KeyIds | None = None) 
         index=decoded.index[grouped], flow=np.repeat(flow_of_stream, np.diff(np.r_[starts, n])),
         flows=np.stack([key[first[flow_first]].astype(np.uint64) for key in keys[:-1]], axis=1),
         ssrc=keys[-1][grouped], seq=decoded.seq[grouped], rtp_ts=decoded.rtp_ts[grouped], b1=decoded.b1[grouped],
-        payload_len=decoded.payload_len[grouped], heuristic=decoded.heuristic[grouped], ts=decoded.ts[grouped])
+        payload_len=decoded.payload_len[grouped], heuristic=decoded.heuristic[grouped], ts=decoded.ts[grouped],
+        ident=None if decoded.ident is None else decoded.ident[grouped],
+        macs=None if decoded.macs is None else decoded.macs[grouped])
 
 
 def _factorize_rows(columns: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

@@ -53,9 +53,11 @@ class ChunkReader:
     reports it exactly).
     """
 
-    def __init__(self, path: str, grouped: bool = True, dedup_window_s: float | None = None):
+    def __init__(self, path: str, grouped: bool = True, dedup_window_s: float | None = None,
+                 copy_keys: bool = False):
         self.path = path
         self.grouped = grouped        # Chunk.cands grouped by stream (else DecodedCandidates)
+        self.copy_keys = copy_keys    # candidates keep what tells SPAN copies apart (ident, MACs)
         self.streams = KeyIds(KEY_COLUMNS)      # the stream keys of every chunk (group_candidates)
         self.copies = CandidateCopies(dedup_window_s) if dedup_window_s is not None else None
         with open(path, "rb") as raw:
@@ -101,23 +103,25 @@ class ChunkReader:
                     scanner.irregular = True      # a record longer than a chunk: leave it to the generic reader
                     break
                 if len(records.ts):
-                    yield _chunk(records, self.streams if self.grouped else None, self.copies)
+                    yield _chunk(records, self.streams if self.grouped else None, self.copies, self.copy_keys)
                 base += used
                 kept = end - used
                 buf[:kept] = buf[used:end]
         self.complete = not scanner.irregular and not kept and not broken
 
 
-def _chunk(records: Records, streams: KeyIds | None, copies: CandidateCopies | None = None) -> Chunk:
+def _chunk(records: Records, streams: KeyIds | None, copies: CandidateCopies | None = None,
+           copy_keys: bool = False) -> Chunk:
     """The chunk's candidates (their SPAN copies dropped when `copies`) grouped with `streams`, or
-    (None) decoded only."""
+    (None) decoded only; with `copy_keys`, each keeps its IP identification and MACs."""
     decoded = decode_candidates(records)
     is_cand = np.zeros(len(records.ts), dtype=bool)
     is_cand[decoded.index] = True
     duplicates = 0
     if copies is not None:
         decoded, duplicates = copies.drop(decoded)
-    decoded.ident = decoded.macs = None
+    if not copy_keys:
+        decoded.ident = decoded.macs = None
     cands = group_candidates(decoded, streams) if streams is not None else decoded
     slow = np.flatnonzero(~is_cand)
     buf = records.buf

@@ -5,7 +5,8 @@ the RTP candidates of each chunk are decoded column-wise and grouped by stream, 
 (SIP, DNS, RTCP, TCP, IPv6, fragments, ...) is cut out as raw bytes for the client's per-frame
 pipeline, and the part of the file the scanner leaves (an irregular record, a compressed file) is
 read by the generic reader (voipwatch.capture.read_capture), frames and anomalies as they are. The
-capture time of every item comes back too: the client needs all of them to merge the files.
+capture time of every item comes back too: the client needs all of them to merge the files, and
+each candidate's IP identification and MACs, with which the client drops the set's SPAN copies.
 Nothing here depends on another file, on SDP or on configuration; that is the client's work.
 """
 from __future__ import annotations
@@ -73,7 +74,7 @@ def decode_capture(path: str) -> FilePart:
 
 def _decode(path: str) -> FilePart:
     try:
-        reader: ChunkReader | None = ChunkReader(path, grouped=True)
+        reader: ChunkReader | None = ChunkReader(path, grouped=True, copy_keys=True)
     except (OSError, ScanError):      # not a file the scanner walks: the generic reader decides
         reader = None
     blocks: list[tuple[int, Candidates]] = []

@@ -15,7 +15,8 @@ from typing import Callable
 
 import numpy as np
 
-from voipwatch.batch.candidates import Candidates, DecodedCandidates, group_candidates
+from voipwatch.batch.candidates import KEY_COLUMNS, Candidates, DecodedCandidates, group_candidates
+from voipwatch.batch.copies import CandidateCopies
 from voipwatch.batch.grouping import KeyIds
 from voipwatch.batch.rtp import BatchRtp
 from voipwatch.cluster.decode import FilePart
@@ -69,7 +70,9 @@ def feed_parts(parts: list[FilePart], analyzer: Analyzer, rtp: BatchRtp,
         analyzer.process(item)
         if progress is not None and type(item) is Frame:
             progress(item)
-    for frames, cands in _in_run_order(blocks):
+    ordered, duplicates = _in_run_order(blocks, rtp.dedup_window_s)
+    analyzer.count_duplicates(duplicates)
+    for frames, cands in ordered:
         rtp.count_candidates(len(cands), float(cands.ts.min()), float(cands.ts.max()))
         rtp.add_candidates(cands, frames)
 
@@ -91,28 +94,46 @@ def _per_frame_items(part: FilePart, source: int, merged: np.ndarray, place: np.
             yield places[k], Anomaly(item.ts, number, item.layer, item.name, item.detail, item.src, item.dst)
 
 
-def _in_run_order(blocks: list[tuple[np.ndarray, Candidates]]) -> list[tuple[np.ndarray, Candidates]]:
-    """The candidate blocks in run order. Rotated files give blocks whose frames do not interleave, so
-    each keeps the grouping its worker made; files that overlap in time are regrouped here."""
+def _in_run_order(blocks: list[tuple[np.ndarray, Candidates]], dedup_window_s: float | None
+                  ) -> tuple[list[tuple[np.ndarray, Candidates]], int]:
+    """The candidate blocks in run order, and the SPAN copies dropped among them. Without deduplication,
+    rotated files give blocks whose frames do not interleave, so each keeps the grouping its worker made.
+    Otherwise the candidates are regrouped here in run order, and with `dedup_window_s` the copies of
+    the whole set are dropped first, as the per-frame merge drops them (voipwatch.batch.copies: within
+    one file and across files)."""
     blocks = sorted((b for b in blocks if len(b[1])), key=lambda b: int(b[0].min()))
-    if all(int(a[0].max()) < int(b[0].min()) for a, b in zip(blocks, blocks[1:])):
-        return blocks
+    if dedup_window_s is None and all(int(a[0].max()) < int(b[0].min()) for a, b in zip(blocks, blocks[1:])):
+        return blocks, 0
+    if not blocks:
+        return [], 0
     columns = [np.concatenate(column) for column in zip(*((frames, *_keyed(c)) for frames, c in blocks))]
     by_frame = np.argsort(columns[0], kind="stable")
-    index, vlan, addresses, ports, ssrc, seq, rtp_ts, b1, payload_len, heuristic, ts = (c[by_frame] for c in columns)
-    streams = KeyIds(4)
-    out = []
+    index, keys, (seq, rtp_ts, b1, payload_len, heuristic, ts, ident, macs) = (
+        columns[0][by_frame], [c[by_frame] for c in columns[1:KEY_COLUMNS + 1]],
+        [c[by_frame] for c in columns[KEY_COLUMNS + 1:]])
+    copies = CandidateCopies(dedup_window_s) if dedup_window_s is not None else None
+    streams = KeyIds(KEY_COLUMNS)
+    out, dropped = [], 0
     for lo in range(0, len(index), REGROUP_ROWS):
         part = slice(lo, lo + REGROUP_ROWS)
-        grouped = group_candidates(DecodedCandidates(
-            index=index[part], keys=[vlan[part], addresses[part], ports[part], ssrc[part]], seq=seq[part],
-            rtp_ts=rtp_ts[part], b1=b1[part], payload_len=payload_len[part], heuristic=heuristic[part],
-            ts=ts[part]), streams)
-        out.append((grouped.index, grouped))
-    return out
+        decoded = DecodedCandidates(index=index[part], keys=[k[part] for k in keys], seq=seq[part],
+                                    rtp_ts=rtp_ts[part], b1=b1[part], payload_len=payload_len[part],
+                                    heuristic=heuristic[part], ts=ts[part], ident=ident[part], macs=macs[part])
+        if copies is not None:
+            decoded, n = copies.drop(decoded)
+            dropped += n
+        decoded.ident = decoded.macs = None
+        if len(decoded):
+            grouped = group_candidates(decoded, streams)
+            out.append((grouped.index, grouped))
+    return out, dropped
 
 
 def _keyed(c: Candidates) -> tuple[np.ndarray, ...]:
-    """A grouped block's columns with each row's full stream key (those of DecodedCandidates but `index`)."""
-    return (c.flows[c.flow, 0], c.flows[c.flow, 1], c.flows[c.flow, 2], c.ssrc, c.seq, c.rtp_ts, c.b1,
-            c.payload_len, c.heuristic, c.ts)
+    """A grouped block's columns with each row's full stream key (those of DecodedCandidates but `index`),
+    then what tells its copies apart (IP identification, MACs; zeros when the worker kept none)."""
+    n = len(c)
+    ident = c.ident if c.ident is not None else np.zeros(n, dtype=np.uint32)
+    macs = c.macs if c.macs is not None else np.zeros((n, 2), dtype=np.uint64)
+    return (*(c.flows[c.flow, j] for j in range(c.flows.shape[1])), c.ssrc, c.seq, c.rtp_ts, c.b1,
+            c.payload_len, c.heuristic, c.ts, ident, macs)

@@ -8,7 +8,7 @@ by the rules that made the row, not by a list kept per row:
 - a dialog that is no call (REGISTER, OPTIONS, ...): the frames its stored SIP messages name (those
   the search found it with: within the time window when one is given);
 - a stream of no exported call: the RTP packets the pipeline gives that stream (flow, SSRC, and its
-  first to last packet time), from its captures read again;
+  first to last packet time), from its captures read again, with every SPAN copy as captured;
 - a finding: the call or dialog of its Call-ID; a finding without one has no packets of its own.
 Every capture is checked against its stored SHA-256 before it is read. The packets are written in
 capture-time order with their original link layer (voipwatch.call.bundle.write_pcap).
@@ -16,7 +16,7 @@ capture-time order with their original link layer (voipwatch.call.bundle.write_p
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from voipwatch.capture import read_capture, read_captures
@@ -146,7 +146,9 @@ def export_pcap(store: Path, con, found: dict, out: Path) -> Export:
             settings = caps.settings(run_id)
             analysis = analyze_files(paths, settings)
             wanted = {r[0] for r in group}
-            views = [v for v in select_calls(analysis) if v.call.call_id in wanted]
+            # a view names a call by its Call-IDs (a B2BUA call has one per side, voipwatch.legs); views of
+            # dialogs that are no call (call None) hold none of the calls table's Call-IDs
+            views = [v for v in select_calls(analysis) if wanted.intersection(v.call_ids)]
             by_call, _ = collect(paths, views, settings.pipeline)
             for call_frames in by_call.values():
                 for f in call_frames:
@@ -180,10 +182,17 @@ def export_pcap(store: Path, con, found: dict, out: Path) -> Export:
                                       [[r["call_id"] for r in group if r["call_id"]]]).fetchone()[0]
             first = min(starts + ([call_starts] if call_starts is not None else []))   # the SDP that set them up
             paths = caps.spanning(run_id, first, max(r["last_ts"] for r in group))
+            config = caps.settings(run_id).pipeline
+            # A stored stream counted SPAN copies once (voipwatch.dedup): its last_ts is its last packet's
+            # first copy, and the other copies of that packet came within the deduplication window after it.
+            copies_s = config.dedup_window_s if config.deduplicate else 0.0
             spans = {(_vlan(r["vlan"]), r["src"], r["sport"], r["dst"], r["dport"], int(r["ssrc"], 16)):
-                     (r["first_ts"], r["last_ts"]) for r in group}
+                     (r["first_ts"], r["last_ts"] + copies_s) for r in group}
             picker = _StreamPackets(spans)
-            analyzer = Analyzer(picker, caps.settings(run_id).pipeline, rtp=picker)
+            # Every frame described as it is read (picker.frame is the frame being processed), so SPAN
+            # copies are not held back and dropped: the pcap keeps each copy as captured, as call.pcap does
+            # (voipwatch.call.packets.collect).
+            analyzer = Analyzer(picker, replace(config, deduplicate=False), rtp=picker)
             for item in read_captures(paths):
                 if type(item) is Frame:
                     picker.frame = item
