@@ -179,9 +179,15 @@ def test_sbc_streams_are_judged_by_their_own_legs_sdp(analysis, mode):
     """UM-01 per leg: the SBC's outer leg is DTLS-SRTP, its inner leg plain RTP/AVP. Only the two inner
     streams are cleartext (one SDP exchange for the whole Call-ID judged all four as DTLS-SRTP before)."""
     result = analysis(LEGS, mode=mode)
-    (alert,) = [a for a in result.alerts if a.name == "unencrypted_media.cleartext_rtp" and a.call_id == "sbc-anchor@legs"]
-    assert sorted(s["flow"] for s in alert.evidence["streams"]) == [
-        "10.30.1.12:40002>10.30.1.5:50002", "10.30.1.5:50002>10.30.1.12:40002"]
+    # UM-01 is a roll-up per pair of places (here all "internal hosts"): its host pairs count cleartext
+    # streams. tshark: SDP of the inner leg (frames 9, 10) is RTP/AVP, of the outer leg (7, 11)
+    # UDP/TLS/RTP/SAVP; 2 RTP streams each way between 10.30.1.5:50002 and 10.30.1.12:40002.
+    (alert,) = [a for a in result.alerts if a.name == "unencrypted_media.cleartext_rtp"
+                and "sbc-anchor@legs" in a.evidence["call_ids"]]
+    pairs = {frozenset(p["hosts"]): p["count"] for p in alert.evidence["top_host_pairs"]}
+    assert alert.evidence["host_pairs"] == len(pairs)          # every pair listed: an absent one had no cleartext
+    assert pairs[frozenset({"10.30.1.5", "10.30.1.12"})] == 2   # the inner leg's two streams
+    assert frozenset({"10.30.1.11", "10.30.1.5"}) not in pairs  # the outer DTLS-SRTP leg
     assert not [a for a in result.alerts if a.call_id == "sbc-anchor@legs" and a.name in (
         "unencrypted_media.zrtp_suspected", "cross_vlan.unannounced_media_peer", "unencrypted_media.srtp_downgrade")]
     assert {s.call_id for s in result.records["rtp_streams"] if "10.30.1.5" in (s.src, s.dst)} == {"sbc-anchor@legs"}
