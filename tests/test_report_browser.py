@@ -309,8 +309,8 @@ def test_report_renders_in_chromium(chromium, office_report, tmp_path):
         assert img["scheme"] == "data" and img["alt"]
     facts = seen["facts"]
     assert facts["scripts"] == 0
-    assert facts["sections"] == ["summary", "findings", "calls", "registrations", "streams", "network", "ladder",
-                                 "anomalies"]
+    assert facts["sections"] == ["summary", "incidents", "findings", "calls", "registrations", "streams", "network",
+                                 "ladder", "anomalies"]         # the incident timeline opens the report
     assert facts["title"].startswith("voipwatch report")
     # the screenshot: a test artifact to look at
     shot = tmp_path / "report-screenshot.png"
