@@ -9,8 +9,8 @@ double-tagged frames and SIP OPTIONS from the data VLAN host. office-incident.js
 the tools' own results and tshark's counts (a packet routed between two lab VLANs is mirrored once per
 VLAN: "frames" count every copy, "packets" count it once).
 
-The tests marked xfail(strict) assert facts that issue 12 corrects in parallel branches; each reason
-names the part (legs, registrar, network, findings, fraud) whose merge must make it pass.
+Every fact issue 12 corrected (per-leg SDP answers, the registrar's bindings, identity probing, zones of
+routed traffic, SPAN copies, living totals, incidents, account takeover) is asserted here in each path.
 """
 from __future__ import annotations
 
